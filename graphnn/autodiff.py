@@ -1,0 +1,140 @@
+"""Reverse-mode differentiation as a graph transform: one rule per primitive.
+
+``gradients`` walks the forward Graph backwards from a scalar and appends the gradient Nodes to
+the same Graph, so the backward goes through the same passes and backends as the forward.
+Pointwise rules come from ``sympy.diff`` of the op's definition (``graphnn.pointwise``).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import sympy
+
+from graphnn import pointwise as pw
+from graphnn.ir import Graph, Node
+from graphnn.ops import Builder
+
+NO_GRADIENT = ("iota", "rand", "detach", "input", "param", "buffer", "hyper")
+
+one = pw.fn("one", sympy.Integer(1), nargs=0)
+
+
+def gradients(graph: Graph, loss: Node, wrt: list[Node]) -> dict[int, Node]:
+    """d loss / d node for each node of ``wrt`` that the loss depends on, keyed by node id."""
+    if loss.shape != ():
+        raise ValueError(f"gradients need a scalar loss, got shape {loss.shape}")
+    b = Builder(graph)
+    wanted = {n.id for n in wrt}
+    needs = _needs_gradient(graph, wanted)
+    if loss.id not in needs:
+        return {}
+    b.path, b.module = loss.path, loss.module
+    grads: dict[int, Node] = {loss.id: b.pointwise(one)}
+    forward = graph.nodes[: graph.nodes.index(loss) + 1]
+    for node in reversed(forward):
+        g = grads.get(node.id)
+        if g is None or node.op in NO_GRADIENT:
+            continue
+        b.path, b.module = node.path, (node.module + " backward") if node.module else "backward"
+        for index, contribution in RULES[node.op](b, node, g, [i.id in needs for i in node.inputs]):
+            source = node.inputs[index]
+            previous = grads.get(source.id)
+            grads[source.id] = contribution if previous is None else b.pointwise(pw.add, previous, contribution)
+    return {i: grads[i] for i in wanted if i in grads}
+
+
+def _needs_gradient(graph: Graph, wanted: set[int]) -> set[int]:
+    needs = set()
+    for n in graph.nodes:
+        if n.id in wanted or (
+            n.op not in NO_GRADIENT and n.dtype in ("f32", "f64") and any(i.id in needs for i in n.inputs)
+        ):
+            needs.add(n.id)
+    return needs
+
+
+# -- rules: (builder, node, incoming gradient, which inputs need one) -> [(input index, grad)] ----
+Rule = Callable[[Builder, Node, Node, list], list]
+
+
+def _pointwise(b: Builder, node: Node, g: Node, needed: list) -> list:
+    fn = pw.PointwiseFn(node.attrs["name"], node.attrs["expr"], len(node.inputs), node.attrs.get("grad_from_output", ()))
+    out = []
+    for i, source in enumerate(node.inputs):
+        if not needed[i]:
+            continue
+        vjp = pw.vjp_expr(fn, i)
+        if vjp == 0:  # comparisons: no gradient flows through a condition
+            continue
+        grad = _pointwise_from(b, f"{fn.name}_grad" + (str(i) if fn.nargs > 1 else ""), vjp, g, node)
+        if source.shape == () and node.shape != ():
+            grad = b.reshape(b.reduce("sum", grad, range(len(node.shape))), ())
+        out.append((i, grad))
+    return out
+
+
+def _pointwise_from(b: Builder, name: str, expr: sympy.Expr, g: Node, node: Node) -> Node:
+    """A pointwise node for ``expr`` over g (G), the node's inputs (x_k) and its output (y)."""
+    sources = [(pw.G, g)] + [(pw.X[k], n) for k, n in enumerate(node.inputs)] + [(pw.Y, node)]
+    used = [(s, n) for s, n in sources if s in expr.free_symbols]
+    if expr == pw.G:
+        return g
+    renamed = expr.xreplace({s: pw.X[j] for j, (s, _) in enumerate(used)})
+    return b.pointwise(pw.fn(name, renamed, nargs=len(used)), *(n for _, n in used), dtype=g.dtype)
+
+
+def _reduce(b: Builder, node: Node, g: Node, needed: list) -> list:
+    x = node.inputs[0]
+    wide = b.expand(g, x.shape)
+    if node.attrs["kind"] == "sum":
+        return [(0, wide)]
+    if node.attrs.get("ties") == "first":
+        mask, _ = b.first_max(x, node.attrs["axes"][0])
+        return [(0, b.pointwise(pw.mul, mask, wide))]
+    # ties share the gradient evenly (PyTorch's amax)
+    at_max = b.pointwise(pw.eq, x, b.expand(node, x.shape), dtype=g.dtype)
+    count = b.expand(b.reduce("sum", at_max, node.attrs["axes"]), x.shape)
+    share = pw.fn("max_grad", pw.X[0] * pw.X[1] / pw.X[2])
+    return [(0, b.pointwise(share, at_max, wide, count))]
+
+
+def _swap_last(b: Builder, x: Node) -> Node:
+    perm = list(range(len(x.shape)))
+    perm[-1], perm[-2] = perm[-2], perm[-1]
+    return b.permute(x, perm)
+
+
+def _matmul(b: Builder, node: Node, g: Node, needed: list) -> list:
+    a, w = node.inputs
+    out = []
+    if needed[0]:
+        out.append((0, b.matmul(g, _swap_last(b, w))))
+    if needed[1]:
+        out.append((1, b.matmul(_swap_last(b, a), g)))
+    return out
+
+
+def _reshape(b: Builder, node: Node, g: Node, needed: list) -> list:
+    return [(0, b.reshape(g, node.inputs[0].shape))]
+
+
+def _permute(b: Builder, node: Node, g: Node, needed: list) -> list:
+    perm = node.attrs["perm"]
+    inverse = [perm.index(k) for k in range(len(perm))]
+    return [(0, b.permute(g, inverse))]
+
+
+def _expand(b: Builder, node: Node, g: Node, needed: list) -> list:
+    x = node.inputs[0]
+    axes = [k for k, (s, d) in enumerate(zip(x.shape, node.shape)) if s == 1 and d != 1]
+    return [(0, b.reduce("sum", g, axes))]
+
+
+RULES: dict[str, Rule] = {
+    "pointwise": _pointwise,
+    "reduce": _reduce,
+    "matmul": _matmul,
+    "reshape": _reshape,
+    "permute": _permute,
+    "expand": _expand,
+}

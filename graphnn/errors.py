@@ -1,0 +1,17 @@
+"""The errors graphnn raises, each a subclass of the Python error a PyTorch user would expect."""
+from graphnn.ops import ShapeError
+
+
+class TraceError(RuntimeError):
+    """The model does something a static graph cannot record (control flow on tensor values)."""
+
+
+class UnregisteredParameterError(TraceError):
+    """A Parameter used in forward that the model does not register (a plain list or dict)."""
+
+
+class InputError(ValueError):
+    """An input, target or label given to a compiled program that does not fit it."""
+
+
+__all__ = ["ShapeError", "TraceError", "UnregisteredParameterError", "InputError"]

@@ -1,0 +1,41 @@
+"""Flat persistent buffers: many arrays stored as views into one contiguous float32 array.
+
+Parameters, gradients and momentum each live in one such buffer, so an optimizer update is one
+loop over one array and a data-parallel gradient average is one collective call.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+
+class FlatBuffer:
+    """One contiguous array and the views into it, one per shape, in order."""
+
+    def __init__(self, shapes: Sequence[tuple], dtype=np.float32) -> None:
+        self.shapes = [tuple(s) for s in shapes]
+        sizes = [int(np.prod(s)) for s in self.shapes]
+        self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int).tolist()
+        self.array = np.zeros(self.offsets[-1], dtype)
+        self.views = [
+            self.array[self.offsets[k] : self.offsets[k + 1]].reshape(shape) for k, shape in enumerate(self.shapes)
+        ]
+
+    def __len__(self) -> int:
+        return len(self.views)
+
+
+def flatten_parameters(params: Sequence) -> FlatBuffer:
+    """Move the parameters' storage into one flat buffer (unless they already share one)."""
+    params = list(params)
+    store = getattr(params[0], "_flat", None) if params else None
+    if store is not None and len(store.views) == len(params) and all(
+        getattr(p, "_flat", None) is store and p.data is store.views[k] for k, p in enumerate(params)
+    ):
+        return store
+    store = FlatBuffer([p.shape for p in params])
+    for p, view in zip(params, store.views):
+        p._rebind(view)
+        p._flat = store
+    return store

@@ -1,0 +1,206 @@
+"""The graph IR: Nodes of primitive ops with symbolic shapes, and the Graph that holds them.
+
+A dimension is an int or a sympy expression of the batch symbol ``B``. A Graph is a list of
+Nodes in topological order plus named leaves (inputs, parameters, persistent buffers, runtime
+scalars), named outputs, the new values of persistent state (``updates``) and the run-time
+checks its inputs must pass. This module imports nothing of graphnn's.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+import sympy
+
+B = sympy.Symbol("B", integer=True, positive=True)
+"""The batch size: the leading dimension of every input, bound when a program is called."""
+
+Dim = Union[int, sympy.Expr]
+Shape = tuple  # tuple[Dim, ...]
+
+LEAF_OPS = ("input", "param", "buffer", "hyper")
+"""Ops whose value comes from outside the graph: user inputs (and targets), parameters,
+persistent buffers (BatchNorm statistics, momentum) and run-time scalars (learning rate, seeds)."""
+
+DTYPES = ("f32", "f64", "i64", "bool")
+
+
+def dim(value: Any) -> Dim:
+    """Normalise a dimension: sympy integers become ints, expressions stay symbolic."""
+    if isinstance(value, sympy.Basic):
+        value = sympy.sympify(value)
+        if value.is_Integer:
+            return int(value)
+        return value
+    return int(value)
+
+
+def numel(shape: Shape) -> Dim:
+    """The number of elements of a shape, as an int or an expression of B."""
+    total: Dim = 1
+    for d in shape:
+        total = total * d
+    return dim(total)
+
+
+def format_dim(d: Dim) -> str:
+    return str(d).replace(" ", "")
+
+
+def format_shape(shape: Shape) -> str:
+    return "[" + ",".join(format_dim(d) for d in shape) + "]"
+
+
+def evaluate_dim(d: Dim, batch: int) -> int:
+    """The concrete size of a dimension for a given batch size."""
+    if isinstance(d, int):
+        return d
+    return int(d.subs(B, batch))
+
+
+def evaluate_shape(shape: Shape, batch: int) -> tuple[int, ...]:
+    return tuple(evaluate_dim(d, batch) for d in shape)
+
+
+_ids = itertools.count()
+
+
+@dataclass(eq=False)
+class Node:
+    """One value of the graph: the primitive ``op`` applied to ``inputs``.
+
+    ``attrs`` holds the op's static arguments (axes, shapes, a pointwise expression, a leaf's
+    name); ``path`` and ``module`` name the Module that produced it, for errors and dumps.
+    """
+
+    op: str
+    inputs: tuple
+    shape: Shape
+    dtype: str
+    attrs: dict = field(default_factory=dict)
+    path: str = ""
+    module: str = ""
+    id: int = field(default_factory=lambda: next(_ids))
+
+    @property
+    def name(self) -> str:
+        if self.op in LEAF_OPS:
+            return self.attrs["name"]
+        return str(self.id)
+
+    @property
+    def ref(self) -> str:
+        return "%" + self.name
+
+    def type_str(self) -> str:
+        return self.dtype + format_shape(self.shape)
+
+    def __repr__(self) -> str:
+        return f"<Node {self.ref}:{self.type_str()} = {self.op}>"
+
+
+@dataclass(frozen=True)
+class Check:
+    """A condition on the batch size that the runtime verifies before running a program."""
+
+    condition: sympy.Basic
+    message: str
+
+
+class Graph:
+    """A static computation graph: Nodes in topological order with named leaves and results."""
+
+    def __init__(self) -> None:
+        self.nodes: list[Node] = []
+        self.outputs: dict[str, Node] = {}
+        self.updates: dict[str, Node] = {}
+        self.checks: list[Check] = []
+        self._leaves: dict[str, Node] = {}
+
+    # -- building -----------------------------------------------------------------------
+    def add(self, node: Node) -> Node:
+        if node.op in LEAF_OPS:
+            name = node.attrs["name"]
+            if name in self._leaves:
+                raise ValueError(f"graph already has a leaf named {name!r}")
+            self._leaves[name] = node
+        self.nodes.append(node)
+        return node
+
+    def leaf(self, name: str) -> Node | None:
+        return self._leaves.get(name)
+
+    def leaves(self, op: str) -> list[Node]:
+        """The leaves of one kind ("input", "param", "buffer", "hyper") in creation order."""
+        return [n for n in self._leaves.values() if n.op == op]
+
+    @property
+    def inputs(self) -> list[Node]:
+        return self.leaves("input")
+
+    @property
+    def params(self) -> list[Node]:
+        return self.leaves("param")
+
+    # -- reading ------------------------------------------------------------------------
+    def live_nodes(self) -> list[Node]:
+        """The nodes that outputs and updates depend on, in topological order."""
+        live: set[int] = set()
+        stack = list(self.outputs.values()) + list(self.updates.values())
+        while stack:
+            n = stack.pop()
+            if n.id in live:
+                continue
+            live.add(n.id)
+            stack.extend(n.inputs)
+        return [n for n in self.nodes if n.id in live]
+
+    def variant(self, outputs: dict, updates: dict) -> "Graph":
+        """A graph sharing these nodes, leaves and checks, with other outputs and updates
+        (the inference, loss, gradient and train-step programs of one trace)."""
+        other = Graph()
+        other.nodes, other._leaves, other.checks = self.nodes, self._leaves, self.checks
+        other.outputs, other.updates = dict(outputs), dict(updates)
+        return other
+
+    def __str__(self) -> str:
+        live = self.live_nodes()
+        names = {n.id: (n.ref if n.op in LEAF_OPS else f"%{k}") for k, n in enumerate(n for n in live if n.op not in LEAF_OPS)}
+        names.update({n.id: n.ref for n in live if n.op in LEAF_OPS})
+        lines = [f"{n.op} {n.ref}:{n.type_str()}" for kind in LEAF_OPS for n in live if n.op == kind]
+        lines += [format_node(n, names) for n in live if n.op not in LEAF_OPS]
+        lines += [f"output {name} = {names[n.id]}" for name, n in self.outputs.items()]
+        lines += [f"update {name} <- {names[n.id]}" for name, n in self.updates.items()]
+        lines += [f"check {c.condition}" for c in self.checks]
+        return "\n".join(lines)
+
+
+_SELF_DESCRIBING = {"add", "sub", "mul", "div", "neg", "exp", "log", "sqrt", "rsqrt", "abs", "relu", "tanh", "sigmoid", "silu", "eq", "squared_error", "absolute_error", "bce_with_logits"}
+
+
+def format_node(n: Node, names: dict | None = None) -> str:
+    """One line in a jaxpr-like grammar: ``%12:f32[B,300] = matmul %x %w   # path (Module)``."""
+    names = names or {}
+    op = n.op
+    if op == "pointwise":
+        op = n.attrs["name"]
+        if op not in _SELF_DESCRIBING or (op in ("add", "sub", "mul", "div") and len(n.inputs) != 2):
+            op += f"[{str(n.attrs['expr']).replace(' ', '')}]"
+    args = " ".join(names.get(i.id, i.ref) for i in n.inputs)
+    ref = names.get(n.id, n.ref)
+    extra = {k: v for k, v in n.attrs.items() if k not in ("expr", "name", "grad_from_output")}
+    text = f"{ref}:{n.type_str()} = {op}"
+    if extra:
+        text += "{" + ", ".join(f"{k}={_format_attr(v)}" for k, v in extra.items()) + "}"
+    if args:
+        text += " " + args
+    if n.path or n.module:
+        text = f"{text:<60}  # {n.path or '<model>'} ({n.module})" if n.module else f"{text:<60}  # {n.path}"
+    return text
+
+
+def _format_attr(v: Any) -> str:
+    if isinstance(v, tuple):
+        return "(" + ",".join(format_dim(x) if isinstance(x, sympy.Basic) else str(x) for x in v) + ")"
+    return str(v)

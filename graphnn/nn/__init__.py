@@ -1,0 +1,13 @@
+"""PyTorch-style neural network modules that graphnn traces into static graphs."""
+from graphnn.nn import functional, init
+from graphnn.nn.activation import ELU, GELU, Hardtanh, LeakyReLU, LogSoftmax, ReLU, Sigmoid, SiLU, Softmax, Softplus, Tanh
+from graphnn.nn.container import ModuleDict, ModuleList, Sequential
+from graphnn.nn.layers import BatchNorm1d, Dropout, Flatten, Identity, Linear
+from graphnn.nn.loss import BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, MSELoss, NLLLoss
+from graphnn.nn.module import Module, Parameter
+
+__all__ = [
+    "functional", "init", "Module", "Parameter", "Sequential", "ModuleList", "ModuleDict", "Identity", "Flatten",
+    "Linear", "Dropout", "BatchNorm1d", "ReLU", "Tanh", "Sigmoid", "SiLU", "Hardtanh", "LeakyReLU", "ELU", "GELU",
+    "Softplus", "Softmax", "LogSoftmax", "MSELoss", "L1Loss", "CrossEntropyLoss", "NLLLoss", "BCEWithLogitsLoss",
+]

@@ -1,0 +1,197 @@
+"""The primitive op set, as a Builder that appends shape-checked Nodes to a Graph.
+
+Primitives (and only these reach autodiff, the passes and the backends):
+
+- leaves: ``input``, ``param``, ``buffer`` (persistent state), ``hyper`` (run-time scalar)
+- ``pointwise``: a sympy expression (``graphnn.pointwise``) of inputs that all have the output's
+  shape, or shape () (a scalar read everywhere)
+- ``reduce``: sum or max over axes, keeping the reduced axes with size 1
+- ``matmul``: (..., M, K) @ (..., K, N) with equal leading dimensions
+- movement: ``reshape``, ``permute``, ``expand`` (size-1 axes to a larger size, same rank)
+- ``iota``: the index along one axis, as a constant (class labels become one-hot through it)
+- ``rand``: counter-based uniform [0, 1) draws keyed by (seed, step, stream, element index)
+- ``detach``: the identity that stops gradients (the max in a stable log-softmax)
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import sympy
+
+from graphnn import pointwise as pw
+from graphnn.ir import B, Graph, Node, Shape, dim, format_shape, numel
+
+
+class ShapeError(ValueError):
+    """Shapes that do not fit an op, named with the Module path that produced the op."""
+
+
+class Builder:
+    """Appends primitive Nodes to a Graph, tagging each with the current Module path."""
+
+    def __init__(self, graph: Graph) -> None:
+        self.graph = graph
+        self.path = ""
+        self.module = ""
+
+    def where(self) -> str:
+        if self.module:
+            return f"{self.path or '<model>'} ({self.module})"
+        return self.path or "<model>"
+
+    def error(self, message: str) -> ShapeError:
+        return ShapeError(f"{self.where()}: {message}")
+
+    def emit(self, op: str, inputs: Sequence[Node], shape: Shape, dtype: str, /, **attrs) -> Node:
+        node = Node(op, tuple(inputs), tuple(dim(d) for d in shape), dtype, attrs, self.path, self.module)
+        return self.graph.add(node)
+
+    # -- leaves -------------------------------------------------------------------------------
+    def leaf(self, op: str, name: str, shape: Shape, dtype: str = "f32", /, **attrs) -> Node:
+        existing = self.graph.leaf(name)
+        if existing is not None:
+            return existing
+        node = Node(op, (), tuple(dim(d) for d in shape), dtype, dict(name=name, **attrs))
+        return self.graph.add(node)
+
+    # -- pointwise --------------------------------------------------------------------------
+    def pointwise(self, fn: pw.PointwiseFn, *inputs: Node, dtype: str | None = None) -> Node:
+        if len(inputs) != fn.nargs:
+            raise TypeError(f"{fn.name} takes {fn.nargs} inputs, got {len(inputs)}")
+        shapes = [i.shape for i in inputs if i.shape != ()]
+        shape = shapes[0] if shapes else ()
+        for s in shapes:
+            if s != shape:
+                raise self.error(
+                    f"{fn.name} needs inputs of one shape, got {', '.join(format_shape(i.shape) for i in inputs)}"
+                )
+        if dtype is None:
+            dtype = next((i.dtype for i in inputs if i.dtype in ("f32", "f64")), "f32")
+        attrs = dict(name=fn.name, expr=fn.expr)
+        if fn.grad_from_output:
+            attrs["grad_from_output"] = fn.grad_from_output
+        return self.emit("pointwise", inputs, shape, dtype, **attrs)
+
+    def apply(self, fn: pw.PointwiseFn, *inputs: Node) -> Node:
+        """Pointwise with numpy broadcasting made explicit by ``broadcast``."""
+        shape = broadcast_shapes(*(i.shape for i in inputs), where=self)
+        return self.pointwise(fn, *(self.broadcast(i, shape) for i in inputs))
+
+    # -- reductions ---------------------------------------------------------------------------
+    def reduce(self, kind: str, x: Node, axes: Sequence[int], ties: str = "split") -> Node:
+        """Sum or max over ``axes``, keeping them with size 1.
+
+        For max, ``ties`` says where the gradient goes when several elements equal the maximum:
+        "split" shares it evenly (PyTorch's amax and max()), "first" gives it all to the first
+        one along the single reduced axis (PyTorch's max(dim)).
+        """
+        axes = tuple(sorted(set(normalize_axis(a, len(x.shape), self) for a in axes)))
+        shape = tuple(1 if k in axes else d for k, d in enumerate(x.shape))
+        if not axes:
+            return x
+        if kind == "max":
+            if ties == "first" and len(axes) != 1:
+                raise self.error("max with first-index ties reduces exactly one axis")
+            return self.emit("reduce", (x,), shape, x.dtype, kind=kind, axes=axes, ties=ties)
+        return self.emit("reduce", (x,), shape, x.dtype, kind=kind, axes=axes)
+
+    def first_max(self, x: Node, axis: int) -> tuple[Node, Node]:
+        """(mask, key): mask is 1 at the first maximum along ``axis`` and 0 elsewhere; key, with the
+        axis kept at size 1, is n - (index of that maximum), n the axis length."""
+        n = x.shape[axis]
+        m = self.reduce("max", x, (axis,))
+        at_max = self.pointwise(pw.eq, x, self.expand(m, x.shape), dtype="f32")
+        reversed_index = self.pointwise(pw.fn("reverse_index", pw.x0 * (n - pw.x1)), at_max, self.iota(x.shape, axis, "f32"))
+        key = self.reduce("max", reversed_index, (axis,))
+        mask = self.pointwise(pw.eq, reversed_index, self.expand(key, x.shape), dtype="f32")
+        return mask, key
+
+    def first_argmax(self, x: Node, axis: int) -> Node:
+        """The index (int64) of the first maximum along ``axis``, kept with size 1."""
+        n = x.shape[axis]
+        _, key = self.first_max(x, axis)
+        return self.pointwise(pw.fn("argmax", n - pw.x0, nargs=1), key, dtype="i64")
+
+    # -- matmul -----------------------------------------------------------------------------
+    def matmul(self, a: Node, b: Node) -> Node:
+        if len(a.shape) < 2 or len(b.shape) < 2 or a.shape[:-2] != b.shape[:-2] or a.shape[-1] != b.shape[-2]:
+            raise self.error(
+                f"matmul needs (..., M, K) @ (..., K, N), got {format_shape(a.shape)} @ {format_shape(b.shape)}"
+            )
+        return self.emit("matmul", (a, b), a.shape[:-1] + b.shape[-1:], a.dtype)
+
+    # -- movement ---------------------------------------------------------------------------
+    def reshape(self, x: Node, shape: Shape) -> Node:
+        shape = tuple(dim(d) for d in shape)
+        if shape == x.shape:
+            return x
+        if sympy.expand(numel(shape) - numel(x.shape)) != 0:
+            raise self.error(f"cannot reshape {format_shape(x.shape)} to {format_shape(shape)}")
+        return self.emit("reshape", (x,), shape, x.dtype, shape=shape)
+
+    def permute(self, x: Node, perm: Sequence[int]) -> Node:
+        perm = tuple(normalize_axis(p, len(x.shape), self) for p in perm)
+        if sorted(perm) != list(range(len(x.shape))):
+            raise self.error(f"permute needs a permutation of {len(x.shape)} axes, got {perm}")
+        if perm == tuple(range(len(perm))):
+            return x
+        return self.emit("permute", (x,), tuple(x.shape[p] for p in perm), x.dtype, perm=perm)
+
+    def expand(self, x: Node, shape: Shape) -> Node:
+        shape = tuple(dim(d) for d in shape)
+        if shape == x.shape:
+            return x
+        if len(shape) != len(x.shape) or any(s != d and s != 1 for s, d in zip(x.shape, shape)):
+            raise self.error(f"cannot expand {format_shape(x.shape)} to {format_shape(shape)}")
+        return self.emit("expand", (x,), shape, x.dtype, shape=shape)
+
+    def broadcast(self, x: Node, shape: Shape) -> Node:
+        """numpy broadcasting as reshape (new leading axes of size 1) then expand."""
+        if x.shape == () or x.shape == tuple(shape):
+            return x
+        if len(x.shape) < len(shape):
+            x = self.reshape(x, (1,) * (len(shape) - len(x.shape)) + tuple(x.shape))
+        return self.expand(x, shape)
+
+    # -- constants and randomness -----------------------------------------------------------
+    def iota(self, shape: Shape, axis: int, dtype: str = "i64") -> Node:
+        return self.emit("iota", (), shape, dtype, axis=axis)
+
+    def rand(self, shape: Shape, seed: Node, step: Node, stream: int) -> Node:
+        return self.emit("rand", (seed, step), shape, "f32", stream=stream)
+
+    def detach(self, x: Node) -> Node:
+        return self.emit("detach", (x,), x.shape, x.dtype)
+
+    def check(self, condition, message: str) -> None:
+        from graphnn.ir import Check
+
+        condition = sympy.sympify(condition)
+        if condition is sympy.false:
+            raise self.error(message)
+        if condition is not sympy.true:
+            self.graph.checks.append(Check(condition, f"{self.where()}: {message}"))
+
+
+def normalize_axis(axis: int, rank: int, where: Builder | None = None) -> int:
+    if not -max(rank, 1) <= axis < max(rank, 1):
+        message = f"dimension {axis} is out of range for a tensor of rank {rank}"
+        raise where.error(message) if where else ShapeError(message)
+    return axis % max(rank, 1)
+
+
+def broadcast_shapes(*shapes: Shape, where: Builder | None = None) -> Shape:
+    """numpy/PyTorch broadcasting of shapes whose dimensions may be expressions of B."""
+    rank = max(len(s) for s in shapes)
+    out = []
+    for k in range(rank):
+        dims = {s[len(s) - rank + k] for s in shapes if len(s) - rank + k >= 0}
+        dims.discard(1)
+        if len(dims) > 1:
+            message = "shapes " + " and ".join(format_shape(s) for s in shapes) + " do not broadcast"
+            raise where.error(message) if where else ShapeError(message)
+        out.append(dims.pop() if dims else 1)
+    return tuple(out)
+
+
+__all__ = ["Builder", "ShapeError", "broadcast_shapes", "normalize_axis", "B"]

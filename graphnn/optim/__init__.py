@@ -1,0 +1,5 @@
+"""Optimizers whose update is compiled into the train step."""
+from graphnn.optim.optimizer import Optimizer
+from graphnn.optim.sgd import SGD
+
+__all__ = ["Optimizer", "SGD"]

@@ -1,0 +1,160 @@
+"""Stochastic gradient descent with momentum, PyTorch's exact update, defined once in sympy.
+
+With g the gradient (negated when maximize), p the parameter and b the momentum buffer::
+
+    g = g + weight_decay * p
+    b = g                                     on a parameter's first step (or momentum == 0)
+    b = momentum * b + (1 - dampening) * g    afterwards
+    g = g + momentum * b if nesterov else b   (g itself when momentum == 0)
+    p = p - lr * g
+
+The two expressions below are that update; the compiled train step applies them as graph
+nodes, and ``step()`` evaluates the same expressions with numpy on ``p.grad``. Hyperparameters
+are run-time scalars, so changing ``param_groups[k]["lr"]`` takes effect without recompiling.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import numpy as np
+import sympy
+
+from graphnn import pointwise as pw
+from graphnn.flat import FlatBuffer
+from graphnn.ops import Builder
+from graphnn.optim.optimizer import Optimizer
+
+p_, g_, buf_, lr_, m_, d_, wd_, init_, nest_, max_ = pw.X[:10]
+_grad = sympy.Piecewise((-g_, max_ > 0), (g_, True)) + wd_ * p_
+
+MOMENTUM = pw.fn(
+    "sgd_momentum",
+    sympy.Piecewise((_grad, (init_ <= 0) | sympy.Eq(m_, 0)), (m_ * buf_ + (1 - d_) * _grad, True)),
+    nargs=10,
+)
+"""The new momentum buffer from (p, grad, buf, lr, momentum, dampening, weight_decay, initialized,
+nesterov, maximize); here ``buf`` is the old buffer."""
+
+PARAMETER = pw.fn(
+    "sgd_update",
+    p_ - lr_ * sympy.Piecewise((_grad, sympy.Eq(m_, 0)), (_grad + m_ * buf_, nest_ > 0), (buf_, True)),
+    nargs=10,
+)
+"""The new parameter from the same arguments, where ``buf`` is the new momentum buffer."""
+
+_HYPERS = ("lr", "momentum", "dampening", "weight_decay")
+
+
+class SGD(Optimizer):
+    """``optim.SGD(params, lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False)``."""
+
+    def __init__(
+        self,
+        params: Iterable,
+        lr: float = 1e-3,
+        momentum: float = 0,
+        dampening: float = 0,
+        weight_decay: float = 0,
+        nesterov: bool = False,
+        *,
+        maximize: bool = False,
+    ) -> None:
+        if lr < 0.0:
+            raise ValueError(f"Invalid learning rate: {lr}")
+        if momentum < 0.0:
+            raise ValueError(f"Invalid momentum value: {momentum}")
+        if weight_decay < 0.0:
+            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError("Nesterov momentum requires a momentum and zero dampening")
+        defaults = dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
+                        nesterov=nesterov, maximize=maximize)
+        super().__init__(params, defaults)
+
+    def _flatten(self) -> None:
+        super()._flatten()
+        self.momentum = FlatBuffer([p.shape for p in self.params])
+        self.state = {p: s for p, s in self.state.items() if any(p is q for q in self.params)}
+
+    # -- the update, shared by the graph and step() ------------------------------------------
+    def _arguments(self, k: int, p: Any) -> list:
+        group = self.param_groups[k]
+        initialized = 1.0 if self.state.get(p, {}).get("momentum_buffer") is not None else 0.0
+        return [np.float32(group[h]) for h in _HYPERS] + [
+            np.float32(initialized), np.float32(bool(group["nesterov"])), np.float32(bool(group["maximize"]))
+        ]
+
+    def _momentum_view(self, p: Any) -> np.ndarray:
+        for q, view in zip(self.params, self.momentum.views):
+            if q is p:
+                return view
+        raise KeyError("parameter is not optimised by this optimizer")
+
+    def _finish(self, p: Any) -> None:
+        if self.param_groups[self.group_of(p)]["momentum"] != 0:
+            self.state.setdefault(p, {})["momentum_buffer"] = self._momentum_view(p)
+
+    def step(self, closure=None):
+        """Apply ``p.grad`` to every parameter that has one (PyTorch's ``optimizer.step()``)."""
+        loss = closure() if closure is not None else None
+        momentum = pw.numpy_function(MOMENTUM.expr, MOMENTUM.nargs)
+        update = pw.numpy_function(PARAMETER.expr, PARAMETER.nargs)
+        for k, group in enumerate(self.param_groups):
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                args = self._arguments(k, p)
+                buf = self._momentum_view(p)
+                grad = np.asarray(p.grad, np.float32)
+                new_buf = np.asarray(momentum(p.data, grad, buf, *args, None, None), np.float32)
+                p.data[...] = update(p.data, grad, new_buf, *args, None, None)
+                buf[...] = new_buf
+                self._finish(p)
+        return loss
+
+    # -- the graph side -----------------------------------------------------------------------
+    def build_update(self, b: Builder, entries: list) -> dict:
+        """Graph nodes for the new parameters and momentum buffers.
+
+        ``entries`` holds (Parameter, parameter node, gradient node); returns update name -> node.
+        """
+        updates = {}
+        for p, p_node, g_node in entries:
+            k = self.group_of(p)
+            hypers = [b.leaf("hyper", f"optim.{k}.{h}", ()) for h in _HYPERS]
+            initialized = b.leaf("hyper", f"optim.initialized.{p_node.name}", ())
+            flags = [b.leaf("hyper", f"optim.{k}.{h}", ()) for h in ("nesterov", "maximize")]
+            buf = b.leaf("buffer", f"optim.momentum_buffer.{p_node.name}", p_node.shape)
+            b.path, b.module = p_node.name.rpartition(".")[0], "SGD"
+            new_buf = b.pointwise(MOMENTUM, p_node, g_node, buf, *hypers, initialized, *flags)
+            new_p = b.pointwise(PARAMETER, p_node, g_node, new_buf, *hypers, initialized, *flags)
+            updates[p_node.name] = new_p
+            updates[buf.name] = new_buf
+        return updates
+
+    def feeds(self, named: dict) -> dict:
+        """The current values of the graph leaves ``build_update`` made, for parameters by name."""
+        out = {}
+        for name, p in named.items():
+            k = self.group_of(p)
+            args = self._arguments(k, p)
+            for h, value in zip(_HYPERS + ("initialized", "nesterov", "maximize"), args):
+                out[f"optim.initialized.{name}" if h == "initialized" else f"optim.{k}.{h}"] = value
+            out[f"optim.momentum_buffer.{name}"] = self._momentum_view(p)
+        return out
+
+    def finish_step(self, named: dict) -> None:
+        """After a compiled step wrote the new buffers: record them in ``state`` as step() does."""
+        for p in named.values():
+            self._finish(p)
+
+    def _load_state(self, state: dict) -> None:
+        self.state = {}
+        for p, s in state.items():
+            s = dict(s)
+            buf = s.get("momentum_buffer")
+            if buf is not None:
+                view = self._momentum_view(p)
+                view[...] = np.asarray(buf, np.float32)
+                s["momentum_buffer"] = view
+            self.state[p] = s

@@ -1,0 +1,191 @@
+"""Pointwise ops, each defined once as a sympy expression.
+
+A ``PointwiseFn`` is an expression of the argument symbols ``x0, x1, ...`` (and possibly the
+batch symbol ``B``), plus its PyTorch name. Its derivative with respect to each argument is
+``sympy.diff``; where PyTorch computes a backward formula from the saved forward output
+(tanh' = 1 - y*y, sigmoid' = y*(1 - y)), the definition carries that form in terms of the output
+symbol ``y``, and a test checks it equals ``sympy.diff``. Kinks follow PyTorch, pinned by writing
+the definitions as Piecewise expressions whose branches give PyTorch's one-sided derivatives.
+
+Every backend prints these expressions; nothing else defines pointwise math. This module imports
+nothing of graphnn's.
+"""
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import sympy
+from sympy.codegen.cfunctions import expm1, log1p
+
+X = sympy.symbols("x0:16", real=True)
+"""The argument symbols of pointwise expressions."""
+Y = sympy.Symbol("y", real=True)
+"""Stands for the op's own output in ``grad_from_output`` forms."""
+G = sympy.Symbol("g", real=True)
+"""Stands for the incoming gradient in vector-Jacobian products."""
+
+x0, x1 = X[0], X[1]
+
+
+@dataclass(frozen=True)
+class PointwiseFn:
+    """An elementwise function: a sympy expression of ``x0..x{n-1}`` and its PyTorch name."""
+
+    name: str
+    expr: sympy.Expr
+    nargs: int
+    grad_from_output: tuple = field(default=())
+    """Pairs (argument index, derivative in terms of ``y`` and the arguments) for the arguments
+    whose derivative PyTorch computes from the forward output."""
+
+    def derivative(self, i: int) -> sympy.Expr:
+        """d expr / d x_i, in the form PyTorch computes it (possibly using ``y``)."""
+        for index, form in self.grad_from_output:
+            if index == i:
+                return form
+        return _diff(self.expr, i)
+
+
+@functools.lru_cache(maxsize=None)
+def _diff(expr: sympy.Expr, i: int) -> sympy.Expr:
+    d = sympy.diff(expr, X[i])
+    if isinstance(d, sympy.Piecewise):
+        d = sympy.piecewise_fold(d)
+    return d
+
+
+def vjp_expr(fn: PointwiseFn, i: int) -> sympy.Expr:
+    """The vector-Jacobian product for argument ``i``: g * d fn / d x_i."""
+    return G * fn.derivative(i)
+
+
+def fn(name: str, expr, nargs: int | None = None, **grad_from_output) -> PointwiseFn:
+    expr = sympy.sympify(expr)
+    if nargs is None:
+        used = [k for k, s in enumerate(X) if s in expr.free_symbols]
+        nargs = (max(used) + 1) if used else 0
+    forms = tuple(sorted((int(k[1:]), sympy.sympify(v)) for k, v in grad_from_output.items()))
+    return PointwiseFn(name, expr, nargs, forms)
+
+
+def _f(value: float) -> sympy.Expr:
+    """A float hyperparameter as an exact sympy number (integers stay integers)."""
+    value = float(value)
+    return sympy.Integer(int(value)) if value.is_integer() else sympy.Float(value)
+
+
+# -- arithmetic --------------------------------------------------------------------------
+add = fn("add", x0 + x1)
+sub = fn("sub", x0 - x1)
+mul = fn("mul", x0 * x1)
+div = fn("div", x0 / x1)
+neg = fn("neg", -x0)
+identity = fn("identity", x0)
+
+
+def pow_(exponent: float) -> PointwiseFn:
+    return fn("pow", x0 ** _f(exponent))
+
+
+def scalar_op(name: str, value: float, reverse: bool = False) -> PointwiseFn:
+    """``x op c`` (or ``c op x`` when reverse) with a Python number folded into the expression."""
+    c = _f(value)
+    a, b = (c, x0) if reverse else (x0, c)
+    expr = {"add": a + b, "sub": a - b, "mul": a * b, "div": a / b, "pow": a**b}[name]
+    return fn(name, expr, nargs=1)
+
+
+def scale(factor) -> PointwiseFn:
+    """x * factor, where factor may be an expression of B (1/B for a mean over the batch)."""
+    return fn("mul", x0 * sympy.sympify(factor), nargs=1)
+
+
+# -- unary math --------------------------------------------------------------------------
+exp = fn("exp", sympy.exp(x0), x0=Y)
+log = fn("log", sympy.log(x0))
+sqrt = fn("sqrt", sympy.sqrt(x0), x0=1 / (2 * Y))
+rsqrt = fn("rsqrt", 1 / sympy.sqrt(x0))
+abs_ = fn("abs", sympy.Abs(x0))
+
+# -- activations (kinks pinned to PyTorch's one-sided derivatives) ------------------------
+relu = fn("relu", sympy.Piecewise((x0, x0 > 0), (0, True)))
+tanh = fn("tanh", sympy.tanh(x0), x0=1 - Y**2)
+sigmoid = fn("sigmoid", 1 / (1 + sympy.exp(-x0)), x0=Y * (1 - Y))
+silu = fn("silu", x0 / (1 + sympy.exp(-x0)))
+
+
+def hardtanh(min_val: float = -1.0, max_val: float = 1.0) -> PointwiseFn:
+    lo, hi = _f(min_val), _f(max_val)
+    # derivative 1 strictly inside, 0 at and beyond the bounds (PyTorch)
+    return fn("hardtanh", sympy.Piecewise((x0, (x0 > lo) & (x0 < hi)), (lo, x0 <= lo), (hi, True)))
+
+
+def leaky_relu(negative_slope: float = 0.01) -> PointwiseFn:
+    return fn("leaky_relu", sympy.Piecewise((x0, x0 > 0), (_f(negative_slope) * x0, True)))
+
+
+def elu(alpha: float = 1.0) -> PointwiseFn:
+    # elu'(0) = alpha: the x <= 0 branch owns zero
+    return fn("elu", sympy.Piecewise((x0, x0 > 0), (_f(alpha) * expm1(x0), True)))
+
+
+def softplus(beta: float = 1.0, threshold: float = 20.0) -> PointwiseFn:
+    b = _f(beta)
+    return fn("softplus", sympy.Piecewise((x0, b * x0 > _f(threshold)), (log1p(sympy.exp(b * x0)) / b, True)))
+
+
+def gelu(approximate: str = "none") -> PointwiseFn:
+    if approximate == "none":
+        return fn("gelu", x0 * (1 + sympy.erf(x0 / sympy.sqrt(2))) / 2)
+    if approximate == "tanh":
+        inner = sympy.sqrt(2 / sympy.pi) * (x0 + sympy.Float(0.044715) * x0**3)
+        return fn("gelu", x0 * (1 + sympy.tanh(inner)) / 2)
+    raise ValueError(f"GELU approximate must be 'none' or 'tanh', got {approximate!r}")
+
+
+def dropout(p: float) -> PointwiseFn:
+    """x0 is the input, x1 a uniform [0, 1) draw: keep with probability 1 - p, scaled by 1/(1-p)."""
+    if p >= 1:
+        return fn("dropout", 0 * x0 + 0 * x1, nargs=2)
+    keep = 1 - _f(p)
+    return fn("dropout", sympy.Piecewise((x0 / keep, x1 < keep), (0, True)), nargs=2)
+
+
+# -- comparisons (outputs 0/1, no gradient flows through the condition) -------------------
+eq = fn("eq", sympy.Piecewise((1, sympy.Eq(x0, x1)), (0, True)), nargs=2)
+ne = fn("ne", sympy.Piecewise((0, sympy.Eq(x0, x1)), (1, True)), nargs=2)
+cast = fn("cast", x0)
+
+
+def scalar_ne(value: float) -> PointwiseFn:
+    """1 where x0 differs from a constant (labels that are not ``ignore_index``), else 0."""
+    return fn("ne", sympy.Piecewise((0, sympy.Eq(x0, _f(value))), (1, True)), nargs=1)
+
+# -- losses -----------------------------------------------------------------------------
+squared_error = fn("squared_error", (x0 - x1) ** 2)
+absolute_error = fn("absolute_error", sympy.Abs(x0 - x1))
+# stable log(1 + exp(x)) - x*y with a continuous derivative (sigmoid(x) - y) everywhere
+bce_with_logits = fn(
+    "bce_with_logits",
+    sympy.Piecewise((x0 + log1p(sympy.exp(-x0)), x0 > 0), (log1p(sympy.exp(x0)), True)) - x0 * x1,
+)
+
+
+# -- evaluation with numpy -----------------------------------------------------------------
+def _erf(values):
+    try:
+        from scipy.special import erf
+    except ImportError:  # pragma: no cover - scipy comes with the test extras
+        return np.vectorize(math.erf, otypes=[np.float64])(values)
+    return erf(values)
+
+
+@functools.lru_cache(maxsize=None)
+def numpy_function(expr: sympy.Expr, nargs: int):
+    """A numpy function of (x0..x{nargs-1}, B, y) evaluating ``expr`` elementwise."""
+    expr = expr.evalf() if expr.has(sympy.pi) else expr
+    args = list(X[:nargs]) + [sympy.Symbol("B", integer=True, positive=True), Y]
+    return sympy.lambdify(args, expr, modules=[{"erf": _erf}, "numpy"])

@@ -1,0 +1,181 @@
+"""Tracing: calling a Module on symbolic Tensors records its forward as a Graph.
+
+A ``Tracer`` is active while the model runs. Module calls push their path (``layer1.0``) so
+every Node records where it came from; parameters and buffers the forward touches become leaves
+named by their ``state_dict`` keys; layers that keep running statistics register their new values
+as graph updates.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any, Iterator
+
+import numpy as np
+
+from graphnn.errors import TraceError, UnregisteredParameterError
+from graphnn.ir import B, Graph, Node, format_shape
+from graphnn.ops import Builder
+
+_state = threading.local()
+
+
+def active() -> "Tracer | None":
+    """The tracer recording the current forward, or None outside tracing."""
+    stack = getattr(_state, "stack", None)
+    return stack[-1] if stack else None
+
+
+def current() -> "Tracer":
+    tracer = active()
+    if tracer is None:
+        raise TraceError("this operation only works inside a traced forward (gn.trace or gn.compile)")
+    return tracer
+
+
+class Tracer:
+    """Records one Module's forward (and optionally its loss) into a Graph."""
+
+    def __init__(self, model: Any, training: bool | None = None) -> None:
+        self.graph = Graph()
+        self.builder = Builder(self.graph)
+        self.model = model
+        self.param_names = {id(p): name for name, p in model.named_parameters()}
+        self.buffer_names = {id(b): name for name, b in model.named_buffers()}
+        self.module_paths = {id(m): name for name, m in model.named_modules()}
+        self.updated: dict[str, Node] = {}
+        self.dropout_streams = 0
+
+    def __enter__(self) -> "Tracer":
+        if not hasattr(_state, "stack"):
+            _state.stack = []
+        _state.stack.append(self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        _state.stack.pop()
+
+    # -- module scopes ------------------------------------------------------------------
+    def scope(self, module: Any) -> "_Scope":
+        return _Scope(self, module)
+
+    # -- leaves -----------------------------------------------------------------------------
+    def input(self, name: str, shape: tuple, dtype: str, **attrs):
+        from graphnn.tensor import Tensor
+
+        return Tensor(self.builder.leaf("input", name, shape, dtype, **attrs))
+
+    def param(self, p: Any):
+        from graphnn.tensor import Tensor
+
+        name = self.param_names.get(id(p))
+        if name is None:
+            raise UnregisteredParameterError(_unregistered_message(self, p))
+        return Tensor(self.builder.leaf("param", name, tuple(p.shape), "f32"))
+
+    def buffer(self, array: np.ndarray):
+        from graphnn.tensor import Tensor
+
+        name = self.buffer_names.get(id(array))
+        if name is None:
+            raise UnregisteredParameterError(
+                f"{self.builder.where()}: a buffer of shape {tuple(array.shape)} used in forward is not "
+                "registered with the model; register it with register_buffer on a Module the model owns"
+            )
+        dtype = "i64" if array.dtype.kind in "iu" else "f32"
+        return Tensor(self.builder.leaf("buffer", name, tuple(array.shape), dtype))
+
+    def hyper(self, name: str, dtype: str = "f32"):
+        from graphnn.tensor import Tensor
+
+        return Tensor(self.builder.leaf("hyper", name, (), dtype))
+
+    def update(self, array: np.ndarray, value) -> None:
+        """Record the new value of a persistent buffer (written back after a successful run)."""
+        name = self.buffer_names[id(array)]
+        if name in self.updated:
+            raise TraceError(f"{self.builder.where()}: buffer {name!r} is updated twice in one forward")
+        self.updated[name] = value.node
+        self.graph.updates[name] = value.node
+
+    def next_stream(self) -> int:
+        self.dropout_streams += 1
+        return self.dropout_streams - 1
+
+
+class _Scope:
+    def __init__(self, tracer: Tracer, module: Any) -> None:
+        self.tracer, self.module = tracer, module
+
+    def __enter__(self) -> None:
+        b = self.tracer.builder
+        self.saved = (b.path, b.module)
+        path = self.tracer.module_paths.get(id(self.module))
+        b.path = path if path is not None else (b.path + "." if b.path else "") + "<unregistered>"
+        b.module = type(self.module).__name__
+
+    def __exit__(self, *exc) -> None:
+        self.tracer.builder.path, self.tracer.builder.module = self.saved
+
+
+def _unregistered_message(tracer: Tracer, p: Any) -> str:
+    where = tracer.builder.where()
+    found = _find_unregistered(tracer.model, p)
+    if found:
+        owner_path, attr, kind = found
+        owner = owner_path or type(tracer.model).__name__
+        hint = "nn.ModuleDict" if kind == "dict" else "nn.ModuleList"
+        return (
+            f"{where}: a Parameter of shape {tuple(p.shape)} is used in forward but the model does not register "
+            f"it: it is reached through `{owner}.{attr}`, a plain Python {kind}, so model.parameters() and the "
+            f"optimizer never see it. Keep submodules in {hint} (or the Parameter in a registered Module)."
+        )
+    return (
+        f"{where}: a Parameter of shape {tuple(p.shape)} is used in forward but is not registered in the model "
+        "(it is not among model.named_parameters()); assign it as a Module attribute or keep it in "
+        "nn.ModuleList / nn.ModuleDict"
+    )
+
+
+def _find_unregistered(model: Any, p: Any):
+    """Where a parameter hides: (module path, attribute expression, container kind) or None."""
+    for path, module in model.named_modules():
+        for attr, value in vars(module).items():
+            if attr.startswith("_") and attr in ("_parameters", "_buffers", "_modules"):
+                continue
+            if isinstance(value, (list, tuple, dict)):
+                items = value.items() if isinstance(value, dict) else enumerate(value)
+                for key, item in items:
+                    if _holds(item, p):
+                        kind = "dict" if isinstance(value, dict) else type(value).__name__
+                        return path, f"{attr}[{key!r}]", kind
+    return None
+
+
+def _holds(item: Any, p: Any) -> bool:
+    if item is p:
+        return True
+    named = getattr(item, "parameters", None)
+    if callable(named):
+        return any(q is p for q in named())
+    return False
+
+
+def symbolic_shape(shape: tuple) -> tuple:
+    """An example input's shape with its leading dimension replaced by the batch symbol."""
+    if len(shape) == 0:
+        raise TraceError("inputs need a leading batch dimension; got a scalar")
+    return (B,) + tuple(int(d) for d in shape[1:])
+
+
+def describe(shape: tuple) -> str:
+    return format_shape(shape)
+
+
+def iter_tensors(value: Any) -> Iterator:
+    from graphnn.tensor import Tensor
+
+    if isinstance(value, Tensor):
+        yield value
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            yield from iter_tensors(v)

@@ -1,0 +1,1 @@
+"""Runtimes: turn a graph or generated source into something callable, and call it."""
