@@ -26,6 +26,8 @@ def _apply(fn: pw.PointwiseFn, *xs) -> Tensor:
 def linear(input, weight, bias=None) -> Tensor:
     """y = x W^T + b over the last axis of x."""
     x, w = as_tensor(input), as_tensor(weight)
+    if x.dtype.kind != "f":
+        raise _b().error(f"Linear expected a float32 input, got {x.dtype} (convert it with .astype(np.float32))")
     if x.ndim == 0 or x.shape[-1] != w.shape[-1]:
         raise _b().error(
             f"Linear expected input with last dimension {w.shape[-1]}, got input of shape {format_shape(x.shape)}"
