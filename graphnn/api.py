@@ -67,7 +67,7 @@ def trace(model: Any, *example_inputs: Any, loss_fn: Any = None, target: Any = N
     specs = [_spec(x, name) for x, name in zip(example_inputs, names)]
     if loss_fn is not None and target is None:
         raise TraceError("tracing a loss needs an example target")
-    was_training = model.training
+    flags = [(m, m.training) for m in model.modules()]
     if training is not None:
         model.train(training)
     try:
@@ -91,7 +91,8 @@ def trace(model: Any, *example_inputs: Any, loss_fn: Any = None, target: Any = N
                     )
                 graph.outputs["loss"] = loss.node
     finally:
-        model.train(was_training)
+        for m, flag in flags:  # restore each module's own mode
+            object.__setattr__(m, "training", flag)
     return graph
 
 
