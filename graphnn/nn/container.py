@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any, Iterable, Iterator, Mapping
 
-from graphnn.nn.module import Module
+from graphnn.nn.module import Module, _indent
 
 
 class Sequential(Module):
@@ -93,6 +93,21 @@ class ModuleList(Module):
         for module in modules:
             self.append(module)
         return self
+
+    def __repr__(self) -> str:
+        """Runs of identical children print once, as ``(0-2): 3 x Linear(...)`` (PyTorch)."""
+        children = [repr(m) for m in self._modules.values()]
+        if not children:
+            return self._get_name() + "()"
+        lines, start = [], 0
+        for end in range(1, len(children) + 1):
+            if end < len(children) and children[end] == children[start]:
+                continue
+            text = _indent(children[start], 2)
+            label = f"({start})" if end - start == 1 else f"({start}-{end - 1}): {end - start} x"
+            lines.append(f"{label}: {text}" if end - start == 1 else f"{label} {text}")
+            start = end
+        return self._get_name() + "(\n  " + "\n  ".join(lines) + "\n)"
 
     def insert(self, index: int, module: Module) -> None:
         items = list(self._modules.values())

@@ -238,7 +238,7 @@ class Module:
         """Copy arrays (numpy, or anything ``np.asarray`` takes) into parameters and buffers in place."""
         own = self.state_dict(keep_vars=True)
         missing = [k for k in own if k not in state_dict]
-        unexpected = [k for k in state_dict if k not in own]
+        unexpected = self._unexpected_keys(state_dict, own)
         errors = []
         if strict and (missing or unexpected):
             if unexpected:
@@ -265,6 +265,20 @@ class Module:
         for current, value in staged:
             current[...] = value.astype(current.dtype, copy=False)
         return _IncompatibleKeys(missing, unexpected)
+
+    def _unexpected_keys(self, state_dict, own) -> list:
+        """Keys that name nothing in the model, listed module by module as PyTorch does."""
+        modules = list(self.named_modules())
+        out = []
+        for path, module in modules:
+            prefix = path + "." if path else ""
+            for key in state_dict:
+                if key in own or not key.startswith(prefix):
+                    continue
+                head = key[len(prefix):].split(".", 1)[0]
+                if "." not in key[len(prefix):] or module._modules.get(head) is None:
+                    out.append(key)
+        return list(dict.fromkeys(out))
 
     # -- modes --------------------------------------------------------------------------------
     def train(self, mode: bool = True) -> "Module":
