@@ -13,8 +13,8 @@ from graphnn.errors import InputError, TraceError
 from graphnn.ir import Graph, format_shape
 from graphnn.trace import Tracer, symbolic_shape
 
-BACKENDS = ("numpy",)
-"""Backends that can run a program now ("c" and "triton" are being built)."""
+BACKENDS = ("numpy", "c")
+"""Backends that can run a program now (the Triton backend is being built)."""
 
 
 def cache_dir() -> Path:

@@ -12,10 +12,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from graphnn import random
-from graphnn.api import add_gradients, graph_dtype, input_names, trace
+from graphnn.api import add_gradients, cache_dir, graph_dtype, input_names, trace
 from graphnn.errors import InputError
+from graphnn.executable import CExecutable, ReferenceExecutable
 from graphnn.ir import B, Graph
-from runtime import reference
 
 
 class Program:
@@ -25,6 +25,7 @@ class Program:
         self.model = model
         self.backend = backend
         self.graphs: dict[tuple, dict[str, Graph]] = {}
+        self.executables: dict[tuple, object] = {}
         self.seed = random.next_seed()
         self.calls = 0
 
@@ -78,16 +79,24 @@ class Program:
         feeds["rng.seed"], feeds["rng.step"] = np.int64(self.seed), np.int64(self.calls)
         return feeds
 
-    def _run(self, graph: Graph, named: dict, extra: dict | None = None) -> dict:
-        """Run ``graph`` and write its updates into the arrays they name; returns its outputs."""
-        batch = self._bind(graph, named)
+    def _executable(self, key: tuple, graphs: dict):
+        executable = self.executables.get(key)
+        if executable is None:
+            if self.backend == "numpy":
+                executable = ReferenceExecutable(graphs)
+            else:
+                executable = CExecutable(graphs, cache_dir())
+            self.executables[key] = executable
+        return executable
+
+    def _run(self, key: tuple, entry: str, named: dict, extra: dict | None = None) -> dict:
+        """Run one entry point; its updates are written into the arrays they name. Returns its outputs."""
+        graphs = self.graphs[key]
+        batch = self._bind(graphs[entry], named)
         feeds = self._feeds(named)
         if extra:
             feeds.update(extra)
-        outputs, updates = reference.run(graph, feeds, batch)
-        for name, value in updates.items():  # every result exists: now write them all
-            target = feeds[name]
-            target[...] = value
+        outputs = self._executable(key, graphs).run(entry, batch, feeds)
         self.calls += 1
         return outputs
 
@@ -99,11 +108,9 @@ class InferenceProgram(Program):
         names = input_names(self.model, len(inputs))
         arrays = self._arrays(inputs, names)
         key = self._key(arrays)
-        graphs = self.graphs.get(key)
-        if graphs is None:
-            traced = trace(self.model, *arrays)
-            graphs = self.graphs[key] = {"forward": traced}
-        outputs = self._run(graphs["forward"], dict(zip(names, arrays)))
+        if key not in self.graphs:
+            self.graphs[key] = {"forward": trace(self.model, *arrays)}
+        outputs = self._run(key, "forward", dict(zip(names, arrays)))
         results = [outputs[k] for k in sorted(outputs)]
         return results[0] if len(results) == 1 else tuple(results)
 
@@ -117,7 +124,7 @@ class TrainProgram(Program):
         super().__init__(model, backend)
         self.loss_fn = loss_fn
         self.optimizer = optimizer
-        self.stepped: dict[int, dict] = {}  # step graph -> {parameter name: Parameter} it updates
+        self.stepped: dict[tuple, dict] = {}  # signature -> {parameter name: Parameter} its step updates
 
     def _graphs(self, args: Sequence) -> tuple[dict, dict]:
         if len(args) < 2:
@@ -125,12 +132,11 @@ class TrainProgram(Program):
         names = input_names(self.model, len(args) - 1) + ["target"]
         arrays = self._arrays(args, names)
         key = self._key(arrays)
-        graphs = self.graphs.get(key)
-        if graphs is None:
-            graphs = self.graphs[key] = self._build(arrays)
-        return graphs, dict(zip(names, arrays))
+        if key not in self.graphs:
+            self.graphs[key] = self._build(key, arrays)
+        return key, dict(zip(names, arrays))
 
-    def _build(self, arrays: list) -> dict:
+    def _build(self, key: tuple, arrays: list) -> dict:
         traced = trace(self.model, *arrays[:-1], loss_fn=self.loss_fn, target=arrays[-1])
         loss = traced.outputs["loss"]
         forward_updates = dict(traced.updates)
@@ -149,23 +155,23 @@ class TrainProgram(Program):
 
             updates = self.optimizer.build_update(Builder(traced), entries)
             graphs["step"] = traced.variant({"loss": loss}, {**forward_updates, **updates})
-            self.stepped[id(graphs["step"])] = {leaf.attrs["name"]: p for p, leaf, _ in entries}
+            self.stepped[key] = {leaf.attrs["name"]: p for p, leaf, _ in entries}
         return graphs
 
     def step(self, *args: Any) -> float:
         """One training step on a batch; returns the loss before the update."""
         if self.optimizer is None:
             raise TypeError("step() needs an optimizer: gn.compile(model, loss_fn, optimizer)")
-        graphs, named = self._graphs(args)
-        stepped = self.stepped[id(graphs["step"])]
-        outputs = self._run(graphs["step"], named, self.optimizer.feeds(stepped))
+        key, named = self._graphs(args)
+        stepped = self.stepped[key]
+        outputs = self._run(key, "step", named, self.optimizer.feeds(stepped))
         self.optimizer.finish_step(stepped)
         return float(outputs["loss"])
 
     def grad(self, *args: Any) -> float:
         """Forward, loss and backward: adds each gradient into ``p.grad`` (as ``loss.backward()``)."""
-        graphs, named = self._graphs(args)
-        outputs = self._run(graphs["grad"], named)
+        key, named = self._graphs(args)
+        outputs = self._run(key, "grad", named)
         params = dict(self.model.named_parameters())
         for key, value in outputs.items():
             if not key.startswith("grad:"):
@@ -181,8 +187,8 @@ class TrainProgram(Program):
     def loss(self, *args: Any) -> float:
         """The loss on a batch, with no gradient and no update (BatchNorm in train mode still
         updates its running statistics, as in PyTorch)."""
-        graphs, named = self._graphs(args)
-        return float(self._run(graphs["loss"], named)["loss"])
+        key, named = self._graphs(args)
+        return float(self._run(key, "loss", named)["loss"])
 
     def _grad_slot(self, p: Any) -> np.ndarray:
         if self.optimizer is not None:

@@ -19,14 +19,47 @@ def copy_torch_weights(gn_model, torch_model) -> None:
     gn_model.load_state_dict(state)
 
 
-def assert_state_close(gn_model, torch_model, rtol=1e-4, atol=1e-6) -> None:
+def assert_state_close(gn_model, torch_model, rtol=1e-4, atol=1e-6, kink_fraction=0.0) -> None:
+    """Every parameter and buffer agrees elementwise to ``rtol``, and to ``rtol`` times the
+    tensor's largest magnitude for elements near zero (which have no relative scale of their own).
+
+    ``kink_fraction`` allows that fraction of a tensor's elements to differ by up to 100x that:
+    in a long ReLU run, float32 rounding (which differs between any two implementations) now and
+    then puts one pre-activation on the other side of zero, and that step's gradient for the
+    weights feeding that unit then differs by a whole term (seen: one row of 100 in 200 steps).
+    """
     ours = gn_model.state_dict()
     theirs = torch_model.state_dict()
     assert list(ours) == list(theirs)
     for key in theirs:
-        np.testing.assert_allclose(np.asarray(ours[key]), theirs[key].detach().numpy(), rtol=rtol, atol=atol, err_msg=key)
+        expected = theirs[key].detach().numpy()
+        got = np.asarray(ours[key])
+        scale = float(np.abs(expected).max()) if expected.size and expected.dtype.kind == "f" else 0.0
+        tolerance = np.maximum(atol, rtol * scale) + rtol * np.abs(expected)
+        off = np.abs(got - expected) > tolerance
+        if kink_fraction and off.mean() <= kink_fraction:
+            np.testing.assert_allclose(got, expected, rtol=100 * rtol, atol=100 * max(atol, rtol * scale), err_msg=key)
+            continue
+        np.testing.assert_allclose(got, expected, rtol=rtol, atol=max(atol, rtol * scale), err_msg=key)
 
 
 @pytest.fixture
 def thermometer():
     return T_U * 0.1, T_C
+
+
+BACKENDS = ["numpy", "c"]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    """Each backend that must pass the same tests: the numpy reference and generated C."""
+    return request.param
+
+
+@pytest.fixture(autouse=True, scope="session")
+def private_cache(tmp_path_factory):
+    """Compiled libraries go to a temporary cache, not the user's."""
+    import os
+
+    os.environ["GRAPHNN_CACHE_DIR"] = str(tmp_path_factory.mktemp("graphnn-cache"))

@@ -9,11 +9,11 @@ import graphnn as gn
 from graphnn import nn, optim
 
 
-def classifier():
+def classifier(backend):
     gn.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3))
     opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    return model, opt, gn.compile(model, nn.CrossEntropyLoss(), opt)
+    return model, opt, gn.compile(model, nn.CrossEntropyLoss(), opt, backend=backend)
 
 
 def snapshot(model, opt):
@@ -45,8 +45,8 @@ Y = np.array([0, 1, 2, 1, 0, 2])
     (X, np.array(["a"] * 6), gn.InputError, "target: expected a float or integer array"),
     (np.float32(1.0), Y, gn.InputError, "leading batch dimension"),
 ])
-def test_bad_input_is_rejected_and_the_step_changes_nothing(x, y, error, pattern):
-    model, opt, train = classifier()
+def test_bad_input_is_rejected_and_the_step_changes_nothing(x, y, error, pattern, backend):
+    model, opt, train = classifier(backend)
     train.step(X, Y)  # momentum buffers and running stats now hold values worth protecting
     before = snapshot(model, opt)
     with pytest.raises(error, match=pattern):
@@ -56,30 +56,30 @@ def test_bad_input_is_rejected_and_the_step_changes_nothing(x, y, error, pattern
     assert np.isfinite(train.step(X, Y))  # the program still works afterwards
 
 
-def test_other_dtypes_are_converted():
-    model, opt, train = classifier()
-    reference_model, _, reference_train = classifier()
+def test_other_dtypes_are_converted(backend):
+    model, opt, train = classifier(backend)
+    reference_model, _, reference_train = classifier(backend)
     loss64 = train.step(X.astype(np.float64), Y.astype(np.int32))
     loss32 = reference_train.step(X, Y)
     assert loss64 == loss32
     assert len(train.graphs) == 1
 
 
-def test_wrong_target_shape_for_regression_losses():
+def test_wrong_target_shape_for_regression_losses(backend):
     model = nn.Linear(3, 2)
-    train = gn.compile(model, nn.MSELoss(), optim.SGD(model.parameters(), lr=0.1))
+    train = gn.compile(model, nn.MSELoss(), optim.SGD(model.parameters(), lr=0.1), backend=backend)
     with pytest.raises(gn.ShapeError, match=r"loss \(MSELoss\): mse_loss expected a target of the input's shape \[B,2\], got \[B\]"):
         train.step(np.zeros((4, 3), np.float32), np.zeros(4, np.float32))
 
 
-def test_unknown_backend_and_missing_optimizer():
+def test_unknown_backend_and_missing_optimizer(backend):
     model = nn.Linear(3, 2)
     with pytest.raises(ValueError, match="unknown or unavailable backend 'cuda'"):
         gn.compile(model, backend="cuda")
     with pytest.raises(TypeError, match="needs an optimizer"):
-        gn.compile(model, nn.MSELoss()).step(np.zeros((2, 3), np.float32), np.zeros((2, 2), np.float32))
+        gn.compile(model, nn.MSELoss(), backend=backend).step(np.zeros((2, 3), np.float32), np.zeros((2, 2), np.float32))
     with pytest.raises(TypeError, match="needs a loss"):
-        gn.compile(model, optimizer=optim.SGD(model.parameters()))
+        gn.compile(model, optimizer=optim.SGD(model.parameters()), backend=backend)
 
 
 def test_optimizer_argument_checks():
@@ -90,8 +90,8 @@ def test_optimizer_argument_checks():
         optim.SGD(nn.Linear(2, 2).parameters(), lr=-1)
 
 
-def test_ignore_index_labels_are_allowed_and_ignored():
-    model, opt, train = classifier()
+def test_ignore_index_labels_are_allowed_and_ignored(backend):
+    model, opt, train = classifier(backend)
     labels = Y.copy()
     labels[0] = -100
     assert np.isfinite(train.step(X, labels))

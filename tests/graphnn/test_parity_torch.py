@@ -23,7 +23,7 @@ def torch_steps(model, loss_fn, opt, batches):
     return losses
 
 
-def test_thermometer_tanh_net_200_steps(thermometer):
+def test_thermometer_tanh_net_200_steps(thermometer, backend):
     t_u, t_c = thermometer
     torch.manual_seed(0)
     ref = torch.nn.Sequential(torch.nn.Linear(1, 13), torch.nn.Tanh(), torch.nn.Linear(13, 1))
@@ -31,7 +31,7 @@ def test_thermometer_tanh_net_200_steps(thermometer):
     copy_torch_weights(model, ref)
     ref_losses = torch_steps(ref, torch.nn.MSELoss(), torch.optim.SGD(ref.parameters(), lr=1e-3, momentum=0.9),
                              [(t_u, t_c)] * 200)
-    train = gn.compile(model, nn.MSELoss(), optim.SGD(model.parameters(), lr=1e-3, momentum=0.9), backend="numpy")
+    train = gn.compile(model, nn.MSELoss(), optim.SGD(model.parameters(), lr=1e-3, momentum=0.9), backend=backend)
     losses = [train.step(t_u, t_c) for _ in range(200)]
     np.testing.assert_allclose(losses, ref_losses, rtol=1e-4)
     assert losses[-1] < losses[0] / 2
@@ -47,7 +47,7 @@ def mlp(lib, batchnorm=True):
     return lib.Sequential(*layers)
 
 
-def test_mlp_batchnorm_cross_entropy_200_steps():
+def test_mlp_batchnorm_cross_entropy_200_steps(backend):
     rng = np.random.default_rng(0)
     data = rng.standard_normal((512, 784)).astype(np.float32)
     # labels from a random linear teacher: learnable, so training converges instead of memorising
@@ -61,18 +61,20 @@ def test_mlp_batchnorm_cross_entropy_200_steps():
     copy_torch_weights(model, ref)
     ref_opt = torch.optim.SGD(ref.parameters(), lr=0.01, momentum=0.9)
     ref_losses = torch_steps(ref, torch.nn.CrossEntropyLoss(), ref_opt, batches)
-    train = gn.compile(model, nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.01, momentum=0.9))
+    train = gn.compile(model, nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.01, momentum=0.9), backend=backend)
     losses = [train.step(x, y) for x, y in batches]
     np.testing.assert_allclose(losses, ref_losses, rtol=1e-5)
     assert losses[-1] < 0.1 * losses[0]
-    assert_state_close(model, ref, rtol=1e-4, atol=1e-6)
+    assert_state_close(model, ref, rtol=1e-4, atol=1e-6, kink_fraction=0.01)
     assert int(model[1].num_batches_tracked) == 200
-    # eval mode uses the running statistics
+    # eval mode uses the running statistics: same state in both, same outputs (a comparison that
+    # does not depend on how 200 steps of rounding moved each weight)
+    ref.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in model.state_dict().items()})
     ref.eval()
     model.eval()
     expected = ref(torch.from_numpy(data[:100])).detach().numpy()
-    got = gn.compile(model)(data[:100])
-    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+    got = gn.compile(model, backend=backend)(data[:100])
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
 
 
 ACTIVATIONS = [
@@ -84,7 +86,7 @@ ACTIVATIONS = [
 
 
 @pytest.mark.parametrize("name,args,kwargs", ACTIVATIONS, ids=[f"{a[0]}{a[1]}{a[2]}" for a in ACTIVATIONS])
-def test_activation_gradients(name, args, kwargs):
+def test_activation_gradients(name, args, kwargs, backend):
     rng = np.random.default_rng(1)
     x = (rng.standard_normal((7, 5)) * 2).astype(np.float32)
     x[0, :3] = [0.0, -0.5, 0.25]  # kinks: relu'(0), hardtanh at its bounds, leaky and elu at zero
@@ -99,11 +101,11 @@ def test_activation_gradients(name, args, kwargs):
     assert repr(model) == repr(ref)
     loss = torch.nn.MSELoss()(ref(torch.from_numpy(x)), torch.from_numpy(y))
     loss.backward()
-    ours = gn.compile(model, nn.MSELoss()).grad(x, y)
+    ours = gn.compile(model, nn.MSELoss(), backend=backend).grad(x, y)
     np.testing.assert_allclose(ours, loss.item(), rtol=1e-5)
     for (pname, p), (_, q) in zip(model.named_parameters(), ref.named_parameters()):
         np.testing.assert_allclose(p.grad, q.grad.numpy(), rtol=1e-4, atol=1e-6, err_msg=pname)
-    np.testing.assert_allclose(gn.compile(model)(x), ref(torch.from_numpy(x)).detach().numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(gn.compile(model, backend=backend)(x), ref(torch.from_numpy(x)).detach().numpy(), rtol=1e-5, atol=1e-6)
 
 
 def _loss_case(name, reduction, rng):
@@ -122,7 +124,7 @@ def _loss_case(name, reduction, rng):
 
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
 @pytest.mark.parametrize("name", ["MSELoss", "L1Loss", "CrossEntropyLoss", "NLLLoss", "BCEWithLogitsLoss"])
-def test_loss_gradients(name, reduction):
+def test_loss_gradients(name, reduction, backend):
     rng = np.random.default_rng(2)
     x, target = _loss_case(name, reduction, rng)
     torch.manual_seed(0)
@@ -132,13 +134,13 @@ def test_loss_gradients(name, reduction):
     copy_torch_weights(model, ref)
     loss = getattr(torch.nn, name)(reduction=reduction)(ref(torch.from_numpy(x)), torch.from_numpy(target))
     loss.backward()
-    ours = gn.compile(model, getattr(nn, name)(reduction=reduction)).grad(x, target)
+    ours = gn.compile(model, getattr(nn, name)(reduction=reduction), backend=backend).grad(x, target)
     np.testing.assert_allclose(ours, loss.item(), rtol=1e-5)
     for p, q in zip(model.parameters(), ref.parameters()):
         np.testing.assert_allclose(p.grad, q.grad.numpy(), rtol=1e-4, atol=1e-6)
 
 
-def test_cross_entropy_with_class_probabilities():
+def test_cross_entropy_with_class_probabilities(backend):
     rng = np.random.default_rng(3)
     x = rng.standard_normal((5, 3)).astype(np.float32)
     probs = rng.random((5, 3)).astype(np.float32)
@@ -149,7 +151,7 @@ def test_cross_entropy_with_class_probabilities():
     copy_torch_weights(model, ref)
     loss = torch.nn.CrossEntropyLoss()(ref(torch.from_numpy(x)), torch.from_numpy(probs))
     loss.backward()
-    np.testing.assert_allclose(gn.compile(model, nn.CrossEntropyLoss()).grad(x, probs), loss.item(), rtol=1e-5)
+    np.testing.assert_allclose(gn.compile(model, nn.CrossEntropyLoss(), backend=backend).grad(x, probs), loss.item(), rtol=1e-5)
     np.testing.assert_allclose(model.weight.grad, ref.weight.grad.numpy(), rtol=1e-4, atol=1e-6)
 
 
@@ -166,7 +168,7 @@ SGD_CASES = [
 
 @pytest.mark.parametrize("options", SGD_CASES, ids=[str(c) for c in SGD_CASES])
 @pytest.mark.parametrize("mode", ["step", "grad+step"])
-def test_sgd_variants_and_lr_changes(options, mode):
+def test_sgd_variants_and_lr_changes(options, mode, backend):
     rng = np.random.default_rng(4)
     x = rng.standard_normal((16, 6)).astype(np.float32)
     y = rng.standard_normal((16, 2)).astype(np.float32)
@@ -176,7 +178,7 @@ def test_sgd_variants_and_lr_changes(options, mode):
     copy_torch_weights(model, ref)
     ref_opt = torch.optim.SGD(ref.parameters(), **options)
     opt = optim.SGD(model.parameters(), **options)
-    train = gn.compile(model, nn.MSELoss(), opt)
+    train = gn.compile(model, nn.MSELoss(), opt, backend=backend)
     for step in range(30):
         if step == 10:  # a learning-rate change takes effect at the next step, without recompiling
             for group in (*ref_opt.param_groups, *opt.param_groups):
@@ -200,7 +202,7 @@ def test_sgd_variants_and_lr_changes(options, mode):
         np.testing.assert_allclose(our_state["state"][k]["momentum_buffer"], s["momentum_buffer"].numpy(), rtol=1e-5, atol=1e-7)
 
 
-def test_ordered_dict_model_from_the_issue(thermometer):
+def test_ordered_dict_model_from_the_issue(thermometer, backend):
     t_u, t_c = thermometer
     gn.manual_seed(0)
     seq_model = nn.Sequential(OrderedDict([
@@ -212,8 +214,8 @@ def test_ordered_dict_model_from_the_issue(thermometer):
     ]))
     copy_torch_weights(seq_model, ref)
     opt = optim.SGD(seq_model.parameters(), lr=1e-3, momentum=0.9)
-    train = gn.compile(seq_model, nn.MSELoss(), opt, backend="numpy")
-    predict = gn.compile(seq_model, backend="numpy")
+    train = gn.compile(seq_model, nn.MSELoss(), opt, backend=backend)
+    predict = gn.compile(seq_model, backend=backend)
     before = predict(t_u)
     ref_losses = torch_steps(ref, torch.nn.MSELoss(), torch.optim.SGD(ref.parameters(), lr=1e-3, momentum=0.9),
                              [(t_u, t_c)] * 50)

@@ -35,18 +35,18 @@ class FlattenView(nn.Module):
         return self.fc(x.view(x.size(0), -1))
 
 
-def test_view_with_symbolic_batch_and_one_graph_for_all_batch_sizes():
+def test_view_with_symbolic_batch_and_one_graph_for_all_batch_sizes(backend):
     model = FlattenView()
     x = np.random.default_rng(0).standard_normal((5, 2, 3)).astype(np.float32)
     graph = gn.trace(model, x)
     assert graph.outputs["output"].shape == (B, 2)
-    predict = gn.compile(model)
+    predict = gn.compile(model, backend=backend)
     for batch in (1, 5, 64, 3):
         xb = np.resize(x, (batch, 2, 3)).astype(np.float32)
         expected = xb.reshape(batch, -1) @ model.fc.weight.data.T + model.fc.bias.data
         np.testing.assert_allclose(predict(xb), expected, rtol=1e-5, atol=1e-6)
     assert len(predict.graphs) == 1
-    train = gn.compile(model, nn.MSELoss(), gn.optim.SGD(model.parameters(), lr=0.1))
+    train = gn.compile(model, nn.MSELoss(), gn.optim.SGD(model.parameters(), lr=0.1), backend=backend)
     for batch in (1, 7, 2):
         train.step(np.ones((batch, 2, 3), np.float32), np.ones((batch, 2), np.float32))
     assert len(train.graphs) == 1
@@ -77,7 +77,7 @@ class MethodModel:
         return M()
 
 
-def test_tensor_methods_match_torch_forward_and_gradients():
+def test_tensor_methods_match_torch_forward_and_gradients(backend):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((5, 3)).astype(np.float32)
     w = rng.standard_normal((3, 4)).astype(np.float32)
@@ -85,15 +85,15 @@ def test_tensor_methods_match_torch_forward_and_gradients():
     ref = MethodModel.build(torch.nn, lambda a: torch.nn.Parameter(torch.from_numpy(a.copy())), w, v)
     model = MethodModel.build(nn, nn.Parameter, w, v)
     expected = ref(torch.from_numpy(x))
-    np.testing.assert_allclose(gn.compile(model)(x), expected.detach().numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(gn.compile(model, backend=backend)(x), expected.detach().numpy(), rtol=1e-5, atol=1e-5)
     target = np.zeros(expected.shape, np.float32)
     torch.nn.L1Loss(reduction="sum")(expected, torch.from_numpy(target)).backward()
-    gn.compile(model, nn.L1Loss(reduction="sum")).grad(x, target)
+    gn.compile(model, nn.L1Loss(reduction="sum"), backend=backend).grad(x, target)
     np.testing.assert_allclose(model.w.grad, ref.w.grad.numpy(), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(model.v.grad, ref.v.grad.numpy(), rtol=1e-4, atol=1e-5)
 
 
-def test_argmax_and_max_indices_match_torch():
+def test_argmax_and_max_indices_match_torch(backend):
     x = np.array([[1.0, 3.0, 3.0], [0.5, -1.0, 0.5], [2.0, 2.0, 2.0]], np.float32)
 
     class M(nn.Module):
@@ -101,7 +101,7 @@ def test_argmax_and_max_indices_match_torch():
             values, indices = x.max(1)
             return indices, x.argmax(0), values
 
-    indices, argmax0, values = gn.compile(M())(x)
+    indices, argmax0, values = gn.compile(M(), backend=backend)(x)
     t = torch.from_numpy(x)
     np.testing.assert_array_equal(indices, t.max(1).indices.numpy())
     np.testing.assert_array_equal(argmax0, t.argmax(0).numpy())
@@ -171,8 +171,8 @@ def test_submodules_in_plain_containers_are_caught():
     assert [n for n, _ in PlainList().named_parameters()] == []  # what the optimizer would have seen
 
 
-def test_loss_must_be_a_scalar():
+def test_loss_must_be_a_scalar(backend):
     model = nn.Linear(2, 1)
     with pytest.raises(gn.TraceError, match="scalar"):
-        gn.compile(model, nn.MSELoss(reduction="none"), gn.optim.SGD(model.parameters())).step(
+        gn.compile(model, nn.MSELoss(reduction="none"), gn.optim.SGD(model.parameters()), backend=backend).step(
             np.zeros((3, 2), np.float32), np.zeros((3, 1), np.float32))

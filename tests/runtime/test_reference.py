@@ -29,11 +29,11 @@ def test_philox_uniform_is_uniform_deterministic_and_keyed():
         assert not np.array_equal(u[:100], other)
 
 
-def test_dropout_in_training_and_eval():
+def test_dropout_in_training_and_eval(backend):
     gn.manual_seed(0)
     model = nn.Sequential(nn.Dropout(0.3))
     x = np.ones((400, 50), np.float32)
-    predict = gn.compile(model)
+    predict = gn.compile(model, backend=backend)
     first, second = predict(x), predict(x)
     assert set(np.unique(first)) == {0.0, np.float32(1 / 0.7)}
     assert abs((first == 0).mean() - 0.3) < 0.01
@@ -42,10 +42,10 @@ def test_dropout_in_training_and_eval():
     np.testing.assert_array_equal(predict(x), x)
 
 
-def test_dropout_backward_uses_the_forward_mask():
+def test_dropout_backward_uses_the_forward_mask(backend):
     gn.manual_seed(0)
     model = nn.Sequential(nn.Linear(1, 400, bias=False), nn.Dropout(0.5))
-    train = gn.compile(model, nn.MSELoss(reduction="sum"), optim.SGD(model.parameters(), lr=0.1))
+    train = gn.compile(model, nn.MSELoss(reduction="sum"), optim.SGD(model.parameters(), lr=0.1), backend=backend)
     loss = train.grad(np.ones((1, 1), np.float32), np.zeros((1, 400), np.float32))
     h = model[0].weight.data[:, 0]
     # y = h * m / 0.5, loss = sum(y^2): d loss / d w_j = 8 h_j m_j, so the gradient reveals the mask

@@ -1,0 +1,343 @@
+"""Fusion: group the nodes of a simplified Graph into the kernels of a KernelPlan.
+
+Rules, applied in topological order:
+- movement ops are views (no kernel); iota and rand are loads computed from the index;
+- a node whose value has one direct consumer of the same shape is computed inside that
+  consumer's kernel: pointwise chains become one loop, a reduction absorbs its pointwise
+  producers (prologue), and a reduction or matmul absorbs pointwise consumers (epilogue);
+- a kernel holds at most one core (reduce or matmul), and a reduction's prologue holds none;
+- a value with several consumers, read through a view, used as a matmul operand, or named as
+  an output, update or placement is stored (and may still feed its own kernel's epilogue).
+Updates of persistent state are written in place, after every other reader of the old value.
+"""
+from __future__ import annotations
+
+import re
+
+import sympy
+
+from graphnn import pointwise as pw
+from graphnn.ir import Graph, Node, numel
+from graphnn.passes import views
+from graphnn.passes.plan import ACC, Assign, Buffer, Kernel, KernelPlan, Load, Store
+
+GENERATORS = ("iota", "rand")
+CORES = ("reduce", "matmul")
+
+
+class Fusion:
+    """Builds a KernelPlan from a simplified Graph.
+
+    ``storage`` maps leaf names to (buffer, offset, size) for leaves kept in shared buffers (the
+    flat parameter and momentum buffers, the scalar hyperparameter array); ``placements`` maps
+    node ids to (buffer, offset) for values that must land in such a buffer (gradients).
+    """
+
+    def __init__(self, graph: Graph, storage: dict, placements: dict | None = None) -> None:
+        self.graph = graph
+        self.storage = storage
+        self.placements = placements or {}
+        self.buffers: dict[str, Buffer] = {}
+        self.view: dict[int, views.View] = {}
+        self.uses: dict[int, list] = {n.id: [] for n in graph.nodes}
+        self.position = {n.id: k for k, n in enumerate(graph.nodes)}
+        self.copies: set[int] = set()  # reshapes that need a contiguous copy
+        self.named = _named_results(graph)
+
+    # -- analysis -------------------------------------------------------------------------------
+    def analyse(self) -> None:
+        for node in self.graph.nodes:
+            if node.op in views.MOVEMENT:
+                source = node.inputs[0]
+                view = views.apply(self.view_of(source), node)
+                if view is None:
+                    self.copies.add(node.id)
+                else:
+                    self.view[node.id] = view
+        for node in self.graph.nodes:
+            if self._is_view(node):
+                continue
+            for index, source in enumerate(node.inputs):
+                base = self.view_of(source).base
+                self.uses[base.id].append((node, index, self._direct(source, base)))
+
+    def _direct(self, source: Node, base: Node) -> bool:
+        """Read without moving data: the node itself or reshapes that only add or drop size-1 axes."""
+        while source is not base:
+            if source.op != "reshape" or _squeezed(source.shape) != _squeezed(source.inputs[0].shape):
+                return False
+            source = source.inputs[0]
+        return True
+
+    def _is_view(self, node: Node) -> bool:
+        return node.op in views.MOVEMENT and node.id not in self.copies
+
+    def view_of(self, node: Node) -> views.View:
+        return self.view.get(node.id) or views.identity(node)
+
+    # -- grouping -------------------------------------------------------------------------------
+    def group(self) -> list[list[Node]]:
+        group_of: dict[int, int] = {}
+        members: dict[int, list[Node]] = {}
+        core: dict[int, Node | None] = {}
+        computed = [n for n in self.graph.nodes if not self._is_view(n) and n.op not in GENERATORS and n.op not in
+                    ("input", "param", "buffer", "hyper")]
+        for node in computed:
+            group_of[node.id] = node.id
+            members[node.id] = [node]
+            core[node.id] = node if node.op in CORES else None
+        for node in computed:
+            consumer = self._inline_target(node)
+            if consumer is None:
+                continue
+            mine, theirs = group_of[node.id], group_of[consumer.id]
+            if consumer.op == "reduce" and core[mine] is not None:
+                continue
+            if core[mine] is not None and core[theirs] is not None:
+                continue
+            for n in members[mine]:
+                group_of[n.id] = theirs
+            members[theirs] = sorted(members[theirs] + members.pop(mine), key=lambda n: self.position[n.id])
+            core[theirs] = core[theirs] or core.pop(mine)
+        return list(members.values())
+
+    def _inline_target(self, node: Node) -> Node | None:
+        uses = self.uses[node.id]
+        if len(uses) != 1 or node.id in self.copies:
+            return None
+        consumer, _, direct = uses[0]
+        if not direct or consumer.op not in ("pointwise", "reduce") or consumer.id in self.copies:
+            return None
+        if consumer.op == "pointwise" and _squeezed(consumer.shape) != _squeezed(node.shape):
+            return None
+        return consumer
+
+    def must_store(self, node: Node, group_ids: set) -> bool:
+        if node.id in self.named or node.id in self.placements:
+            return True
+        return any(c.id not in group_ids for c, _, _ in self.uses[node.id])
+
+    # -- kernels --------------------------------------------------------------------------------
+    def location(self, node: Node) -> tuple[str, object]:
+        """(buffer, offset) where a node's value is stored."""
+        if node.op in ("input", "param", "buffer", "hyper"):
+            return self._leaf_buffer(node)
+        if node.id in self.named:
+            kind, name = self.named[node.id][0]
+            if kind == "update":
+                return self._leaf_buffer(self.graph.leaf(name))
+            return self._buffer(f"out.{name}", "output", numel(node.shape), node.dtype), 0
+        if node.id in self.placements:
+            return self.placements[node.id]
+        return self._buffer(f"tmp.{node.id}", "arena", numel(node.shape), node.dtype), 0
+
+    def _leaf_buffer(self, leaf: Node) -> tuple[str, object]:
+        name = leaf.attrs["name"]
+        if name in self.storage:
+            buffer, offset, size, kind = self.storage[name]
+            self._buffer(buffer, kind, size, leaf.dtype)
+            return buffer, offset
+        kind = {"input": "input", "param": "param", "buffer": "state", "hyper": "hyper"}[leaf.op]
+        return self._buffer(f"{kind}.{name}", kind, numel(leaf.shape), leaf.dtype), 0
+
+    def _buffer(self, name: str, kind: str, size, dtype: str) -> str:
+        self.buffers.setdefault(name, Buffer(name, kind, size, dtype))
+        return name
+
+    def kernel(self, members: list[Node], index: int) -> Kernel:
+        ids = {n.id for n in members}
+        core = next((n for n in members if n.op in CORES), None)
+        last = members[-1]
+        if core is None:
+            kind = "pointwise"
+            domain = last.inputs[0].shape if last.id in self.copies else last.shape
+        elif core.op == "reduce":
+            kind, domain = "reduce", core.inputs[0].shape
+        else:
+            kind, domain = "matmul", core.shape
+        kernel = Kernel(_kernel_name(index, members), kind, tuple(domain))
+        prologue = _ancestors_within(core, ids) if kind == "reduce" else set()
+        if kind == "reduce":
+            kernel.axes, kernel.reduce_op = core.attrs["axes"], core.attrs["kind"]
+
+        def to_domain(strides: tuple, shape: tuple, epilogue: bool) -> tuple:
+            """Strides over a value's own shape as strides over the loop domain."""
+            if len(shape) == 0:
+                return (0,) * len(kernel.domain)
+            if kind == "reduce" and epilogue:
+                kept = core.shape  # epilogue values live on the reduction's kept shape
+                return tuple(0 if k in kernel.axes else st for k, st in enumerate(_align(strides, shape, kept)))
+            return _align(strides, shape, kernel.domain)
+
+        local: dict[int, str] = {}
+        loads: dict[tuple, Load] = {}
+
+        def operand(source: Node, consumer: Node) -> str:
+            epilogue = consumer.id not in prologue and consumer is not core
+            view = self.view_of(source)
+            base = view.base
+            if base.id in ids:  # computed in this kernel (read directly or through a size-1 reshape)
+                return local[base.id]
+            if base.op == "iota":
+                if not (view.base is source or self._direct(source, base)):
+                    raise NotImplementedError("an iota read through a view is not supported by the fusion pass")
+                picks = tuple(1 if k == base.attrs["axis"] else 0 for k in range(len(base.shape)))
+                key = ("index", to_domain(picks, base.shape, epilogue))
+                if key not in loads:
+                    loads[key] = Load(f"l{len(loads)}", "index", 0, key[1], base.dtype)
+                return loads[key].name
+            strides = to_domain(view.strides, view.shape, epilogue)
+            if base.op == "rand":
+                seed, step = (self.location(i) for i in base.inputs)
+                key = ("rand", base.id, view.offset, strides)
+                if key not in loads:
+                    loads[key] = Load(f"l{len(loads)}", "rand", view.offset, strides, "f32", base.attrs["stream"], (seed, step))
+                return loads[key].name
+            buffer, offset = self.location(base)
+            total = _add(offset, view.offset)
+            key = (buffer, total, strides)
+            if key not in loads:
+                loads[key] = Load(f"l{len(loads)}", buffer, total, strides, base.dtype)
+            return loads[key].name
+
+        for node in members:
+            kernel.sources.append((node.id, node.attrs.get("name", node.op), node.path))
+            if node is core and kind == "reduce":
+                kernel.reduce_value = operand(node.inputs[0], node)
+                local[node.id] = str(ACC)
+            elif node is core:
+                kernel.k = node.inputs[0].shape[-1]
+                kernel.a, kernel.b = (self._operand_load(name, i) for name, i in zip("ab", node.inputs))
+                local[node.id] = str(ACC)
+            elif node.id in self.copies:
+                local[node.id] = operand(node.inputs[0], node)
+            else:
+                symbols = [sympy.Symbol(operand(i, node), real=True) for i in node.inputs]
+                expr = node.attrs["expr"].xreplace({pw.X[k]: s for k, s in enumerate(symbols)})
+                where = f"   {node.path} ({node.module})" if node.path else ""
+                stage = "prologue" if node.id in prologue else "epilogue"
+                kernel.body.append(Assign(f"t{node.id}", expr, node.dtype, stage, node.attrs["name"] + where))
+                local[node.id] = f"t{node.id}"
+            if node is last or self.must_store(node, ids):
+                shape = node.inputs[0].shape if node.id in self.copies else node.shape
+                strides = to_domain(views.contiguous_strides(shape), shape, node.id not in prologue)
+                for named in self.named.get(node.id, [(None, None)]):
+                    buffer, offset = self._store_location(node, named)
+                    kernel.stores.append(Store(buffer, local[node.id], offset, strides, node.dtype))
+        kernel.loads = list(loads.values())
+        return kernel
+
+    def _store_location(self, node: Node, named) -> tuple[str, object]:
+        kind, name = named
+        if kind == "update":
+            return self._leaf_buffer(self.graph.leaf(name))
+        if kind == "output":
+            return self._buffer(f"out.{name}", "output", numel(node.shape), node.dtype), 0
+        return self.location(node)
+
+    def _operand_load(self, name: str, source: Node) -> Load:
+        view = self.view_of(source)
+        buffer, offset = self.location(view.base)
+        return Load(name, buffer, _add(offset, view.offset), view.strides, view.base.dtype)
+
+    # -- order ----------------------------------------------------------------------------------
+    def order(self, groups: list[list[Node]]) -> list[list[Node]]:
+        """Topological order of kernels, with in-place writes after the old value's readers."""
+        producer = {n.id: k for k, g in enumerate(groups) for n in g}
+        after: dict[int, set] = {k: set() for k in range(len(groups))}
+        readers_of_leaf: dict[str, set] = {}
+        for k, g in enumerate(groups):
+            ids = {n.id for n in g}
+            for n in g:
+                for source in n.inputs:
+                    base = self.view_of(source).base
+                    if base.op in GENERATORS:
+                        continue
+                    if base.id in producer and producer[base.id] != k:
+                        after[k].add(producer[base.id])
+                    if base.op in ("input", "param", "buffer", "hyper") and base.id not in ids:
+                        readers_of_leaf.setdefault(base.attrs["name"], set()).add(k)
+        for k, g in enumerate(groups):
+            for n in g:
+                for kind, name in self.named.get(n.id, []):
+                    if kind == "update":
+                        after[k] |= readers_of_leaf.get(name, set()) - {k}
+        ordered, done = [], set()
+        while len(ordered) < len(groups):
+            ready = [k for k in range(len(groups)) if k not in done and after[k] <= done]
+            if not ready:
+                raise RuntimeError("kernel dependencies form a cycle (an in-place update read after it is written)")
+            k = min(ready, key=lambda k: self.position[groups[k][-1].id])
+            done.add(k)
+            ordered.append(groups[k])
+        return ordered
+
+    def build(self) -> KernelPlan:
+        self.analyse()
+        groups = self.order(self.group())
+        kernels = [self.kernel(g, k) for k, g in enumerate(groups)]
+        outputs = {name: f"out.{name}" for name in self.graph.outputs}
+        for name, node in self.graph.outputs.items():  # an output that is a view or a leaf: copy it
+            if f"out.{name}" not in self.buffers:
+                kernels.append(self._copy_kernel(name, node, len(kernels)))
+        return KernelPlan(kernels, self.buffers, outputs)
+
+    def _copy_kernel(self, name: str, node: Node, index: int) -> Kernel:
+        kernel = Kernel(f"k{index}_output_{_sanitize(name)}", "pointwise", tuple(node.shape))
+        view = self.view_of(node)
+        buffer, offset = self.location(view.base)
+        kernel.loads = [Load("l0", buffer, _add(offset, view.offset), view.strides, node.dtype)]
+        out = self._buffer(f"out.{name}", "output", numel(node.shape), node.dtype)
+        kernel.stores = [Store(out, "l0", 0, views.contiguous_strides(node.shape), node.dtype)]
+        return kernel
+
+
+def build_plan(graph: Graph, storage: dict | None = None, placements: dict | None = None) -> KernelPlan:
+    """Fuse a simplified Graph into a KernelPlan (see the module docstring for the rules)."""
+    return Fusion(graph, storage or {}, placements).build()
+
+
+def _named_results(graph: Graph) -> dict[int, list]:
+    named: dict[int, list] = {}
+    for name, node in graph.outputs.items():
+        named.setdefault(node.id, []).append(("output", name))
+    for name, node in graph.updates.items():
+        named.setdefault(node.id, []).append(("update", name))
+    return named
+
+
+def _ancestors_within(node: Node | None, ids: set) -> set:
+    out, stack = set(), list(node.inputs) if node is not None else []
+    while stack:
+        n = stack.pop()
+        if n.id in ids and n.id not in out:
+            out.add(n.id)
+            stack.extend(n.inputs)
+    return out
+
+
+def _squeezed(shape: tuple) -> tuple:
+    return tuple(d for d in shape if d != 1)
+
+
+def _align(strides: tuple, shape: tuple, target: tuple) -> tuple:
+    """Strides over ``shape`` as strides over ``target``, a shape with the same axes of size > 1."""
+    if tuple(shape) == tuple(target):
+        return tuple(0 if d == 1 else s for d, s in zip(shape, strides))
+    if _squeezed(shape) != _squeezed(target):
+        raise ValueError(f"cannot align shape {shape} with loop domain {target}")
+    it = iter(s for d, s in zip(shape, strides) if d != 1)
+    return tuple(0 if d == 1 else next(it) for d in target)
+
+
+def _add(a, b):
+    return sympy.sympify(a + b) if isinstance(a + b, sympy.Basic) else a + b
+
+
+def _kernel_name(index: int, members: list[Node]) -> str:
+    path = next((n.path for n in reversed(members) if n.path), "") or members[-1].op
+    return f"k{index}_{_sanitize(path)}"
+
+
+def _sanitize(text: str) -> str:
+    return re.sub(r"[^0-9a-zA-Z_]", "_", text).strip("_") or "node"

@@ -1,0 +1,134 @@
+"""The KernelPlan: what the backends generate code from.
+
+A plan is a list of fused kernels over named buffers. Each kernel loops over a domain (ints and
+expressions of the batch symbol B); its body is a list of assignments, one per graph node it
+fused, each a sympy expression of earlier locals and of loads (strided reads of a buffer, a
+counter-based random draw, or the loop index itself). Reductions and matmuls are the kernel's
+core; the assignments before the core are its prologue, those after it its epilogue.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import sympy
+
+from graphnn.ir import Dim, format_shape
+
+ACC = sympy.Symbol("acc", real=True)
+"""The value a reduction or matmul core produced, in epilogue expressions."""
+
+
+@dataclass(frozen=True)
+class Load:
+    """A strided read: ``source[offset + sum(i_k * strides[k])]`` over the kernel's loop indices.
+
+    ``source`` is a buffer name, or "rand" (a uniform draw keyed by the flat index, stream, seed
+    and step) or "index" (the flat index itself, as a number).
+    """
+
+    name: str
+    source: str
+    offset: Dim
+    strides: tuple
+    dtype: str
+    stream: int = 0
+    key: tuple = ()
+    """For "rand": ((seed buffer, offset), (step buffer, offset))."""
+
+
+@dataclass(frozen=True)
+class Assign:
+    """``name = expr`` for one fused graph node; ``stage`` is "prologue" or "epilogue"."""
+
+    name: str
+    expr: sympy.Expr
+    dtype: str
+    stage: str
+    comment: str
+
+
+@dataclass(frozen=True)
+class Store:
+    """Write local ``value`` to ``buffer[offset + sum(i_k * strides[k])]``."""
+
+    buffer: str
+    value: str
+    offset: Dim
+    strides: tuple
+    dtype: str
+
+
+@dataclass
+class Kernel:
+    """One fused loop nest.
+
+    kind "pointwise": ``domain`` is the loop shape. "reduce": ``domain`` is the shape reduced,
+    ``axes`` the reduced axes; stores index the domain with stride 0 on those axes. "matmul":
+    ``domain`` is (batch..., M, N) and ``k`` the contracted length; ``a`` and ``b`` are the
+    operands with strides over (batch..., M, K) and (batch..., K, N).
+    """
+
+    name: str
+    kind: str
+    domain: tuple
+    loads: list = field(default_factory=list)
+    body: list = field(default_factory=list)
+    stores: list = field(default_factory=list)
+    axes: tuple = ()
+    reduce_op: str = ""
+    reduce_value: str = ""
+    k: Dim = 0
+    a: Load | None = None
+    b: Load | None = None
+    sources: list = field(default_factory=list)
+    """(node id, op, Module path) of every graph node fused into this kernel."""
+
+    @property
+    def paths(self) -> list[str]:
+        return list(dict.fromkeys(p for _, _, p in self.sources if p))
+
+    def __str__(self) -> str:
+        head = f"kernel {self.name}: {self.kind}{format_shape(self.domain)}"
+        if self.kind == "reduce":
+            head += f" {self.reduce_op} over axes {self.axes}"
+        if self.kind == "matmul":
+            head += f" k={self.k}"
+        lines = [head + "   # " + ", ".join(self.paths or ["<model>"])]
+        for load in ([self.a, self.b] if self.kind == "matmul" else []) + list(self.loads):
+            lines.append(f"  load {load.name} = {load.source}[{load.offset} + i.{_strides(load.strides)}]")
+        for a in self.body:
+            lines.append(f"  {a.stage[:4]} {a.name}:{a.dtype} = {a.expr}")
+        if self.kind == "reduce":
+            lines.append(f"  acc = {self.reduce_op}({self.reduce_value})")
+        for s in self.stores:
+            lines.append(f"  store {s.buffer}[{s.offset} + i.{_strides(s.strides)}] = {s.value}")
+        return "\n".join(lines)
+
+
+def _strides(strides: tuple) -> str:
+    return "(" + ",".join(str(s).replace(" ", "") for s in strides) + ")"
+
+
+@dataclass(frozen=True)
+class Buffer:
+    """A named storage area. kind: input, output, param, momentum, grad, state, hyper, arena."""
+
+    name: str
+    kind: str
+    size: Dim
+    dtype: str
+
+
+@dataclass
+class KernelPlan:
+    """Fused kernels in execution order over named buffers, with where each graph value lives."""
+
+    kernels: list
+    buffers: dict
+    outputs: dict
+    """output name -> buffer name"""
+
+    def __str__(self) -> str:
+        lines = [f"buffer {b.name}: {b.kind} {b.dtype}[{str(b.size).replace(' ', '')}]" for b in self.buffers.values()]
+        lines += [str(k) for k in self.kernels]
+        return "\n".join(lines)
