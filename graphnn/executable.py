@@ -36,7 +36,7 @@ class CExecutable:
 
     ENTRY_NAMES = {"step": "train_step", "grad": "grad_step", "loss": "loss_step", "forward": "forward"}
 
-    def __init__(self, graphs: Mapping[str, Graph], cache_dir) -> None:
+    def __init__(self, graphs: Mapping[str, Graph], cache_dir, storage: dict | None = None) -> None:
         from codegen import c
         from graphnn.passes.fuse import build_plan
         from graphnn.passes.memory import plan_memory
@@ -46,7 +46,7 @@ class CExecutable:
         self.plans = {}
         self.shapes = {self.ENTRY_NAMES[e]: {k: n.shape for k, n in g.outputs.items()} for e, g in graphs.items()}
         for entry, graph in graphs.items():
-            plan = build_plan(simplify(graph))
+            plan = build_plan(simplify(graph), storage)
             self.plans[self.ENTRY_NAMES[entry]] = (plan, plan_memory(plan))
         self.source = c.generate(self.plans)
         self.library = Library(self.source, c.declarations(self.plans), cache_dir)

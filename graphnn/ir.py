@@ -116,6 +116,9 @@ class Graph:
         self.outputs: dict[str, Node] = {}
         self.updates: dict[str, Node] = {}
         self.checks: list[Check] = []
+        self.placements: dict[str, Node] = {}
+        """Values a backend should store in a named slot of a shared buffer (a parameter's gradient
+        in the flat gradient buffer); they do not keep a value alive by themselves."""
         self._leaves: dict[str, Node] = {}
 
     # -- building -----------------------------------------------------------------------
@@ -162,6 +165,7 @@ class Graph:
         other = Graph()
         other.nodes, other._leaves, other.checks = self.nodes, self._leaves, self.checks
         other.outputs, other.updates = dict(outputs), dict(updates)
+        other.placements = dict(self.placements)
         return other
 
     def __str__(self) -> str:

@@ -72,8 +72,31 @@ class Program:
                 )
         return batch
 
+    def _storage(self) -> dict:
+        """Where the C backend finds shared buffers: the flat parameter, gradient and momentum
+        buffers of the optimizer, by parameter name (see ``graphnn.passes.fuse.Fusion``)."""
+        optimizer = getattr(self, "optimizer", None)
+        if optimizer is None:
+            return {}
+        names = {id(p): n for n, p in self.model.named_parameters()}
+        total = optimizer.flat_params.offsets[-1]
+        storage = {}
+        for p, offset in zip(optimizer.params, optimizer.flat_params.offsets):
+            name = names.get(id(p))
+            if name is not None:
+                storage[name] = ("flat.params", offset, total, "param")
+                storage[f"grad.{name}"] = ("flat.grads", offset, total, "grad")
+                if hasattr(optimizer, "momentum"):
+                    storage[f"optim.momentum_buffer.{name}"] = ("flat.momentum", offset, total, "state")
+        return storage
+
     def _feeds(self, named: dict) -> dict:
         feeds = dict(named)
+        optimizer = getattr(self, "optimizer", None)
+        if optimizer is not None:
+            feeds["params"], feeds["grads"] = optimizer.flat_params.array, optimizer.grads.array
+            if hasattr(optimizer, "momentum"):
+                feeds["momentum"] = optimizer.momentum.array
         feeds.update({n: p.data for n, p in self.model.named_parameters()})
         feeds.update(dict(self.model.named_buffers()))
         feeds["rng.seed"], feeds["rng.step"] = np.int64(self.seed), np.int64(self.calls)
@@ -85,7 +108,7 @@ class Program:
             if self.backend == "numpy":
                 executable = ReferenceExecutable(graphs)
             else:
-                executable = CExecutable(graphs, cache_dir())
+                executable = CExecutable(graphs, cache_dir(), self._storage())
             self.executables[key] = executable
         return executable
 
@@ -154,6 +177,7 @@ class TrainProgram(Program):
             from graphnn.ops import Builder
 
             updates = self.optimizer.build_update(Builder(traced), entries)
+            traced.placements.update({f"grad.{name}": g for name, g in grads.items()})
             graphs["step"] = traced.variant({"loss": loss}, {**forward_updates, **updates})
             self.stepped[key] = {leaf.attrs["name"]: p for p, leaf, _ in entries}
         return graphs
@@ -164,9 +188,25 @@ class TrainProgram(Program):
             raise TypeError("step() needs an optimizer: gn.compile(model, loss_fn, optimizer)")
         key, named = self._graphs(args)
         stepped = self.stepped[key]
+        if not self.optimizer.uniform(stepped.values()):
+            return self._step_in_two(args, stepped)
         outputs = self._run(key, "step", named, self.optimizer.feeds(stepped))
         self.optimizer.finish_step(stepped)
         return float(outputs["loss"])
+
+    def _step_in_two(self, args: Sequence, stepped: dict) -> float:
+        """grad() then optimizer.step(): for a group whose parameters do not all have momentum
+        buffers yet (some had no gradient in earlier steps), which the fused step cannot express."""
+        saved = {name: p.grad for name, p in stepped.items()}
+        for p in stepped.values():
+            p.grad = None
+        try:
+            loss = self.grad(*args)
+            self.optimizer.step()
+        finally:
+            for name, p in stepped.items():
+                p.grad = saved[name]
+        return loss
 
     def grad(self, *args: Any) -> float:
         """Forward, loss and backward: adds each gradient into ``p.grad`` (as ``loss.backward()``)."""

@@ -122,7 +122,7 @@ class SGD(Optimizer):
         for p, p_node, g_node in entries:
             k = self.group_of(p)
             hypers = [b.leaf("hyper", f"optim.{k}.{h}", ()) for h in _HYPERS]
-            initialized = b.leaf("hyper", f"optim.initialized.{p_node.name}", ())
+            initialized = b.leaf("hyper", f"optim.{k}.initialized", ())
             flags = [b.leaf("hyper", f"optim.{k}.{h}", ()) for h in ("nesterov", "maximize")]
             buf = b.leaf("buffer", f"optim.momentum_buffer.{p_node.name}", p_node.shape)
             b.path, b.module = p_node.name.rpartition(".")[0], "SGD"
@@ -133,15 +133,25 @@ class SGD(Optimizer):
         return updates
 
     def feeds(self, named: dict) -> dict:
-        """The current values of the graph leaves ``build_update`` made, for parameters by name."""
+        """The current values of the graph leaves ``build_update`` made, for parameters by name.
+
+        The momentum buffers of a group are either all initialised or none (see ``uniform``)."""
         out = {}
         for name, p in named.items():
             k = self.group_of(p)
             args = self._arguments(k, p)
             for h, value in zip(_HYPERS + ("initialized", "nesterov", "maximize"), args):
-                out[f"optim.initialized.{name}" if h == "initialized" else f"optim.{k}.{h}"] = value
+                out[f"optim.{k}.{h}"] = value
             out[f"optim.momentum_buffer.{name}"] = self._momentum_view(p)
         return out
+
+    def uniform(self, params) -> bool:
+        """Whether, in each group, all of ``params`` or none have a momentum buffer (so one flag per
+        group describes them, as the compiled step assumes)."""
+        seen: dict[int, set] = {}
+        for p in params:
+            seen.setdefault(self.group_of(p), set()).add(self.state.get(p, {}).get("momentum_buffer") is not None)
+        return all(len(flags) == 1 for flags in seen.values())
 
     def finish_step(self, named: dict) -> None:
         """After a compiled step wrote the new buffers: record them in ``state`` as step() does."""

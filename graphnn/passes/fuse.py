@@ -18,7 +18,7 @@ import sympy
 
 from graphnn import pointwise as pw
 from graphnn.ir import Graph, Node, numel
-from graphnn.passes import views
+from graphnn.passes import horizontal, views
 from graphnn.passes.plan import ACC, Assign, Buffer, Kernel, KernelPlan, Load, Store
 
 GENERATORS = ("iota", "rand")
@@ -28,15 +28,15 @@ CORES = ("reduce", "matmul")
 class Fusion:
     """Builds a KernelPlan from a simplified Graph.
 
-    ``storage`` maps leaf names to (buffer, offset, size) for leaves kept in shared buffers (the
-    flat parameter and momentum buffers, the scalar hyperparameter array); ``placements`` maps
-    node ids to (buffer, offset) for values that must land in such a buffer (gradients).
+    ``storage`` maps names to (buffer, offset, buffer size, kind) for values kept in shared
+    buffers: leaves (the flat parameter and momentum buffers) and the graph's placements (a
+    gradient in the flat gradient buffer).
     """
 
-    def __init__(self, graph: Graph, storage: dict, placements: dict | None = None) -> None:
+    def __init__(self, graph: Graph, storage: dict) -> None:
         self.graph = graph
         self.storage = storage
-        self.placements = placements or {}
+        self.placements = {}
         self.buffers: dict[str, Buffer] = {}
         self.view: dict[int, views.View] = {}
         self.uses: dict[int, list] = {n.id: [] for n in graph.nodes}
@@ -60,6 +60,15 @@ class Fusion:
             for index, source in enumerate(node.inputs):
                 base = self.view_of(source).base
                 self.uses[base.id].append((node, index, self._direct(source, base)))
+        for name, node in self.graph.placements.items():
+            view = self.view_of(node)
+            base = view.base
+            contiguous = view.offset == 0 and view.strides == views.contiguous_strides(view.shape)
+            if (name in self.storage and contiguous and base.op not in ("input", "param", "buffer", "hyper", *GENERATORS)
+                    and base.id not in self.named and base.id not in self.placements):
+                buffer, offset, size, kind = self.storage[name]
+                self._buffer(buffer, kind, size, base.dtype)
+                self.placements[base.id] = (buffer, offset)
 
     def _direct(self, source: Node, base: Node) -> bool:
         """Read without moving data: the node itself or reshapes that only add or drop size-1 axes."""
@@ -275,7 +284,7 @@ class Fusion:
     def build(self) -> KernelPlan:
         self.analyse()
         groups = self.order(self.group())
-        kernels = [self.kernel(g, k) for k, g in enumerate(groups)]
+        kernels = horizontal.merge([self.kernel(g, k) for k, g in enumerate(groups)], self.buffers)
         outputs = {name: f"out.{name}" for name in self.graph.outputs}
         for name, node in self.graph.outputs.items():  # an output that is a view or a leaf: copy it
             if f"out.{name}" not in self.buffers:
@@ -292,9 +301,9 @@ class Fusion:
         return kernel
 
 
-def build_plan(graph: Graph, storage: dict | None = None, placements: dict | None = None) -> KernelPlan:
+def build_plan(graph: Graph, storage: dict | None = None) -> KernelPlan:
     """Fuse a simplified Graph into a KernelPlan (see the module docstring for the rules)."""
-    return Fusion(graph, storage or {}, placements).build()
+    return Fusion(graph, storage or {}).build()
 
 
 def _named_results(graph: Graph) -> dict[int, list]:

@@ -17,8 +17,20 @@ def simplify(graph: Graph) -> Graph:
     out.checks = list(graph.checks)
     mapping: dict[int, Node] = {}
     seen: dict[tuple, Node] = {}
-    for node in graph.live_nodes():
+    live = graph.live_nodes()
+    uses: dict[int, int] = {}
+    for node in live:
+        for i in node.inputs:
+            uses[i.id] = uses.get(i.id, 0) + 1
+    for node in live:
         inputs = tuple(mapping[i.id] for i in node.inputs)
+        if _transposed_matmul(node, uses):
+            # (a @ b)^T = b^T @ a^T: the result comes out in the layout it is used in
+            a, b = inputs[0].inputs
+            inputs = (_swap(out, b, node), _swap(out, a, node))
+            copy = out.add(Node("matmul", inputs, node.shape, node.dtype, {}, node.path, node.module))
+            mapping[node.id] = copy
+            continue
         replacement = _no_op(node, inputs)
         if replacement is not None:
             mapping[node.id] = replacement
@@ -40,8 +52,27 @@ def simplify(graph: Graph) -> Graph:
     out.outputs = {name: mapping[n.id] for name, n in graph.outputs.items()}
     out.updates = {name: mapping[n.id] for name, n in graph.updates.items()}
     out.nodes = out.live_nodes()  # folding may have orphaned constants
+    out.placements = {name: mapping[n.id] for name, n in graph.placements.items() if n.id in mapping}
     return out
 
+
+
+def _transposed_matmul(node: Node, uses: dict) -> bool:
+    """A permute swapping the last two axes of a matmul that nothing else reads."""
+    if node.op != "permute" or node.inputs[0].op != "matmul" or uses.get(node.inputs[0].id, 0) != 1:
+        return False
+    perm = node.attrs["perm"]
+    rank = len(perm)
+    return rank >= 2 and perm == tuple(range(rank - 2)) + (rank - 1, rank - 2)
+
+
+def _swap(graph: Graph, x: Node, like: Node) -> Node:
+    """x with its last two axes swapped (a permute that cancels a permute returns its input)."""
+    perm = like.attrs["perm"]
+    if x.op == "permute" and x.attrs["perm"] == perm:
+        return x.inputs[0]
+    shape = x.shape[:-2] + (x.shape[-1], x.shape[-2])
+    return graph.add(Node("permute", (x,), shape, x.dtype, {"perm": perm}, x.path, x.module))
 
 
 def _no_op(node: Node, inputs: tuple) -> Node | None:
