@@ -18,7 +18,7 @@ train_indices, val_indices = [2, 7, 8, 9, 10, 0, 1, 4, 6], [3, 5]  # the book's 
 t_un = 0.1 * t_u  # the book's normalisation
 
 
-def training_loop(n_epochs: int, model: nn.Module, optimizer: optim.SGD, backend: str = "numpy") -> None:
+def training_loop(n_epochs: int, model: nn.Module, optimizer: optim.SGD, backend: str = "auto") -> None:
     train = gn.compile(model, nn.MSELoss(), optimizer, backend=backend)
     x_train, y_train = t_un[train_indices], t_c[train_indices]
     x_val, y_val = t_un[val_indices], t_c[val_indices]

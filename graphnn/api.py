@@ -14,7 +14,22 @@ from graphnn.ir import Graph, format_shape
 from graphnn.trace import Tracer, symbolic_shape
 
 BACKENDS = ("numpy", "c")
-"""Backends that can run a program now (the Triton backend is being built)."""
+"""Backends that can run a program now (the Triton backend is being built); "auto" picks C when
+a C compiler is installed and the numpy reference otherwise."""
+
+
+def resolve_backend(backend: str) -> str:
+    if backend == "auto":
+        from runtime.cpu import CompileError, compiler
+
+        try:
+            compiler()
+        except CompileError:
+            return "numpy"
+        return "c"
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown or unavailable backend {backend!r}; available: auto, {', '.join(BACKENDS)}")
+    return backend
 
 
 def cache_dir() -> Path:
@@ -104,18 +119,18 @@ def add_gradients(graph: Graph, named_params: dict) -> dict:
     return {by_id[i]: g for i, g in grads.items()}
 
 
-def compile(model: Any, loss_fn: Any = None, optimizer: Any = None, *, backend: str = "numpy"):
+def compile(model: Any, loss_fn: Any = None, optimizer: Any = None, *, backend: str = "auto"):
     """Compile ``model`` into a program.
 
     Without a loss: an inference program, ``program(*inputs) -> numpy array``. With a loss (and
     an optimizer): a train program with ``step(*inputs, target) -> float`` (forward, loss,
     backward and update in one program) and ``grad(*inputs, target) -> float`` (fills ``p.grad``).
-    Programs are traced on their first call and reused for every batch size.
+    Programs are traced on their first call and reused for every batch size. ``backend`` is
+    "c" (generated C, the default where a C compiler exists), "numpy" (the reference) or "auto".
     """
     from graphnn.program import InferenceProgram, TrainProgram
 
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown or unavailable backend {backend!r}; available: {', '.join(BACKENDS)}")
+    backend = resolve_backend(backend)
     if loss_fn is None:
         if optimizer is not None:
             raise TypeError("an optimizer needs a loss function: gn.compile(model, loss_fn, optimizer)")

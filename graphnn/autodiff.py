@@ -40,7 +40,7 @@ def gradients(graph: Graph, loss: Node, wrt: list[Node]) -> dict[int, Node]:
             source = node.inputs[index]
             previous = grads.get(source.id)
             grads[source.id] = contribution if previous is None else b.pointwise(pw.add, previous, contribution)
-    return {i: grads[i] for i in wanted if i in grads}
+    return {n.id: grads[n.id] for n in wrt if n.id in grads}
 
 
 def _needs_gradient(graph: Graph, wanted: set[int]) -> set[int]:

@@ -12,7 +12,8 @@ from graphnn.ir import Graph, Node
 
 
 def simplify(graph: Graph) -> Graph:
-    """A new Graph computing the same outputs and updates with fewer nodes."""
+    """A new Graph computing the same outputs and updates with fewer nodes, numbered from 0 in
+    order (so the same model always gives the same names in generated code)."""
     out = Graph()
     out.checks = list(graph.checks)
     mapping: dict[int, Node] = {}
@@ -28,7 +29,7 @@ def simplify(graph: Graph) -> Graph:
             # (a @ b)^T = b^T @ a^T: the result comes out in the layout it is used in
             a, b = inputs[0].inputs
             inputs = (_swap(out, b, node), _swap(out, a, node))
-            copy = out.add(Node("matmul", inputs, node.shape, node.dtype, {}, node.path, node.module))
+            copy = out.add(Node("matmul", inputs, node.shape, node.dtype, {}, node.path, node.module, len(out.nodes)))
             mapping[node.id] = copy
             continue
         replacement = _no_op(node, inputs)
@@ -47,7 +48,7 @@ def simplify(graph: Graph) -> Graph:
         if key in seen:
             mapping[node.id] = seen[key]
             continue
-        copy = Node(op, inputs, node.shape, node.dtype, attrs, node.path, node.module)
+        copy = Node(op, inputs, node.shape, node.dtype, attrs, node.path, node.module, len(out.nodes))
         seen[key] = mapping[node.id] = out.add(copy)
     out.outputs = {name: mapping[n.id] for name, n in graph.outputs.items()}
     out.updates = {name: mapping[n.id] for name, n in graph.updates.items()}
@@ -72,7 +73,7 @@ def _swap(graph: Graph, x: Node, like: Node) -> Node:
     if x.op == "permute" and x.attrs["perm"] == perm:
         return x.inputs[0]
     shape = x.shape[:-2] + (x.shape[-1], x.shape[-2])
-    return graph.add(Node("permute", (x,), shape, x.dtype, {"perm": perm}, x.path, x.module))
+    return graph.add(Node("permute", (x,), shape, x.dtype, {"perm": perm}, x.path, x.module, len(graph.nodes)))
 
 
 def _no_op(node: Node, inputs: tuple) -> Node | None:
