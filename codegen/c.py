@@ -15,6 +15,8 @@ from graphnn.passes.memory import MemoryPlan
 from graphnn.passes.plan import Kernel, KernelPlan, Load, Store
 
 CTYPES = {"f32": "float", "i64": "int64_t", "f64": "double", "bool": "float"}
+MR = 4
+"""Rows of a matmul's output computed together (each element of B read once per MR rows)."""
 PARALLEL_WORK = 1 << 18
 """Loops with fewer iterations (times inner work) than this stay on one thread: waking a second
 core costs more than it saves on the 2-core machines this is tuned for."""
@@ -50,22 +52,38 @@ def buffer_order(plan: KernelPlan) -> list[str]:
     return sorted(name for name, b in plan.buffers.items() if b.kind != "arena")
 
 
-def generate(entries: dict[str, tuple[KernelPlan, MemoryPlan]]) -> str:
-    """One C translation unit with an exported function per entry point."""
-    parts = [PRELUDE]
+def generate(entries: dict[str, tuple[KernelPlan, MemoryPlan]], profile: bool = False) -> str:
+    """One C translation unit with an exported function per entry point.
+
+    With ``profile``, each entry point also accumulates the seconds spent in each kernel into an
+    array that ``<entry>_profile()`` returns (in kernel order)."""
+    parts = [PRELUDE + (PROFILE_PRELUDE if profile else "")]
     for entry, (plan, memory) in entries.items():
-        parts.append(_Entry(entry, plan, memory).emit())
+        parts.append(_Entry(entry, plan, memory, profile).emit())
     return "\n".join(parts)
 
 
-def declarations(entries) -> str:
+def declarations(entries, profile: bool = False) -> str:
     """The cffi declarations of the entry points."""
-    return "\n".join(f"int {entry}(int64_t B, void* const* bufs);" for entry in entries)
+    lines = [f"int {entry}(int64_t B, void* const* bufs);" for entry in entries]
+    if profile:
+        lines += [f"double* {entry}_profile(void);" for entry in entries]
+    return "\n".join(lines)
+
+
+PROFILE_PRELUDE = r"""
+#include <time.h>
+static double graphnn_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+"""
 
 
 class _Entry:
-    def __init__(self, name: str, plan: KernelPlan, memory: MemoryPlan) -> None:
-        self.name, self.plan, self.memory = name, plan, memory
+    def __init__(self, name: str, plan: KernelPlan, memory: MemoryPlan, profile: bool = False) -> None:
+        self.name, self.plan, self.memory, self.profile = name, plan, memory, profile
         self.slots = {b: k for k, b in enumerate(buffer_order(plan))}
         self.arena_slot = len(self.slots)
 
@@ -73,13 +91,24 @@ class _Entry:
         out = []
         for kernel in self.plan.kernels:
             out.append(self.kernel(kernel))
-        calls = "\n".join(f"    {self.name}_{k.name}(B, bufs);" for k in self.plan.kernels)
+        calls = "\n".join(self.call(k, i) for i, k in enumerate(self.plan.kernels))
         slots = ", ".join(f"{k}: {b}" for b, k in self.slots.items())
+        if self.profile:
+            count = max(len(self.plan.kernels), 1)
+            out.append(f"static double {self.name}_seconds[{count}];\n"
+                       f"double* {self.name}_profile(void) {{ return {self.name}_seconds; }}\n")
         out.append(
             f"/* Entry point {self.name}: bufs = [{slots}, {self.arena_slot}: arena] */\n"
             f"int {self.name}(int64_t B, void* const* bufs) {{\n{calls}\n    return 0;\n}}\n"
         )
         return "\n".join(out)
+
+    def call(self, kernel: Kernel, index: int) -> str:
+        call = f"{self.name}_{kernel.name}(B, bufs);"
+        if not self.profile:
+            return "    " + call
+        return (f"    {{ double t0 = graphnn_now(); {call} "
+                f"{self.name}_seconds[{index}] += graphnn_now() - t0; }}")
 
     # -- pointers ----------------------------------------------------------------------------
     def pointer(self, buffer: str) -> str:
@@ -96,11 +125,29 @@ class _Entry:
         for load in kernel.loads:
             if load.source == "rand":
                 names += [load.key[0][0], load.key[1][0]]
+        written = {s.buffer for s in kernel.stores}
         lines = []
         for buffer in dict.fromkeys(names):
+            # restrict: distinct buffers never overlap (arena slices live at once are disjoint),
+            # and an in-place update reads and writes one element through one pointer
             ctype = CTYPES[self.plan.buffers[buffer].dtype]
-            lines.append(f"    {ctype}* {_c_name(buffer)} = {self.pointer(buffer)};")
+            const = "" if buffer in written else "const "
+            lines.append(f"    {const}{ctype}* restrict {_c_name(buffer)} = {self.pointer(buffer)};")
         return lines
+
+    def hoisted(self, kernel: Kernel) -> tuple[list[str], set]:
+        """Loop-invariant code: loads of scalars (all strides 0) and assignments that use only
+        them, emitted once before the loops so the loops vectorise."""
+        lines, invariant = [], set()
+        for load in kernel.loads:
+            if load.source not in ("rand",) and all(sympy.sympify(st) == 0 for st in load.strides):
+                lines.append(self.load_line(load, "    "))
+                invariant.add(load.name)
+        for a in kernel.body:
+            if {str(s) for s in a.expr.free_symbols} <= invariant | {"B"} and "acc" not in {str(s) for s in a.expr.free_symbols}:
+                lines += self.assign_lines([a], "    ")
+                invariant.add(a.name)
+        return lines, invariant
 
     # -- kernels -------------------------------------------------------------------------------
     def kernel(self, kernel: Kernel) -> str:
@@ -109,10 +156,17 @@ class _Entry:
             header.append(f" * from {', '.join(kernel.paths)}")
         nodes = ", ".join(f"%{i} {op}" for i, op, _ in kernel.sources)
         header.append(f" * nodes: {nodes} */")
+        hoisted, self.invariant = self.hoisted(kernel)
         body = {"pointwise": self.pointwise, "reduce": self.reduce, "matmul": self.matmul}[kernel.kind](kernel)
         lines = header + [f"static void {self.name}_{kernel.name}(int64_t B, void* const* bufs) {{"]
-        lines += self.declare_pointers(kernel) + body + ["}", ""]
+        lines += self.declare_pointers(kernel) + hoisted + body + ["}", ""]
         return "\n".join(lines)
+
+    def loads_in_loop(self, loads) -> list:
+        return [l for l in loads if l.name not in self.invariant]
+
+    def assigns_in_loop(self, assigns) -> list:
+        return [a for a in assigns if a.name not in self.invariant]
 
     def load_line(self, load: Load, indent: str) -> str:
         ctype = CTYPES[load.dtype]
@@ -149,73 +203,107 @@ class _Entry:
     def pointwise(self, kernel: Kernel) -> list[str]:
         dims = list(range(len(kernel.domain)))
         lines, inner = self.loops(dims, kernel.domain, "    ", parallel=True)
-        lines += [self.load_line(l, inner) for l in kernel.loads]
-        lines += self.assign_lines(kernel.body, inner)
+        lines += [self.load_line(l, inner) for l in self.loads_in_loop(kernel.loads)]
+        lines += self.assign_lines(self.assigns_in_loop(kernel.body), inner)
         lines += [self.store_line(s, inner) for s in kernel.stores]
         return lines + self.close(len(dims), inner)
 
     def reduce(self, kernel: Kernel) -> list[str]:
         kept = [k for k in range(len(kernel.domain)) if k not in kernel.axes]
         lines, outer = self.loops(kept, kernel.domain, "    ", parallel=True)
-        inner_loads = [l for l in kernel.loads if any(l.strides[a] != 0 for a in kernel.axes)]
-        outer_loads = [l for l in kernel.loads if l not in inner_loads]
+        loads = self.loads_in_loop(kernel.loads)
+        inner_loads = [l for l in loads if any(l.strides[a] != 0 for a in kernel.axes)]
+        outer_loads = [l for l in loads if l not in inner_loads]
         lines += [self.load_line(l, outer) for l in outer_loads]
         init = "0.0f" if kernel.reduce_op == "sum" else "-INFINITY"
         lines.append(f"{outer}float acc = {init};")
         inner_lines, inner = self.loops(list(kernel.axes), kernel.domain, outer, parallel=False)
         lines += inner_lines
         lines += [self.load_line(l, inner) for l in inner_loads]
-        lines += self.assign_lines([a for a in kernel.body if a.stage == "prologue"], inner)
+        lines += self.assign_lines([a for a in self.assigns_in_loop(kernel.body) if a.stage == "prologue"], inner)
         prologue_names = {a.name for a in kernel.body if a.stage == "prologue"}
         lines += [self.store_line(s, inner) for s in kernel.stores if s.value in prologue_names]
         update = "acc += {v};" if kernel.reduce_op == "sum" else "acc = fmaxf(acc, {v});"
         lines.append(inner + update.format(v=kernel.reduce_value))
         lines += self.close(len(kernel.axes), inner)
-        lines += self.assign_lines([a for a in kernel.body if a.stage == "epilogue"], outer)
+        lines += self.assign_lines([a for a in self.assigns_in_loop(kernel.body) if a.stage == "epilogue"], outer)
         lines += [self.store_line(s, outer) for s in kernel.stores if s.value not in prologue_names]
         return lines + self.close(len(kept), outer)
 
     def matmul(self, kernel: Kernel) -> list[str]:
+        """C[..., m, n] = sum_k A[..., m, k] B[..., k, n], then the epilogue per element.
+
+        Rows of C are computed MR at a time so each element of B loaded is used MR times. When B
+        is stored transposed (k contiguous) each output is a dot product of two contiguous rows;
+        otherwise MR rows of C accumulate ``a[r, k] * B[k, :]``, vectorised over n."""
         rank = len(kernel.domain)
         m_axis, n_axis = rank - 2, rank - 1
         a, b = kernel.a, kernel.b
-        a_index = lambda k_: _index(a.offset, a.strides[:-1] + (0,)) + f" + {k_}*{c_index(a.strides[-1])}"  # noqa: E731
-        n = c_index(kernel.domain[n_axis])
-        k = c_index(kernel.k)
-        outer_dims = list(range(rank - 1))  # batch axes and m
-        lines, indent = self.loops(outer_dims, kernel.domain, "    ", parallel=True)
-        b_row = lambda k_: _index(b.offset, b.strides[:-2] + (0, 0)) + f" + {k_}*{c_index(b.strides[-2])}"  # noqa: E731
-        if b.strides[-2] == 1 and b.strides[-1] != 1:
-            # B is transposed (k contiguous): one dot product per output element
-            lines.append(f"{indent}for (int64_t i{n_axis} = 0; i{n_axis} < {n}; ++i{n_axis}) {{")
-            body = indent + "    "
-            lines.append(f"{body}float acc = 0.0f;")
-            lines.append(f"{body}#pragma omp simd reduction(+:acc)")
-            lines.append(f"{body}for (int64_t kk = 0; kk < {k}; ++kk) "
-                         f"acc += {_c_name(a.source)}[{a_index('kk')}] * "
-                         f"{_c_name(b.source)}[{b_row('kk')} + i{n_axis}*{c_index(b.strides[-1])}];")
-            lines += self.epilogue(kernel, body)
-            lines.append(indent + "}")
+        m, n, k = c_index(kernel.domain[m_axis]), c_index(kernel.domain[n_axis]), c_index(kernel.k)
+        sa_m, sa_k = c_index(a.strides[-2]), c_index(a.strides[-1])
+        sb_k, sb_n = c_index(b.strides[-2]), c_index(b.strides[-1])
+        a_base = _index(a.offset, a.strides[:-2] + (0, 0))
+        b_base = _index(b.offset, b.strides[:-2] + (0, 0))
+        A, Bm = _c_name(a.source), _c_name(b.source)
+        batch_dims = list(range(rank - 2))
+        lines, indent = self.loops(batch_dims, kernel.domain, "    ", parallel=False)
+        lines.append(f"{indent}const float* restrict a_base = {A} + {a_base};")
+        lines.append(f"{indent}const float* restrict b_base = {Bm} + {b_base};")
+        work = f"({m})*({n})*({k})"
+        transposed_b = sympy.sympify(b.strides[-2]) == 1 and sympy.sympify(b.strides[-1]) != 1
+        lines.append(f"{indent}#pragma omp parallel for{' collapse(2)' if transposed_b else ''} if({work} >= {PARALLEL_WORK * 8})")
+        lines.append(f"{indent}for (int64_t m0 = 0; m0 < {m}; m0 += {MR}) {{")
+        body = indent + "    "
+        if transposed_b:
+            lines.append(f"{body}for (int64_t i{n_axis} = 0; i{n_axis} < {n}; ++i{n_axis}) {{")
+            inner = body + "    "
+            lines.append(f"{inner}const float* restrict b_col = b_base + i{n_axis}*{sb_n};")
+            rows = [f"a_base + (m0 + {r} < {m} ? m0 + {r} : m0)*{sa_m}" for r in range(MR)]
+            for r in range(MR):
+                lines.append(f"{inner}const float* restrict a{r} = {rows[r]};")
+            lines.append(f"{inner}float " + ", ".join(f"c{r} = 0.0f" for r in range(MR)) + ";")
+            lines.append(f"{inner}#pragma omp simd reduction(+:{', '.join(f'c{r}' for r in range(MR))})")
+            lines.append(f"{inner}for (int64_t kk = 0; kk < {k}; ++kk) {{")
+            lines.append(f"{inner}    const float bk = b_col[kk*{sb_k}];")
+            for r in range(MR):
+                lines.append(f"{inner}    c{r} += a{r}[kk*{sa_k}] * bk;")
+            lines.append(f"{inner}}}")
+            lines.append(f"{inner}const float rowsum[{MR}] = {{{', '.join(f'c{r}' for r in range(MR))}}};")
+            lines.append(f"{inner}for (int64_t r = 0; r < {MR} && m0 + r < {m}; ++r) {{")
+            lines.append(f"{inner}    const int64_t i{m_axis} = m0 + r;")
+            lines.append(f"{inner}    const float acc = rowsum[r];")
+            lines += self.epilogue(kernel, inner + "    ")
+            lines.append(f"{inner}}}")
+            lines.append(f"{body}}}")
         else:
-            # a row of C at a time: row += A[m, kk] * B[kk, :], vectorised over n
-            lines.append(f"{indent}float row[{n}];")
-            lines.append(f"{indent}for (int64_t j = 0; j < {n}; ++j) row[j] = 0.0f;")
-            lines.append(f"{indent}for (int64_t kk = 0; kk < {k}; ++kk) {{")
-            lines.append(f"{indent}    const float a_mk = {_c_name(a.source)}[{a_index('kk')}];")
-            lines.append(f"{indent}    const float* b_row = {_c_name(b.source)} + {b_row('kk')};")
-            lines.append(f"{indent}    #pragma omp simd")
-            lines.append(f"{indent}    for (int64_t j = 0; j < {n}; ++j) row[j] += a_mk * b_row[j*{c_index(b.strides[-1])}];")
-            lines.append(f"{indent}}}")
-            lines.append(f"{indent}for (int64_t i{n_axis} = 0; i{n_axis} < {n}; ++i{n_axis}) {{")
-            body = indent + "    "
-            lines.append(f"{body}const float acc = row[i{n_axis}];")
-            lines += self.epilogue(kernel, body)
-            lines.append(indent + "}")
-        return lines + self.close(len(outer_dims), indent)
+            lines.append(f"{body}float rows[{MR}][{n}];")
+            lines.append(f"{body}memset(rows, 0, sizeof(rows));")
+            for r in range(MR):
+                lines.append(f"{body}const float* restrict a{r} = a_base + (m0 + {r} < {m} ? m0 + {r} : m0)*{sa_m};")
+            lines.append(f"{body}for (int64_t kk = 0; kk < {k}; ++kk) {{")
+            lines.append(f"{body}    const float* restrict b_row = b_base + kk*{sb_k};")
+            for r in range(MR):
+                lines.append(f"{body}    const float x{r} = a{r}[kk*{sa_k}];")
+            lines.append(f"{body}    #pragma omp simd")
+            lines.append(f"{body}    for (int64_t j = 0; j < {n}; ++j) {{")
+            lines.append(f"{body}        const float bj = b_row[j*{sb_n}];")
+            for r in range(MR):
+                lines.append(f"{body}        rows[{r}][j] += x{r} * bj;")
+            lines.append(f"{body}    }}")
+            lines.append(f"{body}}}")
+            lines.append(f"{body}for (int64_t r = 0; r < {MR} && m0 + r < {m}; ++r) {{")
+            lines.append(f"{body}    const int64_t i{m_axis} = m0 + r;")
+            lines.append(f"{body}    for (int64_t i{n_axis} = 0; i{n_axis} < {n}; ++i{n_axis}) {{")
+            lines.append(f"{body}        const float acc = rows[r][i{n_axis}];")
+            lines += self.epilogue(kernel, body + "        ")
+            lines.append(f"{body}    }}")
+            lines.append(f"{body}}}")
+        lines.append(f"{indent}}}")
+        return lines + self.close(len(batch_dims), indent)
 
     def epilogue(self, kernel: Kernel, indent: str) -> list[str]:
-        lines = [self.load_line(l, indent) for l in kernel.loads]
-        lines += self.assign_lines(kernel.body, indent)
+        lines = [self.load_line(l, indent) for l in self.loads_in_loop(kernel.loads)]
+        lines += self.assign_lines(self.assigns_in_loop(kernel.body), indent)
         return lines + [self.store_line(s, indent) for s in kernel.stores]
 
 

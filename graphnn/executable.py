@@ -1,14 +1,15 @@
 """Executables: a compiled program's graphs made runnable by one backend.
 
-``run(entry, batch, feeds)`` evaluates one entry point (``step``, ``grad``, ``loss``,
-``forward``) on feeds that map every leaf name to its array, writes the entry's updates into
-the arrays it names and returns its outputs. The numpy backend interprets the Graph; the C
-backend simplifies and fuses each graph into a KernelPlan, plans its memory, generates one C
-translation unit for all entries and calls it once per step.
+``run(entry, batch, inputs, scalars)`` evaluates one entry point (``step``, ``grad``, ``loss``,
+``forward``) on the input arrays (in the order of the graph's inputs) and run-time scalars (by
+name), reads parameters and buffers through ``persistent`` (leaf or buffer name -> getter),
+writes the entry's updates into those arrays and returns its outputs. The numpy backend
+interprets the Graph; the C backend simplifies and fuses each graph into a KernelPlan, plans its
+memory, generates one C translation unit for all entries and calls it once per step.
 """
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 
@@ -18,14 +19,31 @@ from runtime import reference
 NUMPY_DTYPES = {"f32": np.float32, "i64": np.int64, "f64": np.float64, "bool": np.float32}
 
 
+def scalar_storage(graphs: Mapping[str, Graph]) -> dict:
+    """Storage entries putting every run-time scalar of ``graphs`` in one array per dtype."""
+    names: dict[str, dict] = {}
+    for graph in graphs.values():
+        for leaf in graph.leaves("hyper"):
+            names.setdefault(leaf.dtype, {}).setdefault(leaf.attrs["name"], None)
+    return {name: (f"scalars.{dtype}", k, len(group), "hyper")
+            for dtype, group in names.items() for k, name in enumerate(group)}
+
+
 class ReferenceExecutable:
     """Runs graphs with the numpy interpreter; updates are written only after all are computed."""
 
-    def __init__(self, graphs: Mapping[str, Graph]) -> None:
+    def __init__(self, graphs: Mapping[str, Graph], persistent: dict) -> None:
         self.graphs = dict(graphs)
+        self.persistent = persistent
 
-    def run(self, entry: str, batch: int, feeds: dict) -> dict:
-        outputs, updates = reference.run(self.graphs[entry], feeds, batch)
+    def run(self, entry: str, batch: int, inputs: list, scalars: dict) -> dict:
+        graph = self.graphs[entry]
+        feeds = {leaf.attrs["name"]: array for leaf, array in zip(graph.inputs, inputs)}
+        feeds.update(scalars)
+        for kind in ("param", "buffer"):
+            for leaf in graph.leaves(kind):
+                feeds[leaf.attrs["name"]] = self.persistent[leaf.attrs["name"]]()
+        outputs, updates = reference.run(graph, feeds, batch)
         for name, value in updates.items():
             feeds[name][...] = value
         return outputs
@@ -36,7 +54,8 @@ class CExecutable:
 
     ENTRY_NAMES = {"step": "train_step", "grad": "grad_step", "loss": "loss_step", "forward": "forward"}
 
-    def __init__(self, graphs: Mapping[str, Graph], cache_dir, storage: dict | None = None) -> None:
+    def __init__(self, graphs: Mapping[str, Graph], cache_dir, storage: dict, persistent: dict,
+                 profile: bool = False) -> None:
         from codegen import c
         from graphnn.passes.fuse import build_plan
         from graphnn.passes.memory import plan_memory
@@ -44,49 +63,96 @@ class CExecutable:
         from runtime.cpu import Library
 
         self.plans = {}
-        self.shapes = {self.ENTRY_NAMES[e]: {k: n.shape for k, n in g.outputs.items()} for e, g in graphs.items()}
         for entry, graph in graphs.items():
             plan = build_plan(simplify(graph), storage)
             self.plans[self.ENTRY_NAMES[entry]] = (plan, plan_memory(plan))
-        self.source = c.generate(self.plans)
-        self.library = Library(self.source, c.declarations(self.plans), cache_dir)
+        self.profile = profile
+        self.source = c.generate(self.plans, profile)
+        self.library = Library(self.source, c.declarations(self.plans, profile), cache_dir)
         self.ffi = self.library.ffi
-        self.order = {entry: c.buffer_order(plan) for entry, (plan, _) in self.plans.items()}
-        self.tables = {entry: self.ffi.new("void*[]", len(order) + 1) for entry, order in self.order.items()}
-        self.keep: dict[str, list] = {}
+        self.scalar_names = {}
+        for name, (buffer, offset, size, kind) in storage.items():
+            if kind == "hyper":
+                self.scalar_names.setdefault(buffer, [None] * size)[offset] = name
+        self.scalars = {b: np.zeros(len(names), np.float32 if b.endswith("f32") else np.int64)
+                        for b, names in self.scalar_names.items()}
+        self.bindings = {entry: _Binding(self, name, graphs[entry], c.buffer_order(self.plans[name][0]), persistent)
+                         for entry, name in self.ENTRY_NAMES.items() if entry in graphs}
         self.arena = np.zeros(0, np.float32)
-        self.outputs: dict[tuple, np.ndarray] = {}
+        self.arena_generation = 0
 
-    def run(self, entry: str, batch: int, feeds: dict) -> dict:
-        name = self.ENTRY_NAMES[entry]
-        plan, memory = self.plans[name]
-        table, keep, results = self.tables[name], [], {}
-        for k, buffer in enumerate(self.order[name]):
-            kind, _, leaf = buffer.partition(".")
-            spec = plan.buffers[buffer]
-            if kind == "out":
-                array = self._output(name, buffer, evaluate_dim(spec.size, batch), spec.dtype)
-                results[leaf] = array
-            else:
-                array = feeds[leaf]
-                if not isinstance(array, np.ndarray) or array.dtype != NUMPY_DTYPES[spec.dtype]:
-                    array = np.asarray(array, NUMPY_DTYPES[spec.dtype])
-                    keep.append(array)
-                elif not array.flags.c_contiguous:
-                    raise ValueError(f"{leaf}: the C backend needs contiguous arrays")
-            table[k] = self.ffi.cast("void*", array.ctypes.data)
-        size = evaluate_dim(memory.size, batch)
+    def run(self, entry: str, batch: int, inputs: list, scalars: dict) -> dict:
+        for buffer, names in self.scalar_names.items():
+            self.scalars[buffer][:] = [scalars.get(n, 0) for n in names]  # entries share the arrays
+        return self.bindings[entry](batch, inputs)
+
+    def arena_pointer(self, size: int):
         if self.arena.size < size:  # grows for a larger batch, never shrinks
             self.arena = np.zeros(size, np.float32)
-        table[len(self.order[name])] = self.ffi.cast("void*", self.arena.ctypes.data)
-        self.library.function(name)(batch, table)
-        del keep
-        shapes = self.shapes[name]
-        return {leaf: a.reshape(evaluate_shape(shapes[leaf], batch)).copy() for leaf, a in results.items()}
+            self.arena_generation += 1
+        return self.arena
 
-    def _output(self, entry: str, buffer: str, size: int, dtype: str) -> np.ndarray:
-        key = (entry, buffer)
-        array = self.outputs.get(key)
-        if array is None or array.size != size:
-            array = self.outputs[key] = np.zeros(size, NUMPY_DTYPES[dtype])
-        return array
+    def kernel_seconds(self, entry: str) -> list[tuple[str, float]]:
+        """Seconds spent in each kernel of an entry point so far (needs ``profile=True``)."""
+        name = self.ENTRY_NAMES[entry]
+        plan, _ = self.plans[name]
+        seconds = self.library.function(f"{name}_profile")()
+        return [(k.name, seconds[i]) for i, k in enumerate(plan.kernels)]
+
+
+class _Binding:
+    """The pointer table of one entry point, refilled per call only where arrays changed."""
+
+    def __init__(self, owner: CExecutable, name: str, graph: Graph, order: list[str], persistent: dict) -> None:
+        self.owner, self.function = owner, owner.library.function(name)
+        plan, memory = owner.plans[name]
+        self.memory = memory
+        self.table = owner.ffi.new("void*[]", len(order) + 1)
+        self.arena_slot = len(order)
+        positions = {leaf.attrs["name"]: k for k, leaf in enumerate(graph.inputs)}
+        self.inputs: list[tuple[int, int]] = []  # (slot, input position)
+        self.arrays: list[tuple[int, Callable[[], np.ndarray]]] = []  # (slot, getter)
+        self.outputs: list[tuple[int, str, object, type]] = []  # (slot, name, size, dtype)
+        for slot, buffer in enumerate(order):
+            kind, _, rest = buffer.partition(".")
+            spec = plan.buffers[buffer]
+            if kind == "input":
+                self.inputs.append((slot, positions[rest]))
+            elif kind == "out":
+                self.outputs.append((slot, rest, spec.size, NUMPY_DTYPES[spec.dtype]))
+            elif kind == "scalars":
+                self.arrays.append((slot, lambda b=buffer: owner.scalars[b]))
+            elif kind == "flat":
+                self.arrays.append((slot, persistent[buffer]))
+            else:
+                self.arrays.append((slot, persistent[rest]))
+        self.shapes = {name: node.shape for name, node in graph.outputs.items()}
+        self.seen: dict[int, object] = {}
+        self.batch = None
+        self.generation = -1
+        self.results: dict[str, np.ndarray] = {}
+
+    def __call__(self, batch: int, inputs: list) -> dict:
+        table, cast = self.table, self.owner.ffi.cast
+        for slot, getter in self.arrays:
+            array = getter()
+            if self.seen.get(slot) is not array:  # the same array as last call: pointer unchanged
+                if not array.flags.c_contiguous:
+                    raise ValueError("the C backend needs contiguous parameter and buffer arrays")
+                table[slot] = cast("void*", array.ctypes.data)
+                self.seen[slot] = array
+        for slot, position in self.inputs:
+            table[slot] = cast("void*", inputs[position].ctypes.data)
+        if batch != self.batch:
+            self.results = {}
+            for slot, name, size, dtype in self.outputs:
+                array = np.zeros(evaluate_dim(size, batch), dtype)
+                self.results[name] = array.reshape(evaluate_shape(self.shapes[name], batch))
+                table[slot] = cast("void*", array.ctypes.data)
+            self.owner.arena_pointer(evaluate_dim(self.memory.size, batch))
+            self.batch = batch
+        if self.generation != self.owner.arena_generation:  # this or another entry grew the arena
+            table[self.arena_slot] = cast("void*", self.owner.arena.ctypes.data)
+            self.generation = self.owner.arena_generation
+        self.function(batch, table)
+        return {name: array.copy() for name, array in self.results.items()}

@@ -1,20 +1,22 @@
 """Compiled programs: validate inputs, bind the batch size, run a backend, write results back.
 
 A program traces its model on the first call with a given input signature (dtypes, the shape
-after the batch axis, train/eval mode) and reuses that graph for every batch size. Results are
-computed completely before anything is written, so a call that fails leaves parameters,
-momentum and running statistics unchanged.
+after the batch axis, train/eval mode) and reuses that graph for every batch size. Everything
+that can be decided once per signature is (names, checks per batch size, where each buffer
+lives), so a call does little more than check its inputs and make one native call. Inputs are
+checked completely before anything runs, so a call that fails leaves parameters, momentum and
+running statistics unchanged.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from graphnn import random
 from graphnn.api import add_gradients, cache_dir, graph_dtype, input_names, trace
 from graphnn.errors import InputError
-from graphnn.executable import CExecutable, ReferenceExecutable
+from graphnn.executable import CExecutable, ReferenceExecutable, scalar_storage
 from graphnn.ir import B, Graph
 
 
@@ -28,112 +30,121 @@ class Program:
         self.executables: dict[tuple, object] = {}
         self.seed = random.next_seed()
         self.calls = 0
+        self._names: dict[int, list[str]] = {}
+        self._checked: set[tuple] = set()
 
     # -- inputs ------------------------------------------------------------------------------
+    def _input_names(self, count: int, target: bool) -> list[str]:
+        names = self._names.get(count)
+        if names is None:
+            names = self._names[count] = input_names(self.model, count - target) + (["target"] if target else [])
+        return names
+
     def _arrays(self, args: Sequence, names: Sequence[str]) -> list[np.ndarray]:
         arrays = []
         for value, name in zip(args, names):
-            if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch tensor
-                value = value.detach().cpu().numpy()
-            array = np.asarray(value)
-            if array.ndim == 0:
+            if not isinstance(value, np.ndarray):
+                if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch tensor
+                    value = value.detach().cpu().numpy()
+                value = np.asarray(value)
+            if value.ndim == 0:
                 raise InputError(f"{name}: expected an array with a leading batch dimension, got a scalar")
-            kind = graph_dtype(array, name)
-            array = array.astype(np.float32 if kind == "f32" else np.int64, copy=False)
-            arrays.append(np.ascontiguousarray(array))
-        batches = {name: a.shape[0] for name, a in zip(names, arrays)}
-        if len(set(batches.values())) > 1:
-            listed = ", ".join(f"{n} has {b}" for n, b in batches.items())
+            if value.dtype != np.float32 and value.dtype != np.int64:
+                value = value.astype(np.float32 if graph_dtype(value, name) == "f32" else np.int64)
+            if not value.flags.c_contiguous:
+                value = np.ascontiguousarray(value)
+            arrays.append(value)
+        batch = arrays[0].shape[0]
+        if any(a.shape[0] != batch for a in arrays):
+            listed = ", ".join(f"{n} has {a.shape[0]}" for n, a in zip(names, arrays))
             raise InputError(f"inputs and target must have the same batch size (first dimension): {listed}")
-        if arrays and arrays[0].shape[0] < 1:
+        if batch < 1:
             raise InputError("the batch is empty: expected at least one sample")
         return arrays
 
     def _key(self, arrays: Sequence[np.ndarray]) -> tuple:
-        return (self.model.training,) + tuple((a.dtype.str, a.shape[1:]) for a in arrays)
+        return (self.model.training,) + tuple((a.dtype.char, a.shape[1:]) for a in arrays)
 
-    def _bind(self, graph: Graph, named: dict) -> int:
-        """Check run-time conditions (batch size, labels); return the batch size."""
-        batch = next(iter(named.values())).shape[0]
-        for check in graph.checks:
-            if not bool(check.condition.subs(B, batch)):
-                raise InputError(check.message)
-        for node in graph.inputs:
-            if "classes" not in node.attrs or node.attrs["name"] not in named:
-                continue
-            labels = named[node.attrs["name"]]
-            classes, ignore = node.attrs["classes"], node.attrs["ignore_index"]
-            bad = ((labels < 0) | (labels >= classes)) & (labels != ignore)
-            if bad.any():
-                where = tuple(int(i) for i in np.argwhere(bad)[0])
-                raise InputError(
-                    f"{node.attrs['name']}: class labels must be in [0, {classes}) (or ignore_index {ignore}), "
-                    f"got {labels[where]} at index {where[0] if len(where) == 1 else where}"
-                )
-        return batch
+    def _check(self, key: tuple, graph: Graph, arrays: list, batch: int) -> None:
+        """Run-time conditions: the batch size (once per size) and class labels (every call)."""
+        if (key, batch) not in self._checked:
+            for check in graph.checks:
+                if not bool(check.condition.subs(B, batch)):
+                    raise InputError(check.message)
+            self._checked.add((key, batch))
+        for node, labels in zip(graph.inputs, arrays):
+            if "classes" in node.attrs:
+                _check_labels(node.attrs["name"], labels, node.attrs["classes"], node.attrs["ignore_index"])
 
-    def _storage(self) -> dict:
-        """Where the C backend finds shared buffers: the flat parameter, gradient and momentum
-        buffers of the optimizer, by parameter name (see ``graphnn.passes.fuse.Fusion``)."""
-        optimizer = getattr(self, "optimizer", None)
-        if optimizer is None:
-            return {}
-        names = {id(p): n for n, p in self.model.named_parameters()}
-        total = optimizer.flat_params.offsets[-1]
-        storage = {}
-        for p, offset in zip(optimizer.params, optimizer.flat_params.offsets):
-            name = names.get(id(p))
-            if name is not None:
-                storage[name] = ("flat.params", offset, total, "param")
-                storage[f"grad.{name}"] = ("flat.grads", offset, total, "grad")
-                if hasattr(optimizer, "momentum"):
-                    storage[f"optim.momentum_buffer.{name}"] = ("flat.momentum", offset, total, "state")
-        return storage
-
-    def _feeds(self, named: dict) -> dict:
-        feeds = dict(named)
+    # -- where persistent values live ---------------------------------------------------------
+    def _persistent(self) -> dict[str, Callable[[], np.ndarray]]:
+        """Getters for the arrays behind parameter and buffer leaves, by leaf name."""
+        getters: dict[str, Callable[[], np.ndarray]] = {}
+        for name, p in self.model.named_parameters():
+            getters[name] = lambda p=p: p.data
+        for path, module in self.model.named_modules():
+            for attr in module._buffers:
+                getters[(path + "." if path else "") + attr] = lambda m=module, a=attr: m._buffers[a]
         optimizer = getattr(self, "optimizer", None)
         if optimizer is not None:
-            feeds["params"], feeds["grads"] = optimizer.flat_params.array, optimizer.grads.array
-            if hasattr(optimizer, "momentum"):
-                feeds["momentum"] = optimizer.momentum.array
-        feeds.update({n: p.data for n, p in self.model.named_parameters()})
-        feeds.update(dict(self.model.named_buffers()))
-        feeds["rng.seed"], feeds["rng.step"] = np.int64(self.seed), np.int64(self.calls)
-        return feeds
+            getters.update(optimizer.persistent(dict(self.model.named_parameters())))
+        return getters
 
-    def _executable(self, key: tuple, graphs: dict):
+    def _storage(self, graphs: dict) -> dict:
+        """Shared buffers for the C backend: the optimizer's flat buffers by parameter name, and
+        one array per dtype holding every run-time scalar."""
+        storage = scalar_storage(graphs)
+        optimizer = getattr(self, "optimizer", None)
+        if optimizer is not None:
+            storage.update(optimizer.flat_storage(dict(self.model.named_parameters())))
+        return storage
+
+    def _executable(self, key: tuple):
         executable = self.executables.get(key)
         if executable is None:
+            graphs = self.graphs[key]
             if self.backend == "numpy":
-                executable = ReferenceExecutable(graphs)
+                executable = ReferenceExecutable(graphs, self._persistent())
             else:
-                executable = CExecutable(graphs, cache_dir(), self._storage())
+                executable = CExecutable(graphs, cache_dir(), self._storage(graphs), self._persistent())
             self.executables[key] = executable
         return executable
 
-    def _run(self, key: tuple, entry: str, named: dict, extra: dict | None = None) -> dict:
+    def _run(self, key: tuple, entry: str, arrays: list, hypers: dict | None = None) -> dict:
         """Run one entry point; its updates are written into the arrays they name. Returns its outputs."""
-        graphs = self.graphs[key]
-        batch = self._bind(graphs[entry], named)
-        feeds = self._feeds(named)
-        if extra:
-            feeds.update(extra)
-        outputs = self._executable(key, graphs).run(entry, batch, feeds)
+        graph = self.graphs[key][entry]
+        batch = arrays[0].shape[0]
+        self._check(key, graph, arrays, batch)
+        scalars = {"rng.seed": self.seed, "rng.step": self.calls}
+        if hypers:
+            scalars.update(hypers)
+        outputs = self._executable(key).run(entry, batch, arrays, scalars)
         self.calls += 1
         return outputs
+
+
+def _check_labels(name: str, labels: np.ndarray, classes: int, ignore: int) -> None:
+    low, high = labels.min(), labels.max()
+    if low >= 0 and high < classes:
+        return
+    bad = ((labels < 0) | (labels >= classes)) & (labels != ignore)
+    if bad.any():
+        where = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise InputError(
+            f"{name}: class labels must be in [0, {classes}) (or ignore_index {ignore}), "
+            f"got {labels[where]} at index {where[0] if len(where) == 1 else where}"
+        )
 
 
 class InferenceProgram(Program):
     """``program(*inputs)``: the model's forward, in its train or eval mode at call time."""
 
     def __call__(self, *inputs: Any):
-        names = input_names(self.model, len(inputs))
-        arrays = self._arrays(inputs, names)
+        arrays = self._arrays(inputs, self._input_names(len(inputs), target=False))
         key = self._key(arrays)
         if key not in self.graphs:
             self.graphs[key] = {"forward": trace(self.model, *arrays)}
-        outputs = self._run(key, "forward", dict(zip(names, arrays)))
+        outputs = self._run(key, "forward", arrays)
         results = [outputs[k] for k in sorted(outputs)]
         return results[0] if len(results) == 1 else tuple(results)
 
@@ -149,15 +160,14 @@ class TrainProgram(Program):
         self.optimizer = optimizer
         self.stepped: dict[tuple, dict] = {}  # signature -> {parameter name: Parameter} its step updates
 
-    def _graphs(self, args: Sequence) -> tuple[dict, dict]:
+    def _prepare(self, args: Sequence) -> tuple[tuple, list]:
         if len(args) < 2:
             raise TypeError(f"expected the model's inputs and a target, got {len(args)} argument(s)")
-        names = input_names(self.model, len(args) - 1) + ["target"]
-        arrays = self._arrays(args, names)
+        arrays = self._arrays(args, self._input_names(len(args), target=True))
         key = self._key(arrays)
         if key not in self.graphs:
             self.graphs[key] = self._build(key, arrays)
-        return key, dict(zip(names, arrays))
+        return key, arrays
 
     def _build(self, key: tuple, arrays: list) -> dict:
         traced = trace(self.model, *arrays[:-1], loss_fn=self.loss_fn, target=arrays[-1])
@@ -186,13 +196,14 @@ class TrainProgram(Program):
         """One training step on a batch; returns the loss before the update."""
         if self.optimizer is None:
             raise TypeError("step() needs an optimizer: gn.compile(model, loss_fn, optimizer)")
-        key, named = self._graphs(args)
+        key, arrays = self._prepare(args)
         stepped = self.stepped[key]
-        if not self.optimizer.uniform(stepped.values()):
+        hypers = self.optimizer.hypers(stepped)
+        if hypers is None:
             return self._step_in_two(args, stepped)
-        outputs = self._run(key, "step", named, self.optimizer.feeds(stepped))
+        outputs = self._run(key, "step", arrays, hypers)
         self.optimizer.finish_step(stepped)
-        return float(outputs["loss"])
+        return float(outputs["loss"][()])
 
     def _step_in_two(self, args: Sequence, stepped: dict) -> float:
         """grad() then optimizer.step(): for a group whose parameters do not all have momentum
@@ -210,25 +221,25 @@ class TrainProgram(Program):
 
     def grad(self, *args: Any) -> float:
         """Forward, loss and backward: adds each gradient into ``p.grad`` (as ``loss.backward()``)."""
-        key, named = self._graphs(args)
-        outputs = self._run(key, "grad", named)
+        key, arrays = self._prepare(args)
+        outputs = self._run(key, "grad", arrays)
         params = dict(self.model.named_parameters())
-        for key, value in outputs.items():
-            if not key.startswith("grad:"):
+        for name, value in outputs.items():
+            if not name.startswith("grad:"):
                 continue
-            p = params[key[len("grad:"):]]
+            p = params[name[len("grad:"):]]
             if p.grad is None:
                 p.grad = self._grad_slot(p)
                 p.grad[...] = value
             else:
                 p.grad += value
-        return float(outputs["loss"])
+        return float(outputs["loss"][()])
 
     def loss(self, *args: Any) -> float:
         """The loss on a batch, with no gradient and no update (BatchNorm in train mode still
         updates its running statistics, as in PyTorch)."""
-        key, named = self._graphs(args)
-        return float(self._run(key, "loss", named)["loss"])
+        key, arrays = self._prepare(args)
+        return float(self._run(key, "loss", arrays)["loss"][()])
 
     def _grad_slot(self, p: Any) -> np.ndarray:
         if self.optimizer is not None:

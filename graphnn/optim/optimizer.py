@@ -69,6 +69,23 @@ class Optimizer:
                 return view
         raise KeyError("parameter is not optimised by this optimizer")
 
+    def flat_storage(self, named: dict) -> dict:
+        """Where a compiled step finds each parameter (and its gradient) in the flat buffers:
+        name -> (buffer, offset, buffer size, kind), for the parameters named in ``named``."""
+        names = {id(p): n for n, p in named.items()}
+        total = self.flat_params.offsets[-1]
+        storage = {}
+        for p, offset in zip(self.params, self.flat_params.offsets):
+            name = names.get(id(p))
+            if name is not None:
+                storage[name] = ("flat.params", offset, total, "param")
+                storage[f"grad.{name}"] = ("flat.grads", offset, total, "grad")
+        return storage
+
+    def persistent(self, named: dict) -> dict:
+        """Getters for the arrays a compiled step reads and writes, by leaf or buffer name."""
+        return {"flat.params": lambda: self.flat_params.array, "flat.grads": lambda: self.grads.array}
+
     def zero_grad(self, set_to_none: bool = True) -> None:
         for p in self.params:
             if p.grad is not None:

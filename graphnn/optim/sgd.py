@@ -73,6 +73,7 @@ class SGD(Optimizer):
 
     def _flatten(self) -> None:
         super()._flatten()
+        self._members: dict[tuple, list] = {}  # compiled step -> its parameters, by group
         self.momentum = FlatBuffer([p.shape for p in self.params])
         self.state = {p: s for p, s in self.state.items() if any(p is q for q in self.params)}
 
@@ -132,31 +133,50 @@ class SGD(Optimizer):
             updates[buf.name] = new_buf
         return updates
 
-    def feeds(self, named: dict) -> dict:
-        """The current values of the graph leaves ``build_update`` made, for parameters by name.
+    def flat_storage(self, named: dict) -> dict:
+        storage = super().flat_storage(named)
+        total = self.momentum.offsets[-1]
+        for name, entry in list(storage.items()):
+            if entry[0] == "flat.params":
+                storage[f"optim.momentum_buffer.{name}"] = ("flat.momentum", entry[1], total, "state")
+        return storage
 
-        The momentum buffers of a group are either all initialised or none (see ``uniform``)."""
-        out = {}
+    def persistent(self, named: dict) -> dict:
+        getters = super().persistent(named)
+        getters["flat.momentum"] = lambda: self.momentum.array
         for name, p in named.items():
-            k = self.group_of(p)
-            args = self._arguments(k, p)
-            for h, value in zip(_HYPERS + ("initialized", "nesterov", "maximize"), args):
-                out[f"optim.{k}.{h}"] = value
-            out[f"optim.momentum_buffer.{name}"] = self._momentum_view(p)
-        return out
+            if any(p is q for q in self.params):
+                view = self._momentum_view(p)
+                getters[f"optim.momentum_buffer.{name}"] = lambda view=view: view
+        return getters
 
-    def uniform(self, params) -> bool:
-        """Whether, in each group, all of ``params`` or none have a momentum buffer (so one flag per
-        group describes them, as the compiled step assumes)."""
-        seen: dict[int, set] = {}
-        for p in params:
-            seen.setdefault(self.group_of(p), set()).add(self.state.get(p, {}).get("momentum_buffer") is not None)
-        return all(len(flags) == 1 for flags in seen.values())
+    def hypers(self, stepped: dict) -> dict | None:
+        """The run-time scalars of a compiled step over the parameters in ``stepped`` (name ->
+        Parameter), or None when a group's parameters do not all agree on having a momentum buffer
+        (the compiled step has one flag per group)."""
+        out = {}
+        key = (id(stepped), len(self.param_groups))
+        if key not in self._members:
+            self._members[key] = [[p for p in stepped.values() if any(p is q for q in g["params"])]
+                                  for g in self.param_groups]
+        for k, (group, members) in enumerate(zip(self.param_groups, self._members[key])):
+            if not members:
+                continue
+            flags = {self.state.get(p, {}).get("momentum_buffer") is not None for p in members}
+            if len(flags) > 1:
+                return None
+            for h in _HYPERS:
+                out[f"optim.{k}.{h}"] = float(group[h])
+            out[f"optim.{k}.initialized"] = float(flags.pop())
+            out[f"optim.{k}.nesterov"] = float(bool(group["nesterov"]))
+            out[f"optim.{k}.maximize"] = float(bool(group["maximize"]))
+        return out
 
     def finish_step(self, named: dict) -> None:
         """After a compiled step wrote the new buffers: record them in ``state`` as step() does."""
         for p in named.values():
-            self._finish(p)
+            if self.state.get(p, {}).get("momentum_buffer") is None:
+                self._finish(p)
 
     def _load_state(self, state: dict) -> None:
         self.state = {}

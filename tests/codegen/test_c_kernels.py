@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from graphnn import pointwise as pw
-from graphnn.executable import CExecutable, ReferenceExecutable
+from graphnn.executable import CExecutable, ReferenceExecutable, scalar_storage
 from graphnn.ir import B, Graph, evaluate_shape
 from graphnn.ops import Builder
 from graphnn.passes.fuse import build_plan
@@ -32,15 +32,24 @@ def compare(build, leaves: dict, batch: int, kinds: set | None = None, seed: int
         concrete = evaluate_shape(shape, batch)
         feeds[name] = (rng.integers(0, 3, concrete) if dtype == "i64" else rng.standard_normal(concrete)).astype(
             np.int64 if dtype == "i64" else np.float32)
-    expected = ReferenceExecutable({"forward": graph}).run("forward", batch, dict(feeds))
-    native = CExecutable({"forward": graph}, _cache())
-    got = native.run("forward", batch, dict(feeds))
+    inputs = [feeds[name] for name in leaves]
+    expected = run_both({"forward": graph}, batch, inputs, {})
+    got = expected.pop("c")
+    expected = expected["numpy"]
     for name in expected:
         np.testing.assert_allclose(got[name], expected[name], rtol=rtol, atol=atol, err_msg=name)
     plan = build_plan(simplify(graph))
     if kinds is not None:
         assert {k.kind for k in plan.kernels} == kinds, str(plan)
     return plan
+
+
+def run_both(graphs, batch, inputs, scalars):
+    """The forward entry through the reference and through generated C."""
+    return {
+        "numpy": ReferenceExecutable(graphs, {}).run("forward", batch, inputs, scalars),
+        "c": CExecutable(graphs, _cache(), scalar_storage(graphs), {}).run("forward", batch, inputs, scalars),
+    }
 
 
 def _cache():
@@ -120,8 +129,7 @@ def test_dropout_masks_are_identical_to_the_reference():
     graph = Graph()
     b = Builder(graph)
     graph.outputs.update(build(b, b.leaf("input", "x", (B, 33), "f32")))
-    feeds = {"x": np.ones((50, 33), np.float32), "rng.seed": np.int64(2**40 + 12345), "rng.step": np.int64(7)}
-    expected = ReferenceExecutable({"forward": graph}).run("forward", 50, dict(feeds))["y"]
-    got = CExecutable({"forward": graph}, _cache()).run("forward", 50, dict(feeds))["y"]
+    results = run_both({"forward": graph}, 50, [np.ones((50, 33), np.float32)], {"rng.seed": 2**40 + 12345, "rng.step": 7})
+    expected, got = results["numpy"]["y"], results["c"]["y"]
     np.testing.assert_array_equal(got, expected)
     assert 0.25 < (got == 0).mean() < 0.35
