@@ -17,7 +17,7 @@ from graphnn.passes.plan import Kernel, KernelPlan, Load, Store
 CTYPES = {"f32": "float", "i64": "int64_t", "f64": "double", "bool": "float"}
 MR = 4
 """Rows of a matmul's output computed together (each element of B read once per MR rows)."""
-PARALLEL_WORK = 1 << 18
+PARALLEL_WORK = 1 << 21
 """Loops with fewer iterations (times inner work) than this stay on one thread: waking a second
 core costs more than it saves on the 2-core machines this is tuned for."""
 
@@ -233,65 +233,72 @@ class _Entry:
     def matmul(self, kernel: Kernel) -> list[str]:
         """C[..., m, n] = sum_k A[..., m, k] B[..., k, n], then the epilogue per element.
 
-        Rows of C are computed MR at a time so each element of B loaded is used MR times. When B
-        is stored transposed (k contiguous) each output is a dot product of two contiguous rows;
-        otherwise MR rows of C accumulate ``a[r, k] * B[k, :]``, vectorised over n."""
+        Rows of C are computed MR at a time (then one at a time for the rest) so each element of
+        B loaded is used MR times. When B is stored transposed (k contiguous) each output is a
+        dot product of contiguous rows; otherwise rows of C accumulate ``a[r, k] * B[k, :]``,
+        vectorised over n."""
+        rank = len(kernel.domain)
+        a, b = kernel.a, kernel.b
+        m = c_index(kernel.domain[rank - 2])
+        batch_dims = list(range(rank - 2))
+        lines, indent = self.loops(batch_dims, kernel.domain, "    ", parallel=False)
+        lines.append(f"{indent}const float* restrict a_base = {_c_name(a.source)} + {_index(a.offset, a.strides[:-2] + (0, 0))};")
+        lines.append(f"{indent}const float* restrict b_base = {_c_name(b.source)} + {_index(b.offset, b.strides[:-2] + (0, 0))};")
+        lines.append(f"{indent}const int64_t m_full = ({m}) / {MR} * {MR};")
+        lines += self.matmul_rows(kernel, MR, "0", "m_full", indent, parallel=True)
+        lines += self.matmul_rows(kernel, 1, "m_full", m, indent, parallel=False)
+        return lines + self.close(len(batch_dims), indent)
+
+    def matmul_rows(self, kernel: Kernel, mr: int, start: str, stop: str, indent: str, parallel: bool) -> list[str]:
+        """The rows [start, stop) of a matmul, ``mr`` rows per iteration."""
         rank = len(kernel.domain)
         m_axis, n_axis = rank - 2, rank - 1
         a, b = kernel.a, kernel.b
-        m, n, k = c_index(kernel.domain[m_axis]), c_index(kernel.domain[n_axis]), c_index(kernel.k)
+        n, k = c_index(kernel.domain[n_axis]), c_index(kernel.k)
         sa_m, sa_k = c_index(a.strides[-2]), c_index(a.strides[-1])
         sb_k, sb_n = c_index(b.strides[-2]), c_index(b.strides[-1])
-        a_base = _index(a.offset, a.strides[:-2] + (0, 0))
-        b_base = _index(b.offset, b.strides[:-2] + (0, 0))
-        A, Bm = _c_name(a.source), _c_name(b.source)
-        batch_dims = list(range(rank - 2))
-        lines, indent = self.loops(batch_dims, kernel.domain, "    ", parallel=False)
-        lines.append(f"{indent}const float* restrict a_base = {A} + {a_base};")
-        lines.append(f"{indent}const float* restrict b_base = {Bm} + {b_base};")
-        work = f"({m})*({n})*({k})"
         transposed_b = sympy.sympify(b.strides[-2]) == 1 and sympy.sympify(b.strides[-1]) != 1
-        lines.append(f"{indent}#pragma omp parallel for{' collapse(2)' if transposed_b else ''} if({work} >= {PARALLEL_WORK * 8})")
-        lines.append(f"{indent}for (int64_t m0 = 0; m0 < {m}; m0 += {MR}) {{")
+        work = f"({stop} - {start})*({n})*({k})"
+        lines = []
+        if parallel:
+            lines.append(f"{indent}#pragma omp parallel for if({work} >= {PARALLEL_WORK * 8})")
+        lines.append(f"{indent}for (int64_t m0 = {start}; m0 < {stop}; m0 += {mr}) {{")
         body = indent + "    "
+        for r in range(mr):
+            lines.append(f"{body}const float* restrict a{r} = a_base + (m0 + {r})*{sa_m};")
         if transposed_b:
             lines.append(f"{body}for (int64_t i{n_axis} = 0; i{n_axis} < {n}; ++i{n_axis}) {{")
             inner = body + "    "
             lines.append(f"{inner}const float* restrict b_col = b_base + i{n_axis}*{sb_n};")
-            rows = [f"a_base + (m0 + {r} < {m} ? m0 + {r} : m0)*{sa_m}" for r in range(MR)]
-            for r in range(MR):
-                lines.append(f"{inner}const float* restrict a{r} = {rows[r]};")
-            lines.append(f"{inner}float " + ", ".join(f"c{r} = 0.0f" for r in range(MR)) + ";")
-            lines.append(f"{inner}#pragma omp simd reduction(+:{', '.join(f'c{r}' for r in range(MR))})")
+            lines.append(f"{inner}float " + ", ".join(f"c{r} = 0.0f" for r in range(mr)) + ";")
+            lines.append(f"{inner}#pragma omp simd reduction(+:{', '.join(f'c{r}' for r in range(mr))})")
             lines.append(f"{inner}for (int64_t kk = 0; kk < {k}; ++kk) {{")
             lines.append(f"{inner}    const float bk = b_col[kk*{sb_k}];")
-            for r in range(MR):
+            for r in range(mr):
                 lines.append(f"{inner}    c{r} += a{r}[kk*{sa_k}] * bk;")
             lines.append(f"{inner}}}")
-            lines.append(f"{inner}const float rowsum[{MR}] = {{{', '.join(f'c{r}' for r in range(MR))}}};")
-            lines.append(f"{inner}for (int64_t r = 0; r < {MR} && m0 + r < {m}; ++r) {{")
-            lines.append(f"{inner}    const int64_t i{m_axis} = m0 + r;")
-            lines.append(f"{inner}    const float acc = rowsum[r];")
-            lines += self.epilogue(kernel, inner + "    ")
-            lines.append(f"{inner}}}")
+            for r in range(mr):
+                lines.append(f"{inner}{{")
+                lines.append(f"{inner}    const int64_t i{m_axis} = m0 + {r};")
+                lines.append(f"{inner}    const float acc = c{r};")
+                lines += self.epilogue(kernel, inner + "    ")
+                lines.append(f"{inner}}}")
             lines.append(f"{body}}}")
         else:
-            lines.append(f"{body}float rows[{MR}][{n}];")
+            lines.append(f"{body}float rows[{mr}][{n}];")
             lines.append(f"{body}memset(rows, 0, sizeof(rows));")
-            for r in range(MR):
-                lines.append(f"{body}const float* restrict a{r} = a_base + (m0 + {r} < {m} ? m0 + {r} : m0)*{sa_m};")
             lines.append(f"{body}for (int64_t kk = 0; kk < {k}; ++kk) {{")
             lines.append(f"{body}    const float* restrict b_row = b_base + kk*{sb_k};")
-            for r in range(MR):
+            for r in range(mr):
                 lines.append(f"{body}    const float x{r} = a{r}[kk*{sa_k}];")
             lines.append(f"{body}    #pragma omp simd")
             lines.append(f"{body}    for (int64_t j = 0; j < {n}; ++j) {{")
             lines.append(f"{body}        const float bj = b_row[j*{sb_n}];")
-            for r in range(MR):
+            for r in range(mr):
                 lines.append(f"{body}        rows[{r}][j] += x{r} * bj;")
             lines.append(f"{body}    }}")
             lines.append(f"{body}}}")
-            lines.append(f"{body}for (int64_t r = 0; r < {MR} && m0 + r < {m}; ++r) {{")
+            lines.append(f"{body}for (int64_t r = 0; r < {mr}; ++r) {{")
             lines.append(f"{body}    const int64_t i{m_axis} = m0 + r;")
             lines.append(f"{body}    for (int64_t i{n_axis} = 0; i{n_axis} < {n}; ++i{n_axis}) {{")
             lines.append(f"{body}        const float acc = rows[r][i{n_axis}];")
@@ -299,7 +306,7 @@ class _Entry:
             lines.append(f"{body}    }}")
             lines.append(f"{body}}}")
         lines.append(f"{indent}}}")
-        return lines + self.close(len(batch_dims), indent)
+        return lines
 
     def epilogue(self, kernel: Kernel, indent: str) -> list[str]:
         lines = [self.load_line(l, indent) for l in self.loads_in_loop(kernel.loads)]

@@ -36,7 +36,7 @@ class ReferenceExecutable:
         self.graphs = dict(graphs)
         self.persistent = persistent
 
-    def run(self, entry: str, batch: int, inputs: list, scalars: dict) -> dict:
+    def run(self, entry: str, batch: int, inputs: list, scalars: dict, copy: bool = True) -> dict:
         graph = self.graphs[entry]
         feeds = {leaf.attrs["name"]: array for leaf, array in zip(graph.inputs, inputs)}
         feeds.update(scalars)
@@ -81,10 +81,11 @@ class CExecutable:
         self.arena = np.zeros(0, np.float32)
         self.arena_generation = 0
 
-    def run(self, entry: str, batch: int, inputs: list, scalars: dict) -> dict:
+    def run(self, entry: str, batch: int, inputs: list, scalars: dict, copy: bool = True) -> dict:
+        """``copy=False`` returns the output arrays themselves; the next call overwrites them."""
         for buffer, names in self.scalar_names.items():
             self.scalars[buffer][:] = [scalars.get(n, 0) for n in names]  # entries share the arrays
-        return self.bindings[entry](batch, inputs)
+        return self.bindings[entry](batch, inputs, copy)
 
     def arena_pointer(self, size: int):
         if self.arena.size < size:  # grows for a larger batch, never shrinks
@@ -132,17 +133,18 @@ class _Binding:
         self.generation = -1
         self.results: dict[str, np.ndarray] = {}
 
-    def __call__(self, batch: int, inputs: list) -> dict:
+    def __call__(self, batch: int, inputs: list, copy: bool) -> dict:
         table, cast = self.table, self.owner.ffi.cast
+        seen = self.seen
         for slot, getter in self.arrays:
             array = getter()
-            if self.seen.get(slot) is not array:  # the same array as last call: pointer unchanged
+            if seen.get(slot) is not array:  # the same array as last call: pointer unchanged
                 if not array.flags.c_contiguous:
                     raise ValueError("the C backend needs contiguous parameter and buffer arrays")
                 table[slot] = cast("void*", array.ctypes.data)
-                self.seen[slot] = array
+                seen[slot] = array
         for slot, position in self.inputs:
-            table[slot] = cast("void*", inputs[position].ctypes.data)
+            table[slot] = cast("void*", inputs[position].__array_interface__["data"][0])
         if batch != self.batch:
             self.results = {}
             for slot, name, size, dtype in self.outputs:
@@ -155,4 +157,6 @@ class _Binding:
             table[self.arena_slot] = cast("void*", self.owner.arena.ctypes.data)
             self.generation = self.owner.arena_generation
         self.function(batch, table)
+        if not copy:
+            return self.results
         return {name: array.copy() for name, array in self.results.items()}

@@ -32,6 +32,7 @@ class Program:
         self.calls = 0
         self._names: dict[int, list[str]] = {}
         self._checked: set[tuple] = set()
+        self._label_inputs: dict[tuple, list] = {}
 
     # -- inputs ------------------------------------------------------------------------------
     def _input_names(self, count: int, target: bool) -> list[str]:
@@ -72,9 +73,18 @@ class Program:
                 if not bool(check.condition.subs(B, batch)):
                     raise InputError(check.message)
             self._checked.add((key, batch))
-        for node, labels in zip(graph.inputs, arrays):
-            if "classes" in node.attrs:
-                _check_labels(node.attrs["name"], labels, node.attrs["classes"], node.attrs["ignore_index"])
+        for position, name, classes, ignore in self._labels(key, graph):
+            _check_labels(name, arrays[position], classes, ignore)
+
+    def _labels(self, key: tuple, graph: Graph) -> list:
+        """(input position, name, classes, ignore_index) of the inputs that hold class labels."""
+        found = self._label_inputs.get((key, id(graph)))
+        if found is None:
+            found = self._label_inputs[(key, id(graph))] = [
+                (k, n.attrs["name"], n.attrs["classes"], n.attrs["ignore_index"])
+                for k, n in enumerate(graph.inputs) if "classes" in n.attrs
+            ]
+        return found
 
     # -- where persistent values live ---------------------------------------------------------
     def _persistent(self) -> dict[str, Callable[[], np.ndarray]]:
@@ -110,15 +120,16 @@ class Program:
             self.executables[key] = executable
         return executable
 
-    def _run(self, key: tuple, entry: str, arrays: list, hypers: dict | None = None) -> dict:
-        """Run one entry point; its updates are written into the arrays they name. Returns its outputs."""
+    def _run(self, key: tuple, entry: str, arrays: list, hypers: dict | None = None, copy: bool = True) -> dict:
+        """Run one entry point; its updates are written into the arrays they name. Returns its
+        outputs (with ``copy=False``, arrays the next call overwrites)."""
         graph = self.graphs[key][entry]
         batch = arrays[0].shape[0]
         self._check(key, graph, arrays, batch)
         scalars = {"rng.seed": self.seed, "rng.step": self.calls}
         if hypers:
             scalars.update(hypers)
-        outputs = self._executable(key).run(entry, batch, arrays, scalars)
+        outputs = self._executable(key).run(entry, batch, arrays, scalars, copy)
         self.calls += 1
         return outputs
 
@@ -201,7 +212,7 @@ class TrainProgram(Program):
         hypers = self.optimizer.hypers(stepped)
         if hypers is None:
             return self._step_in_two(args, stepped)
-        outputs = self._run(key, "step", arrays, hypers)
+        outputs = self._run(key, "step", arrays, hypers, copy=False)
         self.optimizer.finish_step(stepped)
         return float(outputs["loss"][()])
 
@@ -239,7 +250,7 @@ class TrainProgram(Program):
         """The loss on a batch, with no gradient and no update (BatchNorm in train mode still
         updates its running statistics, as in PyTorch)."""
         key, arrays = self._prepare(args)
-        return float(self._run(key, "loss", arrays)["loss"][()])
+        return float(self._run(key, "loss", arrays, copy=False)["loss"][()])
 
     def _grad_slot(self, p: Any) -> np.ndarray:
         if self.optimizer is not None:

@@ -27,6 +27,7 @@ class Optimizer:
             groups = [{"params": groups}]
         self.param_groups: list[dict] = []
         self.state: dict[Any, dict] = {}
+        self.state_version = 0  # changes whenever ``state`` does, so compiled steps re-read it
         for group in groups:
             self.add_param_group(group)
         self._flatten()
@@ -124,6 +125,7 @@ class Optimizer:
 
     def _load_state(self, state: dict) -> None:
         self.state = {p: dict(s) for p, s in state.items()}
+        self.state_version += 1
 
     def __repr__(self) -> str:
         text = type(self).__name__ + " ("

@@ -74,6 +74,8 @@ class SGD(Optimizer):
     def _flatten(self) -> None:
         super()._flatten()
         self._members: dict[tuple, list] = {}  # compiled step -> its parameters, by group
+        self._initialized: dict[tuple, tuple] = {}  # (step, group) -> (state version, flag)
+        self._pending = True
         self.momentum = FlatBuffer([p.shape for p in self.params])
         self.state = {p: s for p, s in self.state.items() if any(p is q for q in self.params)}
 
@@ -94,6 +96,7 @@ class SGD(Optimizer):
     def _finish(self, p: Any) -> None:
         if self.param_groups[self.group_of(p)]["momentum"] != 0:
             self.state.setdefault(p, {})["momentum_buffer"] = self._momentum_view(p)
+            self.state_version += 1
 
     def step(self, closure=None):
         """Apply ``p.grad`` to every parameter that has one (PyTorch's ``optimizer.step()``)."""
@@ -154,31 +157,40 @@ class SGD(Optimizer):
         """The run-time scalars of a compiled step over the parameters in ``stepped`` (name ->
         Parameter), or None when a group's parameters do not all agree on having a momentum buffer
         (the compiled step has one flag per group)."""
-        out = {}
         key = (id(stepped), len(self.param_groups))
-        if key not in self._members:
-            self._members[key] = [[p for p in stepped.values() if any(p is q for q in g["params"])]
-                                  for g in self.param_groups]
-        for k, (group, members) in enumerate(zip(self.param_groups, self._members[key])):
+        groups = self._members.get(key)
+        if groups is None:
+            groups = self._members[key] = [
+                (k, g, [p for p in stepped.values() if any(p is q for q in g["params"])],
+                 [f"optim.{k}.{h}" for h in _HYPERS + ("initialized", "nesterov", "maximize")])
+                for k, g in enumerate(self.param_groups)
+            ]
+        out = {}
+        for k, group, members, names in groups:
             if not members:
                 continue
-            flags = {self.state.get(p, {}).get("momentum_buffer") is not None for p in members}
-            if len(flags) > 1:
-                return None
-            for h in _HYPERS:
-                out[f"optim.{k}.{h}"] = float(group[h])
-            out[f"optim.{k}.initialized"] = float(flags.pop())
-            out[f"optim.{k}.nesterov"] = float(bool(group["nesterov"]))
-            out[f"optim.{k}.maximize"] = float(bool(group["maximize"]))
+            version, initialized = self._initialized.get(key + (k,), (None, None))
+            if version != self.state_version:  # look again only when the state changed
+                flags = {self.state.get(p, {}).get("momentum_buffer") is not None for p in members}
+                if len(flags) > 1:
+                    return None
+                initialized = float(flags.pop())
+                self._initialized[key + (k,)] = (self.state_version, initialized)
+            values = [group["lr"], group["momentum"], group["dampening"], group["weight_decay"], initialized,
+                      float(bool(group["nesterov"])), float(bool(group["maximize"]))]
+            out.update(zip(names, values))
+        self._pending = any(v == 0.0 for n, v in out.items() if n.endswith(".initialized"))
         return out
 
     def finish_step(self, named: dict) -> None:
         """After a compiled step wrote the new buffers: record them in ``state`` as step() does."""
-        for p in named.values():
-            if self.state.get(p, {}).get("momentum_buffer") is None:
-                self._finish(p)
+        if self._pending:
+            for p in named.values():
+                if self.state.get(p, {}).get("momentum_buffer") is None:
+                    self._finish(p)
 
     def _load_state(self, state: dict) -> None:
+        self.state_version += 1
         self.state = {}
         for p, s in state.items():
             s = dict(s)

@@ -16,8 +16,9 @@ from graphnn.passes.views import contiguous_strides
 
 def merge(kernels: list[Kernel], buffers: dict) -> list[Kernel]:
     """``kernels`` with runs of mergeable pointwise kernels replaced by one kernel each.
-    ``buffers`` (name -> Buffer) tells scalars (size 1) from slices of larger buffers."""
-    scalars = {name for name, b in buffers.items() if b.size == 1}
+    ``buffers`` (name -> Buffer) tells scalars (run-time scalars, buffers of size 1) from slices of
+    larger buffers."""
+    scalars = {name for name, b in buffers.items() if b.size == 1 or b.kind == "hyper"}
     out: list[Kernel] = []
     pending: dict[tuple, list[int]] = {}
     for kernel in kernels:
