@@ -50,42 +50,61 @@ class ReferenceExecutable:
 
 
 class CExecutable:
-    """Runs graphs as generated C: one library, one native call per entry-point call."""
+    """Runs graphs as generated C: one library per entry point, built on its first call, and one
+    native call per entry-point call."""
 
     ENTRY_NAMES = {"step": "train_step", "grad": "grad_step", "loss": "loss_step", "forward": "forward"}
 
     def __init__(self, graphs: Mapping[str, Graph], cache_dir, storage: dict, persistent: dict,
                  profile: bool = False) -> None:
+        self.graphs, self.cache_dir, self.storage, self.persistent = dict(graphs), cache_dir, storage, persistent
+        self.profile = profile
+        self.plans: dict[str, tuple] = {}
+        self.sources: dict[str, str] = {}
+        self.libraries: dict[str, object] = {}
+        self.bindings: dict[str, _Binding] = {}
+        self.scalar_names: dict[str, list] = {}
+        for name, (buffer, offset, size, kind) in storage.items():
+            if kind == "hyper":
+                self.scalar_names.setdefault(buffer, [None] * size)[offset] = name
+        self.scalars = {b: np.zeros(len(names), np.float32 if b.endswith("f32") else np.int64)
+                        for b, names in self.scalar_names.items()}
+        self.arena = np.zeros(0, np.float32)
+        self.arena_generation = 0
+
+    def build(self, entry: str) -> "_Binding":
+        """Plan, generate and compile (or load from the cache) one entry point."""
         from codegen import c
         from graphnn.passes.fuse import build_plan
         from graphnn.passes.memory import plan_memory
         from graphnn.passes.simplify import simplify
         from runtime.cpu import Library
 
-        self.plans = {}
-        for entry, graph in graphs.items():
-            plan = build_plan(simplify(graph), storage)
-            self.plans[self.ENTRY_NAMES[entry]] = (plan, plan_memory(plan))
-        self.profile = profile
-        self.source = c.generate(self.plans, profile)
-        self.library = Library(self.source, c.declarations(self.plans, profile), cache_dir)
-        self.ffi = self.library.ffi
-        self.scalar_names = {}
-        for name, (buffer, offset, size, kind) in storage.items():
-            if kind == "hyper":
-                self.scalar_names.setdefault(buffer, [None] * size)[offset] = name
-        self.scalars = {b: np.zeros(len(names), np.float32 if b.endswith("f32") else np.int64)
-                        for b, names in self.scalar_names.items()}
-        self.bindings = {entry: _Binding(self, name, graphs[entry], c.buffer_order(self.plans[name][0]), persistent)
-                         for entry, name in self.ENTRY_NAMES.items() if entry in graphs}
-        self.arena = np.zeros(0, np.float32)
-        self.arena_generation = 0
+        name = self.ENTRY_NAMES[entry]
+        plan = build_plan(simplify(self.graphs[entry]), self.storage)
+        self.plans[name] = (plan, plan_memory(plan))
+        plans = {name: self.plans[name]}
+        self.sources[name] = c.generate(plans, self.profile)
+        library = self.libraries[name] = Library(self.sources[name], c.declarations(plans, self.profile), self.cache_dir)
+        self.ffi = library.ffi
+        binding = self.bindings[entry] = _Binding(self, library, name, self.graphs[entry], c.buffer_order(plan),
+                                                  self.persistent)
+        return binding
+
+    @property
+    def source(self) -> str:
+        return "\n".join(self.sources.values())
+
+    @property
+    def library(self):
+        return next(iter(self.libraries.values()))
 
     def run(self, entry: str, batch: int, inputs: list, scalars: dict, copy: bool = True) -> dict:
         """``copy=False`` returns the output arrays themselves; the next call overwrites them."""
+        binding = self.bindings.get(entry) or self.build(entry)
         for buffer, names in self.scalar_names.items():
             self.scalars[buffer][:] = [scalars.get(n, 0) for n in names]  # entries share the arrays
-        return self.bindings[entry](batch, inputs, copy)
+        return binding(batch, inputs, copy)
 
     def arena_pointer(self, size: int):
         if self.arena.size < size:  # grows for a larger batch, never shrinks
@@ -97,18 +116,18 @@ class CExecutable:
         """Seconds spent in each kernel of an entry point so far (needs ``profile=True``)."""
         name = self.ENTRY_NAMES[entry]
         plan, _ = self.plans[name]
-        seconds = self.library.function(f"{name}_profile")()
+        seconds = self.libraries[name].function(f"{name}_profile")()
         return [(k.name, seconds[i]) for i, k in enumerate(plan.kernels)]
 
 
 class _Binding:
     """The pointer table of one entry point, refilled per call only where arrays changed."""
 
-    def __init__(self, owner: CExecutable, name: str, graph: Graph, order: list[str], persistent: dict) -> None:
-        self.owner, self.function = owner, owner.library.function(name)
+    def __init__(self, owner: CExecutable, library, name: str, graph: Graph, order: list[str], persistent: dict) -> None:
+        self.owner, self.function, self.ffi = owner, library.function(name), library.ffi
         plan, memory = owner.plans[name]
         self.memory = memory
-        self.table = owner.ffi.new("void*[]", len(order) + 1)
+        self.table = self.ffi.new("void*[]", len(order) + 1)
         self.arena_slot = len(order)
         positions = {leaf.attrs["name"]: k for k, leaf in enumerate(graph.inputs)}
         self.inputs: list[tuple[int, int]] = []  # (slot, input position)
@@ -134,7 +153,7 @@ class _Binding:
         self.results: dict[str, np.ndarray] = {}
 
     def __call__(self, batch: int, inputs: list, copy: bool) -> dict:
-        table, cast = self.table, self.owner.ffi.cast
+        table, cast = self.table, self.ffi.cast
         seen = self.seen
         for slot, getter in self.arrays:
             array = getter()
