@@ -82,6 +82,7 @@ def torch_stepper(case: str, x, y, compiled: bool):
         return loss
 
     if compiled:
+        torch._dynamo.reset()  # a fresh model per case: start from an empty compile cache
         step = torch.compile(step)
     step()
     step()
@@ -138,7 +139,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="batch 1 and 64 only, 3 rounds")
     args = parser.parse_args()
     if torch is not None:
+        import logging
+        import warnings
+
         torch.set_num_threads(2)
+        torch._logging.set_logs(dynamo=logging.ERROR, inductor=logging.ERROR)
+        warnings.filterwarnings("ignore")
     rounds = 3 if args.quick else args.rounds
     batches = (1, 64) if args.quick else (1, 16, 64, 256, 1024)
     rows = [("mlp", b) for b in batches] + [("mnist_bn", 64), ("thermometer", 9)]

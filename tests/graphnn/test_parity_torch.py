@@ -225,3 +225,31 @@ def test_ordered_dict_model_from_the_issue(thermometer, backend):
     assert not np.allclose(before, after)
     np.testing.assert_allclose(after, ref(torch.from_numpy(t_u)).detach().numpy(), rtol=1e-5, atol=1e-6)
     assert isinstance(losses[0], float)
+
+
+def test_momentum_state_from_a_partial_step_matches_torch(backend):
+    """A step over part of the model first (only its parameters get momentum buffers), then
+    steps over the whole model: each parameter's first update uses its own gradient, as in torch."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((8, 3)).astype(np.float32)
+    y = rng.standard_normal((8, 2)).astype(np.float32)
+    torch.manual_seed(0)
+    ref = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2))
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
+    copy_torch_weights(model, ref)
+    options = dict(lr=0.1, momentum=0.9, dampening=0.5)
+    ref_opt, opt = torch.optim.SGD(ref.parameters(), **options), optim.SGD(model.parameters(), **options)
+    # first: train only the head (the first layer gets no gradient, so no momentum buffer)
+    ref_opt.zero_grad()
+    torch.nn.MSELoss()(ref[2](torch.from_numpy(x[:, :2]) @ torch.ones(2, 4)), torch.from_numpy(y)).backward()
+    ref_opt.step()
+    head = gn.compile(model[2], nn.MSELoss(), opt, backend=backend)
+    head.step(x[:, :2] @ np.ones((2, 4), np.float32), y)
+    full = gn.compile(model, nn.MSELoss(), opt, backend=backend)
+    for _ in range(3):
+        ref_opt.zero_grad()
+        loss = torch.nn.MSELoss()(ref(torch.from_numpy(x)), torch.from_numpy(y))
+        loss.backward()
+        ref_opt.step()
+        np.testing.assert_allclose(full.step(x, y), loss.item(), rtol=1e-5)
+    assert_state_close(model, ref, rtol=1e-5)
