@@ -8,12 +8,12 @@ as graph updates.
 from __future__ import annotations
 
 import threading
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
 from graphnn.errors import TraceError, UnregisteredParameterError
-from graphnn.ir import B, Graph, Node, format_shape
+from graphnn.ir import B, Graph, Node
 from graphnn.ops import Builder
 
 _state = threading.local()
@@ -165,17 +165,3 @@ def symbolic_shape(shape: tuple) -> tuple:
     if len(shape) == 0:
         raise TraceError("inputs need a leading batch dimension; got a scalar")
     return (B,) + tuple(int(d) for d in shape[1:])
-
-
-def describe(shape: tuple) -> str:
-    return format_shape(shape)
-
-
-def iter_tensors(value: Any) -> Iterator:
-    from graphnn.tensor import Tensor
-
-    if isinstance(value, Tensor):
-        yield value
-    elif isinstance(value, (list, tuple)):
-        for v in value:
-            yield from iter_tensors(v)

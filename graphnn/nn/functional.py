@@ -167,8 +167,8 @@ def batch_norm(
             new_var = as_tensor(running_var) * (1 - m) + Tensor(
                 tracer.builder.pointwise(pw.scale(unbiased * sympy.Float(m)), var.reshape(channels).node)
             )
-            tracer.update(running_mean, new_mean.detach())
-            tracer.update(running_var, new_var.detach())
+            tracer.update(running_mean, new_mean)
+            tracer.update(running_var, new_var)
     else:
         rm = as_tensor(running_mean).reshape(*view)
         rv = as_tensor(running_var).reshape(*view)
