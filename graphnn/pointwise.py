@@ -111,7 +111,7 @@ rsqrt = fn("rsqrt", 1 / sympy.sqrt(x0))
 abs_ = fn("abs", sympy.Abs(x0))
 
 # -- activations (kinks pinned to PyTorch's one-sided derivatives) ------------------------
-relu = fn("relu", sympy.Piecewise((x0, x0 > 0), (0, True)))
+relu = fn("relu", sympy.Piecewise((x0, x0 > 0), (0, True)), x0=sympy.Piecewise((1, Y > 0), (0, True)))
 tanh = fn("tanh", sympy.tanh(x0), x0=1 - Y**2)
 sigmoid = fn("sigmoid", 1 / (1 + sympy.exp(-x0)), x0=Y * (1 - Y))
 silu = fn("silu", x0 / (1 + sympy.exp(-x0)))

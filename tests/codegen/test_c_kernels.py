@@ -132,3 +132,22 @@ def test_dropout_masks_are_identical_to_the_reference():
     expected, got = results["numpy"]["y"], results["c"]["y"]
     np.testing.assert_array_equal(got, expected)
     assert 0.25 < (got == 0).mean() < 0.35
+
+
+def test_train_step_plan_fuses_epilogues_and_has_one_sgd_kernel():
+    import graphnn as gn
+    from graphnn import nn, optim
+
+    model = nn.Sequential(nn.Linear(12, 7), nn.ReLU(), nn.Linear(7, 5), nn.ReLU(), nn.Linear(5, 3))
+    train = gn.compile(model, nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1, momentum=0.9), backend="c")
+    x = np.random.default_rng(0).standard_normal((9, 12)).astype(np.float32)
+    train.step(x, np.arange(9) % 3)
+    plan, _ = next(iter(train.executables.values())).plans["train_step"]
+    ops = [[op for _, op, _ in k.sources] for k in plan.kernels]
+    # forward: matmul + bias + relu in one kernel; backward: matmul + the relu derivative mask
+    assert any(k.kind == "matmul" and {"add", "relu"} <= set(o) for k, o in zip(plan.kernels, ops))
+    assert any(k.kind == "matmul" and "relu_grad" in o for k, o in zip(plan.kernels, ops))
+    sgd = [k for k, o in zip(plan.kernels, ops) if "sgd_update" in o]
+    assert len(sgd) == 1 and sgd[0].domain == (sum(p.data.size for p in model.parameters()),)
+    assert {s.buffer for s in sgd[0].stores} == {"flat.params", "flat.momentum"}
+    assert "/* k" in next(iter(train.executables.values())).source
