@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sympy
 
+from codegen.c_gemm import GEMM
 from codegen.printers import c_index, c_value
 from graphnn.passes.memory import MemoryPlan
 from graphnn.passes.plan import Kernel, KernelPlan, Load, Store
@@ -17,6 +18,8 @@ from graphnn.passes.plan import Kernel, KernelPlan, Load, Store
 CTYPES = {"f32": "float", "i64": "int64_t", "f64": "double", "bool": "float"}
 MR = 4
 """Rows of a matmul's output computed together (each element of B read once per MR rows)."""
+GEMM_MIN = 16
+"""Matmuls with every dimension at least this large use the packed GEMM (codegen/c_gemm.py)."""
 PARALLEL_WORK = 1 << 21
 """Loops with fewer iterations (times inner work) than this stay on one thread: waking a second
 core costs more than it saves on the 2-core machines this is tuned for."""
@@ -57,7 +60,8 @@ def generate(entries: dict[str, tuple[KernelPlan, MemoryPlan]], profile: bool = 
 
     With ``profile``, each entry point also accumulates the seconds spent in each kernel into an
     array that ``<entry>_profile()`` returns (in kernel order)."""
-    parts = [PRELUDE + (PROFILE_PRELUDE if profile else "")]
+    uses_gemm = any(k.kind == "matmul" for plan, _ in entries.values() for k in plan.kernels)
+    parts = [PRELUDE + (GEMM if uses_gemm else "") + (PROFILE_PRELUDE if profile else "")]
     for entry, (plan, memory) in entries.items():
         parts.append(_Entry(entry, plan, memory, profile).emit())
     return "\n".join(parts)
@@ -244,10 +248,41 @@ class _Entry:
         lines, indent = self.loops(batch_dims, kernel.domain, "    ", parallel=False)
         lines.append(f"{indent}const float* restrict a_base = {_c_name(a.source)} + {_index(a.offset, a.strides[:-2] + (0, 0))};")
         lines.append(f"{indent}const float* restrict b_base = {_c_name(b.source)} + {_index(b.offset, b.strides[:-2] + (0, 0))};")
-        lines.append(f"{indent}const int64_t m_full = ({m}) / {MR} * {MR};")
-        lines += self.matmul_rows(kernel, MR, "0", "m_full", indent, parallel=True)
-        lines += self.matmul_rows(kernel, 1, "m_full", m, indent, parallel=False)
+        n, k = c_index(kernel.domain[rank - 1]), c_index(kernel.k)
+        lines.append(f"{indent}if (({m}) >= {GEMM_MIN} && ({n}) >= {GEMM_MIN} && ({k}) >= {GEMM_MIN}) {{")
+        lines += self.matmul_gemm(kernel, indent + "    ")
+        lines.append(f"{indent}}} else {{")
+        inner = indent + "    "
+        lines.append(f"{inner}const int64_t m_full = ({m}) / {MR} * {MR};")
+        lines += self.matmul_rows(kernel, MR, "0", "m_full", inner, parallel=True)
+        lines += self.matmul_rows(kernel, 1, "m_full", m, inner, parallel=False)
+        lines.append(f"{indent}}}")
         return lines + self.close(len(batch_dims), indent)
+
+    def matmul_gemm(self, kernel: Kernel, indent: str) -> list[str]:
+        """The packed GEMM into a row-major product, then the epilogue over it (or the GEMM
+        straight into the destination when there is no epilogue)."""
+        rank = len(kernel.domain)
+        m_axis, n_axis = rank - 2, rank - 1
+        a, b = kernel.a, kernel.b
+        m, n, k = (c_index(kernel.domain[m_axis]), c_index(kernel.domain[n_axis]), c_index(kernel.k))
+        args = (f"{m}, {n}, {k}, a_base, {c_index(a.strides[-2])}, {c_index(a.strides[-1])}, "
+                f"b_base, {c_index(b.strides[-2])}, {c_index(b.strides[-1])}")
+        direct = (not kernel.body and len(kernel.stores) == 1 and kernel.stores[0].value == "acc"
+                  and sympy.sympify(kernel.stores[0].strides[-1]) == 1
+                  and sympy.sympify(kernel.stores[0].strides[-2] - kernel.domain[n_axis]) == 0)
+        if direct:
+            store = kernel.stores[0]
+            target = f"{_c_name(store.buffer)} + {_index(store.offset, store.strides[:-2] + (0, 0))}"
+            return [f"{indent}graphnn_sgemm({args}, {target}, {n});"]
+        lines = [f"{indent}float* restrict product = graphnn_scratch_area(1, (size_t)(({m})*({n})));",
+                 f"{indent}graphnn_sgemm({args}, product, {n});",
+                 f"{indent}#pragma omp parallel for if(({m})*({n}) >= {PARALLEL_WORK})",
+                 f"{indent}for (int64_t i{m_axis} = 0; i{m_axis} < {m}; ++i{m_axis}) {{",
+                 f"{indent}    for (int64_t i{n_axis} = 0; i{n_axis} < {n}; ++i{n_axis}) {{",
+                 f"{indent}        const float acc = product[i{m_axis}*({n}) + i{n_axis}];"]
+        lines += self.epilogue(kernel, indent + "        ")
+        return lines + [f"{indent}    }}", f"{indent}}}"]
 
     def matmul_rows(self, kernel: Kernel, mr: int, start: str, stop: str, indent: str, parallel: bool) -> list[str]:
         """The rows [start, stop) of a matmul, ``mr`` rows per iteration."""

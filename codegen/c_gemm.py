@@ -1,0 +1,161 @@
+"""The C source of graphnn's float32 GEMM, included in every translation unit that needs one.
+
+C = A B for strided A (M x K) and B (K x N) into a row-major C, blocked the way BLIS does it:
+panels of B (KC x NC) and A (MC x KC) are packed into contiguous slivers of NR columns and MR
+rows, and a register-blocked micro-kernel accumulates an MR x NR tile of C in vector registers
+(16 of them for 8 x 32 floats on AVX-512). It is written with GCC/Clang vector extensions, so the
+compiler emits the target's widest FMA instructions with ``-march=native`` and plain SSE without.
+Rows of A are split across OpenMP threads when the product is large enough to pay for them.
+"""
+
+MR, NR = 8, 32
+KC, MC = 256, 96
+
+GEMM = r"""
+/* ---- graphnn_sgemm: C[M,N] = A[M,K] B[K,N], strided A and B, row-major C (ldc) ---------- */
+#include <stdlib.h>
+#define GEMM_MR %(MR)d
+#define GEMM_NR %(NR)d
+#define GEMM_KC %(KC)d
+#define GEMM_MC %(MC)d
+typedef float graphnn_v16 __attribute__((vector_size(64), aligned(64)));
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#define GRAPHNN_MAX_THREADS 64
+
+/* Growable scratch areas (per thread: packed panels; the product before its epilogue), allocated
+ * once and reused, never per call. Calls into one library must not overlap (one program runs
+ * on one Python thread at a time). */
+static float* graphnn_scratch(int which, int thread, size_t floats) {
+    static float* areas[3][GRAPHNN_MAX_THREADS];
+    static size_t sizes[3][GRAPHNN_MAX_THREADS];
+    if (sizes[which][thread] < floats) {
+        free(areas[which][thread]);
+        areas[which][thread] = aligned_alloc(64, (floats * sizeof(float) + 63) / 64 * 64);
+        sizes[which][thread] = floats;
+    }
+    return areas[which][thread];
+}
+
+static float* graphnn_scratch_area(int which, size_t floats) {
+    return graphnn_scratch(which, 0, floats);
+}
+
+/* Pack rows [m0, m0+mc) x cols [k0, k0+kc) of A into slivers of GEMM_MR rows, k-major. */
+static void graphnn_pack_a(const float* a, int64_t sam, int64_t sak, int64_t m0, int64_t mc,
+                           int64_t k0, int64_t kc, float* restrict out) {
+    for (int64_t i = 0; i < mc; i += GEMM_MR) {
+        for (int64_t k = 0; k < kc; ++k) {
+            for (int64_t r = 0; r < GEMM_MR; ++r) {
+                out[r] = (i + r < mc) ? a[(m0 + i + r) * sam + (k0 + k) * sak] : 0.0f;
+            }
+            out += GEMM_MR;
+        }
+    }
+}
+
+/* Pack rows [k0, k0+kc) x cols [0, n) of B into slivers of GEMM_NR columns, k-major. */
+static void graphnn_pack_b(const float* b, int64_t sbk, int64_t sbn, int64_t k0, int64_t kc,
+                           int64_t n, float* restrict out) {
+    for (int64_t j = 0; j < n; j += GEMM_NR) {
+        const int64_t nr = n - j < GEMM_NR ? n - j : GEMM_NR;
+        for (int64_t k = 0; k < kc; ++k) {
+            const float* row = b + (k0 + k) * sbk + j * sbn;
+            int64_t c = 0;
+            if (sbn == 1) {
+                for (; c < nr; ++c) out[c] = row[c];
+            } else {
+                for (; c < nr; ++c) out[c] = row[c * sbn];
+            }
+            for (; c < GEMM_NR; ++c) out[c] = 0.0f;
+            out += GEMM_NR;
+        }
+    }
+}
+
+/* The micro-kernel: an GEMM_MR x GEMM_NR tile of C (+)= packed A sliver x packed B sliver. */
+static void graphnn_micro(int64_t kc, const float* restrict ap, const float* restrict bp,
+                          float* c, int64_t ldc, int64_t mr, int64_t nr, int accumulate) {
+    graphnn_v16 acc[GEMM_MR][GEMM_NR / 16];
+    for (int r = 0; r < GEMM_MR; ++r)
+        for (int v = 0; v < GEMM_NR / 16; ++v) acc[r][v] = (graphnn_v16){0};
+    for (int64_t k = 0; k < kc; ++k) {
+        const graphnn_v16* b = (const graphnn_v16*)(bp + k * GEMM_NR);
+        graphnn_v16 b0 = b[0], b1 = b[1];
+        for (int r = 0; r < GEMM_MR; ++r) {
+            const float a = ap[k * GEMM_MR + r];
+            acc[r][0] += a * b0;
+            acc[r][1] += a * b1;
+        }
+    }
+    float tile[GEMM_MR][GEMM_NR] __attribute__((aligned(64)));
+    for (int r = 0; r < GEMM_MR; ++r)
+        for (int v = 0; v < GEMM_NR / 16; ++v) *(graphnn_v16*)&tile[r][16 * v] = acc[r][v];
+    for (int64_t r = 0; r < mr; ++r) {
+        float* row = c + r * ldc;
+        if (accumulate) {
+            for (int64_t j = 0; j < nr; ++j) row[j] += tile[r][j];
+        } else {
+            for (int64_t j = 0; j < nr; ++j) row[j] = tile[r][j];
+        }
+    }
+}
+
+/* Columns [n0, n1) of C = A B (n0 a multiple of GEMM_NR), with this thread's scratch. */
+static void graphnn_sgemm_columns(int64_t m, int64_t n0, int64_t n1, int64_t k, const float* a, int64_t sam,
+                                  int64_t sak, const float* b, int64_t sbk, int64_t sbn, float* c, int64_t ldc,
+                                  int thread) {
+    const int64_t n = n1 - n0;
+    const int64_t n_padded = (n + GEMM_NR - 1) / GEMM_NR * GEMM_NR;
+    float* bp = graphnn_scratch(0, thread, (size_t)(GEMM_KC * n_padded));
+    float* ap = graphnn_scratch(2, thread, (size_t)(GEMM_MC * GEMM_KC));
+    for (int64_t k0 = 0; k0 < k; k0 += GEMM_KC) {
+        const int64_t kc = k - k0 < GEMM_KC ? k - k0 : GEMM_KC;
+        graphnn_pack_b(b + n0 * sbn, sbk, sbn, k0, kc, n, bp);
+        for (int64_t m0 = 0; m0 < m; m0 += GEMM_MC) {
+            const int64_t mc = m - m0 < GEMM_MC ? m - m0 : GEMM_MC;
+            graphnn_pack_a(a, sam, sak, m0, mc, k0, kc, ap);
+            for (int64_t j = 0; j < n; j += GEMM_NR) {
+                const int64_t nr = n - j < GEMM_NR ? n - j : GEMM_NR;
+                for (int64_t i = 0; i < mc; i += GEMM_MR) {
+                    const int64_t mr = mc - i < GEMM_MR ? mc - i : GEMM_MR;
+                    graphnn_micro(kc, ap + i * kc, bp + j * kc, c + (m0 + i) * ldc + n0 + j, ldc, mr, nr, k0 > 0);
+                }
+            }
+        }
+    }
+}
+
+/* Threads split the columns of C (so each packs only its part of B); small products stay on
+ * one thread. */
+static void graphnn_sgemm(int64_t m, int64_t n, int64_t k, const float* a, int64_t sam, int64_t sak,
+                          const float* b, int64_t sbk, int64_t sbn, float* c, int64_t ldc) {
+    if (k == 0) {
+        for (int64_t i = 0; i < m; ++i) memset(c + i * ldc, 0, (size_t)n * sizeof(float));
+        return;
+    }
+    int threads = 1;
+#ifdef _OPENMP
+    if (m * n * k >= ((int64_t)1 << 22)) threads = omp_get_max_threads();
+    if (threads > GRAPHNN_MAX_THREADS) threads = GRAPHNN_MAX_THREADS;
+#endif
+    const int64_t slivers = (n + GEMM_NR - 1) / GEMM_NR;
+    if (threads > slivers) threads = (int)slivers;
+    if (threads <= 1) {
+        graphnn_sgemm_columns(m, 0, n, k, a, sam, sak, b, sbk, sbn, c, ldc, 0);
+        return;
+    }
+    #pragma omp parallel num_threads(threads)
+    {
+#ifdef _OPENMP
+        const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+#else
+        const int t = 0, nt = 1;
+#endif
+        const int64_t n0 = slivers * t / nt * GEMM_NR, n1 = slivers * (t + 1) / nt * GEMM_NR;
+        if (n0 < n) graphnn_sgemm_columns(m, n0, n1 < n ? n1 : n, k, a, sam, sak, b, sbk, sbn, c, ldc, t);
+    }
+}
+""" % {"MR": MR, "NR": NR, "KC": KC, "MC": MC}
