@@ -151,3 +151,19 @@ def test_train_step_plan_fuses_epilogues_and_has_one_sgd_kernel():
     assert len(sgd) == 1 and sgd[0].domain == (sum(p.data.size for p in model.parameters()),)
     assert {s.buffer for s in sgd[0].stores} == {"flat.params", "flat.momentum"}
     assert "/* k" in next(iter(train.executables.values())).source
+
+
+@settings(max_examples=4, deadline=None)
+@given(m=st.integers(97, 200), n=st.integers(33, 100), k=st.integers(257, 600), transpose_a=st.booleans(),
+       transpose_b=st.booleans())
+def test_packed_gemm_across_block_edges(m, n, k, transpose_a, transpose_b):
+    """Sizes past the GEMM's blocks (MC=96 rows, KC=256 deep, NR=32 columns) and not multiples
+    of them, with either operand transposed and an epilogue."""
+    def build(b, x, w):
+        a = b.permute(x, (1, 0)) if transpose_a else x
+        wt = b.permute(w, (1, 0)) if transpose_b else w
+        return {"y": b.pointwise(pw.tanh, b.matmul(a, wt)), "raw": b.matmul(a, wt)}
+
+    x_shape = (k, B) if transpose_a else (B, k)
+    w_shape = (n, k) if transpose_b else (k, n)
+    compare(build, {"x": (x_shape, "f32"), "w": (w_shape, "f32")}, m, rtol=1e-4, atol=1e-4)
