@@ -10,15 +10,15 @@ $(VENV)/bin/python:
 	$(PY) -m pip install --quiet --upgrade pip
 
 $(VENV)/.installed: pyproject.toml | $(VENV)/bin/python
-	$(PY) -m pip install --quiet -e .
+	$(PY) -m pip install --quiet -e ".[examples]"
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(VENV)/bin/python
-	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m pip install --quiet -e ".[test,examples]"
 	touch $@ $(VENV)/.installed
 
 demo: $(VENV)/.installed
-	$(PY) examples/thermometer.py
+	$(PY) examples/digits.py --compare
 
 test: $(VENV)/.installed-test
 	$(PY) -m pytest -q

@@ -53,7 +53,8 @@ class CExecutable:
     """Runs graphs as generated C: one library per entry point, built on its first call, and one
     native call per entry-point call."""
 
-    ENTRY_NAMES = {"step": "train_step", "grad": "grad_step", "loss": "loss_step", "forward": "forward"}
+    ENTRY_NAMES = {"step": "train_step", "grad": "grad_step", "loss": "loss_step", "evaluate": "evaluate_step",
+                   "forward": "forward"}
 
     def __init__(self, graphs: Mapping[str, Graph], cache_dir, storage: dict, persistent: dict,
                  profile: bool = False) -> None:

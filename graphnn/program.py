@@ -159,7 +159,11 @@ class InferenceProgram(Program):
         results = [outputs[k] for k in sorted(outputs)]
         return results[0] if len(results) == 1 else tuple(results)
 
-    predict = __call__
+    def predict(self, x, batch_size: int | None = None) -> np.ndarray:
+        """The outputs for every sample of ``x``, computed ``batch_size`` samples at a time."""
+        from graphnn.training import predict
+
+        return predict(self, x, batch_size)
 
 
 class TrainProgram(Program):
@@ -188,6 +192,7 @@ class TrainProgram(Program):
         grads = add_gradients(traced, named_params)
         graphs = {
             "loss": traced.variant({"loss": loss}, forward_updates),
+            "evaluate": traced.variant({"loss": loss, "output": traced.outputs["output"]}, forward_updates),
             "grad": traced.variant({"loss": loss, **{f"grad:{n}": g for n, g in grads.items()}}, forward_updates),
         }
         if self.optimizer is not None:
@@ -251,6 +256,26 @@ class TrainProgram(Program):
         updates its running statistics, as in PyTorch)."""
         key, arrays = self._prepare(args)
         return float(self._run(key, "loss", arrays, copy=False)["loss"][()])
+
+    def loss_and_output(self, *args: Any) -> tuple[float, np.ndarray]:
+        """The loss and the model's output on a batch, with no gradient and no update."""
+        key, arrays = self._prepare(args)
+        outputs = self._run(key, "evaluate", arrays)
+        return float(outputs["loss"][()]), outputs["output"]
+
+    def fit(self, x, y, batch_size: int = 64, epochs: int = 1, shuffle: bool = True,
+            validation_data: tuple | None = None, seed: int = 0, verbose: int = 1, scheduler: Any = None):
+        """Train for ``epochs`` passes over (x, y) in shuffled batches; returns a History of
+        per-epoch "loss", "val_loss", "val_accuracy", "lr" and "epoch_time" (graphnn.training)."""
+        from graphnn.training import fit
+
+        return fit(self, x, y, batch_size, epochs, shuffle, validation_data, seed, verbose, scheduler)
+
+    def evaluate(self, x, y, batch_size: int = 256) -> tuple[float, float | None]:
+        """(mean loss, accuracy) over a data set in eval mode; accuracy is None for regression."""
+        from graphnn.training import evaluate
+
+        return evaluate(self, x, y, batch_size)
 
     def _grad_slot(self, p: Any) -> np.ndarray:
         if self.optimizer is not None:

@@ -1,5 +1,6 @@
 """Optimizers whose update is compiled into the train step."""
+from graphnn.optim import lr_scheduler
 from graphnn.optim.optimizer import Optimizer
 from graphnn.optim.sgd import SGD
 
-__all__ = ["Optimizer", "SGD"]
+__all__ = ["Optimizer", "SGD", "lr_scheduler"]

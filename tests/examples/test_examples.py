@@ -1,0 +1,33 @@
+"""The examples run to completion and reach the book's numbers (a reduced run for digits)."""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run(*args: str) -> str:
+    out = subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=ROOT, check=True, timeout=600)
+    return out.stdout
+
+
+def test_thermometer_matches_the_book(tmp_path):
+    text = run("examples/thermometer.py", "--plot", str(tmp_path / "t.png"))
+    final = re.search(r"Epoch 3000, Training loss ([\d.]+), Validation loss ([\d.]+)", text)
+    assert final and 3.155 <= float(final.group(1)) <= 3.165
+    weight = float(re.search(r"weight Parameter containing:\ntensor\(\[\[\s*([-\d.]+)\]\]", text).group(1))
+    bias = float(re.search(r"bias Parameter containing:\ntensor\(\[\s*([-\d.]+)\]", text).group(1))
+    assert 5.07 <= weight <= 5.11 and -16.1 <= bias <= -15.9
+    assert "(hidden_linear): Linear(in_features=1, out_features=8, bias=True)" in text
+    assert "hidden_linear.weight (8, 1)" in text
+
+
+def test_digits_reduced_run_reaches_90_percent():
+    text = run("examples/digits.py", "--epochs", "3", "--plot", "", "--verbose", "0")
+    accuracy = float(re.search(r"final test accuracy ([\d.]+)", text).group(1))
+    assert accuracy >= 0.90
+    assert len(re.findall(r"^Epoch \d+, lr", text, re.M)) == 3
+    assert re.search(r"pred \d true \d", text)
