@@ -1,0 +1,283 @@
+"""What ``graphnn dump`` shows: every stage of the compiler for one model, as text, JSON or DOT.
+
+Stages: ``graph`` (the traced forward), ``backward`` (forward, loss and gradients), ``train`` (the
+whole train step after simplification), ``plan`` (the fused kernels), ``memory`` (buffers, arena
+offsets, peak bytes), ``c`` (the generated source). The text form is the graph's own jaxpr-like
+printing plus a summary; the JSON form follows ``graphnn/dump.schema.json`` ("graphnn.dump/1").
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import sympy
+
+from graphnn.ir import B, LEAF_OPS, Graph, format_shape, numel
+
+STAGES = ("graph", "backward", "train", "plan", "memory", "c", "triton")
+SCHEMA = "graphnn.dump/1"
+
+
+class DumpError(Exception):
+    """A request the dump cannot serve (an unavailable stage, an untraceable model)."""
+
+
+@dataclass
+class Request:
+    """What to dump: the model, example shapes (first dimension symbolic), loss and optimizer."""
+
+    model: Any
+    input_shape: tuple
+    loss: str | None = None
+    target_shape: tuple | None = None
+    target_dtype: str | None = None
+    optimizer: dict = field(default_factory=lambda: {"name": "sgd", "lr": 0.01, "momentum": 0.9})
+    eval: bool = False
+
+
+LOSSES = {"cross_entropy": "CrossEntropyLoss", "mse": "MSELoss", "l1": "L1Loss", "nll": "NLLLoss",
+          "bce_with_logits": "BCEWithLogitsLoss"}
+
+
+class Stages:
+    """Builds each stage's value once, from the same traced graphs a compiled program would use."""
+
+    def __init__(self, request: Request) -> None:
+        from graphnn import nn, optim
+        from graphnn.program import InferenceProgram, TrainProgram
+
+        self.request = request
+        model = request.model
+        model.train(not request.eval)
+        x = np.zeros((2, *request.input_shape[1:]), np.float32)
+        if request.loss is None:
+            self.program = InferenceProgram(model, "c")
+            self.key = self.program._key([x])
+            from graphnn.api import trace
+
+            self.graphs = {"forward": trace(model, x)}
+            self.program.graphs[self.key] = self.graphs
+            self.entry = "forward"
+            return
+        loss_fn = getattr(nn, LOSSES[request.loss])()
+        options = {k: v for k, v in request.optimizer.items() if k != "name"}
+        opt = optim.SGD(model.parameters(), **options)
+        self.program = TrainProgram(model, loss_fn, opt, "c")
+        target = self._target(model, x)
+        self.key, arrays = self.program._key([x, target]), [x, target]
+        self.graphs = self.program._build(self.key, arrays)
+        self.program.graphs[self.key] = self.graphs
+        self.entry = "step"
+
+    def _target(self, model, x) -> np.ndarray:
+        request = self.request
+        if request.target_shape is not None:
+            shape = (2, *request.target_shape[1:])
+            dtype = np.int64 if (request.target_dtype or "float32").startswith("int") else np.float32
+            return np.zeros(shape, dtype)
+        if request.loss in ("cross_entropy", "nll"):
+            return np.zeros(2, np.int64)
+        from graphnn.api import trace
+
+        out = trace(model, x).outputs["output"]
+        return np.zeros((2, *out.shape[1:]), np.float32)
+
+    # -- the stages -------------------------------------------------------------------------------
+    def graph(self) -> Graph:
+        """The traced forward (and the loss, when there is one)."""
+        return self.graphs["evaluate" if self.request.loss else "forward"]
+
+    def backward(self) -> Graph:
+        self._needs_loss("backward")
+        return self.graphs["grad"]
+
+    def train(self) -> Graph:
+        from graphnn.passes.simplify import simplify
+
+        return simplify(self.graphs[self.entry])
+
+    def plan(self):
+        return self._executable_plan()[0]
+
+    def memory(self):
+        return self._executable_plan()[1]
+
+    def c(self) -> str:
+        from codegen import c
+        from graphnn.executable import CExecutable
+
+        return c.generate({CExecutable.ENTRY_NAMES[self.entry]: self._executable_plan()})
+
+    def triton(self) -> str:
+        raise DumpError("the Triton backend is not built yet, so there is no Triton source to show; "
+                        "use --stage c for the generated C")
+
+    def _needs_loss(self, stage: str) -> None:
+        if self.request.loss is None:
+            raise DumpError(f"stage {stage!r} needs a loss: pass --loss (cross_entropy, mse, l1, nll, bce_with_logits)")
+
+    def _executable_plan(self):
+        from graphnn.passes.fuse import build_plan
+        from graphnn.passes.memory import plan_memory
+        from graphnn.passes.simplify import simplify
+
+        if not hasattr(self, "_plan"):
+            plan = build_plan(simplify(self.graphs[self.entry]), self.program._storage(self.graphs))
+            self._plan = (plan, plan_memory(plan))
+        return self._plan
+
+    # -- the summary ----------------------------------------------------------------------------
+    def summary(self) -> dict:
+        plan, memory = self._executable_plan()
+        graph = self.train()
+        params = sum(int(np.prod(p.shape)) for p in self.request.model.parameters())
+        flops = sympy.Integer(0)
+        for n in graph.nodes:
+            if n.op == "matmul":
+                flops += 2 * numel(n.shape) * n.inputs[0].shape[-1]
+            elif n.op in ("pointwise", "reduce"):
+                flops += numel(n.inputs[0].shape if n.op == "reduce" else n.shape)
+        moved = sympy.Integer(0)
+        for k in plan.kernels:
+            for access in list(k.loads) + list(k.stores) + [op for op in (k.a, k.b) if op is not None]:
+                name = getattr(access, "source", None) or getattr(access, "buffer", None)
+                if name in plan.buffers:
+                    moved += plan.buffers[name].size * 4 if plan.buffers[name].kind != "hyper" else 0
+        persistent = sum((b.size for b in plan.buffers.values() if b.kind not in ("arena", "input", "output", "hyper")),
+                         sympy.Integer(0))
+        return {
+            "parameters": params,
+            "flops_per_step": _expr(sympy.expand(flops)),
+            "bytes_moved_per_step": _expr(sympy.expand(moved)),
+            "kernels": len(plan.kernels),
+            "peak_bytes": _expr(sympy.expand(4 * memory.size + 4 * persistent)),
+        }
+
+
+def _expr(value) -> str:
+    return str(sympy.sympify(value)).replace(" ", "")
+
+
+# -- text -----------------------------------------------------------------------------------------
+def text(stages: Stages, stage: str) -> str:
+    value = getattr(stages, stage)()
+    if stage == "memory":
+        plan, memory = stages._executable_plan()
+        lines = [f"buffer {b.name}: {b.kind} {b.dtype}[{_expr(b.size)}]" +
+                 (f" @ arena+{_expr(memory.offsets[b.name])}" if b.name in memory.offsets else "")
+                 for b in plan.buffers.values()]
+        lines.append(f"arena: {_expr(memory.size)} x 4 bytes")
+        return "\n".join(lines) + "\n" + _summary_text(stages)
+    body = str(value)
+    if stage in ("graph", "backward", "train", "plan"):
+        body += "\n" + _summary_text(stages)
+    return body
+
+
+def _summary_text(stages: Stages) -> str:
+    s = stages.summary()
+    return (f"# parameters {s['parameters']}, flops/step {s['flops_per_step']}, bytes moved/step "
+            f"{s['bytes_moved_per_step']}, kernels {s['kernels']}, peak memory {s['peak_bytes']} bytes")
+
+
+# -- JSON -----------------------------------------------------------------------------------------
+def to_json(stages: Stages, stage: str) -> str:
+    out: dict = {"schema": SCHEMA, "stage": stage, "batch_symbol": str(B)}
+    if stage in ("graph", "backward", "train"):
+        out.update(_graph_json(getattr(stages, stage)()))
+    elif stage in ("plan", "memory"):
+        plan, memory = stages._executable_plan()
+        out["kernels"] = [_kernel_json(k) for k in plan.kernels]
+        out["buffers"] = [{"name": b.name, "kind": b.kind, "dtype": b.dtype, "size": _expr(b.size),
+                           "offset": _expr(memory.offsets[b.name]) if b.name in memory.offsets else None}
+                          for b in plan.buffers.values()]
+        out["arena_size"] = _expr(memory.size)
+    elif stage == "c":
+        out["source"] = stages.c()
+    else:
+        getattr(stages, stage)()
+    out["summary"] = stages.summary()
+    return json.dumps(out, indent=1)
+
+
+def _graph_json(graph: Graph) -> dict:
+    live = graph.live_nodes()
+    nodes, edges = [], []
+    for n in live:
+        entry = {"id": n.id, "op": n.op, "shape": [_expr(d) for d in n.shape], "dtype": n.dtype,
+                 "inputs": [i.id for i in n.inputs], "path": n.path, "module": n.module}
+        if n.op in LEAF_OPS:
+            entry["name"] = n.attrs["name"]
+        if n.op == "pointwise":
+            entry["name"] = n.attrs["name"]
+            entry["expr"] = str(n.attrs["expr"])
+        nodes.append(entry)
+        edges += [[i.id, n.id] for i in n.inputs]
+    return {"nodes": nodes, "edges": edges,
+            "outputs": {k: v.id for k, v in graph.outputs.items()},
+            "updates": {k: v.id for k, v in graph.updates.items()}}
+
+
+def _kernel_json(k) -> dict:
+    return {"name": k.name, "kind": k.kind, "domain": [_expr(d) for d in k.domain],
+            "nodes": [i for i, _, _ in k.sources], "paths": k.paths,
+            "reads": sorted({l.source for l in k.loads} | {op.source for op in (k.a, k.b) if op is not None}),
+            "writes": sorted({s.buffer for s in k.stores})}
+
+
+# -- DOT ------------------------------------------------------------------------------------------
+COLOURS = ["#fde2e4", "#e2ece9", "#dfe7fd", "#fff1e6", "#e9f5db", "#f0efeb", "#ddd6fe", "#fef3c7"]
+
+
+def to_dot(stages: Stages, stage: str) -> str:
+    if stage in ("plan", "memory"):
+        return _plan_dot(stages)
+    if stage not in ("graph", "backward", "train"):
+        raise DumpError(f"stage {stage!r} has no graph to draw; use --format text")
+    graph = getattr(stages, stage)()
+    live = graph.live_nodes()
+    lines = ["digraph graphnn {", '  rankdir=TB; node [shape=box, fontname="monospace", fontsize=10];']
+    clusters: dict[str, list] = {}
+    for n in live:
+        clusters.setdefault(n.path if n.op not in LEAF_OPS else "", []).append(n)
+    for k, (path, members) in enumerate(clusters.items()):
+        indent = "  "
+        if path:
+            lines.append(f'  subgraph "cluster_{k}" {{ label="{path}"; style=rounded; color=grey;')
+            indent = "    "
+        for n in members:
+            label = f"{n.attrs['name'] if n.op in LEAF_OPS or n.op == 'pointwise' else n.op}\\n{n.type_str()}"
+            backward = "backward" in n.module or n.module == "SGD"
+            style = 'style=filled, fillcolor="#dbeafe"' if backward else 'style=filled, fillcolor="#f8fafc"'
+            if n.op in LEAF_OPS:
+                style = 'shape=ellipse, style=filled, fillcolor="#fef9c3"'
+            lines.append(f'{indent}n{n.id} [label="{label}", {style}];')
+        if path:
+            lines.append("  }")
+    for n in live:
+        for i in n.inputs:
+            lines.append(f"  n{i.id} -> n{n.id};")
+    lines.append("}")
+    return "\n".join(lines)
+
+
+def _plan_dot(stages: Stages) -> str:
+    plan, _ = stages._executable_plan()
+    lines = ["digraph graphnn_plan {", '  rankdir=TB; node [shape=box, fontname="monospace", fontsize=10];']
+    for k, kernel in enumerate(plan.kernels):
+        colour = COLOURS[k % len(COLOURS)]
+        ops = "\\n".join(f"%{i} {op}" for i, op, _ in kernel.sources[:8]) + ("\\n..." if len(kernel.sources) > 8 else "")
+        lines.append(f'  k{k} [label="{kernel.name}\\n{kernel.kind}{format_shape(kernel.domain)}\\n{ops}", '
+                     f'style=filled, fillcolor="{colour}"];')
+    for b in plan.buffers.values():
+        lines.append(f'  "{b.name}" [shape=ellipse, label="{b.name}\\n{b.dtype}[{_expr(b.size)}]"];')
+    for k, kernel in enumerate(plan.kernels):
+        for name in sorted({l.source for l in kernel.loads if l.source in plan.buffers} |
+                           {op.source for op in (kernel.a, kernel.b) if op is not None}):
+            lines.append(f'  "{name}" -> k{k};')
+        for name in sorted({s.buffer for s in kernel.stores}):
+            lines.append(f'  k{k} -> "{name}";')
+    lines.append("}")
+    return "\n".join(lines)
