@@ -191,30 +191,44 @@ class _Entry:
 
     def loops(self, dims: list[int], domain: tuple, indent: str, parallel: bool) -> tuple[list[str], str]:
         lines = []
-        work = sympy.Integer(1)
-        for d in domain:
-            work = work * d
         for depth, k in enumerate(dims):
             if depth == 0 and parallel:
-                lines.append(f"{indent}#pragma omp parallel for if({c_index(work)} >= {PARALLEL_WORK})")
+                lines.append(f"{indent}#pragma omp parallel for")
             lines.append(f"{indent}for (int64_t i{k} = 0; i{k} < {c_index(domain[k])}; ++i{k}) {{")
             indent += "    "
         return lines, indent
+
+    def split(self, work, make, indent: str = "    ", threshold: int = PARALLEL_WORK) -> list[str]:
+        """``make(parallel, indent)``'s loop nest on threads when ``work`` reaches the threshold and
+        plain otherwise. Constant work decides here; work that depends on B gets both versions
+        behind one branch, so a small call never pays for an OpenMP region it does not use."""
+        work = sympy.sympify(work)
+        if work.is_Integer:
+            return make(int(work) >= threshold, indent)
+        return ([f"{indent}if ({c_index(work)} >= {threshold}) {{"] + make(True, indent + "    ") +
+                [f"{indent}}} else {{"] + make(False, indent + "    ") + [f"{indent}}}"])
 
     def close(self, count: int, indent: str) -> list[str]:
         return [indent[: len(indent) - 4 * (k + 1)] + "}" for k in range(count)]
 
     def pointwise(self, kernel: Kernel) -> list[str]:
         dims = list(range(len(kernel.domain)))
-        lines, inner = self.loops(dims, kernel.domain, "    ", parallel=True)
-        lines += [self.load_line(l, inner) for l in self.loads_in_loop(kernel.loads)]
-        lines += self.assign_lines(self.assigns_in_loop(kernel.body), inner)
-        lines += [self.store_line(s, inner) for s in kernel.stores]
-        return lines + self.close(len(dims), inner)
+
+        def make(parallel: bool, indent: str) -> list[str]:
+            lines, inner = self.loops(dims, kernel.domain, indent, parallel)
+            lines += [self.load_line(l, inner) for l in self.loads_in_loop(kernel.loads)]
+            lines += self.assign_lines(self.assigns_in_loop(kernel.body), inner)
+            lines += [self.store_line(s, inner) for s in kernel.stores]
+            return lines + self.close(len(dims), inner)
+
+        return self.split(_numel(kernel.domain), make)
 
     def reduce(self, kernel: Kernel) -> list[str]:
         kept = [k for k in range(len(kernel.domain)) if k not in kernel.axes]
-        lines, outer = self.loops(kept, kernel.domain, "    ", parallel=True)
+        return self.split(_numel(kernel.domain), lambda parallel, indent: self.reduce_loops(kernel, kept, parallel, indent))
+
+    def reduce_loops(self, kernel: Kernel, kept: list, parallel: bool, indent: str) -> list[str]:
+        lines, outer = self.loops(kept, kernel.domain, indent, parallel and bool(kept))
         loads = self.loads_in_loop(kernel.loads)
         inner_loads = [l for l in loads if any(l.strides[a] != 0 for a in kernel.axes)]
         outer_loads = [l for l in loads if l not in inner_loads]
@@ -254,7 +268,9 @@ class _Entry:
         lines.append(f"{indent}}} else {{")
         inner = indent + "    "
         lines.append(f"{inner}const int64_t m_full = ({m}) / {MR} * {MR};")
-        lines += self.matmul_rows(kernel, MR, "0", "m_full", inner, parallel=True)
+        work = sympy.sympify(kernel.domain[rank - 2]) * kernel.domain[rank - 1] * kernel.k
+        lines += self.split(work, lambda parallel, indent: self.matmul_rows(kernel, MR, "0", "m_full", indent, parallel),
+                            inner, PARALLEL_WORK * 8)
         lines += self.matmul_rows(kernel, 1, "m_full", m, inner, parallel=False)
         lines.append(f"{indent}}}")
         return lines + self.close(len(batch_dims), indent)
@@ -277,7 +293,6 @@ class _Entry:
             return [f"{indent}graphnn_sgemm({args}, {target}, {n});"]
         lines = [f"{indent}float* restrict product = graphnn_scratch_area(1, (size_t)(({m})*({n})));",
                  f"{indent}graphnn_sgemm({args}, product, {n});",
-                 f"{indent}#pragma omp parallel for if(({m})*({n}) >= {PARALLEL_WORK})",
                  f"{indent}for (int64_t i{m_axis} = 0; i{m_axis} < {m}; ++i{m_axis}) {{",
                  f"{indent}    for (int64_t i{n_axis} = 0; i{n_axis} < {n}; ++i{n_axis}) {{",
                  f"{indent}        const float acc = product[i{m_axis}*({n}) + i{n_axis}];"]
@@ -293,10 +308,9 @@ class _Entry:
         sa_m, sa_k = c_index(a.strides[-2]), c_index(a.strides[-1])
         sb_k, sb_n = c_index(b.strides[-2]), c_index(b.strides[-1])
         transposed_b = sympy.sympify(b.strides[-2]) == 1 and sympy.sympify(b.strides[-1]) != 1
-        work = f"({stop} - {start})*({n})*({k})"
         lines = []
         if parallel:
-            lines.append(f"{indent}#pragma omp parallel for if({work} >= {PARALLEL_WORK * 8})")
+            lines.append(f"{indent}#pragma omp parallel for")
         lines.append(f"{indent}for (int64_t m0 = {start}; m0 < {stop}; m0 += {mr}) {{")
         body = indent + "    "
         for r in range(mr):
@@ -357,6 +371,13 @@ def _index(offset, strides: tuple) -> str:
             continue
         terms.append(f"i{k}" if s == 1 else f"i{k}*{c_index(s)}")
     return " + ".join(terms) or "0"
+
+
+def _numel(shape: tuple):
+    total = sympy.Integer(1)
+    for d in shape:
+        total = total * d
+    return total
 
 
 def _c_name(buffer: str) -> str:

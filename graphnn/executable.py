@@ -126,6 +126,9 @@ class _Binding:
 
     def __init__(self, owner: CExecutable, library, name: str, graph: Graph, order: list[str], persistent: dict) -> None:
         self.owner, self.function, self.ffi = owner, library.function(name), library.ffi
+        # cffi's FFI.cast parses its type argument in Python on every call; cast with the type object
+        backend, void_pointer = self.ffi._backend, self.ffi.typeof("void*")
+        self.pointer = lambda address: backend.cast(void_pointer, address)
         plan, memory = owner.plans[name]
         self.memory = memory
         self.table = self.ffi.new("void*[]", len(order) + 1)
@@ -154,27 +157,27 @@ class _Binding:
         self.results: dict[str, np.ndarray] = {}
 
     def __call__(self, batch: int, inputs: list, copy: bool) -> dict:
-        table, cast = self.table, self.ffi.cast
+        table, pointer = self.table, self.pointer
         seen = self.seen
         for slot, getter in self.arrays:
             array = getter()
             if seen.get(slot) is not array:  # the same array as last call: pointer unchanged
                 if not array.flags.c_contiguous:
                     raise ValueError("the C backend needs contiguous parameter and buffer arrays")
-                table[slot] = cast("void*", array.ctypes.data)
+                table[slot] = pointer(array.ctypes.data)
                 seen[slot] = array
         for slot, position in self.inputs:
-            table[slot] = cast("void*", inputs[position].__array_interface__["data"][0])
+            table[slot] = pointer(inputs[position].__array_interface__["data"][0])
         if batch != self.batch:
             self.results = {}
             for slot, name, size, dtype in self.outputs:
                 array = np.zeros(evaluate_dim(size, batch), dtype)
                 self.results[name] = array.reshape(evaluate_shape(self.shapes[name], batch))
-                table[slot] = cast("void*", array.ctypes.data)
+                table[slot] = pointer(array.ctypes.data)
             self.owner.arena_pointer(evaluate_dim(self.memory.size, batch))
             self.batch = batch
         if self.generation != self.owner.arena_generation:  # this or another entry grew the arena
-            table[self.arena_slot] = cast("void*", self.owner.arena.ctypes.data)
+            table[self.arena_slot] = pointer(self.owner.arena.ctypes.data)
             self.generation = self.owner.arena_generation
         self.function(batch, table)
         if not copy:

@@ -166,6 +166,7 @@ class SGD(Optimizer):
                 for k, g in enumerate(self.param_groups)
             ]
         out = {}
+        pending = False
         for k, group, members, names in groups:
             if not members:
                 continue
@@ -176,10 +177,11 @@ class SGD(Optimizer):
                     return None
                 initialized = float(flags.pop())
                 self._initialized[key + (k,)] = (self.state_version, initialized)
-            values = [group["lr"], group["momentum"], group["dampening"], group["weight_decay"], initialized,
-                      float(bool(group["nesterov"])), float(bool(group["maximize"]))]
+            pending = pending or not initialized
+            values = (group["lr"], group["momentum"], group["dampening"], group["weight_decay"], initialized,
+                      float(bool(group["nesterov"])), float(bool(group["maximize"])))
             out.update(zip(names, values))
-        self._pending = any(v == 0.0 for n, v in out.items() if n.endswith(".initialized"))
+        self._pending = pending
         return out
 
     def finish_step(self, named: dict) -> None:
