@@ -47,6 +47,14 @@ static float* graphnn_scratch_area(int which, size_t floats) {
 static void graphnn_pack_a(const float* a, int64_t sam, int64_t sak, int64_t m0, int64_t mc,
                            int64_t k0, int64_t kc, float* restrict out) {
     for (int64_t i = 0; i < mc; i += GEMM_MR) {
+        if (sak == 1 && i + GEMM_MR <= mc) {  /* row-major A: read each row contiguously */
+            for (int64_t r = 0; r < GEMM_MR; ++r) {
+                const float* row = a + (m0 + i + r) * sam + k0;
+                for (int64_t k = 0; k < kc; ++k) out[k * GEMM_MR + r] = row[k];
+            }
+            out += kc * GEMM_MR;
+            continue;
+        }
         for (int64_t k = 0; k < kc; ++k) {
             for (int64_t r = 0; r < GEMM_MR; ++r) {
                 out[r] = (i + r < mc) ? a[(m0 + i + r) * sam + (k0 + k) * sak] : 0.0f;
@@ -61,6 +69,18 @@ static void graphnn_pack_b(const float* b, int64_t sbk, int64_t sbn, int64_t k0,
                            int64_t n, float* restrict out) {
     for (int64_t j = 0; j < n; j += GEMM_NR) {
         const int64_t nr = n - j < GEMM_NR ? n - j : GEMM_NR;
+        if (sbk == 1 && sbn != 1) {  /* B stored transposed: read each of its columns contiguously */
+            for (int64_t c = 0; c < GEMM_NR; ++c) {
+                const float* column = b + k0 + (j + c) * sbn;
+                if (c < nr) {
+                    for (int64_t k = 0; k < kc; ++k) out[k * GEMM_NR + c] = column[k];
+                } else {
+                    for (int64_t k = 0; k < kc; ++k) out[k * GEMM_NR + c] = 0.0f;
+                }
+            }
+            out += kc * GEMM_NR;
+            continue;
+        }
         for (int64_t k = 0; k < kc; ++k) {
             const float* row = b + (k0 + k) * sbk + j * sbn;
             int64_t c = 0;
