@@ -1,5 +1,6 @@
-"""Microseconds per training step: graphnn (C backend) against torch eager, torch.compile and
-graphnn's numpy reference, measured side by side in one run (interleaved rounds, medians).
+"""Microseconds per training step: graphnn (C backend) against torch eager, torch.compile, JAX
+(when installed: the `bench` extra) and graphnn's numpy reference, measured side by side in one
+run (interleaved rounds, medians), with the matmul GFLOP/s graphnn achieves.
 
     python benchmarks/train_step.py [--rounds 5] [--no-compile] [--quick]
 
@@ -65,7 +66,66 @@ def graphnn_stepper(case: str, backend: str, x, y):
     loss = nn.CrossEntropyLoss() if CASES[case][1] == "ce" else nn.MSELoss()
     train = gn.compile(model, loss, optim.SGD(model.parameters(), lr=0.01, momentum=0.9), backend=backend)
     train.step(x, y)
-    return lambda: train.step(x, y)
+    step = lambda: train.step(x, y)  # noqa: E731
+    step.program = train
+    return step
+
+
+def matmul_flops(program, batch: int) -> int:
+    """Useful matmul FLOPs of one step (2*M*N*K per matmul of the simplified train step)."""
+    from graphnn.ir import evaluate_dim, numel
+    from graphnn.passes.simplify import simplify
+
+    graph = simplify(next(iter(program.graphs.values()))["step"])
+    return sum(2 * evaluate_dim(numel(n.shape), batch) * evaluate_dim(n.inputs[0].shape[-1], batch)
+               for n in graph.nodes if n.op == "matmul")
+
+
+def jax_stepper(case: str, x, y):
+    """The same step jitted whole by JAX (None when JAX is missing or for BatchNorm)."""
+    try:
+        import jax
+        import jax.numpy as jnp
+    except ImportError:
+        return None
+    if case == "mnist_bn":
+        return None
+    sizes = [784, 300, 100, 10] if case == "mlp" else [1, 13, 1]
+    key = jax.random.PRNGKey(0)
+    params = []
+    for a, b in zip(sizes[:-1], sizes[1:]):
+        key, k1, k2 = jax.random.split(key, 3)
+        bound = 1 / np.sqrt(a)
+        params.append((jax.random.uniform(k1, (b, a), minval=-bound, maxval=bound),
+                       jax.random.uniform(k2, (b,), minval=-bound, maxval=bound)))
+    activation = jax.nn.relu if case == "mlp" else jnp.tanh
+
+    def loss_fn(params, x, y):
+        h = x.reshape(x.shape[0], -1)
+        for k, (w, b) in enumerate(params):
+            h = h @ w.T + b
+            if k < len(params) - 1:
+                h = activation(h)
+        if CASES[case][1] == "ce":
+            return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(h), y[:, None], 1))
+        return jnp.mean((h - y) ** 2)
+
+    @jax.jit
+    def step(params, momentum, x, y):
+        loss, grads = jax.value_and_grad(loss_fn)(params, x, y)
+        momentum = jax.tree_util.tree_map(lambda m, g: 0.9 * m + g, momentum, grads)
+        params = jax.tree_util.tree_map(lambda p, m: p - 0.01 * m, params, momentum)
+        return params, momentum, loss
+
+    state = {"params": params, "momentum": jax.tree_util.tree_map(jnp.zeros_like, params)}
+    jx, jy = jnp.asarray(x), jnp.asarray(y)
+
+    def run():
+        state["params"], state["momentum"], loss = step(state["params"], state["momentum"], jx, jy)
+        return loss.block_until_ready()
+
+    run()
+    return run
 
 
 def torch_stepper(case: str, x, y, compiled: bool):
@@ -109,13 +169,18 @@ def measure(case: str, batch: int, rounds: int, with_compile: bool, with_referen
         steppers["torch eager"] = torch_stepper(case, x, y, compiled=False)
         if with_compile:
             steppers["torch.compile"] = torch_stepper(case, x, y, compiled=True)
+    jax_step = jax_stepper(case, x, y)
+    if jax_step is not None:
+        steppers["jax.jit"] = jax_step
     if with_reference:
         steppers["numpy ref"] = graphnn_stepper(case, "numpy", x, y)
     samples = {name: [] for name in steppers}
     for _ in range(rounds):  # interleaved, so a slow spell of the machine hits every column
         for name, fn in steppers.items():
             samples[name].append(time_per_step(fn))
-    return {name: statistics.median(values) for name, values in samples.items()}
+    result = {name: statistics.median(values) for name, values in samples.items()}
+    result["GFLOP/s"] = matmul_flops(steppers["graphnn"].program, batch) / result["graphnn"] * 1e-3
+    return result
 
 
 def compile_times() -> tuple[float, float]:
@@ -148,16 +213,22 @@ def main() -> None:
     rounds = 3 if args.quick else args.rounds
     batches = (1, 64) if args.quick else (1, 16, 64, 256, 1024)
     rows = [("mlp", b) for b in batches] + [("mnist_bn", 64), ("thermometer", 9)]
-    columns = ["graphnn", "torch eager"] + ([] if args.no_compile else ["torch.compile"]) + ["numpy ref"]
+    try:
+        import jax  # noqa: F401
+
+        with_jax = ["jax.jit"]
+    except ImportError:
+        with_jax = []
+    columns = ["graphnn", "torch eager"] + ([] if args.no_compile else ["torch.compile"]) + with_jax + ["numpy ref"]
     print(f"µs per training step, median of {rounds} interleaved rounds; ratio = other / graphnn (higher: graphnn faster)")
-    header = f"{'model':<12} {'batch':>5} " + " ".join(f"{c:>13}" for c in columns) + "  " + " ".join(
+    header = f"{'model':<12} {'batch':>5} " + " ".join(f"{c:>13}" for c in columns) + f" {'GFLOP/s':>8}  " + " ".join(
         f"{'vs ' + c:>17}" for c in columns[1:])
     print(header)
     for case, batch in rows:
         result = measure(case, batch, rounds, not args.no_compile, with_reference=True)
         cells = " ".join(f"{result.get(c, float('nan')):>13.1f}" for c in columns)
         ratios = " ".join(f"{result.get(c, float('nan')) / result['graphnn']:>16.2f}x" for c in columns[1:])
-        print(f"{case:<12} {batch:>5} {cells}  {ratios}", flush=True)
+        print(f"{case:<12} {batch:>5} {cells} {result['GFLOP/s']:>8.1f}  {ratios}", flush=True)
     cold, cached = compile_times()
     print(f"\ngraphnn compile of the MNIST BatchNorm network (trace, autodiff, passes, C compiler, load): "
           f"cold {cold * 1e3:.0f} ms, cached {cached * 1e3:.0f} ms")
