@@ -135,7 +135,7 @@ class _Binding:
         self.arena_slot = len(order)
         positions = {leaf.attrs["name"]: k for k, leaf in enumerate(graph.inputs)}
         self.inputs: list[tuple[int, int]] = []  # (slot, input position)
-        self.arrays: list[tuple[int, Callable[[], np.ndarray]]] = []  # (slot, getter)
+        self.arrays: list[tuple[int, Callable[[], np.ndarray], type]] = []  # (slot, getter, dtype)
         self.outputs: list[tuple[int, str, object, type]] = []  # (slot, name, size, dtype)
         for slot, buffer in enumerate(order):
             kind, _, rest = buffer.partition(".")
@@ -145,11 +145,11 @@ class _Binding:
             elif kind == "out":
                 self.outputs.append((slot, rest, spec.size, NUMPY_DTYPES[spec.dtype]))
             elif kind == "scalars":
-                self.arrays.append((slot, lambda b=buffer: owner.scalars[b]))
+                self.arrays.append((slot, lambda b=buffer: owner.scalars[b], NUMPY_DTYPES[spec.dtype]))
             elif kind == "flat":
-                self.arrays.append((slot, persistent[buffer]))
+                self.arrays.append((slot, persistent[buffer], NUMPY_DTYPES[spec.dtype]))
             else:
-                self.arrays.append((slot, persistent[rest]))
+                self.arrays.append((slot, persistent[rest], NUMPY_DTYPES[spec.dtype]))
         self.shapes = {name: node.shape for name, node in graph.outputs.items()}
         self.seen: dict[int, object] = {}
         self.batch = None
@@ -159,11 +159,13 @@ class _Binding:
     def __call__(self, batch: int, inputs: list, copy: bool) -> dict:
         table, pointer = self.table, self.pointer
         seen = self.seen
-        for slot, getter in self.arrays:
+        for slot, getter, dtype in self.arrays:
             array = getter()
             if seen.get(slot) is not array:  # the same array as last call: pointer unchanged
-                if not array.flags.c_contiguous:
-                    raise ValueError("the C backend needs contiguous parameter and buffer arrays")
+                if not array.flags.c_contiguous or array.dtype != dtype:
+                    raise ValueError(f"the C backend needs C-contiguous {np.dtype(dtype).name} parameter and buffer "
+                                     f"arrays, got a {'non-contiguous ' if not array.flags.c_contiguous else ''}"
+                                     f"{array.dtype} array")
                 table[slot] = pointer(array.ctypes.data)
                 seen[slot] = array
         for slot, position in self.inputs:

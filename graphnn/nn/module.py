@@ -105,7 +105,7 @@ class Module:
                 raise TypeError(f"cannot assign {type(value).__name__} as {name!r} ({expected} or None expected)")
             (self._parameters if name in self._parameters else self._modules)[name] = None
         elif name in self._buffers:
-            self._buffers[name] = None if value is None else np.asarray(value)
+            self._buffers[name] = None if value is None else _buffer_array(value)
         else:
             object.__setattr__(self, name, value)
 
@@ -139,7 +139,7 @@ class Module:
         if "." in name or name == "":
             raise KeyError(f"buffer name must be a non-empty string without '.', got {name!r}")
         self._forget(name)
-        self._buffers[name] = None if tensor is None else np.array(tensor)
+        self._buffers[name] = None if tensor is None else _buffer_array(tensor, copy=True)
         if not persistent:
             self._non_persistent.add(name)
 
@@ -333,6 +333,17 @@ class Module:
 
     def __dir__(self):
         return sorted(set(object.__dir__(self)) | set(self._parameters) | set(self._buffers) | set(self._modules))
+
+
+def _buffer_array(value: Any, copy: bool = False) -> np.ndarray:
+    """A buffer as graphnn stores it: floating arrays in float32 (the dtype every backend
+    computes in), integer arrays in int64, C-contiguous."""
+    array = np.array(value, copy=copy) if copy else np.asarray(value)
+    if array.dtype.kind == "f" and array.dtype != np.float32:
+        array = array.astype(np.float32)
+    elif array.dtype.kind in "iub" and array.dtype != np.int64:
+        array = array.astype(np.int64)
+    return np.ascontiguousarray(array)
 
 
 class _IncompatibleKeys:

@@ -51,7 +51,8 @@ class Optimizer:
     def _flatten(self) -> None:
         params = self.params
         self.flat_params = flatten_parameters(params)
-        self.grads = FlatBuffer([p.shape for p in params])
+        self.grads = FlatBuffer([p.shape for p in params])  # behind p.grad
+        self.step_grads = FlatBuffer([p.shape for p in params])  # a compiled step's own gradients
 
     @property
     def params(self) -> list:
@@ -80,12 +81,12 @@ class Optimizer:
             name = names.get(id(p))
             if name is not None:
                 storage[name] = ("flat.params", offset, total, "param")
-                storage[f"grad.{name}"] = ("flat.grads", offset, total, "grad")
+                storage[f"grad.{name}"] = ("flat.step_grads", offset, total, "grad")
         return storage
 
     def persistent(self, named: dict) -> dict:
         """Getters for the arrays a compiled step reads and writes, by leaf or buffer name."""
-        return {"flat.params": lambda: self.flat_params.array, "flat.grads": lambda: self.grads.array}
+        return {"flat.params": lambda: self.flat_params.array, "flat.step_grads": lambda: self.step_grads.array}
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         for p in self.params:

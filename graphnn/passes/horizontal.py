@@ -57,23 +57,25 @@ def _signature(kernel: Kernel, scalars: set):
     return tuple(loads), body, stores
 
 
-def _offsets(kernel: Kernel, scalars: set) -> dict[str, object]:
-    offsets = {l.source: l.offset for l in kernel.loads if l.source not in scalars}
-    offsets.update({s.buffer: s.offset for s in kernel.stores})
-    return offsets
+def _offsets(kernel: Kernel, scalars: set) -> list[tuple[str, object]]:
+    """(buffer, offset) of every slice the kernel reads and writes, in order (a buffer read at
+    two offsets appears twice)."""
+    return ([(l.source, l.offset) for l in kernel.loads if l.source not in scalars] +
+            [(s.buffer, s.offset) for s in kernel.stores])
 
 
 def _merge_run(kernels: list, positions: list[int], scalars: set) -> None:
     """Merge, in place, the kernels at ``positions`` whose slices are adjacent in every buffer,
     when moving them to the last one's position crosses no kernel that touches their buffers."""
-    chosen = sorted(positions, key=lambda p: [float(sympy.sympify(o).subs(B, 1)) for o in _offsets(kernels[p], scalars).values()])
+    chosen = sorted(positions, key=lambda p: [float(sympy.sympify(o).subs(B, 1)) for _, o in _offsets(kernels[p], scalars)])
     runs, run = [], [chosen[0]]
     for p in chosen[1:]:
         previous = kernels[run[-1]]
         size = numel(previous.domain)
-        ends = {b: sympy.sympify(o + size) for b, o in _offsets(previous, scalars).items()}
-        starts = {b: sympy.sympify(o) for b, o in _offsets(kernels[p], scalars).items()}
-        if ends.keys() == starts.keys() and all(sympy.expand(ends[b] - starts[b]) == 0 for b in ends):
+        ends = [(b, sympy.sympify(o + size)) for b, o in _offsets(previous, scalars)]
+        starts = [(b, sympy.sympify(o)) for b, o in _offsets(kernels[p], scalars)]
+        if [b for b, _ in ends] == [b for b, _ in starts] and all(
+                sympy.expand(e - s) == 0 for (_, e), (_, s) in zip(ends, starts)):
             run.append(p)
         else:
             runs.append(run)
