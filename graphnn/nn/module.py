@@ -343,7 +343,7 @@ def _buffer_array(value: Any, copy: bool = False) -> np.ndarray:
         array = array.astype(np.float32)
     elif array.dtype.kind in "iub" and array.dtype != np.int64:
         array = array.astype(np.int64)
-    return np.ascontiguousarray(array)
+    return array if array.flags.c_contiguous else np.array(array, order="C")  # (keeps 0-d arrays 0-d)
 
 
 class _IncompatibleKeys:
