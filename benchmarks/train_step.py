@@ -213,12 +213,9 @@ def main() -> None:
     rounds = 3 if args.quick else args.rounds
     batches = (1, 64) if args.quick else (1, 16, 64, 256, 1024)
     rows = [("mlp", b) for b in batches] + [("mnist_bn", 64), ("thermometer", 9)]
-    try:
-        import jax  # noqa: F401
+    import importlib.util
 
-        with_jax = ["jax.jit"]
-    except ImportError:
-        with_jax = []
+    with_jax = ["jax.jit"] if importlib.util.find_spec("jax") else []
     columns = ["graphnn", "torch eager"] + ([] if args.no_compile else ["torch.compile"]) + with_jax + ["numpy ref"]
     print(f"µs per training step, median of {rounds} interleaved rounds; ratio = other / graphnn (higher: graphnn faster)")
     header = f"{'model':<12} {'batch':>5} " + " ".join(f"{c:>13}" for c in columns) + f" {'GFLOP/s':>8}  " + " ".join(

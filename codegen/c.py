@@ -89,6 +89,7 @@ class _Entry:
     def __init__(self, name: str, plan: KernelPlan, memory: MemoryPlan, profile: bool = False) -> None:
         self.name, self.plan, self.memory, self.profile = name, plan, memory, profile
         self.slots = {b: k for k, b in enumerate(buffer_order(plan))}
+        self.names = _unique_names(sorted(plan.buffers))
         self.arena_slot = len(self.slots)
 
     def emit(self) -> str:
@@ -115,6 +116,9 @@ class _Entry:
                 f"{self.name}_seconds[{index}] += graphnn_now() - t0; }}")
 
     # -- pointers ----------------------------------------------------------------------------
+    def c_name(self, buffer: str) -> str:
+        return self.names[buffer]
+
     def pointer(self, buffer: str) -> str:
         dtype = self.plan.buffers[buffer].dtype
         ctype = CTYPES[dtype]
@@ -136,7 +140,7 @@ class _Entry:
             # and an in-place update reads and writes one element through one pointer
             ctype = CTYPES[self.plan.buffers[buffer].dtype]
             const = "" if buffer in written else "const "
-            lines.append(f"    {const}{ctype}* restrict {_c_name(buffer)} = {self.pointer(buffer)};")
+            lines.append(f"    {const}{ctype}* restrict {self.c_name(buffer)} = {self.pointer(buffer)};")
         return lines
 
     def hoisted(self, kernel: Kernel) -> tuple[list[str], set]:
@@ -179,15 +183,15 @@ class _Entry:
             return f"{indent}const {ctype} {load.name} = ({ctype})({index});"
         if load.source == "rand":
             (seed_buf, seed_off), (step_buf, step_off) = load.key
-            return (f"{indent}const float {load.name} = graphnn_uniform({_c_name(seed_buf)}[{c_index(seed_off)}], "
-                    f"{_c_name(step_buf)}[{c_index(step_off)}], {load.stream}u, (uint64_t)({index}));")
-        return f"{indent}const {ctype} {load.name} = {_c_name(load.source)}[{index}];"
+            return (f"{indent}const float {load.name} = graphnn_uniform({self.c_name(seed_buf)}[{c_index(seed_off)}], "
+                    f"{self.c_name(step_buf)}[{c_index(step_off)}], {load.stream}u, (uint64_t)({index}));")
+        return f"{indent}const {ctype} {load.name} = {self.c_name(load.source)}[{index}];"
 
     def assign_lines(self, assigns, indent: str) -> list[str]:
         return [f"{indent}const {CTYPES[a.dtype]} {a.name} = {c_value(a.expr)};  /* {a.comment} */" for a in assigns]
 
     def store_line(self, store: Store, indent: str) -> str:
-        return f"{indent}{_c_name(store.buffer)}[{_index(store.offset, store.strides)}] = ({CTYPES[store.dtype]})({store.value});"
+        return f"{indent}{self.c_name(store.buffer)}[{_index(store.offset, store.strides)}] = ({CTYPES[store.dtype]})({store.value});"
 
     def loops(self, dims: list[int], domain: tuple, indent: str, parallel: bool) -> tuple[list[str], str]:
         lines = []
@@ -233,8 +237,9 @@ class _Entry:
         inner_loads = [l for l in loads if any(l.strides[a] != 0 for a in kernel.axes)]
         outer_loads = [l for l in loads if l not in inner_loads]
         lines += [self.load_line(l, outer) for l in outer_loads]
-        init = "0.0f" if kernel.reduce_op == "sum" else "-INFINITY"
-        lines.append(f"{outer}float acc = {init};")
+        # sums accumulate in double: a float accumulator loses digits over long reductions
+        init = "double acc = 0.0;" if kernel.reduce_op == "sum" else "float acc = -INFINITY;"
+        lines.append(f"{outer}{init}")
         inner_lines, inner = self.loops(list(kernel.axes), kernel.domain, outer, parallel=False)
         lines += inner_lines
         lines += [self.load_line(l, inner) for l in inner_loads]
@@ -260,8 +265,8 @@ class _Entry:
         m = c_index(kernel.domain[rank - 2])
         batch_dims = list(range(rank - 2))
         lines, indent = self.loops(batch_dims, kernel.domain, "    ", parallel=False)
-        lines.append(f"{indent}const float* restrict a_base = {_c_name(a.source)} + {_index(a.offset, a.strides[:-2] + (0, 0))};")
-        lines.append(f"{indent}const float* restrict b_base = {_c_name(b.source)} + {_index(b.offset, b.strides[:-2] + (0, 0))};")
+        lines.append(f"{indent}const float* restrict a_base = {self.c_name(a.source)} + {_index(a.offset, a.strides[:-2] + (0, 0))};")
+        lines.append(f"{indent}const float* restrict b_base = {self.c_name(b.source)} + {_index(b.offset, b.strides[:-2] + (0, 0))};")
         n, k = c_index(kernel.domain[rank - 1]), c_index(kernel.k)
         lines.append(f"{indent}if (({m}) >= {GEMM_MIN} && ({n}) >= {GEMM_MIN} && ({k}) >= {GEMM_MIN}) {{")
         lines += self.matmul_gemm(kernel, indent + "    ")
@@ -289,7 +294,7 @@ class _Entry:
                   and sympy.sympify(kernel.stores[0].strides[-2] - kernel.domain[n_axis]) == 0)
         if direct:
             store = kernel.stores[0]
-            target = f"{_c_name(store.buffer)} + {_index(store.offset, store.strides[:-2] + (0, 0))}"
+            target = f"{self.c_name(store.buffer)} + {_index(store.offset, store.strides[:-2] + (0, 0))}"
             return [f"{indent}graphnn_sgemm({args}, {target}, {n});"]
         lines = [f"{indent}float* restrict product = graphnn_scratch_area(1, (size_t)(({m})*({n})));",
                  f"{indent}graphnn_sgemm({args}, product, {n});",
@@ -382,3 +387,16 @@ def _numel(shape: tuple):
 
 def _c_name(buffer: str) -> str:
     return "p_" + "".join(ch if ch.isalnum() else "_" for ch in buffer)
+
+
+def _unique_names(buffers: list[str]) -> dict[str, str]:
+    """Readable C names for buffers, made distinct ("fc.weight" and "fc_weight" both spell
+    p_..._fc_weight; the second one in sorted order gets a suffix)."""
+    names, taken = {}, set()
+    for buffer in buffers:
+        name, k = _c_name(buffer), 2
+        while name in taken:
+            name, k = f"{_c_name(buffer)}_{k}", k + 1
+        names[buffer] = name
+        taken.add(name)
+    return names

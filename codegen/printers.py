@@ -51,12 +51,24 @@ class FloatPrinter(C99CodePrinter):
     def _print_Integer(self, expr):
         return str(int(expr))
 
+    def _print_BooleanTrue(self, expr):
+        return "1"
+
+    def _print_BooleanFalse(self, expr):
+        return "0"
+
 
 class IndexPrinter(C99CodePrinter):
     """Integer C for offsets, strides and loop bounds (the batch symbol is an int64_t)."""
 
     def _print_Symbol(self, expr):
         return expr.name
+
+    def _print_Pow(self, expr):
+        base, exponent = expr.args
+        if exponent.is_Integer and exponent > 0:
+            return "(" + "*".join([f"({self._print(base)})"] * int(exponent)) + ")"
+        raise ValueError(f"index expression {expr} is not a polynomial in the batch size")
 
 
 _float = FloatPrinter()

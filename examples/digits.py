@@ -9,7 +9,6 @@ scikit-learn's bundled 8x8 digits (no download), scaled to [-1, 1], with a fixed
 from __future__ import annotations
 
 import argparse
-import time
 from collections import OrderedDict
 
 import numpy as np

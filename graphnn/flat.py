@@ -25,17 +25,39 @@ class FlatBuffer:
     def __len__(self) -> int:
         return len(self.views)
 
+    def offset_of(self, array: np.ndarray) -> int | None:
+        """Where ``array`` starts in this buffer, if it is one of its views."""
+        for view, offset in zip(self.views, self.offsets):
+            if view is array:
+                return offset
+        return None
 
-def flatten_parameters(params: Sequence) -> FlatBuffer:
-    """Move the parameters' storage into one flat buffer (unless they already share one)."""
+
+generation = 0
+"""Counts the times any parameter moved to a new flat buffer; compiled programs that address
+parameters inside flat buffers compare it to rebuild when their layout is gone."""
+
+
+def store_of(params: Sequence) -> FlatBuffer | None:
+    """The one flat buffer holding all of ``params`` (each as one of its views), or None."""
     params = list(params)
     store = getattr(params[0], "_flat", None) if params else None
-    if store is not None and len(store.views) == len(params) and all(
-        getattr(p, "_flat", None) is store and p.data is store.views[k] for k, p in enumerate(params)
-    ):
+    if store is None or any(getattr(p, "_flat", None) is not store or store.offset_of(p.data) is None for p in params):
+        return None
+    return store
+
+
+def flatten_parameters(params: Sequence) -> FlatBuffer:
+    """Move the parameters' storage into one flat buffer, unless they already share one (a second
+    optimizer over part of a model keeps the layout the first one made)."""
+    global generation
+    params = list(params)
+    store = store_of(params)
+    if store is not None:
         return store
     store = FlatBuffer([p.shape for p in params])
     for p, view in zip(params, store.views):
         p._rebind(view)
         p._flat = store
+    generation += 1
     return store

@@ -146,6 +146,16 @@ def gelu(approximate: str = "none") -> PointwiseFn:
     raise ValueError(f"GELU approximate must be 'none' or 'tanh', got {approximate!r}")
 
 
+def clamp(min_val: float | None = None, max_val: float | None = None) -> PointwiseFn:
+    """x limited to [min_val, max_val]; the gradient passes at the bounds (PyTorch's choice)."""
+    branches = []
+    if min_val is not None:
+        branches.append((_f(min_val), x0 < _f(min_val)))
+    if max_val is not None:
+        branches.append((_f(max_val), x0 > _f(max_val)))
+    return fn("clamp", sympy.Piecewise(*branches, (x0, True)), nargs=1)
+
+
 def dropout(p: float) -> PointwiseFn:
     """x0 is the input, x1 a uniform [0, 1) draw: keep with probability 1 - p, scaled by 1/(1-p)."""
     if p >= 1:

@@ -13,7 +13,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from graphnn import random
+from graphnn import flat, random
 from graphnn.api import add_gradients, cache_dir, graph_dtype, input_names, trace
 from graphnn.errors import InputError
 from graphnn.executable import CExecutable, ReferenceExecutable, scalar_storage
@@ -33,6 +33,7 @@ class Program:
         self._names: dict[int, list[str]] = {}
         self._checked: set[tuple] = set()
         self._label_inputs: dict[tuple, list] = {}
+        self._built_for: tuple | None = None
 
     # -- inputs ------------------------------------------------------------------------------
     def _input_names(self, count: int, target: bool) -> list[str]:
@@ -109,6 +110,21 @@ class Program:
             storage.update(optimizer.flat_storage(dict(self.model.named_parameters())))
         return storage
 
+    def _layout(self) -> tuple:
+        """What compiled code assumes about where parameters live; when it changes (parameters
+        moved to another flat buffer, a parameter group added), programs are rebuilt."""
+        optimizer = getattr(self, "optimizer", None)
+        return (flat.generation, getattr(optimizer, "layout_version", None))
+
+    def _refresh(self) -> None:
+        """Drop compiled code built for another layout (called before looking graphs up)."""
+        layout = self._layout()
+        if self._built_for != layout:
+            self.executables.clear()
+            if getattr(self, "optimizer", None) is not None:
+                self.graphs.clear()  # which parameters a step updates may have changed too
+            self._built_for = layout
+
     def _executable(self, key: tuple):
         executable = self.executables.get(key)
         if executable is None:
@@ -153,6 +169,7 @@ class InferenceProgram(Program):
     def __call__(self, *inputs: Any):
         arrays = self._arrays(inputs, self._input_names(len(inputs), target=False))
         key = self._key(arrays)
+        self._refresh()
         if key not in self.graphs:
             self.graphs[key] = {"forward": trace(self.model, *arrays)}
         outputs = self._run(key, "forward", arrays)
@@ -180,6 +197,7 @@ class TrainProgram(Program):
             raise TypeError(f"expected the model's inputs and a target, got {len(args)} argument(s)")
         arrays = self._arrays(args, self._input_names(len(args), target=True))
         key = self._key(arrays)
+        self._refresh()
         if key not in self.graphs:
             self.graphs[key] = self._build(key, arrays)
         return key, arrays

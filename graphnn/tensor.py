@@ -164,12 +164,7 @@ class TensorOps:
         return self._unary(pw.pow_(2))
 
     def clamp(self, min: float | None = None, max: float | None = None):
-        lo = -float("inf") if min is None else min
-        hi = float("inf") if max is None else max
-        expr = sympy.Min(sympy.Max(pw.X[0], pw._f(lo)), pw._f(hi)) if min is not None and max is not None else (
-            sympy.Max(pw.X[0], pw._f(lo)) if min is not None else sympy.Min(pw.X[0], pw._f(hi))
-        )
-        return self._unary(pw.fn("clamp", expr, nargs=1))
+        return self._unary(pw.clamp(min, max))
 
     # -- reductions ---------------------------------------------------------------------------
     def sum(self, dim=None, keepdim: bool = False):

@@ -6,6 +6,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from graphnn import flat
 from graphnn.flat import FlatBuffer, flatten_parameters
 
 
@@ -53,6 +54,7 @@ class Optimizer:
         self.flat_params = flatten_parameters(params)
         self.grads = FlatBuffer([p.shape for p in params])  # behind p.grad
         self.step_grads = FlatBuffer([p.shape for p in params])  # a compiled step's own gradients
+        self.layout_version = getattr(self, "layout_version", 0) + 1
 
     @property
     def params(self) -> list:
@@ -75,18 +77,20 @@ class Optimizer:
         """Where a compiled step finds each parameter (and its gradient) in the flat buffers:
         name -> (buffer, offset, buffer size, kind), for the parameters named in ``named``."""
         names = {id(p): n for n, p in named.items()}
-        total = self.flat_params.offsets[-1]
+        store = flat.store_of(self.params)  # None when a later optimizer moved some of them
         storage = {}
-        for p, offset in zip(self.params, self.flat_params.offsets):
+        for p, offset in zip(self.params, self.step_grads.offsets):
             name = names.get(id(p))
-            if name is not None:
-                storage[name] = ("flat.params", offset, total, "param")
-                storage[f"grad.{name}"] = ("flat.step_grads", offset, total, "grad")
+            if name is None:
+                continue
+            if store is not None:
+                storage[name] = ("flat.params", store.offset_of(p.data), store.offsets[-1], "param")
+            storage[f"grad.{name}"] = ("flat.step_grads", offset, self.step_grads.offsets[-1], "grad")
         return storage
 
     def persistent(self, named: dict) -> dict:
         """Getters for the arrays a compiled step reads and writes, by leaf or buffer name."""
-        return {"flat.params": lambda: self.flat_params.array, "flat.step_grads": lambda: self.step_grads.array}
+        return {"flat.params": lambda: self.params[0]._flat.array, "flat.step_grads": lambda: self.step_grads.array}
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         for p in self.params:

@@ -140,8 +140,8 @@ class SGD(Optimizer):
         storage = super().flat_storage(named)
         total = self.momentum.offsets[-1]
         for name, entry in list(storage.items()):
-            if entry[0] == "flat.params":
-                storage[f"optim.momentum_buffer.{name}"] = ("flat.momentum", entry[1], total, "state")
+            if entry[0] == "flat.step_grads":
+                storage[f"optim.momentum_buffer.{name[len('grad.'):]}"] = ("flat.momentum", entry[1], total, "state")
         return storage
 
     def persistent(self, named: dict) -> dict:

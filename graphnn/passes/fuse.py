@@ -60,6 +60,9 @@ class Fusion:
             for index, source in enumerate(node.inputs):
                 base = self.view_of(source).base
                 self.uses[base.id].append((node, index, self._direct(source, base)))
+        # an output or update that is a view of a computed value reads that value's storage
+        self.viewed_results = {self.view_of(n).base.id for n in list(self.graph.outputs.values()) +
+                               list(self.graph.updates.values()) if self._is_view(n)}
         for name, node in self.graph.placements.items():
             view = self.view_of(node)
             base = view.base
@@ -122,7 +125,7 @@ class Fusion:
         return consumer
 
     def must_store(self, node: Node, group_ids: set) -> bool:
-        if node.id in self.named or node.id in self.placements:
+        if node.id in self.named or node.id in self.placements or node.id in self.viewed_results:
             return True
         return any(c.id not in group_ids for c, _, _ in self.uses[node.id])
 

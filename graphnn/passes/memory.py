@@ -30,11 +30,11 @@ class MemoryPlan:
         return "\n".join(lines + [f"arena size {self.size} elements of {self.itemsize} bytes"])
 
 
-def _split(size: Dim) -> tuple[int, int]:
-    """size = a*B + c with integers a, c >= 0."""
+def _split(size: Dim) -> tuple[int, int] | None:
+    """size = a*B + c with integers a, c >= 0, or None when the size is not linear in B."""
     poly = sympy.Poly(sympy.sympify(size), B)
     if poly.degree() > 1:
-        raise ValueError(f"buffer size {size} is not linear in the batch size")
+        return None
     a = int(poly.coeff_monomial(B)) if poly.degree() == 1 else 0
     c = int(poly.coeff_monomial(1))
     return a, c
@@ -56,10 +56,14 @@ def plan_memory(plan: KernelPlan) -> MemoryPlan:
                 last[name] = k
     regions: dict[str, list] = {"batch": [], "fixed": []}  # (start, end, last use) per region
     placed: dict[str, tuple[str, int]] = {}
+    other: list[tuple[str, Dim]] = []  # sizes like B**2: each its own space after the rest
     for name in sorted(first, key=lambda n: (first[n], n)):
-        a, c = _split(plan.buffers[name].size)
-        if plan.buffers[name].dtype in ("i64", "f64"):
-            a, c = 2 * a, 2 * c
+        split = _split(plan.buffers[name].size)
+        width = 2 if plan.buffers[name].dtype in ("i64", "f64") else 1
+        if split is None:
+            other.append((name, width * plan.buffers[name].size))
+            continue
+        a, c = width * split[0], width * split[1]
         region, length = ("batch", _round(a + c)) if a else ("fixed", _round(c))
         live = [(s, e) for s, e, end in regions[region] if end >= first[name]]
         start = 0
@@ -72,4 +76,14 @@ def plan_memory(plan: KernelPlan) -> MemoryPlan:
     batch_size = max((e for _, e, _ in regions["batch"]), default=0)
     fixed_size = max((e for _, e, _ in regions["fixed"]), default=0)
     offsets = {name: (start * B if region == "batch" else batch_size * B + start) for name, (region, start) in placed.items()}
-    return MemoryPlan(offsets, batch_size * B + fixed_size)
+    end = batch_size * B + fixed_size
+    for name, size in other:
+        offsets[name] = end
+        end = sympy.expand(end + _round_expr(size))
+    return MemoryPlan(offsets, end)
+
+
+def _round_expr(size: Dim) -> Dim:
+    """An upper bound of ``size`` that keeps the next offset aligned: each coefficient rounded up."""
+    poly = sympy.Poly(sympy.sympify(size), B)
+    return sum((_round(int(c)) * B**m for (m,), c in poly.terms()), sympy.Integer(0))
