@@ -20,7 +20,7 @@ MR = 4
 """Rows of a matmul's output computed together (each element of B read once per MR rows)."""
 GEMM_MIN = 16
 """Matmuls with every dimension at least this large use the packed GEMM (codegen/c_gemm.py)."""
-PARALLEL_WORK = 1 << 17
+PARALLEL_WORK = 1 << 21
 """Loops with fewer iterations (times inner work) than this stay on one thread: waking a second
 core costs more than it saves on the 2-core machines this is tuned for."""
 
