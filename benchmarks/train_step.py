@@ -172,13 +172,16 @@ def measure(case: str, batch: int, rounds: int, with_compile: bool, with_referen
     jax_step = jax_stepper(case, x, y)
     if jax_step is not None:
         steppers["jax.jit"] = jax_step
-    if with_reference:
-        steppers["numpy ref"] = graphnn_stepper(case, "numpy", x, y)
     samples = {name: [] for name in steppers}
     for _ in range(rounds):  # interleaved, so a slow spell of the machine hits every column
         for name, fn in steppers.items():
             samples[name].append(time_per_step(fn))
     result = {name: statistics.median(values) for name, values in samples.items()}
+    if with_reference:
+        # measured after the others: numpy's OpenBLAS threads keep spinning after each call and
+        # would slow whichever threaded code runs next on these two cores
+        reference = graphnn_stepper(case, "numpy", x, y)
+        result["numpy ref"] = statistics.median(time_per_step(reference) for _ in range(max(1, rounds // 2)))
     result["GFLOP/s"] = matmul_flops(steppers["graphnn"].program, batch) / result["graphnn"] * 1e-3
     return result
 
