@@ -40,7 +40,7 @@ def compiler() -> tuple[str, str, tuple]:
         if path is None:
             continue
         version = subprocess.run([path, "--version"], capture_output=True, text=True).stdout.splitlines()
-        identity = f"{path} {version[0] if version else ''}"
+        identity = f"{path} {version[0] if version else ''} {_cpu()}"
         for flags in FLAG_SETS:
             if _accepts(path, flags):
                 return path, identity, tuple(flags)
@@ -48,6 +48,19 @@ def compiler() -> tuple[str, str, tuple]:
         "no C compiler found (looked for " + ", ".join(candidates) + "); install gcc or clang, or set $CC, "
         "or use backend='numpy'"
     )
+
+
+def _cpu() -> str:
+    """What -march=native compiles for: a library built on one CPU must not load on another that
+    shares the cache directory."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        import platform
+
+        return platform.machine() + " " + platform.processor()
+    lines = [line for line in info.splitlines() if line.startswith(("model name", "flags"))]
+    return hashlib.sha256("\n".join(sorted(set(lines))).encode()).hexdigest()[:16]
 
 
 def _accepts(path: str, flags: list) -> bool:
