@@ -75,11 +75,10 @@ def test_batch_size_changes_reuse_one_library(tmp_path, monkeypatch):
 
 
 def test_second_process_is_a_cache_hit(tmp_path):
-    compiled, cold, loss, path = run_script(tmp_path)
-    hit, warm, loss_again, path_again = run_script(tmp_path)
-    assert (compiled, hit) == ("1", "0")
+    compiled, _, loss, path = run_script(tmp_path)
+    hit, _, loss_again, path_again = run_script(tmp_path)
+    assert (compiled, hit) == ("1", "0")  # the second process loaded the library without compiling
     assert loss == loss_again and path == path_again
-    assert float(warm) < float(cold)
 
 
 def test_concurrent_compiles_both_succeed(tmp_path):
