@@ -18,6 +18,8 @@ from graphnn.passes.plan import Kernel, KernelPlan, Load, Store
 CTYPES = {"f32": "float", "i64": "int64_t", "f64": "double", "bool": "float"}
 MR = 4
 """Rows of a matmul's output computed together (each element of B read once per MR rows)."""
+COLUMN_SUMS = 1 << 16
+"""Sums over leading axes with at most this many outputs accumulate row by row (on the stack)."""
 GEMM_MIN = 16
 """Matmuls with every dimension at least this large use the packed GEMM (codegen/c_gemm.py)."""
 PARALLEL_WORK = 1 << 21
@@ -229,7 +231,39 @@ class _Entry:
 
     def reduce(self, kernel: Kernel) -> list[str]:
         kept = [k for k in range(len(kernel.domain)) if k not in kernel.axes]
+        columns = _numel(tuple(kernel.domain[k] for k in kept))
+        if (kernel.reduce_op == "sum" and kept and kernel.axes == tuple(range(len(kernel.axes)))
+                and columns.is_Integer and int(columns) <= COLUMN_SUMS):
+            return self.reduce_columns(kernel, kept)
         return self.split(_numel(kernel.domain), lambda parallel, indent: self.reduce_loops(kernel, kept, parallel, indent))
+
+    def reduce_columns(self, kernel: Kernel, kept: list) -> list[str]:
+        """A sum over leading axes (a bias gradient over the batch): rows are read in memory
+        order into one accumulator per output, instead of striding down each column."""
+        prologue = [a for a in self.assigns_in_loop(kernel.body) if a.stage == "prologue"]
+        epilogue = [a for a in self.assigns_in_loop(kernel.body) if a.stage == "epilogue"]
+        used_late = {str(sym) for a in epilogue for sym in a.expr.free_symbols}
+        used_late |= {s.value for s in kernel.stores}
+        loads = self.loads_in_loop(kernel.loads)
+        prologue_names = {a.name for a in prologue}
+        columns = int(_numel(tuple(kernel.domain[k] for k in kept)))
+        lines = [f"    double sums[{columns}];", "    memset(sums, 0, sizeof(sums));"]
+        outer, indent = self.loops(list(kernel.axes), kernel.domain, "    ", parallel=False)
+        inner, body = self.loops(kept, kernel.domain, indent, parallel=False)
+        flat = " + ".join(f"i{k}*{int(_numel(tuple(kernel.domain[j] for j in kept if j > k)))}" for k in kept)
+        lines += outer + inner
+        used_early = {str(sym) for a in prologue for sym in a.expr.free_symbols} | {kernel.reduce_value}
+        lines += [self.load_line(l, body) for l in loads if l.name in used_early]
+        lines += self.assign_lines(prologue, body)
+        lines += [self.store_line(s, body) for s in kernel.stores if s.value in prologue_names]
+        lines.append(f"{body}sums[{flat}] += {kernel.reduce_value};")
+        lines += self.close(len(kept), body) + self.close(len(kernel.axes), indent)
+        after, body = self.loops(kept, kernel.domain, "    ", parallel=False)
+        lines += after + [f"{body}const double acc = sums[{flat}];"]
+        lines += [self.load_line(l, body) for l in loads if l.name in used_late]
+        lines += self.assign_lines(epilogue, body)
+        lines += [self.store_line(s, body) for s in kernel.stores if s.value not in prologue_names]
+        return lines + self.close(len(kept), body)
 
     def reduce_loops(self, kernel: Kernel, kept: list, parallel: bool, indent: str) -> list[str]:
         lines, outer = self.loops(kept, kernel.domain, indent, parallel and bool(kept))
