@@ -135,7 +135,11 @@ class _Binding:
         self.arena_slot = len(order)
         positions = {leaf.attrs["name"]: k for k, leaf in enumerate(graph.inputs)}
         self.inputs: list[tuple[int, int]] = []  # (slot, input position)
-        self.arrays: list[tuple[int, Callable[[], np.ndarray], type]] = []  # (slot, getter, dtype)
+        # (slot, getter, dtype): "fixed" arrays (scalars, flat buffers, parameters) stay where they
+        # are for the life of this binding (programs rebuild when parameters move); model buffers
+        # can be reassigned by the user, so they are looked up on every call
+        self.fixed: list[tuple[int, Callable[[], np.ndarray], type]] = []
+        self.arrays: list[tuple[int, Callable[[], np.ndarray], type]] = []
         self.outputs: list[tuple[int, str, object, type]] = []  # (slot, name, size, dtype)
         for slot, buffer in enumerate(order):
             kind, _, rest = buffer.partition(".")
@@ -145,29 +149,38 @@ class _Binding:
             elif kind == "out":
                 self.outputs.append((slot, rest, spec.size, NUMPY_DTYPES[spec.dtype]))
             elif kind == "scalars":
-                self.arrays.append((slot, lambda b=buffer: owner.scalars[b], NUMPY_DTYPES[spec.dtype]))
+                self.fixed.append((slot, lambda b=buffer: owner.scalars[b], NUMPY_DTYPES[spec.dtype]))
             elif kind == "flat":
-                self.arrays.append((slot, persistent[buffer], NUMPY_DTYPES[spec.dtype]))
-            else:
+                self.fixed.append((slot, persistent[buffer], NUMPY_DTYPES[spec.dtype]))
+            elif kind == "state":
                 self.arrays.append((slot, persistent[rest], NUMPY_DTYPES[spec.dtype]))
+            else:
+                self.fixed.append((slot, persistent[rest], NUMPY_DTYPES[spec.dtype]))
         self.shapes = {name: node.shape for name, node in graph.outputs.items()}
         self.seen: dict[int, object] = {}
         self.batch = None
         self.generation = -1
         self.results: dict[str, np.ndarray] = {}
 
+    def _bind(self, slot: int, array: np.ndarray, dtype: type) -> None:
+        if not array.flags.c_contiguous or array.dtype != dtype:
+            raise ValueError(f"the C backend needs C-contiguous {np.dtype(dtype).name} parameter and buffer "
+                             f"arrays, got a {'non-contiguous ' if not array.flags.c_contiguous else ''}"
+                             f"{array.dtype} array")
+        self.table[slot] = self.pointer(array.ctypes.data)
+        self.seen[slot] = array
+
     def __call__(self, batch: int, inputs: list, copy: bool) -> dict:
         table, pointer = self.table, self.pointer
         seen = self.seen
+        if self.fixed:  # the first call binds the arrays that stay put
+            for slot, getter, dtype in self.fixed:
+                self._bind(slot, getter(), dtype)
+            self.fixed = []
         for slot, getter, dtype in self.arrays:
             array = getter()
             if seen.get(slot) is not array:  # the same array as last call: pointer unchanged
-                if not array.flags.c_contiguous or array.dtype != dtype:
-                    raise ValueError(f"the C backend needs C-contiguous {np.dtype(dtype).name} parameter and buffer "
-                                     f"arrays, got a {'non-contiguous ' if not array.flags.c_contiguous else ''}"
-                                     f"{array.dtype} array")
-                table[slot] = pointer(array.ctypes.data)
-                seen[slot] = array
+                self._bind(slot, array, dtype)
         for slot, position in self.inputs:
             table[slot] = pointer(inputs[position].__array_interface__["data"][0])
         if batch != self.batch:
