@@ -8,6 +8,8 @@ compiler vectorises the inner loop; large loops are split across threads with Op
 """
 from __future__ import annotations
 
+import re
+
 import sympy
 
 from codegen.c_gemm import GEMM
@@ -169,7 +171,10 @@ class _Entry:
         hoisted, self.invariant = self.hoisted(kernel)
         body = {"pointwise": self.pointwise, "reduce": self.reduce, "matmul": self.matmul}[kernel.kind](kernel)
         lines = header + [f"static void {self.name}_{kernel.name}(int64_t B, void* const* bufs) {{"]
-        lines += self.declare_pointers(kernel) + hoisted + body + ["}", ""]
+        code = self.declare_pointers(kernel) + hoisted + body
+        if not any(re.search(r"\bB\b", line) for line in code):
+            code = ["    (void)B;  /* this kernel's size does not depend on the batch */"] + code
+        lines += code + ["}", ""]
         return "\n".join(lines)
 
     def loads_in_loop(self, loads) -> list:

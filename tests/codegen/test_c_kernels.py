@@ -167,3 +167,23 @@ def test_packed_gemm_across_block_edges(m, n, k, transpose_a, transpose_b):
     x_shape = (k, B) if transpose_a else (B, k)
     w_shape = (n, k) if transpose_b else (k, n)
     compare(build, {"x": (x_shape, "f32"), "w": (w_shape, "f32")}, m, rtol=1e-4, atol=1e-4)
+
+
+def test_generated_source_compiles_without_warnings(tmp_path):
+    """Generated code is a product: it compiles cleanly under -Wall -Wextra -Werror."""
+    import subprocess
+
+    import graphnn as gn
+    from graphnn import nn, optim
+    from runtime.cpu import compiler
+
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 40), nn.BatchNorm1d(40), nn.ReLU(), nn.Dropout(0.2),
+                          nn.Linear(40, 10))
+    train = gn.compile(model, nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1, momentum=0.9), backend="c")
+    train.step(np.zeros((20, 1, 8, 8), np.float32), np.arange(20) % 10)
+    source = tmp_path / "step.c"
+    source.write_text(next(iter(train.executables.values())).source)
+    path, _, flags = compiler()
+    result = subprocess.run([path, *flags, "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC", str(source),
+                             "-o", str(tmp_path / "step.so"), "-lm"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
