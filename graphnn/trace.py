@@ -35,7 +35,7 @@ def current() -> "Tracer":
 class Tracer:
     """Records one Module's forward (and optionally its loss) into a Graph."""
 
-    def __init__(self, model: Any, training: bool | None = None) -> None:
+    def __init__(self, model: Any) -> None:
         self.graph = Graph()
         self.builder = Builder(self.graph)
         self.model = model

@@ -12,6 +12,15 @@ from graphnn import nn, optim
 from tests.conftest import assert_state_close, copy_torch_weights
 
 
+def tanh_nets(inputs: int, hidden: int, outputs: int):
+    """Linear, Tanh, Linear in torch and in graphnn, with torch's initial weights in both."""
+    torch.manual_seed(0)
+    ref = torch.nn.Sequential(torch.nn.Linear(inputs, hidden), torch.nn.Tanh(), torch.nn.Linear(hidden, outputs))
+    model = nn.Sequential(nn.Linear(inputs, hidden), nn.Tanh(), nn.Linear(hidden, outputs))
+    copy_torch_weights(model, ref)
+    return ref, model
+
+
 def torch_steps(model, loss_fn, opt, batches):
     losses = []
     for x, y in batches:
@@ -25,10 +34,7 @@ def torch_steps(model, loss_fn, opt, batches):
 
 def test_thermometer_tanh_net_200_steps(thermometer, backend):
     t_u, t_c = thermometer
-    torch.manual_seed(0)
-    ref = torch.nn.Sequential(torch.nn.Linear(1, 13), torch.nn.Tanh(), torch.nn.Linear(13, 1))
-    model = nn.Sequential(nn.Linear(1, 13), nn.Tanh(), nn.Linear(13, 1))
-    copy_torch_weights(model, ref)
+    ref, model = tanh_nets(1, 13, 1)
     ref_losses = torch_steps(ref, torch.nn.MSELoss(), torch.optim.SGD(ref.parameters(), lr=1e-3, momentum=0.9),
                              [(t_u, t_c)] * 200)
     train = gn.compile(model, nn.MSELoss(), optim.SGD(model.parameters(), lr=1e-3, momentum=0.9), backend=backend)
@@ -172,10 +178,7 @@ def test_sgd_variants_and_lr_changes(options, mode, backend):
     rng = np.random.default_rng(4)
     x = rng.standard_normal((16, 6)).astype(np.float32)
     y = rng.standard_normal((16, 2)).astype(np.float32)
-    torch.manual_seed(0)
-    ref = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Tanh(), torch.nn.Linear(8, 2))
-    model = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 2))
-    copy_torch_weights(model, ref)
+    ref, model = tanh_nets(6, 8, 2)
     ref_opt = torch.optim.SGD(ref.parameters(), **options)
     opt = optim.SGD(model.parameters(), **options)
     train = gn.compile(model, nn.MSELoss(), opt, backend=backend)
@@ -233,10 +236,7 @@ def test_momentum_state_from_a_partial_step_matches_torch(backend):
     rng = np.random.default_rng(5)
     x = rng.standard_normal((8, 3)).astype(np.float32)
     y = rng.standard_normal((8, 2)).astype(np.float32)
-    torch.manual_seed(0)
-    ref = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2))
-    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
-    copy_torch_weights(model, ref)
+    ref, model = tanh_nets(3, 4, 2)
     options = dict(lr=0.1, momentum=0.9, dampening=0.5)
     ref_opt, opt = torch.optim.SGD(ref.parameters(), **options), optim.SGD(model.parameters(), **options)
     # first: train only the head (the first layer gets no gradient, so no momentum buffer)
