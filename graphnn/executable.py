@@ -64,12 +64,11 @@ class CExecutable:
         self.sources: dict[str, str] = {}
         self.libraries: dict[str, object] = {}
         self.bindings: dict[str, _Binding] = {}
-        self.scalar_names: dict[str, list] = {}
-        for name, (buffer, offset, size, kind) in storage.items():
-            if kind == "hyper":
-                self.scalar_names.setdefault(buffer, [None] * size)[offset] = name
-        self.scalars = {b: np.zeros(len(names), np.float32 if b.endswith("f32") else np.int64)
-                        for b, names in self.scalar_names.items()}
+        sizes = {buffer: size for buffer, _, size, kind in storage.values() if kind == "hyper"}
+        self.scalars = {b: np.zeros(size, np.float32 if b.endswith("f32") else np.int64) for b, size in sizes.items()}
+        # name -> (array, index): every run-time scalar's slot; entries share the arrays
+        self.scalar_slots = {name: (self.scalars[buffer], offset)
+                             for name, (buffer, offset, _, kind) in storage.items() if kind == "hyper"}
         self.arena = np.zeros(0, np.float32)
         self.arena_generation = 0
 
@@ -103,8 +102,11 @@ class CExecutable:
     def run(self, entry: str, batch: int, inputs: list, scalars: dict, copy: bool = True) -> dict:
         """``copy=False`` returns the output arrays themselves; the next call overwrites them."""
         binding = self.bindings.get(entry) or self.build(entry)
-        for buffer, names in self.scalar_names.items():
-            self.scalars[buffer][:] = [scalars.get(n, 0) for n in names]  # entries share the arrays
+        slots = self.scalar_slots
+        for name, value in scalars.items():  # scalars an entry does not read keep their values
+            slot = slots.get(name)
+            if slot is not None:
+                slot[0][slot[1]] = value
         return binding(batch, inputs, copy)
 
     def arena_pointer(self, size: int):
@@ -182,7 +184,10 @@ class _Binding:
             if seen.get(slot) is not array:  # the same array as last call: pointer unchanged
                 self._bind(slot, array, dtype)
         for slot, position in self.inputs:
-            table[slot] = pointer(inputs[position].__array_interface__["data"][0])
+            array = inputs[position]
+            if seen.get(slot) is not array:  # holding the array keeps its data where it is
+                table[slot] = pointer(array.__array_interface__["data"][0])
+                seen[slot] = array
         if batch != self.batch:
             self.results = {}
             for slot, name, size, dtype in self.outputs:

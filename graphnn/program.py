@@ -34,6 +34,7 @@ class Program:
         self._checked: set[tuple] = set()
         self._label_inputs: dict[tuple, list] = {}
         self._built_for: tuple | None = None
+        self._guards: dict[str, _Repeat] = {}  # entry -> a repeat of its last call
 
     # -- inputs ------------------------------------------------------------------------------
     def _input_names(self, count: int, target: bool) -> list[str]:
@@ -116,6 +117,18 @@ class Program:
         optimizer = getattr(self, "optimizer", None)
         return (flat.generation, getattr(optimizer, "layout_version", None))
 
+    def _context(self) -> tuple:
+        """What a repeated call must find as it was, besides its inputs: the train/eval mode, the
+        parameter layout and the optimizer's hyperparameters and state."""
+        optimizer = getattr(self, "optimizer", None)
+        return (self.model.training, self._layout(), optimizer.settings() if optimizer is not None else None)
+
+    def _repeat(self, entry: str, args: Sequence) -> dict | None:
+        """The outputs of ``entry`` on ``args`` if they are like its last call's (see _Repeat),
+        else None: the caller then takes the general path."""
+        guard = self._guards.get(entry)
+        return guard(self, args) if guard is not None else None
+
     def _refresh(self) -> None:
         """Drop compiled code built for another layout (called before looking graphs up)."""
         layout = self._layout()
@@ -145,8 +158,12 @@ class Program:
         scalars = {"rng.seed": self.seed, "rng.step": self.calls}
         if hypers:
             scalars.update(hypers)
-        outputs = self._executable(key).run(entry, batch, arrays, scalars, copy)
+        context = self._context()  # before running: a step that changes optimizer state ends the repeat
+        executable = self._executable(key)
+        outputs = executable.run(entry, batch, arrays, scalars, copy)
         self.calls += 1
+        if isinstance(executable, CExecutable):
+            self._guards[entry] = _Repeat(self, key, entry, arrays, context, executable)
         return outputs
 
 
@@ -163,17 +180,55 @@ def _check_labels(name: str, labels: np.ndarray, classes: int, ignore: int) -> N
         )
 
 
+class _Repeat:
+    """The last call of one entry point, repeated without the general path when a new call is
+    like it: input arrays of the same type, dtype, shape (batch included) and layout, and the
+    same context (Program._context). What can differ between such calls is checked again (class
+    labels); everything else (conversion, batch-size conditions, which graph and binding, the
+    run-time scalars) was settled by the call that made it."""
+
+    __slots__ = ("signature", "context", "labels", "binding", "batch", "step_slot")
+
+    def __init__(self, program: Program, key: tuple, entry: str, arrays: list, context: tuple,
+                 executable: CExecutable) -> None:
+        self.signature = [(a.dtype, a.shape) for a in arrays]
+        self.context = context
+        self.labels = program._labels(key, program.graphs[key][entry])
+        self.binding = executable.bindings[entry]
+        self.batch = arrays[0].shape[0]
+        self.step_slot = executable.scalar_slots.get("rng.step")
+
+    def __call__(self, program: Program, args: Sequence) -> dict | None:
+        if len(args) != len(self.signature):
+            return None
+        for value, (dtype, shape) in zip(args, self.signature):
+            if type(value) is not np.ndarray or value.dtype != dtype or value.shape != shape \
+                    or not value.flags.c_contiguous:
+                return None
+        if program._context() != self.context:
+            return None
+        for position, name, classes, ignore in self.labels:
+            _check_labels(name, args[position], classes, ignore)
+        if self.step_slot is not None:
+            self.step_slot[0][self.step_slot[1]] = program.calls
+        outputs = self.binding(self.batch, args, False)
+        program.calls += 1
+        return outputs
+
+
 class InferenceProgram(Program):
     """``program(*inputs)``: the model's forward, in its train or eval mode at call time."""
 
     def __call__(self, *inputs: Any):
-        arrays = self._arrays(inputs, self._input_names(len(inputs), target=False))
-        key = self._key(arrays)
-        self._refresh()
-        if key not in self.graphs:
-            self.graphs[key] = {"forward": trace(self.model, *arrays)}
-        outputs = self._run(key, "forward", arrays)
-        results = [outputs[k] for k in sorted(outputs)]
+        outputs = self._repeat("forward", inputs)
+        if outputs is None:
+            arrays = self._arrays(inputs, self._input_names(len(inputs), target=False))
+            key = self._key(arrays)
+            self._refresh()
+            if key not in self.graphs:
+                self.graphs[key] = {"forward": trace(self.model, *arrays)}
+            outputs = self._run(key, "forward", arrays, copy=False)
+        results = [outputs[k].copy() for k in sorted(outputs)]
         return results[0] if len(results) == 1 else tuple(results)
 
     def predict(self, x, batch_size: int | None = None) -> np.ndarray:
@@ -230,13 +285,15 @@ class TrainProgram(Program):
         """One training step on a batch; returns the loss before the update."""
         if self.optimizer is None:
             raise TypeError("step() needs an optimizer: gn.compile(model, loss_fn, optimizer)")
-        key, arrays = self._prepare(args)
-        stepped = self.stepped[key]
-        hypers = self.optimizer.hypers(stepped)
-        if hypers is None:
-            return self._step_in_two(args, stepped)
-        outputs = self._run(key, "step", arrays, hypers, copy=False)
-        self.optimizer.finish_step(stepped)
+        outputs = self._repeat("step", args)
+        if outputs is None:
+            key, arrays = self._prepare(args)
+            stepped = self.stepped[key]
+            hypers = self.optimizer.hypers(stepped)
+            if hypers is None:
+                return self._step_in_two(args, stepped)
+            outputs = self._run(key, "step", arrays, hypers, copy=False)
+            self.optimizer.finish_step(stepped)
         return float(outputs["loss"][()])
 
     def _step_in_two(self, args: Sequence, stepped: dict) -> float:
@@ -272,8 +329,11 @@ class TrainProgram(Program):
     def loss(self, *args: Any) -> float:
         """The loss on a batch, with no gradient and no update (BatchNorm in train mode still
         updates its running statistics, as in PyTorch)."""
-        key, arrays = self._prepare(args)
-        return float(self._run(key, "loss", arrays, copy=False)["loss"][()])
+        outputs = self._repeat("loss", args)
+        if outputs is None:
+            key, arrays = self._prepare(args)
+            outputs = self._run(key, "loss", arrays, copy=False)
+        return float(outputs["loss"][()])
 
     def loss_and_output(self, *args: Any) -> tuple[float, np.ndarray]:
         """The loss and the model's output on a batch, with no gradient and no update."""

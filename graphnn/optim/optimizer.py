@@ -56,6 +56,11 @@ class Optimizer:
         self.step_grads = FlatBuffer([p.shape for p in params])  # a compiled step's own gradients
         self.layout_version = getattr(self, "layout_version", 0) + 1
 
+    def settings(self) -> tuple:
+        """Everything a compiled step reads from the optimizer besides its buffers: each group's
+        hyperparameters and the state's version. Compiled steps repeat while this is unchanged."""
+        return (self.state_version, *(tuple(g[h] for h in self.defaults) for g in self.param_groups))
+
     @property
     def params(self) -> list:
         return [p for g in self.param_groups for p in g["params"]]
