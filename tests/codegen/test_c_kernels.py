@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from graphnn import pointwise as pw
@@ -156,6 +156,7 @@ def test_train_step_plan_fuses_epilogues_and_has_one_sgd_kernel():
 @settings(max_examples=4, deadline=None)
 @given(m=st.integers(97, 200), n=st.integers(33, 100), k=st.integers(257, 600), transpose_a=st.booleans(),
        transpose_b=st.booleans())
+@example(m=101, n=70, k=300, transpose_a=False, transpose_b=True)  # a Linear layer: 16 x 16 transposes and edges
 def test_packed_gemm_across_block_edges(m, n, k, transpose_a, transpose_b):
     """Sizes past the GEMM's blocks (MC=96 rows, KC=256 deep, NR=32 columns) and not multiples
     of them, with either operand transposed and an epilogue."""
