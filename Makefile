@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test clean
+.PHONY: demo test test-gpu clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,13 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed-test
 	$(PY) -m pytest -q
+
+# On a machine with an NVIDIA GPU: the Triton backend's tests on the device (not the
+# interpreter), then the GPU benchmark.
+test-gpu: $(VENV)/.installed-test
+	$(PY) -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'test-gpu needs a CUDA GPU')"
+	$(PY) -m pytest -q -k triton tests
+	$(PY) benchmarks/train_step.py --backend triton
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -13,15 +13,20 @@ from graphnn.errors import InputError, TraceError
 from graphnn.ir import Graph, format_shape
 from graphnn.trace import Tracer, symbolic_shape
 
-BACKENDS = ("numpy", "c")
-"""Backends that can run a program now (the Triton backend is being built); "auto" picks C when
-a C compiler is installed and the numpy reference otherwise."""
+BACKENDS = ("numpy", "c", "triton")
+"""numpy: the reference interpreter; c: generated C through cffi; triton: generated Triton
+kernels, on a CUDA GPU or (without one) in Triton's interpreter on the CPU. "auto" picks triton
+when triton, torch and a CUDA device are present, else C when a C compiler is installed, else
+numpy."""
 
 
 def resolve_backend(backend: str) -> str:
     if backend == "auto":
+        from runtime import gpu
         from runtime.cpu import CompileError, compiler
 
+        if gpu.has_gpu():
+            return "triton"
         try:
             compiler()
         except CompileError:
@@ -29,6 +34,11 @@ def resolve_backend(backend: str) -> str:
         return "c"
     if backend not in BACKENDS:
         raise ValueError(f"unknown or unavailable backend {backend!r}; available: auto, {', '.join(BACKENDS)}")
+    if backend == "triton":
+        from runtime import gpu
+
+        if not gpu.available():
+            raise ValueError("backend 'triton' needs the triton and torch packages: pip install 'graphnn[triton]'")
     return backend
 
 

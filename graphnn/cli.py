@@ -98,7 +98,7 @@ def dump(args) -> str:
         stages = d.Stages(request)
     except Exception as error:
         raise LoadError(f"{args.target}: could not be traced with input shape {input_shape}: {error}") from error
-    names = [s for s in d.STAGES if s != "triton"] if args.stage == "all" else [args.stage]
+    names = list(d.STAGES) if args.stage == "all" else [args.stage]
     render = {"text": d.text, "json": d.to_json, "dot": d.to_dot, "svg": d.to_dot, "png": d.to_dot}[args.format]
     parts = []
     for stage in names:

@@ -111,8 +111,10 @@ class Stages:
         return c.generate({CExecutable.ENTRY_NAMES[self.entry]: self._executable_plan()})
 
     def triton(self) -> str:
-        raise DumpError("the Triton backend is not built yet, so there is no Triton source to show; "
-                        "use --stage c for the generated C")
+        from codegen import triton
+        from graphnn.executable import CompiledExecutable
+
+        return triton.generate(CompiledExecutable.ENTRY_NAMES[self.entry], *self._executable_plan())
 
     def _needs_loss(self, stage: str) -> None:
         if self.request.loss is None:
@@ -194,8 +196,8 @@ def to_json(stages: Stages, stage: str) -> str:
                            "offset": _expr(memory.offsets[b.name]) if b.name in memory.offsets else None}
                           for b in plan.buffers.values()]
         out["arena_size"] = _expr(memory.size)
-    elif stage == "c":
-        out["source"] = stages.c()
+    elif stage in ("c", "triton"):
+        out["source"] = getattr(stages, stage)()
     else:
         getattr(stages, stage)()
     out["summary"] = stages.summary()

@@ -49,55 +49,49 @@ class ReferenceExecutable:
         return outputs
 
 
-class CExecutable:
-    """Runs graphs as generated C: one library per entry point, built on its first call, and one
-    native call per entry-point call."""
+class CompiledExecutable:
+    """What the generated backends share: plans built per entry point on its first call, the
+    run-time scalars in one array per dtype (shared by all entries), and ``run``."""
 
     ENTRY_NAMES = {"step": "train_step", "grad": "grad_step", "loss": "loss_step", "evaluate": "evaluate_step",
                    "forward": "forward"}
 
-    def __init__(self, graphs: Mapping[str, Graph], cache_dir, storage: dict, persistent: dict,
-                 profile: bool = False) -> None:
+    def __init__(self, graphs: Mapping[str, Graph], cache_dir, storage: dict, persistent: dict) -> None:
         self.graphs, self.cache_dir, self.storage, self.persistent = dict(graphs), cache_dir, storage, persistent
-        self.profile = profile
         self.plans: dict[str, tuple] = {}
         self.sources: dict[str, str] = {}
-        self.libraries: dict[str, object] = {}
-        self.bindings: dict[str, _Binding] = {}
+        self.bindings: dict[str, object] = {}
         sizes = {buffer: size for buffer, _, size, kind in storage.values() if kind == "hyper"}
         self.scalars = {b: np.zeros(size, np.float32 if b.endswith("f32") else np.int64) for b, size in sizes.items()}
         # name -> (array, index): every run-time scalar's slot; entries share the arrays
         self.scalar_slots = {name: (self.scalars[buffer], offset)
                              for name, (buffer, offset, _, kind) in storage.items() if kind == "hyper"}
-        self.arena = np.zeros(0, np.float32)
-        self.arena_generation = 0
 
-    def build(self, entry: str) -> "_Binding":
-        """Plan, generate and compile (or load from the cache) one entry point."""
-        from codegen import c
+    def plan(self, entry: str) -> tuple:
+        """(entry point name, KernelPlan, MemoryPlan) of one entry point."""
         from graphnn.passes.fuse import build_plan
         from graphnn.passes.memory import plan_memory
         from graphnn.passes.simplify import simplify
-        from runtime.cpu import Library
 
         name = self.ENTRY_NAMES[entry]
         plan = build_plan(simplify(self.graphs[entry]), self.storage)
         self.plans[name] = (plan, plan_memory(plan))
-        plans = {name: self.plans[name]}
-        self.sources[name] = c.generate(plans, self.profile)
-        library = self.libraries[name] = Library(self.sources[name], c.declarations(plans, self.profile), self.cache_dir)
-        self.ffi = library.ffi
-        binding = self.bindings[entry] = _Binding(self, library, name, self.graphs[entry], c.buffer_order(plan),
-                                                  self.persistent)
-        return binding
+        return name, plan, self.plans[name][1]
+
+    def build(self, entry: str):
+        raise NotImplementedError
+
+    def array_getters(self) -> dict:
+        """Getters of the arrays behind the plans' non-input buffers: persistent state by leaf or
+        buffer name, and the scalar arrays by buffer name."""
+        getters = dict(self.persistent)
+        for buffer, array in self.scalars.items():
+            getters[buffer] = lambda array=array: array
+        return getters
 
     @property
     def source(self) -> str:
         return "\n".join(self.sources.values())
-
-    @property
-    def library(self):
-        return next(iter(self.libraries.values()))
 
     def run(self, entry: str, batch: int, inputs: list, scalars: dict, copy: bool = True) -> dict:
         """``copy=False`` returns the output arrays themselves; the next call overwrites them."""
@@ -108,6 +102,37 @@ class CExecutable:
             if slot is not None:
                 slot[0][slot[1]] = value
         return binding(batch, inputs, copy)
+
+
+class CExecutable(CompiledExecutable):
+    """Runs graphs as generated C: one library per entry point, built on its first call, and one
+    native call per entry-point call."""
+
+    def __init__(self, graphs: Mapping[str, Graph], cache_dir, storage: dict, persistent: dict,
+                 profile: bool = False) -> None:
+        super().__init__(graphs, cache_dir, storage, persistent)
+        self.profile = profile
+        self.libraries: dict[str, object] = {}
+        self.arena = np.zeros(0, np.float32)
+        self.arena_generation = 0
+
+    def build(self, entry: str) -> "_Binding":
+        """Plan, generate and compile (or load from the cache) one entry point."""
+        from codegen import c
+        from runtime.cpu import Library
+
+        name, plan, memory = self.plan(entry)
+        plans = {name: (plan, memory)}
+        self.sources[name] = c.generate(plans, self.profile)
+        library = self.libraries[name] = Library(self.sources[name], c.declarations(plans, self.profile), self.cache_dir)
+        self.ffi = library.ffi
+        binding = self.bindings[entry] = _Binding(self, library, name, self.graphs[entry], c.buffer_order(plan),
+                                                  self.array_getters())
+        return binding
+
+    @property
+    def library(self):
+        return next(iter(self.libraries.values()))
 
     def arena_pointer(self, size: int):
         if self.arena.size < size:  # grows for a larger batch, never shrinks
@@ -123,10 +148,58 @@ class CExecutable:
         return [(k.name, seconds[i]) for i, k in enumerate(plan.kernels)]
 
 
+class TritonExecutable(CompiledExecutable):
+    """Runs graphs as generated Triton kernels: one module per entry point, its buffers as torch
+    tensors (the numpy arrays' own memory when the kernels run in the interpreter on the CPU,
+    device copies on a GPU; runtime/gpu.py)."""
+
+    def __init__(self, graphs: Mapping[str, Graph], cache_dir, storage: dict, persistent: dict) -> None:
+        from runtime import gpu
+
+        super().__init__(graphs, cache_dir, storage, persistent)
+        self.device = gpu.Device()
+        self.modules: dict[str, object] = {}
+
+    def build(self, entry: str):
+        from codegen import c, triton
+        from runtime import gpu
+
+        name, plan, memory = self.plan(entry)
+        self.sources[name] = triton.generate(name, plan, memory)
+        module = self.modules[name] = gpu.Module(self.sources[name], self.cache_dir)
+        binding = self.bindings[entry] = gpu.Binding(self.device, module.function(name), plan, memory,
+                                                     self.graphs[entry], c.buffer_order(plan), self.array_getters())
+        return binding
+
+def classify(order: list[str], plan, graph: Graph, getters: dict) -> tuple[list, list, list, list]:
+    """Where each buffer of an entry point comes from, by its slot in ``order``:
+    inputs (slot, position among the graph's inputs); fixed (slot, getter, dtype): scalars, flat
+    buffers and parameters, which stay where they are for the life of a binding (programs
+    rebuild when parameters move); arrays (slot, getter, dtype): model buffers, which the user
+    can reassign, so they are looked up on every call; outputs (slot, name, size, dtype)."""
+    positions = {leaf.attrs["name"]: k for k, leaf in enumerate(graph.inputs)}
+    inputs, fixed, arrays, outputs = [], [], [], []
+    for slot, buffer in enumerate(order):
+        kind, _, rest = buffer.partition(".")
+        spec = plan.buffers[buffer]
+        dtype = NUMPY_DTYPES[spec.dtype]
+        if kind == "input":
+            inputs.append((slot, positions[rest]))
+        elif kind == "out":
+            outputs.append((slot, rest, spec.size, dtype))
+        elif kind in ("scalars", "flat"):
+            fixed.append((slot, getters[buffer], dtype))
+        elif kind == "state":
+            arrays.append((slot, getters[rest], dtype))
+        else:
+            fixed.append((slot, getters[rest], dtype))
+    return inputs, fixed, arrays, outputs
+
+
 class _Binding:
     """The pointer table of one entry point, refilled per call only where arrays changed."""
 
-    def __init__(self, owner: CExecutable, library, name: str, graph: Graph, order: list[str], persistent: dict) -> None:
+    def __init__(self, owner: CExecutable, library, name: str, graph: Graph, order: list[str], getters: dict) -> None:
         self.owner, self.function, self.ffi = owner, library.function(name), library.ffi
         # cffi's FFI.cast parses its type argument in Python on every call; cast with the type object
         backend, void_pointer = self.ffi._backend, self.ffi.typeof("void*")
@@ -135,29 +208,7 @@ class _Binding:
         self.memory = memory
         self.table = self.ffi.new("void*[]", len(order) + 1)
         self.arena_slot = len(order)
-        positions = {leaf.attrs["name"]: k for k, leaf in enumerate(graph.inputs)}
-        self.inputs: list[tuple[int, int]] = []  # (slot, input position)
-        # (slot, getter, dtype): "fixed" arrays (scalars, flat buffers, parameters) stay where they
-        # are for the life of this binding (programs rebuild when parameters move); model buffers
-        # can be reassigned by the user, so they are looked up on every call
-        self.fixed: list[tuple[int, Callable[[], np.ndarray], type]] = []
-        self.arrays: list[tuple[int, Callable[[], np.ndarray], type]] = []
-        self.outputs: list[tuple[int, str, object, type]] = []  # (slot, name, size, dtype)
-        for slot, buffer in enumerate(order):
-            kind, _, rest = buffer.partition(".")
-            spec = plan.buffers[buffer]
-            if kind == "input":
-                self.inputs.append((slot, positions[rest]))
-            elif kind == "out":
-                self.outputs.append((slot, rest, spec.size, NUMPY_DTYPES[spec.dtype]))
-            elif kind == "scalars":
-                self.fixed.append((slot, lambda b=buffer: owner.scalars[b], NUMPY_DTYPES[spec.dtype]))
-            elif kind == "flat":
-                self.fixed.append((slot, persistent[buffer], NUMPY_DTYPES[spec.dtype]))
-            elif kind == "state":
-                self.arrays.append((slot, persistent[rest], NUMPY_DTYPES[spec.dtype]))
-            else:
-                self.fixed.append((slot, persistent[rest], NUMPY_DTYPES[spec.dtype]))
+        self.inputs, self.fixed, self.arrays, self.outputs = classify(order, plan, graph, getters)
         self.shapes = {name: node.shape for name, node in graph.outputs.items()}
         self.seen: dict[int, object] = {}
         self.batch = None

