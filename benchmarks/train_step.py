@@ -128,11 +128,11 @@ def jax_stepper(case: str, x, y):
     return run
 
 
-def torch_stepper(case: str, x, y, compiled: bool):
-    model = CASES[case][0](torch.nn)
+def torch_stepper(case: str, x, y, compiled: bool, device: str = "cpu"):
+    model = CASES[case][0](torch.nn).to(device)
     loss_fn = torch.nn.CrossEntropyLoss() if CASES[case][1] == "ce" else torch.nn.MSELoss()
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+    tx, ty = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
 
     def step():
         opt.zero_grad()
@@ -200,12 +200,73 @@ def compile_times() -> tuple[float, float]:
     return times[0], times[1]
 
 
+def gpu_main(args) -> None:
+    """Steps per second on a CUDA GPU: graphnn's Triton backend against torch eager and
+    torch.compile on the same device, with FLOPs and bytes per step and the fraction of the
+    GPU's measured peak (a float32 matmul without TF32, a large copy) they reach."""
+    if torch is None or not torch.cuda.is_available():
+        raise SystemExit("--backend triton needs torch and a CUDA GPU")
+    from graphnn.dump import bytes_moved
+    from graphnn.ir import evaluate_dim
+
+    device = torch.cuda.get_device_name()
+    a = torch.randn(8192, 8192, device="cuda")
+    torch.backends.cuda.matmul.allow_tf32 = False
+    peak_flops = 2 * 8192**3 / cuda_seconds(lambda: a @ a)
+    big = torch.empty(1 << 28, device="cuda")
+    peak_bytes = 2 * big.numel() * 4 / cuda_seconds(lambda: big.clone())
+    print(f"{device}: measured float32 matmul peak {peak_flops * 1e-12:.1f} TFLOP/s, copy {peak_bytes * 1e-9:.0f} GB/s")
+    print("steps per second (median of interleaved rounds); ratio = graphnn / other")
+    print(f"{'model':<10} {'batch':>5} {'graphnn':>10} {'eager':>10} {'compile':>10} {'vs eager':>9} {'vs compile':>10} "
+          f"{'MFLOP':>9} {'MB':>8} {'% FLOP peak':>11} {'% BW peak':>9}")
+    for case, batch in [("mlp", b) for b in (64, 256, 1024, 4096)] + [("mnist_bn", 64)]:
+        rng = np.random.default_rng(0)
+        x, y = data(case, batch, rng)
+        steppers = {"graphnn": graphnn_stepper(case, "triton", x, y),
+                    "eager": torch_stepper(case, x, y, compiled=False, device="cuda"),
+                    "compile": torch_stepper(case, x, y, compiled=True, device="cuda")}
+        samples = {name: [] for name in steppers}
+        for _ in range(args.rounds):
+            for name, fn in steppers.items():
+                samples[name].append(cuda_seconds(fn))
+        seconds = {name: statistics.median(v) for name, v in samples.items()}
+        program = steppers["graphnn"].program
+        flops = matmul_flops(program, batch)
+        plan, _ = next(iter(program.executables.values())).plans["train_step"]
+        moved = evaluate_dim(bytes_moved(plan), batch)
+        rate = {name: 1 / s for name, s in seconds.items()}
+        print(f"{case:<10} {batch:>5} {rate['graphnn']:>10.0f} {rate['eager']:>10.0f} {rate['compile']:>10.0f} "
+              f"{rate['graphnn'] / rate['eager']:>8.2f}x {rate['graphnn'] / rate['compile']:>9.2f}x {flops * 1e-6:>9.1f} "
+              f"{moved * 1e-6:>8.2f} {100 * flops / seconds['graphnn'] / peak_flops:>10.1f}% "
+              f"{100 * moved / seconds['graphnn'] / peak_bytes:>8.1f}%", flush=True)
+
+
+def cuda_seconds(fn, budget: float = 0.25) -> float:
+    """Seconds per call of ``fn`` on the GPU, synchronised, as many calls as fit the budget."""
+    fn()
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    fn()
+    torch.cuda.synchronize()
+    once = time.perf_counter() - start
+    repeats = max(3, min(2000, int(budget / max(once, 1e-6))))
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    torch.cuda.synchronize()
+    return (time.perf_counter() - start) / repeats
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--no-compile", action="store_true", help="leave out torch.compile")
     parser.add_argument("--quick", action="store_true", help="batch 1 and 64 only, 3 rounds")
+    parser.add_argument("--backend", choices=["c", "triton"], default="c",
+                        help="c: the CPU table; triton: steps per second on a CUDA GPU")
     args = parser.parse_args()
+    if args.backend == "triton":
+        return gpu_main(args)
     if torch is not None:
         import logging
         import warnings

@@ -141,12 +141,7 @@ class Stages:
                 flops += 2 * numel(n.shape) * n.inputs[0].shape[-1]
             elif n.op in ("pointwise", "reduce"):
                 flops += numel(n.inputs[0].shape if n.op == "reduce" else n.shape)
-        moved = sympy.Integer(0)
-        for k in plan.kernels:
-            for access in list(k.loads) + list(k.stores) + [op for op in (k.a, k.b) if op is not None]:
-                name = getattr(access, "source", None) or getattr(access, "buffer", None)
-                if name in plan.buffers:
-                    moved += plan.buffers[name].size * 4 if plan.buffers[name].kind != "hyper" else 0
+        moved = bytes_moved(plan)
         persistent = sum((b.size for b in plan.buffers.values() if b.kind not in ("arena", "input", "output", "hyper")),
                          sympy.Integer(0))
         return {
@@ -156,6 +151,17 @@ class Stages:
             "kernels": len(plan.kernels),
             "peak_bytes": _expr(sympy.expand(4 * memory.size + 4 * persistent)),
         }
+
+
+def bytes_moved(plan) -> sympy.Expr:
+    """Bytes a plan's kernels read and write (each buffer access counted whole), in B."""
+    moved = sympy.Integer(0)
+    for k in plan.kernels:
+        for access in list(k.loads) + list(k.stores) + [op for op in (k.a, k.b) if op is not None]:
+            name = getattr(access, "source", None) or getattr(access, "buffer", None)
+            if name in plan.buffers:
+                moved += plan.buffers[name].size * 4 if plan.buffers[name].kind != "hyper" else 0
+    return sympy.expand(moved)
 
 
 def _expr(value) -> str:

@@ -9,7 +9,7 @@ memory, generates one C translation unit for all entries and calls it once per s
 """
 from __future__ import annotations
 
-from typing import Callable, Mapping
+from typing import Mapping
 
 import numpy as np
 
