@@ -284,8 +284,8 @@ class _Module:
         rank = len(kernel.domain)
         batch = _numel(kernel.domain[:rank - 2])
         m, n = kernel.domain[rank - 2], kernel.domain[rank - 1]
-        return (f"{c_index(batch)} * triton.cdiv({c_index(m)}, {blocks['BM']}) * "
-                f"triton.cdiv({c_index(n)}, {blocks['BN']})")
+        tiles = f"triton.cdiv({c_index(m)}, {blocks['BM']}) * triton.cdiv({c_index(n)}, {blocks['BN']})"
+        return tiles if batch == 1 else f"{c_index(batch)} * {tiles}"
 
     def unflatten(self, flat: str, axes: list[int], domain: tuple, indent: str = "    ") -> list[str]:
         """Lines setting ``i<axis>`` from a flat index over ``axes`` of ``domain`` (row-major)."""
