@@ -61,3 +61,26 @@ def flatten_parameters(params: Sequence) -> FlatBuffer:
         p._flat = store
     generation += 1
     return store
+
+
+device_copies: dict[int, object] = {}
+"""id(host array) -> its device copy, for arrays a GPU backend keeps on the device between calls
+(runtime/gpu.py). The copy holds the host array, so the id stays its own while registered."""
+
+
+def root(array: np.ndarray) -> np.ndarray:
+    """The array that owns the memory ``array`` views."""
+    while isinstance(array.base, np.ndarray):
+        array = array.base
+    return array
+
+
+def host_access(array) -> None:
+    """Call before Python reads or writes ``array`` (or a view of it) that compiled code may keep
+    a newer copy of on a device: the device's values come back first, and since the caller may
+    write, the device copy is refreshed before a kernel next reads it. Free when nothing is on a
+    device."""
+    if device_copies and isinstance(array, np.ndarray):
+        copy = device_copies.get(id(root(array)))
+        if copy is not None:
+            copy.to_host()

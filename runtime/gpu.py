@@ -6,10 +6,14 @@ have a file Triton can read and its own compile cache can key. With a CUDA devic
 run on it; without one they run in Triton's interpreter on the CPU (``TRITON_INTERPRET=1``,
 which has to be set before the module is imported: the decorator decides).
 
-Buffers: on the CPU, tensors share the numpy arrays' memory (parameters, flat buffers, inputs
-and outputs), so nothing is copied. On a GPU every array has a device copy; inputs are copied
-in per call, and each call's written buffers are copied back to the host arrays after it (so
-``.data``, ``p.grad`` and state dicts stay what the user reads).
+Buffers: in the interpreter, tensors share the numpy arrays' memory (parameters, flat buffers,
+inputs and outputs), so nothing is copied. On a GPU, parameters, momentum, gradients and model
+buffers live on the device between calls (a Mirror per host array, registered in
+``graphnn.flat.device_copies``) and come back lazily: reading ``p.data``, a model buffer, a state
+dict or ``optimizer.state`` copies the newer device values to the host first (``flat.host_access``),
+and the next call uploads the host array again, since the reader may have written to it. A
+steady training loop copies only its inputs in and its loss out. Run-time scalars are uploaded
+every call; outputs are copied back every call.
 """
 from __future__ import annotations
 
@@ -18,10 +22,12 @@ import hashlib
 import importlib.util
 import os
 import sys
+import weakref
 from pathlib import Path
 
 import numpy as np
 
+from graphnn import flat
 from graphnn.ir import Graph, evaluate_dim, evaluate_shape
 
 # FMA contraction on (as in the C backend and PyTorch's CUDA kernels), chosen here rather than
@@ -65,7 +71,13 @@ def interpreting() -> bool:
 
 
 class Device:
-    """Where tensors live: "cuda" when a GPU is present, else "cpu" (the interpreter)."""
+    """Where tensors live: "cuda" when a GPU is present, else "cpu" (the interpreter).
+
+    ``separate`` (always on a GPU): device tensors are copies, kept in step with the host arrays
+    by Mirrors. Tests set ``SEPARATE_ON_CPU`` to run the interpreter on copies too, which
+    exercises the synchronisation without a GPU."""
+
+    SEPARATE_ON_CPU = False
 
     def __init__(self) -> None:
         if not available():
@@ -75,18 +87,56 @@ class Device:
         self.torch = torch
         self.name = "cuda" if has_gpu() else "cpu"
         self.interpreted = self.name == "cpu"
+        self.separate = not self.interpreted or self.SEPARATE_ON_CPU
         if self.interpreted and not interpreting():
             raise RuntimeError("there is no GPU, and triton was imported before graphnn could select its CPU "
                                "interpreter: set TRITON_INTERPRET=1 in the environment (or import graphnn's "
                                "triton backend before triton)")
 
     def tensor(self, array: np.ndarray):
-        """A tensor over ``array``: its own memory on the CPU, a new device copy on a GPU."""
+        """A tensor over ``array``: its own memory, or a new device copy when ``separate``."""
         torch = self.torch
         if not array.flags.writeable:  # torch warns about (and may write through) read-only memory
             array = array.copy()
         host = torch.from_numpy(array)
-        return host if self.interpreted else host.to(self.name)
+        if not self.separate:
+            return host
+        return host.clone() if self.interpreted else host.to(self.name)
+
+    def resident(self, array: np.ndarray):
+        """A device tensor for ``array`` that stays between calls: a view of the Mirror of the
+        array that owns its memory (one per process, shared by every program)."""
+        owner = flat.root(array)
+        mirror = flat.device_copies.get(id(owner))
+        if mirror is None:
+            mirror = flat.device_copies[id(owner)] = Mirror(owner, self)
+            weakref.finalize(owner, flat.device_copies.pop, id(owner), None)  # gone with its array
+        offset = (array.__array_interface__["data"][0] - owner.__array_interface__["data"][0]) // array.itemsize
+        return mirror, mirror.tensor.view(-1)[offset:offset + array.size].view(array.shape)
+
+
+class Mirror:
+    """A host array's device copy, and which side is newer."""
+
+    def __init__(self, host: np.ndarray, device: Device) -> None:
+        self._host, self.device = weakref.ref(host), device  # the registry must not keep it alive
+        self.tensor = device.tensor(host)
+        self.device_newer = False  # a kernel wrote it since the host last saw it
+        self.host_newer = False  # Python may have written the host array since the last upload
+
+    def to_host(self) -> None:
+        """Before Python touches the host array (flat.host_access)."""
+        if self.device_newer:
+            host = self._host()
+            host[...] = self.tensor.cpu().numpy().reshape(host.shape)
+            self.device_newer = False
+        self.host_newer = True
+
+    def to_device(self) -> None:
+        """Before a kernel reads the device copy."""
+        if self.host_newer:
+            self.tensor.copy_(self.device.torch.from_numpy(self._host()).reshape(self.tensor.shape))
+            self.host_newer = False
 
 
 class Module:
@@ -119,30 +169,37 @@ class Module:
 
 class Binding:
     """One entry point's launcher with its tensors: fixed buffers bound on the first call, model
-    buffers looked up per call, outputs and the arena sized per batch."""
+    buffers looked up per call, outputs and the arena sized per batch. With separate device
+    memory, persistent buffers are Mirrors (synchronised lazily), scalars are uploaded and
+    outputs downloaded on every call."""
 
     def __init__(self, device: Device, launcher, plan, memory, graph: Graph, order: list[str], getters: dict) -> None:
         from graphnn.executable import classify
 
         self.device, self.launcher, self.memory = device, launcher, memory
-        self.order = order
         self.inputs, self.fixed, self.arrays, self.outputs = classify(order, plan, graph, getters)
         written = {s.buffer for k in plan.kernels for s in k.stores}
         self.written = {slot for slot, buffer in enumerate(order) if buffer in written}
+        self.scalar_slots = {slot for slot, buffer in enumerate(order) if buffer.startswith("scalars.")}
         self.tensors: list = [None] * len(order)
-        self.hosts: list = [None] * len(order)  # the host array behind each slot
+        self.hosts: list = [None] * len(order)  # the host array behind each bound slot
+        self.mirrors: dict[int, Mirror] = {}  # slot -> the Mirror its tensor is a view of
         self.shapes = {name: node.shape for name, node in graph.outputs.items()}
         self.batch = None
         self.results: dict[str, np.ndarray] = {}
         self.arena = None
 
-    def _bind(self, slot: int, array: np.ndarray, dtype: type) -> None:
+    def _bind(self, slot: int, array: np.ndarray, dtype: type, resident: bool = True) -> None:
         if not array.flags.c_contiguous or array.dtype != dtype:
             raise ValueError(f"the triton backend needs C-contiguous {np.dtype(dtype).name} parameter and buffer "
                              f"arrays, got a {'non-contiguous ' if not array.flags.c_contiguous else ''}"
                              f"{array.dtype} array")
-        self.tensors[slot] = self.device.tensor(array)
         self.hosts[slot] = array
+        if self.device.separate and resident and slot not in self.scalar_slots:
+            self.mirrors[slot], self.tensors[slot] = self.device.resident(array)
+        else:
+            self.mirrors.pop(slot, None)
+            self.tensors[slot] = self.device.tensor(array)
 
     def __call__(self, batch: int, inputs: list, copy: bool) -> dict:
         device = self.device
@@ -161,22 +218,27 @@ class Binding:
             for slot, name, size, dtype in self.outputs:
                 array = np.zeros(evaluate_dim(size, batch), dtype)
                 self.results[name] = array.reshape(evaluate_shape(self.shapes[name], batch))
-                self._bind(slot, array, dtype)
+                self._bind(slot, array, dtype, resident=False)
             size = max(evaluate_dim(self.memory.size, batch), 1)
             self.arena = device.torch.zeros(size, dtype=device.torch.float32, device=device.name)
             self.batch = batch
-        if not device.interpreted:  # the host arrays may have changed since the last call
-            for slot, host in enumerate(self.hosts):
-                if host is not None:
-                    self.tensors[slot].copy_(device.torch.from_numpy(host))
+        if device.separate:
+            for slot in self.scalar_slots:
+                self.tensors[slot].copy_(device.torch.from_numpy(self.hosts[slot]))
+            for mirror in self.mirrors.values():
+                mirror.to_device()
         if device.interpreted:
             with np.errstate(all="ignore"):  # lanes past a mask compute on filler values
                 self.launcher(batch, self.tensors, self.arena)
         else:
             self.launcher(batch, self.tensors, self.arena)
-        if not device.interpreted:
+        if device.separate:
             for slot in self.written:
-                self.hosts[slot][...] = self.tensors[slot].cpu().numpy()
+                mirror = self.mirrors.get(slot)
+                if mirror is not None:
+                    mirror.device_newer = True
+            for slot, _, _, _ in self.outputs:
+                self.hosts[slot][...] = self.tensors[slot].cpu().numpy().reshape(self.hosts[slot].shape)
         if not copy:
             return self.results
         return {name: array.copy() for name, array in self.results.items()}

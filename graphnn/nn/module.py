@@ -6,7 +6,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from graphnn import trace
+from graphnn import flat, trace
 from graphnn.tensor import TensorOps
 
 
@@ -26,10 +26,12 @@ class Parameter(TensorOps):
 
     @property
     def data(self) -> np.ndarray:
+        flat.host_access(self._data)
         return self._data
 
     @data.setter
     def data(self, value: Any) -> None:
+        flat.host_access(self._data)
         value = np.asarray(value, dtype=np.float32)
         if value.shape != self._data.shape:
             raise ValueError(f"cannot assign an array of shape {value.shape} to a Parameter of shape {self._data.shape}")
@@ -62,10 +64,10 @@ class Parameter(TensorOps):
         return self._data.dtype
 
     def numpy(self) -> np.ndarray:
-        return self._data
+        return self.data
 
     def __array__(self, dtype=None, copy=None):
-        return self._data if dtype is None else self._data.astype(dtype)
+        return self.data if dtype is None else self.data.astype(dtype)
 
     def _traced(self):
         tracer = trace.active()
@@ -76,7 +78,7 @@ class Parameter(TensorOps):
         return tracer.param(self)
 
     def __repr__(self) -> str:
-        body = np.array2string(self._data, precision=4, separator=", ", prefix="tensor(", floatmode="fixed")
+        body = np.array2string(self.data, precision=4, separator=", ", prefix="tensor(", floatmode="fixed")
         return f"Parameter containing:\ntensor({body}, requires_grad={self.requires_grad})"
 
     __hash__ = object.__hash__
@@ -118,7 +120,10 @@ class Module:
         d = self.__dict__
         for table in ("_parameters", "_buffers", "_modules"):
             if table in d and name in d[table]:
-                return d[table][name]
+                value = d[table][name]
+                if table == "_buffers":
+                    flat.host_access(value)
+                return value
         raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
 
     def __delattr__(self, name: str) -> None:
@@ -213,7 +218,9 @@ class Module:
             yield p
 
     def named_buffers(self, prefix: str = "", recurse: bool = True):
-        yield from self._named_members("_buffers", prefix, recurse)
+        for name, b in self._named_members("_buffers", prefix, recurse):
+            flat.host_access(b)
+            yield name, b
 
     def buffers(self, recurse: bool = True):
         for _, b in self.named_buffers(recurse=recurse):
@@ -228,6 +235,7 @@ class Module:
                 out[prefix + name] = p if keep_vars else p.data
         for name, b in self._buffers.items():
             if b is not None and name not in self._non_persistent:
+                flat.host_access(b)
                 out[prefix + name] = b
         for name, m in self._modules.items():
             if m is not None:

@@ -27,7 +27,7 @@ class Optimizer:
         if not isinstance(groups[0], dict):
             groups = [{"params": groups}]
         self.param_groups: list[dict] = []
-        self.state: dict[Any, dict] = {}
+        self._state: dict[Any, dict] = {}
         self.state_version = 0  # changes whenever ``state`` does, so compiled steps re-read it
         for group in groups:
             self.add_param_group(group)
@@ -55,6 +55,22 @@ class Optimizer:
         self.grads = FlatBuffer([p.shape for p in params])  # behind p.grad
         self.step_grads = FlatBuffer([p.shape for p in params])  # a compiled step's own gradients
         self.layout_version = getattr(self, "layout_version", 0) + 1
+
+    @property
+    def state(self) -> dict:
+        """Per-parameter state (PyTorch's ``optimizer.state``); its arrays are views of flat
+        buffers, brought back from a device first when one holds them."""
+        for array in self._state_arrays():
+            flat.host_access(array)
+        return self._state
+
+    @state.setter
+    def state(self, value: dict) -> None:
+        self._state = value
+
+    def _state_arrays(self) -> list:
+        """The flat arrays behind ``state`` (none here; SGD's momentum buffer)."""
+        return []
 
     def settings(self) -> tuple:
         """Everything a compiled step reads from the optimizer besides its buffers: each group's
@@ -131,10 +147,11 @@ class Optimizer:
         self._load_state({params[int(k)]: v for k, v in state_dict["state"].items()})
 
     def _state_items(self):
-        return [(p, self.state[p]) for p in self.params if p in self.state]
+        state = self.state
+        return [(p, state[p]) for p in self.params if p in state]
 
     def _load_state(self, state: dict) -> None:
-        self.state = {p: dict(s) for p, s in state.items()}
+        self._state = {p: dict(s) for p, s in state.items()}
         self.state_version += 1
 
     def __repr__(self) -> str:

@@ -19,6 +19,7 @@ from typing import Any, Iterable
 import numpy as np
 import sympy
 
+from graphnn import flat
 from graphnn import pointwise as pw
 from graphnn.flat import FlatBuffer
 from graphnn.ops import Builder
@@ -77,7 +78,10 @@ class SGD(Optimizer):
         self._initialized: dict[tuple, tuple] = {}  # (step, group) -> (state version, flag)
         self._pending = True
         self.momentum = FlatBuffer([p.shape for p in self.params])
-        self.state = {p: s for p, s in self.state.items() if any(p is q for q in self.params)}
+        self._state = {p: s for p, s in self._state.items() if any(p is q for q in self.params)}
+
+    def _state_arrays(self) -> list:
+        return [self.momentum.array]
 
     # -- the update, shared by the graph and step() ------------------------------------------
     def _arguments(self, k: int, p: Any) -> list:
@@ -95,7 +99,7 @@ class SGD(Optimizer):
 
     def _finish(self, p: Any) -> None:
         if self.param_groups[self.group_of(p)]["momentum"] != 0:
-            self.state.setdefault(p, {})["momentum_buffer"] = self._momentum_view(p)
+            self._state.setdefault(p, {})["momentum_buffer"] = self._momentum_view(p)
             self.state_version += 1
 
     def step(self, closure=None):
@@ -172,7 +176,7 @@ class SGD(Optimizer):
                 continue
             version, initialized = self._initialized.get(key + (k,), (None, None))
             if version != self.state_version:  # look again only when the state changed
-                flags = {self.state.get(p, {}).get("momentum_buffer") is not None for p in members}
+                flags = {self._state.get(p, {}).get("momentum_buffer") is not None for p in members}
                 if len(flags) > 1:
                     return None
                 initialized = float(flags.pop())
@@ -188,10 +192,11 @@ class SGD(Optimizer):
         """After a compiled step wrote the new buffers: record them in ``state`` as step() does."""
         if self._pending:
             for p in named.values():
-                if self.state.get(p, {}).get("momentum_buffer") is None:
+                if self._state.get(p, {}).get("momentum_buffer") is None:
                     self._finish(p)
 
     def _load_state(self, state: dict) -> None:
+        flat.host_access(self.momentum.array)  # the views are written below
         self.state_version += 1
         self.state = {}
         for p, s in state.items():

@@ -56,3 +56,46 @@ def test_a_module_that_cannot_run_says_which_kernel(tmp_path, monkeypatch):
 
     with pytest.raises(Exception, match="k0|undefined_name"):
         module.function("forward")(1, [torch.zeros(16)], None)
+
+
+def session(backend: str) -> tuple[list, dict]:
+    """Steps interleaved with every way Python reads or writes what a device would hold."""
+    gn.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3))
+    sgd = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    train = gn.compile(model, nn.CrossEntropyLoss(), sgd, backend=backend)
+    predict = gn.compile(model, backend=backend)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((10, 6)).astype(np.float32)
+    y = rng.integers(0, 3, 10)
+    seen = [train.step(x, y) for _ in range(3)]
+    seen.append(model[0].weight.data.copy())  # read after device-side updates
+    model[0].weight.data[:2] = 0.5  # written in place through the getter
+    seen.append(train.step(x, y))
+    seen.append(model[1].running_mean.copy())  # a model buffer by attribute
+    saved = sgd.state_dict()
+    seen += [train.step(x, y), train.step(x, y)]
+    sgd.load_state_dict(saved)  # momentum written on the host
+    seen.append(train.step(x, y))
+    seen.append(sgd.state[model[3].bias]["momentum_buffer"].copy())
+    model.eval()
+    seen.append(predict(x))  # another program over the same parameters and buffers
+    model.train()
+    sgd.zero_grad()
+    seen.append(train.grad(x, y))  # the eager path: p.grad, then optimizer.step() on the host
+    sgd.step()
+    seen.append(train.step(x, y))
+    return seen, {k: v.copy() for k, v in model.state_dict().items()}
+
+
+def test_device_copies_stay_in_step_with_the_host(monkeypatch):
+    """Device memory separate from the host (as on a GPU), simulated on the CPU: every read and
+    write from Python sees and reaches what the kernels computed, as with the C backend."""
+    monkeypatch.setattr(gpu.Device, "SEPARATE_ON_CPU", True)
+    got, got_state = session("triton")
+    monkeypatch.setattr(gpu.Device, "SEPARATE_ON_CPU", False)
+    expected, expected_state = session("c")
+    for k, (a, b) in enumerate(zip(got, expected)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6, err_msg=f"item {k}")
+    for key in expected_state:
+        np.testing.assert_allclose(got_state[key], expected_state[key], rtol=1e-5, atol=1e-6, err_msg=key)
