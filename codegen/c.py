@@ -131,15 +131,9 @@ class _Entry:
         return f"({ctype}*)bufs[{self.slots[buffer]}]"
 
     def declare_pointers(self, kernel: Kernel) -> list[str]:
-        names = [l.source for l in kernel.loads if l.source not in ("index", "rand")]
-        names += [s.buffer for s in kernel.stores]
-        names += [op.source for op in (kernel.a, kernel.b) if op is not None]
-        for load in kernel.loads:
-            if load.source == "rand":
-                names += [load.key[0][0], load.key[1][0]]
         written = {s.buffer for s in kernel.stores}
         lines = []
-        for buffer in dict.fromkeys(names):
+        for buffer in kernel.buffers():
             # restrict: distinct buffers never overlap (arena slices live at once are disjoint),
             # and an in-place update reads and writes one element through one pointer
             ctype = CTYPES[self.plan.buffers[buffer].dtype]

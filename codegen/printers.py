@@ -8,45 +8,83 @@ from sympy.printing.c import C99CodePrinter
 BATCH = "B"
 
 
-class FloatPrinter(C99CodePrinter):
+class ValuePrinting:
+    """What the float32 value printers of every backend share: the batch size read as a float,
+    Piecewise as nested conditionals, small integer powers as products, square roots, numbers as
+    float literals. A backend's printer mixes this in and gives the spelling."""
+
+    FLOAT_SUFFIX = ""
+    BATCH_AS_FLOAT = BATCH
+
+    def conditional(self, cond: str, then: str, otherwise: str) -> str:
+        raise NotImplementedError
+
+    def sqrt(self, x: str) -> str:
+        raise NotImplementedError
+
+    def rsqrt(self, x: str) -> str:
+        raise NotImplementedError
+
+    def power(self, base: str, exponent: str) -> str:
+        raise NotImplementedError
+
+    def _print_Symbol(self, expr):
+        return self.BATCH_AS_FLOAT if expr.name == BATCH else super()._print_Symbol(expr)
+
+    def _print_Piecewise(self, expr):
+        if expr.args[-1].cond != True:  # noqa: E712 - sympy's true
+            raise ValueError("Piecewise needs a final True branch to print")
+        text = self._print(expr.args[-1].expr)
+        for value, cond in reversed(expr.args[:-1]):
+            text = self.conditional(self._print(cond), self._print(value), text)
+        return text
+
+    def _print_Pow(self, expr, rational=False):
+        base, exponent = expr.args
+        if expr.is_number:  # a constant such as sqrt(2): its value
+            return self._print(sympy.Float(expr.evalf(17), 17))
+        if exponent.is_Integer and 1 <= abs(int(exponent)) <= 4:
+            product = "*".join([f"({self._print(base)})"] * abs(int(exponent)))
+            return f"({product})" if exponent > 0 else f"(1.0{self.FLOAT_SUFFIX}/({product}))"
+        if exponent == sympy.Rational(1, 2):
+            return self.sqrt(self._print(base))
+        if exponent == -sympy.Rational(1, 2):
+            return self.rsqrt(self._print(base))
+        return self.power(self._print(base), self._print(exponent))
+
+    def _print_NumberSymbol(self, expr):
+        return self._print(sympy.Float(expr.evalf(17), 17))
+
+    _print_Pi = _print_Exp1 = _print_NumberSymbol
+
+    def _print_Float(self, expr):
+        return repr(float(expr)) + self.FLOAT_SUFFIX
+
+
+class FloatPrinter(ValuePrinting, C99CodePrinter):
     """Float32 C: ``expf``/``tanhf``..., ``F``-suffixed literals, no promotion to double.
 
     The batch symbol is an int64 variable, printed as a float inside value expressions so that
     ``B/(B - 1)`` is not an integer division. Piecewise becomes nested conditional expressions.
     """
 
+    FLOAT_SUFFIX = "F"
+    BATCH_AS_FLOAT = f"((float){BATCH})"
+
     def __init__(self) -> None:
         super().__init__(settings={"type_aliases": {real: float32}, "math_macros": {}})
 
-    def _print_Symbol(self, expr):
-        if expr.name == BATCH:
-            return f"((float){BATCH})"
-        return super()._print_Symbol(expr)
+    def conditional(self, cond: str, then: str, otherwise: str) -> str:
+        return f"(({cond}) ? ({then}) : ({otherwise}))"
 
-    def _print_Piecewise(self, expr):
-        if expr.args[-1].cond != True:  # noqa: E712 - sympy's true
-            raise ValueError("Piecewise needs a final True branch to print as C")
-        text = self._print(expr.args[-1].expr)
-        for value, cond in reversed(expr.args[:-1]):
-            text = f"(({self._print(cond)}) ? ({self._print(value)}) : ({text}))"
-        return text
+    def sqrt(self, x: str) -> str:
+        return f"sqrtf({x})"
 
-    def _print_Pow(self, expr):
-        base, exponent = expr.args
-        if exponent.is_Integer and 1 <= abs(int(exponent)) <= 4:
-            product = "*".join([f"({self._print(base)})"] * abs(int(exponent)))
-            return f"({product})" if exponent > 0 else f"(1.0F/({product}))"
-        if exponent == sympy.Rational(1, 2):
-            return f"sqrtf({self._print(base)})"
-        if exponent == -sympy.Rational(1, 2):
-            return f"(1.0F/sqrtf({self._print(base)}))"
-        return f"powf({self._print(base)}, {self._print(exponent)})"
+    def rsqrt(self, x: str) -> str:
+        return f"(1.0F/sqrtf({x}))"
 
-    def _print_NumberSymbol(self, expr):
-        return self._print(sympy.Float(expr.evalf(17), 17))
-
-    def _print_Float(self, expr):
-        return repr(float(expr)) + "F"
+    def power(self, base: str, exponent: str) -> str:
+        return f"powf({base}, {exponent})"
 
     def _print_Integer(self, expr):
         return str(int(expr))

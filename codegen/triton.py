@@ -29,7 +29,7 @@ import sympy
 from sympy.printing.pycode import PythonCodePrinter
 
 from codegen.c import _numel, _unique_names, buffer_order
-from codegen.printers import BATCH, c_index
+from codegen.printers import BATCH, ValuePrinting, c_index
 from graphnn.passes.memory import MemoryPlan
 from graphnn.passes.plan import Kernel, KernelPlan, Load, Store
 
@@ -77,12 +77,25 @@ def _uniform(seed, step, stream, index):
 '''
 
 
-class TritonPrinter(PythonCodePrinter):
+class TritonPrinter(ValuePrinting, PythonCodePrinter):
     """Float32 Triton expressions: ``tl.exp``..., conditionals as ``tl.where``, numbers as float
     literals (so a branch of constants stays float), the batch size as a float."""
 
+    BATCH_AS_FLOAT = f"({BATCH} * 1.0)"
     FUNCTIONS = {"exp": "tl.exp", "log": "tl.log", "erf": "tl.erf", "tanh": "_tanh", "expm1": "_expm1",
                  "log1p": "_log1p", "Abs": "tl.abs"}
+
+    def conditional(self, cond: str, then: str, otherwise: str) -> str:
+        return f"tl.where({cond}, {then}, {otherwise})"
+
+    def sqrt(self, x: str) -> str:
+        return f"tl.sqrt({x})"
+
+    def rsqrt(self, x: str) -> str:
+        return f"tl.rsqrt({x})"
+
+    def power(self, base: str, exponent: str) -> str:
+        return f"tl.exp({exponent} * tl.log({base}))"
 
     def _print_Function(self, expr):
         name = type(expr).__name__
@@ -97,26 +110,15 @@ class TritonPrinter(PythonCodePrinter):
         return f"tl.where({x} > 0, 1.0, tl.where({x} < 0, -1.0, 0.0))"
 
     def _print_Max(self, expr):
-        text = self._print(expr.args[0])
-        for arg in expr.args[1:]:
-            text = f"tl.maximum({text}, {self._print(arg)})"
-        return text
+        return self._fold("tl.maximum", expr.args)
 
     def _print_Min(self, expr):
-        text = self._print(expr.args[0])
-        for arg in expr.args[1:]:
-            text = f"tl.minimum({text}, {self._print(arg)})"
-        return text
+        return self._fold("tl.minimum", expr.args)
 
-    def _print_Symbol(self, expr):
-        return f"({BATCH} * 1.0)" if expr.name == BATCH else expr.name
-
-    def _print_Piecewise(self, expr):
-        if expr.args[-1].cond != True:  # noqa: E712 - sympy's true
-            raise ValueError("Piecewise needs a final True branch")
-        text = self._print(expr.args[-1].expr)
-        for value, cond in reversed(expr.args[:-1]):
-            text = f"tl.where({self._print(cond)}, {self._print(value)}, {text})"
+    def _fold(self, function: str, args) -> str:
+        text = self._print(args[0])
+        for arg in args[1:]:
+            text = f"{function}({text}, {self._print(arg)})"
         return text
 
     def _print_And(self, expr):
@@ -131,30 +133,11 @@ class TritonPrinter(PythonCodePrinter):
     def _print_Relational(self, expr):
         return f"({self._print(expr.lhs)} {expr.rel_op} {self._print(expr.rhs)})"
 
-    def _print_Pow(self, expr, rational=False):
-        base, exponent = expr.args
-        if base.is_number:
-            return self._print(sympy.Float(expr.evalf(17), 17))
-        if exponent.is_Integer and 1 <= abs(int(exponent)) <= 4:
-            product = "*".join([f"({self._print(base)})"] * abs(int(exponent)))
-            return f"({product})" if exponent > 0 else f"(1.0/({product}))"
-        if exponent == sympy.Rational(1, 2):
-            return f"tl.sqrt({self._print(base)})"
-        if exponent == -sympy.Rational(1, 2):
-            return f"tl.rsqrt({self._print(base)})"
-        return f"tl.exp({self._print(exponent)} * tl.log({self._print(base)}))"
-
-    def _print_Float(self, expr):
-        return repr(float(expr))
-
     def _print_Integer(self, expr):
         return repr(float(int(expr)))
 
     def _print_Rational(self, expr):
         return repr(float(expr))
-
-    def _print_NumberSymbol(self, expr):
-        return repr(float(expr.evalf(17)))
 
     def _print_BooleanTrue(self, expr):
         return "True"
@@ -218,21 +201,11 @@ class _Module:
                 + "\n".join(table) + "\n")
 
     # -- arguments -----------------------------------------------------------------------------
-    def touched(self, kernel: Kernel) -> list[str]:
-        names = [l.source for l in kernel.loads if l.source not in ("index", "rand")]
-        names += [s.buffer for s in kernel.stores]
-        names += [op.source for op in (kernel.a, kernel.b) if op is not None]
-        for load in kernel.loads:
-            if load.source == "rand":
-                names += [load.key[0][0], load.key[1][0]]
-        return list(dict.fromkeys(names))
-
     def parameters(self, kernel: Kernel) -> tuple[list[str], list[str], list[str]]:
         """(kernel parameters, launch arguments, lines binding arena buffers inside the kernel)."""
-        touched = self.touched(kernel)
         params, args, binds = [], [], []
         uses_arena = False
-        for buffer in touched:
+        for buffer in kernel.buffers():
             spec = self.plan.buffers[buffer]
             if spec.kind == "arena":
                 uses_arena = True

@@ -48,9 +48,7 @@ def plan_memory(plan: KernelPlan) -> MemoryPlan:
     """Place every arena buffer of ``plan``, in 4-byte units (an int64 value takes two)."""
     first, last = {}, {}
     for k, kernel in enumerate(plan.kernels):
-        touched = [s.buffer for s in kernel.stores] + [l.source for l in kernel.loads]
-        touched += [op.source for op in (kernel.a, kernel.b) if op is not None]
-        for name in touched:
+        for name in kernel.buffers():
             if name in plan.buffers and plan.buffers[name].kind == "arena":
                 first.setdefault(name, k)
                 last[name] = k

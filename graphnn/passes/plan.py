@@ -83,6 +83,17 @@ class Kernel:
     sources: list = field(default_factory=list)
     """(node id, op, Module path) of every graph node fused into this kernel."""
 
+    def buffers(self) -> list[str]:
+        """Every buffer the kernel reads or writes (loads, operands, stores, random-draw keys),
+        each once, in that order."""
+        names = [l.source for l in self.loads if l.source not in ("index", "rand")]
+        names += [s.buffer for s in self.stores]
+        names += [op.source for op in (self.a, self.b) if op is not None]
+        for load in self.loads:
+            if load.source == "rand":
+                names += [load.key[0][0], load.key[1][0]]
+        return list(dict.fromkeys(names))
+
     @property
     def paths(self) -> list[str]:
         return list(dict.fromkeys(p for _, _, p in self.sources if p))
