@@ -343,12 +343,15 @@ class TrainProgram(Program):
         return float(outputs["loss"][()]), outputs["output"]
 
     def fit(self, x, y, batch_size: int = 64, epochs: int = 1, shuffle: bool = True,
-            validation_data: tuple | None = None, seed: int = 0, verbose: int = 1, scheduler: Any = None):
+            validation_data: tuple | None = None, seed: int = 0, verbose: int = 1, scheduler: Any = None,
+            checkpoint=None, checkpoint_every: int = 1, resume=None):
         """Train for ``epochs`` passes over (x, y) in shuffled batches; returns a History of
-        per-epoch "loss", "val_loss", "val_accuracy", "lr" and "epoch_time" (graphnn.training)."""
+        per-epoch "loss", "val_loss", "val_accuracy", "lr" and "epoch_time" (graphnn.training).
+        ``checkpoint``/``checkpoint_every`` save the run at epoch ends; ``resume`` continues one."""
         from graphnn.training import fit
 
-        return fit(self, x, y, batch_size, epochs, shuffle, validation_data, seed, verbose, scheduler)
+        return fit(self, x, y, batch_size, epochs, shuffle, validation_data, seed, verbose, scheduler,
+                   checkpoint, checkpoint_every, resume)
 
     def evaluate(self, x, y, batch_size: int = 256) -> tuple[float, float | None]:
         """(mean loss, accuracy) over a data set in eval mode; accuracy is None for regression."""

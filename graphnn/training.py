@@ -81,8 +81,14 @@ def evaluate(program: Any, x: np.ndarray, y: np.ndarray, batch_size: int = 256) 
 
 
 def fit(program: Any, x, y, batch_size: int = 64, epochs: int = 1, shuffle: bool = True,
-        validation_data: tuple | None = None, seed: int = 0, verbose: int = 1, scheduler: Any = None) -> History:
-    """Train for ``epochs`` passes over (x, y); returns the History."""
+        validation_data: tuple | None = None, seed: int = 0, verbose: int = 1, scheduler: Any = None,
+        checkpoint=None, checkpoint_every: int = 1, resume=None) -> History:
+    """Train until ``epochs`` passes over (x, y) are done; returns the History.
+
+    ``checkpoint``: a path written (atomically) every ``checkpoint_every`` epochs with everything
+    the run depends on. ``resume``: such a path to continue from; the run then goes on from the
+    epoch after the saved one, with the same data order and dropout draws as a run that was never
+    stopped, so its final parameters are the same bit for bit."""
     x, y = np.asarray(x), np.asarray(y)
     if len(x) != len(y):
         from graphnn.errors import InputError
@@ -90,8 +96,11 @@ def fit(program: Any, x, y, batch_size: int = 64, epochs: int = 1, shuffle: bool
         raise InputError(f"x has {len(x)} samples but y has {len(y)}")
     rng = np.random.default_rng(seed)
     history = History(loss=[], val_loss=[], val_accuracy=[], lr=[], epoch_time=[])
+    first = 1
+    if resume is not None:
+        first = _restore(program, scheduler, rng, history, resume) + 1
     batches = -(-len(x) // batch_size)
-    for epoch in range(1, epochs + 1):
+    for epoch in range(first, epochs + 1):
         start = time.perf_counter()
         order = rng.permutation(len(x)) if shuffle else None
         bar = _progress(batches, epoch, epochs, verbose)
@@ -119,7 +128,48 @@ def fit(program: Any, x, y, batch_size: int = 64, epochs: int = 1, shuffle: bool
             bar.close()
         if scheduler is not None:
             scheduler.step()
+        if checkpoint is not None and (epoch % checkpoint_every == 0 or epoch == epochs):
+            _save(program, scheduler, rng, history, epoch, checkpoint)
     return history
+
+
+def run_state(program: Any, scheduler: Any, shuffle: np.random.Generator, history: History, epoch: int) -> dict:
+    """Everything a fit run depends on after ``epoch`` epochs: model, optimizer (with momentum),
+    scheduler, the program's dropout seed and call count, the shuffling and global generators."""
+    from graphnn import random
+
+    return {
+        "epoch": epoch,
+        "model": program.model.state_dict(),
+        "optimizer": program.optimizer.state_dict(),
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "program": {"seed": program.seed, "calls": program.calls},
+        "shuffle": shuffle.bit_generator.state,
+        "random": random.generator().bit_generator.state,
+        "history": dict(history),
+    }
+
+
+def _save(program, scheduler, shuffle, history, epoch: int, path) -> None:
+    from graphnn import checkpoint
+
+    checkpoint.save(run_state(program, scheduler, shuffle, history, epoch), path)
+
+
+def _restore(program, scheduler, shuffle, history: History, path) -> int:
+    """Load a fit checkpoint into the run's objects; returns the epoch it was saved after."""
+    from graphnn import checkpoint, random
+
+    state = checkpoint.load(path)
+    program.model.load_state_dict(state["model"])
+    program.optimizer.load_state_dict(state["optimizer"])
+    if scheduler is not None and state["scheduler"] is not None:
+        scheduler.load_state_dict(state["scheduler"])
+    program.seed, program.calls = state["program"]["seed"], state["program"]["calls"]
+    shuffle.bit_generator.state = state["shuffle"]
+    random.generator().bit_generator.state = state["random"]
+    history.update({k: list(v) for k, v in state["history"].items()})
+    return int(state["epoch"])
 
 
 def predict(program: Any, x, batch_size: int | None = None) -> np.ndarray:

@@ -124,7 +124,6 @@ class Library:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    from graphnn.checkpoint import atomic_write
+
+    atomic_write(path, data, durable=False)
