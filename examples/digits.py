@@ -4,7 +4,9 @@ The network of "Python深度学习：基于PyTorch" (Flatten; Linear + BatchNorm
 CrossEntropyLoss, SGD(lr=0.01, momentum=0.9) with the learning rate x0.9 every 5 epochs, on
 scikit-learn's bundled 8x8 digits (no download), scaled to [-1, 1], with a fixed split.
 
-    python examples/digits.py [--epochs 20] [--backend auto|c|numpy] [--compare] [--plot FILE]
+    python examples/digits.py [--epochs 20] [--backend auto|c|triton|numpy] [--compare] [--plot FILE]
+    mpiexec -n 2 python examples/digits.py --distributed    (data-parallel over MPI; as root, add
+                                                            --allow-run-as-root after mpiexec)
 """
 from __future__ import annotations
 
@@ -42,15 +44,17 @@ def load_data(test_fraction: float = 0.25, seed: int = 0):
                             stratify=digits.target)
 
 
-def train(epochs: int, backend: str, data, verbose: int = 1, seed: int = 0):
-    """Train a fresh network; returns (model, program, history)."""
+def train(epochs: int, backend: str, data, verbose: int = 1, seed: int = 0, distributed: bool = False):
+    """Train a fresh network; returns (model, program, history). Distributed: each rank takes
+    64 / world size samples of every batch of 64."""
     x_train, x_test, y_train, y_test = data
     gn.manual_seed(seed)
     net = model()
     optimizer = optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
     scheduler = optim.lr_scheduler.StepLR(optimizer, step_size=5, gamma=0.9)
-    program = gn.compile(net, nn.CrossEntropyLoss(), optimizer, backend=backend)
-    history = program.fit(x_train, y_train, batch_size=64, epochs=epochs, validation_data=(x_test, y_test),
+    program = gn.compile(net, nn.CrossEntropyLoss(), optimizer, backend=backend, distributed=distributed)
+    batch = 64 // gn.distributed.world_size() if distributed else 64
+    history = program.fit(x_train, y_train, batch_size=batch, epochs=epochs, validation_data=(x_test, y_test),
                           seed=seed, verbose=verbose, scheduler=scheduler)
     return net, program, history
 
@@ -97,12 +101,19 @@ def main() -> None:
     parser.add_argument("--compare", action="store_true", help="also time one epoch on the numpy reference")
     parser.add_argument("--plot", default="digits.png", help="where to write the loss/accuracy plot (needs matplotlib)")
     parser.add_argument("--verbose", type=int, default=1)
+    parser.add_argument("--distributed", action="store_true", help="data-parallel over the ranks of an MPI job")
     args = parser.parse_args()
 
     data = load_data()
     x_train, x_test, y_train, y_test = data
+    if args.distributed and gn.distributed.rank() != 0:  # the other ranks train and stay quiet
+        train(args.epochs, args.backend, data, 0, distributed=True)
+        return
     print(f"digits: {len(x_train)} training and {len(x_test)} test images of 8x8 pixels")
-    net, program, history = train(args.epochs, args.backend, data, args.verbose)
+    if args.distributed:
+        print(f"data-parallel over {gn.distributed.world_size()} MPI ranks, {64 // gn.distributed.world_size()} "
+              "samples of each batch of 64 per rank")
+    net, program, history = train(args.epochs, args.backend, data, args.verbose, distributed=args.distributed)
     print(net)
     for epoch in range(history.epochs):
         print(f"Epoch {epoch + 1}, lr {history['lr'][epoch]:.5f}, training loss {history['loss'][epoch]:.4f}, "

@@ -1,6 +1,6 @@
 """graphnn: PyTorch-style models traced into static graphs, differentiated symbolically and
 compiled into whole-step programs."""
-from graphnn import nn, optim
+from graphnn import distributed, nn, optim
 from graphnn.api import cache_dir, compile, trace
 from graphnn.checkpoint import CheckpointError, load, save
 from graphnn.errors import InputError, ShapeError, TraceError, UnregisteredParameterError
@@ -13,5 +13,5 @@ __version__ = "0.1.0"
 __all__ = [
     "nn", "optim", "compile", "trace", "manual_seed", "cache_dir", "Graph", "Tensor", "B",
     "InputError", "ShapeError", "TraceError", "UnregisteredParameterError", "__version__",
-    "save", "load", "CheckpointError",
+    "save", "load", "CheckpointError", "distributed",
 ]

@@ -129,14 +129,17 @@ def add_gradients(graph: Graph, named_params: dict) -> dict:
     return {by_id[i]: g for i, g in grads.items()}
 
 
-def compile(model: Any, loss_fn: Any = None, optimizer: Any = None, *, backend: str = "auto"):
+def compile(model: Any, loss_fn: Any = None, optimizer: Any = None, *, backend: str = "auto",
+            distributed: bool = False):
     """Compile ``model`` into a program.
 
     Without a loss: an inference program, ``program(*inputs) -> numpy array``. With a loss (and
     an optimizer): a train program with ``step(*inputs, target) -> float`` (forward, loss,
     backward and update in one program) and ``grad(*inputs, target) -> float`` (fills ``p.grad``).
     Programs are traced on their first call and reused for every batch size. ``backend`` is
-    "c" (generated C, the default where a C compiler exists), "numpy" (the reference) or "auto".
+    "c" (generated C, the default where a C compiler exists), "triton", "numpy" (the reference)
+    or "auto". ``distributed=True``: data-parallel over MPI (graphnn.distributed), each rank
+    stepping on its own shard of the batch.
     """
     from graphnn.program import InferenceProgram, TrainProgram
 
@@ -144,8 +147,12 @@ def compile(model: Any, loss_fn: Any = None, optimizer: Any = None, *, backend: 
     if loss_fn is None:
         if optimizer is not None:
             raise TypeError("an optimizer needs a loss function: gn.compile(model, loss_fn, optimizer)")
+        if distributed:
+            raise TypeError("distributed=True trains: it needs a loss function and an optimizer")
         return InferenceProgram(model, backend)
-    return TrainProgram(model, loss_fn, optimizer, backend)
+    if distributed and optimizer is None:
+        raise TypeError("distributed=True needs an optimizer: gn.compile(model, loss_fn, optimizer, distributed=True)")
+    return TrainProgram(model, loss_fn, optimizer, backend, distributed)
 
 
 def call_eagerly(module: Any, args: Sequence, kwargs: dict):

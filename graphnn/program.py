@@ -242,11 +242,17 @@ class InferenceProgram(Program):
 class TrainProgram(Program):
     """``step(*inputs, target) -> loss``: forward, loss, backward and optimizer update in one run."""
 
-    def __init__(self, model: Any, loss_fn: Any, optimizer: Any, backend: str) -> None:
+    def __init__(self, model: Any, loss_fn: Any, optimizer: Any, backend: str, distributed: bool = False) -> None:
         super().__init__(model, backend)
         self.loss_fn = loss_fn
         self.optimizer = optimizer
         self.stepped: dict[tuple, dict] = {}  # signature -> {parameter name: Parameter} its step updates
+        self.distributed = distributed
+        if distributed:
+            from graphnn import distributed as mpi
+
+            mpi.init()
+            mpi.broadcast_state(model, optimizer)
 
     def _prepare(self, args: Sequence) -> tuple[tuple, list]:
         if len(args) < 2:
@@ -286,6 +292,8 @@ class TrainProgram(Program):
         """One training step on a batch; returns the loss before the update."""
         if self.optimizer is None:
             raise TypeError("step() needs an optimizer: gn.compile(model, loss_fn, optimizer)")
+        if self.distributed:
+            return self._step_distributed(args)
         outputs = self._repeat("step", args)
         if outputs is None:
             key, arrays = self._prepare(args)
@@ -296,6 +304,28 @@ class TrainProgram(Program):
             outputs = self._run(key, "step", arrays, hypers, copy=False)
             self.optimizer.finish_step(stepped)
         return float(outputs["loss"][()])
+
+    def _step_distributed(self, args: Sequence) -> float:
+        """This rank's gradients (of its shard, possibly empty), averaged over ranks with one
+        Allreduce of the flat gradient buffer, then the update; any failure aborts the job."""
+        from graphnn import distributed
+
+        try:
+            optimizer = self.optimizer
+            count = len(args[0]) if args and hasattr(args[0], "__len__") else 0
+            for p in optimizer.params:
+                p.grad = None
+            loss = self.grad(*args) if count else 0.0
+            for p in optimizer.params:  # every slot takes part in the sum: zeros where no gradient
+                if p.grad is None:
+                    p.grad = optimizer.grad_view(p)
+                    p.grad[...] = 0
+            loss, _ = distributed.average_gradients(optimizer.grads.array, loss, count)
+            optimizer.step()
+            distributed.broadcast_buffers(self.model)
+        except Exception as error:  # noqa: BLE001 - every failure must end the whole job
+            distributed.abort(error)
+        return loss
 
     def _step_in_two(self, args: Sequence, stepped: dict) -> float:
         """grad() then optimizer.step(): for a group whose parameters do not all have momentum

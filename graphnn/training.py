@@ -96,18 +96,26 @@ def fit(program: Any, x, y, batch_size: int = 64, epochs: int = 1, shuffle: bool
         raise InputError(f"x has {len(x)} samples but y has {len(y)}")
     rng = np.random.default_rng(seed)
     history = History(loss=[], val_loss=[], val_accuracy=[], lr=[], epoch_time=[])
+    rank, ranks = 0, 1
+    if getattr(program, "distributed", False):  # each global batch: batch_size samples per rank
+        from graphnn import distributed
+
+        rank, ranks = distributed.rank(), distributed.world_size()
+        verbose = verbose if rank == 0 else 0
+        checkpoint = checkpoint if rank == 0 else None
     first = 1
     if resume is not None:
         first = _restore(program, scheduler, rng, history, resume) + 1
-    batches = -(-len(x) // batch_size)
+    batches = -(-len(x) // (batch_size * ranks))
     for epoch in range(first, epochs + 1):
         start = time.perf_counter()
-        order = rng.permutation(len(x)) if shuffle else None
+        order = rng.permutation(len(x)) if shuffle else np.arange(len(x))
         bar = _progress(batches, epoch, epochs, verbose)
         total = 0.0
-        for index in _batches(len(x), batch_size, order):
-            loss = program.step(x[index], y[index])
-            total += loss * len(x[index])
+        for index in _batches(len(x), batch_size * ranks, order):
+            shard = index[rank * batch_size:(rank + 1) * batch_size]
+            loss = program.step(x[shard], y[shard])  # distributed: the mean over the whole batch
+            total += loss * len(index)
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.4f}")
