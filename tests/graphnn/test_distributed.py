@@ -62,31 +62,27 @@ def launch(mode: str, out: Path, ranks: int) -> subprocess.CompletedProcess:
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=240)
 
 
-def compare(single: Path, ranks: Path) -> None:
-    with np.load(single) as a, np.load(ranks) as b:
+def single_and_two_ranks_agree(tmp_path: Path, single_mode: str, ranks_mode: str) -> Path:
+    """Run one process and two ranks; their losses and final parameters agree to 1e-5."""
+    for mode, ranks in ((single_mode, 0), (ranks_mode, 2)):
+        result = launch(mode, tmp_path / f"{mode}.npz", ranks)
+        assert result.returncode == 0, result.stderr[-3000:]
+    with np.load(tmp_path / f"{single_mode}.npz") as a, np.load(tmp_path / f"{ranks_mode}.npz") as b:
         np.testing.assert_allclose(b["losses"], a["losses"], rtol=1e-5)
         for key in a.files:
             if key not in ("losses", "identical"):
                 np.testing.assert_allclose(b[key], a[key], rtol=1e-5, atol=1e-6, err_msg=key)
+    return tmp_path / f"{ranks_mode}.npz"
 
 
 def test_two_ranks_with_half_batches_train_like_one_process(tmp_path):
-    single = launch("single", tmp_path / "single.npz", 0)
-    assert single.returncode == 0, single.stderr
-    ranks = launch("steps", tmp_path / "ranks.npz", 2)
-    assert ranks.returncode == 0, ranks.stderr[-3000:]
-    compare(tmp_path / "single.npz", tmp_path / "ranks.npz")
-    with np.load(tmp_path / "ranks.npz") as b:
+    with np.load(single_and_two_ranks_agree(tmp_path, "single", "steps")) as b:
         assert b["identical"].size == 20 and b["identical"].all()  # bitwise equal after every step
 
 
 def test_fit_shards_each_batch_across_ranks(tmp_path):
     """200 samples: the last global batch has 8, all on rank 0 (rank 1's shard is empty)."""
-    single = launch("single-fit", tmp_path / "single.npz", 0)
-    assert single.returncode == 0, single.stderr
-    ranks = launch("fit", tmp_path / "ranks.npz", 2)
-    assert ranks.returncode == 0, ranks.stderr[-3000:]
-    compare(tmp_path / "single.npz", tmp_path / "ranks.npz")
+    single_and_two_ranks_agree(tmp_path, "single-fit", "fit")
 
 
 def test_a_failing_rank_ends_the_job_with_a_message(tmp_path):
