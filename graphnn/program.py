@@ -29,6 +29,7 @@ class Program:
         self.graphs: dict[tuple, dict[str, Graph]] = {}
         self.executables: dict[tuple, object] = {}
         self.seed = random.next_seed()
+        self.stream = 0  # added to the seed: each rank of a distributed program draws its own masks
         self.calls = 0
         self._names: dict[int, list[str]] = {}
         self._checked: set[tuple] = set()
@@ -156,7 +157,7 @@ class Program:
         graph = self.graphs[key][entry]
         batch = arrays[0].shape[0]
         self._check(key, graph, arrays, batch)
-        scalars = {"rng.seed": self.seed, "rng.step": self.calls}
+        scalars = {"rng.seed": (self.seed + self.stream) % 2**63, "rng.step": self.calls}
         if hypers:
             scalars.update(hypers)
         context = self._context()  # before running: a step that changes optimizer state ends the repeat
@@ -251,8 +252,10 @@ class TrainProgram(Program):
         if distributed:
             from graphnn import distributed as mpi
 
-            mpi.init()
+            context = mpi.init()
             mpi.broadcast_state(model, optimizer)
+            self.seed = context.comm.bcast(self.seed, root=0)
+            self.stream = context.rank
 
     def _prepare(self, args: Sequence) -> tuple[tuple, list]:
         if len(args) < 2:
