@@ -83,7 +83,11 @@ static void graphnn_pack_a(const float* a, int64_t sam, int64_t sak, int64_t m0,
 
 typedef float graphnn_v16u __attribute__((vector_size(64), aligned(4)));  /* for unaligned access */
 
+/* The register transpose needs 512-bit vectors and __builtin_shufflevector (GCC 12+, Clang). */
+#if defined(__AVX512F__) && (defined(__clang__) || __GNUC__ >= 12)
+#define GRAPHNN_TRANSPOSE16 1
 %(TRANSPOSE16)s
+#endif
 
 /* One sliver of a B stored transposed (``cols`` contiguous columns of length kc, ``sbn`` apart;
  * zeros past ``cols``): 16 x 16 blocks transposed in registers where the target has 512-bit
@@ -91,7 +95,7 @@ typedef float graphnn_v16u __attribute__((vector_size(64), aligned(4)));  /* for
 static void graphnn_pack_b_columns(const float* b, int64_t sbn, int64_t kc, int64_t cols, float* restrict out) {
     for (int64_t h = 0; h < GEMM_NR; h += 16) {
         int64_t kb = 0;
-#ifdef __AVX512F__
+#ifdef GRAPHNN_TRANSPOSE16
         if (cols - h >= 16) {
             for (; kb + 16 <= kc; kb += 16) {
                 graphnn_v16 r[16];

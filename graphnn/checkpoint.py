@@ -56,13 +56,11 @@ def load(path) -> Any:
                 raise CheckpointError(f"{path}: checkpoint version {header.get('version')} is not one this graphnn "
                                       f"reads (version {VERSION})")
             arrays = {name: data[name] for name in data.files if name != HEADER}
-    except CheckpointError:
+            return _decode(header["tree"], arrays)
+    except (CheckpointError, FileNotFoundError, PermissionError, IsADirectoryError):
         raise
-    except FileNotFoundError:
-        raise
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, UnicodeDecodeError) as error:
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, TypeError, UnicodeDecodeError) as error:
         raise CheckpointError(f"{path}: not a readable graphnn checkpoint (truncated or not one): {error}") from error
-    return _decode(header["tree"], arrays)
 
 
 def _encode(value: Any, arrays: dict) -> Any:

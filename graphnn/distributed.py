@@ -63,23 +63,28 @@ def abort(error: BaseException) -> None:
 
 
 def broadcast_state(model: Any, optimizer: Any) -> None:
-    """Make every rank's parameters, momentum and model buffers rank 0's."""
-    comm = init().comm
-    arrays = [optimizer.flat_params.array, *_buffers(model)]
+    """Make every rank's parameters (optimised or not), momentum and model buffers rank 0's."""
+    arrays = [optimizer.flat_params.array]
+    optimised = {id(p) for p in optimizer.params}
+    arrays += [p.data for p in model.parameters() if id(p) not in optimised]
     if hasattr(optimizer, "momentum"):
         arrays.append(optimizer.momentum.array)
-    for array in arrays:
-        comm.Bcast(array, root=0)
+    _broadcast(arrays + list(model.buffers()))
 
 
 def broadcast_buffers(model: Any) -> None:
+    _broadcast(list(model.buffers()))
+
+
+def _broadcast(arrays: list) -> None:
+    """Bcast each array from rank 0, through ``flat.host_access`` (a device may hold the newest
+    values on the sender, and must take the received ones on the others)."""
+    from graphnn import flat
+
     comm = init().comm
-    for array in _buffers(model):
+    for array in arrays:
+        flat.host_access(array)
         comm.Bcast(array, root=0)
-
-
-def _buffers(model: Any) -> list:
-    return [b for _, m in model.named_modules() for b in m._buffers.values() if b is not None]
 
 
 def average_gradients(gradients: np.ndarray, loss: float, count: int) -> tuple[float, int]:
@@ -93,6 +98,8 @@ def average_gradients(gradients: np.ndarray, loss: float, count: int) -> tuple[f
     totals = np.array([loss * count, count], np.float64)
     comm.Allreduce(MPI.IN_PLACE, totals, op=MPI.SUM)
     total = int(totals[1])
+    if total == 0:
+        raise ValueError("every rank's shard of this batch is empty: no gradient to average")
     gradients /= total
     return float(totals[0] / total), total
 

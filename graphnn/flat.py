@@ -57,6 +57,7 @@ def flatten_parameters(params: Sequence) -> FlatBuffer:
         return store
     store = FlatBuffer([p.shape for p in params])
     for p, view in zip(params, store.views):
+        host_access(p._data)  # a device may hold newer values than the old storage
         p._rebind(view)
         p._flat = store
     generation += 1
@@ -65,7 +66,8 @@ def flatten_parameters(params: Sequence) -> FlatBuffer:
 
 device_copies: dict[int, object] = {}
 """id(host array) -> its device copy, for arrays a GPU backend keeps on the device between calls
-(runtime/gpu.py). The copy holds the host array, so the id stays its own while registered."""
+(runtime/gpu.py). An entry is removed when its host array is freed (so an id is never reused
+while registered)."""
 
 
 def root(array: np.ndarray) -> np.ndarray:

@@ -120,9 +120,10 @@ class Program:
 
     def _context(self) -> tuple:
         """What a repeated call must find as it was, besides its inputs: the train/eval mode, the
-        parameter layout and the optimizer's hyperparameters and state."""
+        parameter layout, the dropout seed and the optimizer's hyperparameters and state."""
         optimizer = getattr(self, "optimizer", None)
-        return (self.model.training, self._layout(), optimizer.settings() if optimizer is not None else None)
+        return (self.model.training, self._layout(), self.seed, self.stream,
+                optimizer.settings() if optimizer is not None else None)
 
     def _repeat(self, entry: str, args: Sequence) -> dict | None:
         """The outputs of ``entry`` on ``args`` if they are like its last call's (see _Repeat),
@@ -135,6 +136,7 @@ class Program:
         layout = self._layout()
         if self._built_for != layout:
             self.executables.clear()
+            self._guards.clear()
             if getattr(self, "optimizer", None) is not None:
                 self.graphs.clear()  # which parameters a step updates may have changed too
             self._built_for = layout
@@ -164,7 +166,7 @@ class Program:
         executable = self._executable(key)
         outputs = executable.run(entry, batch, arrays, scalars, copy)
         self.calls += 1
-        if isinstance(executable, CompiledExecutable):
+        if isinstance(executable, CompiledExecutable) and entry in REPEATED:
             self._guards[entry] = _Repeat(self, key, entry, arrays, context, executable)
         return outputs
 
@@ -180,6 +182,11 @@ def _check_labels(name: str, labels: np.ndarray, classes: int, ignore: int) -> N
             f"{name}: class labels must be in [0, {classes}) (or ignore_index {ignore}), "
             f"got {labels[where]} at index {where[0] if len(where) == 1 else where}"
         )
+
+
+REPEATED = ("step", "loss", "forward")
+"""Entry points whose calls repeat without the general path (grad and evaluate copy their
+outputs into other arrays anyway)."""
 
 
 class _Repeat:
@@ -318,7 +325,11 @@ class TrainProgram(Program):
             count = len(args[0]) if args and hasattr(args[0], "__len__") else 0
             for p in optimizer.params:
                 p.grad = None
-            loss = self.grad(*args) if count else 0.0
+            if count:
+                loss = self.grad(*args)
+            else:  # an empty shard: no work, but the call counter (the dropout step) stays in step
+                loss = 0.0
+                self.calls += 1
             for p in optimizer.params:  # every slot takes part in the sum: zeros where no gradient
                 if p.grad is None:
                     p.grad = optimizer.grad_view(p)

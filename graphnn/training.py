@@ -42,6 +42,14 @@ def _batches(count: int, batch_size: int, order: np.ndarray | None):
         yield order[index] if order is not None else index
 
 
+def _shard(index, rank: int, batch_size: int):
+    """A rank's part of a global batch (an index array or a slice)."""
+    if isinstance(index, slice):
+        start = index.start + rank * batch_size
+        return slice(min(start, index.stop), min(start + batch_size, index.stop))
+    return index[rank * batch_size:(rank + 1) * batch_size]
+
+
 def _progress(total: int, epoch: int, epochs: int, verbose: int):
     """A tqdm bar over an epoch's batches when wanted and possible, else None."""
     if verbose <= 0 or not sys.stdout.isatty():
@@ -94,6 +102,8 @@ def fit(program: Any, x, y, batch_size: int = 64, epochs: int = 1, shuffle: bool
         from graphnn.errors import InputError
 
         raise InputError(f"x has {len(x)} samples but y has {len(y)}")
+    if checkpoint_every < 1:
+        raise ValueError(f"checkpoint_every must be at least 1, got {checkpoint_every}")
     rng = np.random.default_rng(seed)
     history = History(loss=[], val_loss=[], val_accuracy=[], lr=[], epoch_time=[])
     rank, ranks = 0, 1
@@ -105,17 +115,17 @@ def fit(program: Any, x, y, batch_size: int = 64, epochs: int = 1, shuffle: bool
         checkpoint = checkpoint if rank == 0 else None
     first = 1
     if resume is not None:
-        first = _restore(program, scheduler, rng, history, resume) + 1
+        first = _collective(program, _restore, program, scheduler, rng, history, resume) + 1
     batches = -(-len(x) // (batch_size * ranks))
     for epoch in range(first, epochs + 1):
         start = time.perf_counter()
-        order = rng.permutation(len(x)) if shuffle else np.arange(len(x))
+        order = rng.permutation(len(x)) if shuffle else None
         bar = _progress(batches, epoch, epochs, verbose)
         total = 0.0
         for index in _batches(len(x), batch_size * ranks, order):
-            shard = index[rank * batch_size:(rank + 1) * batch_size]
+            shard = _shard(index, rank, batch_size) if ranks > 1 else index
             loss = program.step(x[shard], y[shard])  # distributed: the mean over the whole batch
-            total += loss * len(index)
+            total += loss * (len(range(*index.indices(len(x)))) if isinstance(index, slice) else len(index))
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.4f}")
@@ -137,8 +147,21 @@ def fit(program: Any, x, y, batch_size: int = 64, epochs: int = 1, shuffle: bool
         if scheduler is not None:
             scheduler.step()
         if checkpoint is not None and (epoch % checkpoint_every == 0 or epoch == epochs):
-            _save(program, scheduler, rng, history, epoch, checkpoint)
+            _collective(program, _save, program, scheduler, rng, history, epoch, checkpoint)
     return history
+
+
+def _collective(program: Any, function, *args):
+    """``function(*args)``; in a distributed program a failure aborts the whole job, since the
+    other ranks would wait for this one in the next collective."""
+    if not getattr(program, "distributed", False):
+        return function(*args)
+    try:
+        return function(*args)
+    except Exception as error:  # noqa: BLE001 - every failure must end the whole job
+        from graphnn import distributed
+
+        distributed.abort(error)
 
 
 def run_state(program: Any, scheduler: Any, shuffle: np.random.Generator, history: History, epoch: int) -> dict:

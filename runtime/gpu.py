@@ -56,6 +56,12 @@ def available() -> bool:
 
 @functools.lru_cache(maxsize=None)
 def has_gpu() -> bool:
+    """A CUDA device is usable. Probes cheaply first (no NVIDIA driver, no triton: no GPU), so
+    choosing the C backend on a machine without one imports neither torch nor triton."""
+    if importlib.util.find_spec("triton") is None or importlib.util.find_spec("torch") is None:
+        return False
+    if not (Path("/proc/driver/nvidia").exists() or Path("/dev/nvidia0").exists() or "CUDA_VISIBLE_DEVICES" in os.environ):
+        return False
     if not available():
         return False
     import torch
@@ -180,7 +186,7 @@ class Binding:
         self.inputs, self.fixed, self.arrays, self.outputs = classify(order, plan, graph, getters)
         written = {s.buffer for k in plan.kernels for s in k.stores}
         self.written = {slot for slot, buffer in enumerate(order) if buffer in written}
-        self.scalar_slots = {slot for slot, buffer in enumerate(order) if buffer.startswith("scalars.")}
+        self.scalar_buffers = {slot for slot, buffer in enumerate(order) if buffer.startswith("scalars.")}
         self.tensors: list = [None] * len(order)
         self.hosts: list = [None] * len(order)  # the host array behind each bound slot
         self.mirrors: dict[int, Mirror] = {}  # slot -> the Mirror its tensor is a view of
@@ -195,7 +201,7 @@ class Binding:
                              f"arrays, got a {'non-contiguous ' if not array.flags.c_contiguous else ''}"
                              f"{array.dtype} array")
         self.hosts[slot] = array
-        if self.device.separate and resident and slot not in self.scalar_slots:
+        if self.device.separate and resident and slot not in self.scalar_buffers:
             self.mirrors[slot], self.tensors[slot] = self.device.resident(array)
         else:
             self.mirrors.pop(slot, None)
@@ -223,7 +229,7 @@ class Binding:
             self.arena = device.torch.zeros(size, dtype=device.torch.float32, device=device.name)
             self.batch = batch
         if device.separate:
-            for slot in self.scalar_slots:
+            for slot in self.scalar_buffers:
                 self.tensors[slot].copy_(device.torch.from_numpy(self.hosts[slot]))
             for mirror in self.mirrors.values():
                 mirror.to_device()

@@ -99,3 +99,29 @@ def test_device_copies_stay_in_step_with_the_host(monkeypatch):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6, err_msg=f"item {k}")
     for key in expected_state:
         np.testing.assert_allclose(got_state[key], expected_state[key], rtol=1e-5, atol=1e-6, err_msg=key)
+
+
+def test_moving_parameters_to_a_new_flat_buffer_keeps_device_updates(monkeypatch):
+    """A second optimizer regrouping the parameters moves them into a new flat buffer: the values
+    the device computed must come home first."""
+    def run(backend):
+        gn.manual_seed(0)
+        model = nn.Sequential(nn.Linear(5, 4), nn.Tanh(), nn.Linear(4, 2))
+        first = optim.SGD(model[2].parameters(), lr=0.1, momentum=0.9)  # trains the last layer only
+        train = gn.compile(model, nn.MSELoss(), first, backend=backend)
+        x = np.random.default_rng(0).standard_normal((6, 5)).astype(np.float32)
+        for _ in range(3):
+            train.step(x, x[:, :2])
+        # the first parameter of the new optimizer was never in a flat buffer
+        regrouped = optim.SGD([{"params": model[0].parameters(), "lr": 0.05}, {"params": model[2].parameters()}],
+                              lr=0.1)
+        again = gn.compile(model, nn.MSELoss(), regrouped, backend=backend)
+        return [again.step(x, x[:, :2]) for _ in range(2)], {k: v.copy() for k, v in model.state_dict().items()}
+
+    monkeypatch.setattr(gpu.Device, "SEPARATE_ON_CPU", True)
+    got, got_state = run("triton")
+    monkeypatch.setattr(gpu.Device, "SEPARATE_ON_CPU", False)
+    expected, expected_state = run("c")
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+    for key in expected_state:
+        np.testing.assert_allclose(got_state[key], expected_state[key], rtol=1e-5, atol=1e-6, err_msg=key)
