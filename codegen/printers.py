@@ -15,6 +15,8 @@ class ValuePrinting:
 
     FLOAT_SUFFIX = ""
     BATCH_AS_FLOAT = BATCH
+    PRODUCT_POWERS = 4
+    """Integer powers up to this are printed as products."""
 
     def conditional(self, cond: str, then: str, otherwise: str) -> str:
         raise NotImplementedError
@@ -43,7 +45,7 @@ class ValuePrinting:
         base, exponent = expr.args
         if expr.is_number:  # a constant such as sqrt(2): its value
             return self._print(sympy.Float(expr.evalf(17), 17))
-        if exponent.is_Integer and 1 <= abs(int(exponent)) <= 4:
+        if exponent.is_Integer and 1 <= abs(int(exponent)) <= self.PRODUCT_POWERS:
             product = "*".join([f"({self._print(base)})"] * abs(int(exponent)))
             return f"({product})" if exponent > 0 else f"(1.0{self.FLOAT_SUFFIX}/({product}))"
         if exponent == sympy.Rational(1, 2):

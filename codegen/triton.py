@@ -82,6 +82,7 @@ class TritonPrinter(ValuePrinting, PythonCodePrinter):
     literals (so a branch of constants stays float), the batch size as a float."""
 
     BATCH_AS_FLOAT = f"({BATCH} * 1.0)"
+    PRODUCT_POWERS = 16  # exp(e log b) would be NaN for a negative base: integer powers multiply out
     FUNCTIONS = {"exp": "tl.exp", "log": "tl.log", "erf": "tl.erf", "tanh": "_tanh", "expm1": "_expm1",
                  "log1p": "_log1p", "Abs": "tl.abs"}
 
@@ -96,14 +97,6 @@ class TritonPrinter(ValuePrinting, PythonCodePrinter):
 
     def power(self, base: str, exponent: str) -> str:
         return f"tl.exp({exponent} * tl.log({base}))"
-
-    def _print_Pow(self, expr, rational=False):
-        base, exponent = expr.args
-        if exponent.is_Integer and not expr.is_number and abs(int(exponent)) <= 16:
-            # exp(e log b) would be NaN for a negative base: integer powers multiply out
-            product = "*".join([f"({self._print(base)})"] * abs(int(exponent)))
-            return f"({product})" if exponent > 0 else f"(1.0/({product}))"
-        return super()._print_Pow(expr, rational)
 
     def _print_Function(self, expr):
         name = type(expr).__name__
