@@ -88,7 +88,8 @@ def _broadcast(arrays: list) -> None:
 
 
 def average_gradients(gradients: np.ndarray, loss: float, count: int) -> tuple[float, int]:
-    """Sum ``gradients * count`` over ranks in place (one Allreduce) and divide by the total count;
+    """Sum ``gradients * count`` over ranks in place (one Allreduce of the whole flat buffer) and
+    divide by the total count (a second, two-number Allreduce carries the counts and losses);
     returns (the loss averaged the same way, the total count)."""
     from mpi4py import MPI
 
