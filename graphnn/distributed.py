@@ -3,9 +3,10 @@
 Every rank holds the whole model. ``init()`` reads the rank and world size from MPI's world
 communicator; ``gn.compile(model, loss, optimizer, distributed=True)`` broadcasts parameters and
 model buffers from rank 0, so every rank starts identical, and makes each ``step`` compute the
-gradients of the rank's own shard of the batch, average the flat gradient buffer across ranks
-with one in-place ``Allreduce`` (weighted by each shard's size, so shards of unequal size give
-the gradient of the whole batch), apply the SGD update and broadcast the model buffers
+gradients of the rank's own shard of the batch (a compiled entry writing them into the flat
+step-gradient buffer), average that buffer across ranks with one in-place ``Allreduce``
+(weighted by each shard's size, so shards of unequal size give the gradient of the whole batch),
+apply the compiled SGD update over the flat buffers and broadcast the model buffers
 (BatchNorm's running statistics) from rank 0. The batch statistics BatchNorm normalises with are
 each rank's own, as in PyTorch's DistributedDataParallel without SyncBatchNorm; the loss a step
 returns is the mean over the whole batch. An exception on one rank aborts the whole job with a

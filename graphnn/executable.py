@@ -54,7 +54,7 @@ class CompiledExecutable:
     run-time scalars in one array per dtype (shared by all entries), and ``run``."""
 
     ENTRY_NAMES = {"step": "train_step", "grad": "grad_step", "loss": "loss_step", "evaluate": "evaluate_step",
-                   "forward": "forward"}
+                   "forward": "forward", "shard_grad": "shard_grad_step", "update": "update_step"}
 
     def __init__(self, graphs: Mapping[str, Graph], cache_dir, storage: dict, persistent: dict) -> None:
         self.graphs, self.cache_dir, self.storage, self.persistent = dict(graphs), cache_dir, storage, persistent

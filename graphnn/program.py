@@ -296,7 +296,26 @@ class TrainProgram(Program):
             traced.placements.update({f"grad.{name}": g for name, g in grads.items()})
             graphs["step"] = traced.variant({"loss": loss}, {**forward_updates, **updates})
             self.stepped[key] = {leaf.attrs["name"]: p for p, leaf, _ in entries}
+            if self.distributed:
+                graphs.update(self._split_step(traced, loss, forward_updates, entries))
         return graphs
+
+    def _split_step(self, traced: Graph, loss, forward_updates: dict, entries: list) -> dict:
+        """The fused step in two entries with an Allreduce between them: ``shard_grad`` (forward,
+        loss, backward; each gradient written to its slot of the flat step-gradient buffer, the
+        ``grad.<name>`` buffer leaves) and ``update`` (the optimizer over the flat buffers)."""
+        from graphnn.ops import Builder
+
+        b = Builder(traced)
+        slots = {f"grad.{leaf.attrs['name']}": g for _, leaf, g in entries}
+        for name, g in slots.items():
+            b.leaf("buffer", name, g.shape)
+        update = Graph()
+        ub = Builder(update)
+        update_entries = [(p, ub.leaf("param", leaf.attrs["name"], leaf.shape),
+                           ub.leaf("buffer", f"grad.{leaf.attrs['name']}", leaf.shape)) for p, leaf, _ in entries]
+        update.updates.update(self.optimizer.build_update(ub, update_entries))
+        return {"shard_grad": traced.variant({"loss": loss}, {**forward_updates, **slots}), "update": update}
 
     def step(self, *args: Any) -> float:
         """One training step on a batch; returns the loss before the update."""
@@ -323,23 +342,38 @@ class TrainProgram(Program):
         try:
             optimizer = self.optimizer
             count = len(args[0]) if args and hasattr(args[0], "__len__") else 0
-            for p in optimizer.params:
-                p.grad = None
             if count:
-                loss = self.grad(*args)
-            else:  # an empty shard: no work, but the call counter (the dropout step) stays in step
-                loss = 0.0
+                key, arrays = self._prepare(args)
+                self._key_for_update = key
+                loss = float(self._run(key, "shard_grad", arrays, copy=False)["loss"][()])
+            else:  # an empty shard: no work (its gradients count zero), the call counter stays in step
+                key, loss = getattr(self, "_key_for_update", None), 0.0
                 self.calls += 1
-            for p in optimizer.params:  # every slot takes part in the sum: zeros where no gradient
-                if p.grad is None:
-                    p.grad = optimizer.grad_view(p)
-                    p.grad[...] = 0
-            loss, _ = distributed.average_gradients(optimizer.grads.array, loss, count)
-            optimizer.step()
+            flat_gradients = optimizer.step_grads.array
+            flat.host_access(flat_gradients)
+            loss, _ = distributed.average_gradients(flat_gradients, loss, count)
+            hypers = optimizer.hypers(self.stepped[key]) if key is not None else None
+            if hypers is None:  # no compiled update yet on this rank, or a group half initialised
+                self._update_eagerly(flat_gradients)
+            else:
+                self._executable(key).run("update", 1, [], hypers)
+                optimizer.finish_step(self.stepped[key])
             distributed.broadcast_buffers(self.model)
         except Exception as error:  # noqa: BLE001 - every failure must end the whole job
             distributed.abort(error)
         return loss
+
+    def _update_eagerly(self, flat_gradients) -> None:
+        """optimizer.step() with the averaged step gradients as ``p.grad``."""
+        optimizer = self.optimizer
+        saved = [p.grad for p in optimizer.params]
+        try:
+            for p, view in zip(optimizer.params, optimizer.step_grads.views):
+                p.grad = view
+            optimizer.step()
+        finally:
+            for p, grad in zip(optimizer.params, saved):
+                p.grad = grad
 
     def _step_in_two(self, args: Sequence, stepped: dict) -> float:
         """grad() then optimizer.step(): for a group whose parameters do not all have momentum

@@ -110,8 +110,14 @@ class Optimizer:
         return storage
 
     def persistent(self, named: dict) -> dict:
-        """Getters for the arrays a compiled step reads and writes, by leaf or buffer name."""
-        return {"flat.params": lambda: self.params[0]._flat.array, "flat.step_grads": lambda: self.step_grads.array}
+        """Getters for the arrays a compiled step reads and writes, by leaf or buffer name (a
+        parameter's slot in the step's gradient buffer is ``grad.<name>``)."""
+        getters = {"flat.params": lambda: self.params[0]._flat.array, "flat.step_grads": lambda: self.step_grads.array}
+        names = {id(p): n for n, p in named.items()}
+        for p, view in zip(self.params, self.step_grads.views):
+            if id(p) in names:
+                getters[f"grad.{names[id(p)]}"] = lambda view=view: view
+        return getters
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         for p in self.params:

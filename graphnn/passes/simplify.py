@@ -53,6 +53,10 @@ def simplify(graph: Graph) -> Graph:
     out.outputs = {name: mapping[n.id] for name, n in graph.outputs.items()}
     out.updates = {name: mapping[n.id] for name, n in graph.updates.items()}
     out.nodes = out.live_nodes()  # folding may have orphaned constants
+    for name in out.updates:  # a state leaf that is only written (never read) names where to write
+        leaf = graph.leaf(name)
+        if leaf is not None and out.leaf(name) is None:
+            out.add(Node(leaf.op, (), leaf.shape, leaf.dtype, dict(leaf.attrs), leaf.path, leaf.module, len(out.nodes)))
     out.placements = {name: mapping[n.id] for name, n in graph.placements.items() if n.id in mapping}
     return out
 
