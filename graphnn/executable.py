@@ -171,6 +171,21 @@ class TritonExecutable(CompiledExecutable):
                                                      self.graphs[entry], c.buffer_order(plan), self.array_getters())
         return binding
 
+def check_array(array: np.ndarray, dtype: type, backend: str) -> None:
+    """Compiled code addresses persistent arrays directly: they must be C-contiguous, of the dtype."""
+    if not array.flags.c_contiguous or array.dtype != dtype:
+        raise ValueError(f"the {backend} backend needs C-contiguous {np.dtype(dtype).name} parameter and buffer "
+                         f"arrays, got a {'non-contiguous ' if not array.flags.c_contiguous else ''}"
+                         f"{array.dtype} array")
+
+
+def output_arrays(outputs: list, shapes: dict, batch: int):
+    """(slot, name, flat array, array in the output's shape) for each output at a batch size."""
+    for slot, name, size, dtype in outputs:
+        array = np.zeros(evaluate_dim(size, batch), dtype)
+        yield slot, name, array, array.reshape(evaluate_shape(shapes[name], batch))
+
+
 def classify(order: list[str], plan, graph: Graph, getters: dict) -> tuple[list, list, list, list]:
     """Where each buffer of an entry point comes from, by its slot in ``order``:
     inputs (slot, position among the graph's inputs); fixed (slot, getter, dtype): scalars, flat
@@ -216,10 +231,7 @@ class _Binding:
         self.results: dict[str, np.ndarray] = {}
 
     def _bind(self, slot: int, array: np.ndarray, dtype: type) -> None:
-        if not array.flags.c_contiguous or array.dtype != dtype:
-            raise ValueError(f"the C backend needs C-contiguous {np.dtype(dtype).name} parameter and buffer "
-                             f"arrays, got a {'non-contiguous ' if not array.flags.c_contiguous else ''}"
-                             f"{array.dtype} array")
+        check_array(array, dtype, "C")
         self.table[slot] = self.pointer(array.ctypes.data)
         self.seen[slot] = array
 
@@ -241,9 +253,8 @@ class _Binding:
                 seen[slot] = array
         if batch != self.batch:
             self.results = {}
-            for slot, name, size, dtype in self.outputs:
-                array = np.zeros(evaluate_dim(size, batch), dtype)
-                self.results[name] = array.reshape(evaluate_shape(self.shapes[name], batch))
+            for slot, name, array, shaped in output_arrays(self.outputs, self.shapes, batch):
+                self.results[name] = shaped
                 table[slot] = pointer(array.ctypes.data)
             self.owner.arena_pointer(evaluate_dim(self.memory.size, batch))
             self.batch = batch

@@ -256,6 +256,7 @@ class TrainProgram(Program):
         self.optimizer = optimizer
         self.stepped: dict[tuple, dict] = {}  # signature -> {parameter name: Parameter} its step updates
         self.distributed = distributed
+        self._last_signature: tuple | None = None  # distributed: the graphs an empty shard updates with
         if distributed:
             from graphnn import distributed as mpi
 
@@ -344,10 +345,10 @@ class TrainProgram(Program):
             count = len(args[0]) if args and hasattr(args[0], "__len__") else 0
             if count:
                 key, arrays = self._prepare(args)
-                self._key_for_update = key
+                self._last_signature = key
                 loss = float(self._run(key, "shard_grad", arrays, copy=False)["loss"][()])
             else:  # an empty shard: no work (its gradients count zero), the call counter stays in step
-                key, loss = getattr(self, "_key_for_update", None), 0.0
+                key, loss = self._last_signature, 0.0
                 self.calls += 1
             flat_gradients = optimizer.step_grads.array
             flat.host_access(flat_gradients)

@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from graphnn import flat
-from graphnn.ir import Graph, evaluate_dim, evaluate_shape
+from graphnn.executable import check_array, classify, output_arrays
+from graphnn.ir import Graph, evaluate_dim
 
 # FMA contraction on (as in the C backend and PyTorch's CUDA kernels), chosen here rather than
 # left to Triton's default, which changes in Triton 3.10; a value the user set wins
@@ -157,9 +158,9 @@ class Module:
         directory.mkdir(parents=True, exist_ok=True)
         self.path = directory / f"graphnn_{self.key}.py"
         if not self.path.exists() or self.path.read_text() != source:
-            from runtime.cpu import _atomic_write
+            from graphnn.checkpoint import atomic_write
 
-            _atomic_write(self.path, source.encode())
+            atomic_write(self.path, source.encode(), durable=False)
         name = f"graphnn_triton_{self.key}"
         module = sys.modules.get(name)
         if module is None:
@@ -180,8 +181,6 @@ class Binding:
     outputs downloaded on every call."""
 
     def __init__(self, device: Device, launcher, plan, memory, graph: Graph, order: list[str], getters: dict) -> None:
-        from graphnn.executable import classify
-
         self.device, self.launcher, self.memory = device, launcher, memory
         self.inputs, self.fixed, self.arrays, self.outputs = classify(order, plan, graph, getters)
         written = {s.buffer for k in plan.kernels for s in k.stores}
@@ -196,10 +195,7 @@ class Binding:
         self.arena = None
 
     def _bind(self, slot: int, array: np.ndarray, dtype: type, resident: bool = True) -> None:
-        if not array.flags.c_contiguous or array.dtype != dtype:
-            raise ValueError(f"the triton backend needs C-contiguous {np.dtype(dtype).name} parameter and buffer "
-                             f"arrays, got a {'non-contiguous ' if not array.flags.c_contiguous else ''}"
-                             f"{array.dtype} array")
+        check_array(array, dtype, "triton")
         self.hosts[slot] = array
         if self.device.separate and resident and slot not in self.scalar_buffers:
             self.mirrors[slot], self.tensors[slot] = self.device.resident(array)
@@ -221,10 +217,9 @@ class Binding:
             self.tensors[slot] = device.tensor(inputs[position])
         if batch != self.batch:
             self.results = {}
-            for slot, name, size, dtype in self.outputs:
-                array = np.zeros(evaluate_dim(size, batch), dtype)
-                self.results[name] = array.reshape(evaluate_shape(self.shapes[name], batch))
-                self._bind(slot, array, dtype, resident=False)
+            for slot, name, array, shaped in output_arrays(self.outputs, self.shapes, batch):
+                self.results[name] = shaped
+                self._bind(slot, array, array.dtype.type, resident=False)
             size = max(evaluate_dim(self.memory.size, batch), 1)
             self.arena = device.torch.zeros(size, dtype=device.torch.float32, device=device.name)
             self.batch = batch
