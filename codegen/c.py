@@ -146,7 +146,7 @@ class _Entry:
         them, emitted once before the loops so the loops vectorise."""
         lines, invariant = [], set()
         for load in kernel.loads:
-            if load.source not in ("rand",) and all(sympy.sympify(st) == 0 for st in load.strides):
+            if load.invariant:
                 lines.append(self.load_line(load, "    "))
                 invariant.add(load.name)
         for a in kernel.body:
@@ -186,7 +186,22 @@ class _Entry:
             (seed_buf, seed_off), (step_buf, step_off) = load.key
             return (f"{indent}const float {load.name} = graphnn_uniform({self.c_name(seed_buf)}[{c_index(seed_off)}], "
                     f"{self.c_name(step_buf)}[{c_index(step_off)}], {load.stream}u, (uint64_t)({index}));")
-        return f"{indent}const {ctype} {load.name} = {self.c_name(load.source)}[{index}];"
+        if not load.guards:
+            return f"{indent}const {ctype} {load.name} = {self.c_name(load.source)}[{index}];"
+        # a window read: each guarded index must land inside its axis, else the load is the fill
+        lines, conditions = [], []
+        for k, g in enumerate(load.guards):
+            v = f"{load.name}_v{k}"
+            lines.append(f"{indent}const int64_t {v} = {_index(g.const, g.coefs)};")
+            if g.div == 1:
+                conditions.append(f"{v} >= 0 && {v} < {g.limit}")
+            else:
+                conditions.append(f"{v} >= 0 && {v} < {g.limit * g.div} && {v} % {g.div} == 0")
+                index += f" + ({v} / {g.div})*{c_index(g.stride)}"
+        fill = "-INFINITY" if load.fill == float("-inf") else f"{float(load.fill)!r}f"
+        lines.append(f"{indent}const {ctype} {load.name} = ({' && '.join(conditions)}) ? "
+                     f"{self.c_name(load.source)}[{index}] : {fill};")
+        return "\n".join(lines)
 
     def assign_lines(self, assigns, indent: str) -> list[str]:
         return [f"{indent}const {CTYPES[a.dtype]} {a.name} = {c_value(a.expr)};  /* {a.comment} */" for a in assigns]
@@ -267,7 +282,7 @@ class _Entry:
     def reduce_loops(self, kernel: Kernel, kept: list, parallel: bool, indent: str) -> list[str]:
         lines, outer = self.loops(kept, kernel.domain, indent, parallel and bool(kept))
         loads = self.loads_in_loop(kernel.loads)
-        inner_loads = [l for l in loads if any(l.strides[a] != 0 for a in kernel.axes)]
+        inner_loads = [l for l in loads if any(l.varies_along(a) for a in kernel.axes)]
         outer_loads = [l for l in loads if l not in inner_loads]
         lines += [self.load_line(l, outer) for l in outer_loads]
         # sums accumulate in double: a float accumulator loses digits over long reductions

@@ -283,10 +283,29 @@ class _Module:
             seed = f"tl.load({self.names[seed_buf]} + {c_index(seed_off)})"
             step = f"tl.load({self.names[step_buf]} + {c_index(step_off)})"
             return f"{indent}{load.name} = _uniform({seed}, {step}, {load.stream}, {index})"
-        scalar = all(sympy.sympify(s) == 0 for s in load.strides)
-        if scalar or mask is None:
+        if load.guards:
+            return self.window_load(load, index, names, mask, indent)
+        if load.invariant or mask is None:
             return f"{indent}{load.name} = tl.load({self.names[load.source]} + {index})"
         return f"{indent}{load.name} = tl.load({self.names[load.source]} + {index} + zero_{mask}, mask={mask}, other=0)"
+
+    def window_load(self, load: Load, index: str, names: tuple, mask: str | None, indent: str) -> str:
+        """A load through guards: lanes whose guarded index leaves its axis read nothing and
+        take the fill value."""
+        lines, conditions = [], [mask] if mask else []
+        for k, g in enumerate(load.guards):
+            v = f"{load.name}_v{k}"
+            lines.append(f"{indent}{v} = {_index(g.const, g.coefs, names)}")
+            if g.div == 1:
+                conditions.append(f"({v} >= 0) & ({v} < {g.limit})")
+            else:
+                conditions.append(f"({v} >= 0) & ({v} < {g.limit * g.div}) & ({v} % {g.div} == 0)")
+                index += f" + ({v} // {g.div}) * {c_index(g.stride)}"
+        zero = f" + zero_{mask}" if mask else ""
+        fill = "float('-inf')" if load.fill == float("-inf") else repr(float(load.fill))
+        lines.append(f"{indent}{load.name} = tl.load({self.names[load.source]} + {index}{zero}, "
+                     f"mask={' & '.join(conditions)}, other={fill})")
+        return "\n".join(lines)
 
     def assign_lines(self, assigns, indent: str = "    ") -> list[str]:
         return [f"{indent}{a.name} = {triton_value(a.expr)}  # {a.comment}" for a in assigns]

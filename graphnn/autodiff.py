@@ -89,7 +89,7 @@ def _reduce(b: Builder, node: Node, g: Node, needed: list) -> list:
     if node.attrs["kind"] == "sum":
         return [(0, wide)]
     if node.attrs.get("ties") == "first":
-        mask, _ = b.first_max(x, node.attrs["axes"][0])
+        mask, _ = b.first_max(x, node.attrs["axes"])
         return [(0, b.pointwise(pw.mul, mask, wide))]
     # ties share the gradient evenly (PyTorch's amax)
     at_max = b.pointwise(pw.eq, x, b.expand(node, x.shape), dtype=g.dtype)
@@ -130,7 +130,23 @@ def _expand(b: Builder, node: Node, g: Node, needed: list) -> list:
     return [(0, b.reduce("sum", g, axes))]
 
 
+def _window(b: Builder, node: Node, g: Node, needed: list) -> list:
+    """Each input element gets the sum of the gradients of the patch positions that read it."""
+    x, a = node.inputs[0], node.attrs
+    rank = len(a["kernel"])
+    spread = b.unwindow(g, x.shape[2:], a["kernel"], a["stride"], a["padding"], a["dilation"])
+    summed = b.reduce("sum", spread, range(2 + rank, 2 + 2 * rank))
+    return [(0, b.reshape(summed, x.shape))]
+
+
+def _unwindow(b: Builder, node: Node, g: Node, needed: list) -> list:
+    raise NotImplementedError("unwindow appears only in backward graphs; second derivatives of convolutions "
+                              "and pooling are not supported")
+
+
 RULES: dict[str, Rule] = {
+    "window": _window,
+    "unwindow": _unwindow,
     "pointwise": _pointwise,
     "reduce": _reduce,
     "matmul": _matmul,

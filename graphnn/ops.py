@@ -7,7 +7,8 @@ Primitives (and only these reach autodiff, the passes and the backends):
   shape, or shape () (a scalar read everywhere)
 - ``reduce``: sum or max over axes, keeping the reduced axes with size 1
 - ``matmul``: (..., M, K) @ (..., K, N) with equal leading dimensions
-- movement: ``reshape``, ``permute``, ``expand`` (size-1 axes to a larger size, same rank)
+- movement: ``reshape``, ``permute``, ``expand`` (size-1 axes to a larger size, same rank),
+  ``window`` (the patches of a convolution or pool) and ``unwindow`` (its transpose)
 - ``iota``: the index along one axis, as a constant (class labels become one-hot through it)
 - ``rand``: counter-based uniform [0, 1) draws keyed by (seed, step, stream, element index)
 - ``detach``: the identity that stops gradients (the max in a stable log-softmax)
@@ -83,26 +84,33 @@ class Builder:
 
         For max, ``ties`` says where the gradient goes when several elements equal the maximum:
         "split" shares it evenly (PyTorch's amax and max()), "first" gives it all to the first
-        one along the single reduced axis (PyTorch's max(dim)).
+        one in row-major order over the reduced axes (PyTorch's max(dim) and max pooling).
         """
         axes = tuple(sorted(set(normalize_axis(a, len(x.shape), self) for a in axes)))
         shape = tuple(1 if k in axes else d for k, d in enumerate(x.shape))
         if not axes:
             return x
         if kind == "max":
-            if ties == "first" and len(axes) != 1:
-                raise self.error("max with first-index ties reduces exactly one axis")
             return self.emit("reduce", (x,), shape, x.dtype, kind=kind, axes=axes, ties=ties)
         return self.emit("reduce", (x,), shape, x.dtype, kind=kind, axes=axes)
 
-    def first_max(self, x: Node, axis: int) -> tuple[Node, Node]:
-        """(mask, key): mask is 1 at the first maximum along ``axis`` and 0 elsewhere; key, with the
-        axis kept at size 1, is n - (index of that maximum), n the axis length."""
-        n = x.shape[axis]
-        m = self.reduce("max", x, (axis,))
+    def first_max(self, x: Node, axes) -> tuple[Node, Node]:
+        """(mask, key): mask is 1 at the first maximum over ``axes`` (in row-major order) and 0
+        elsewhere; key, with the axes kept at size 1, is n - (flat index of that maximum), n the
+        number of elements reduced."""
+        axes = (axes,) if isinstance(axes, int) else tuple(axes)
+        n = numel(tuple(x.shape[a] for a in axes))
+        m = self.reduce("max", x, axes)
         at_max = self.pointwise(pw.eq, x, self.expand(m, x.shape), dtype="f32")
-        reversed_index = self.pointwise(pw.fn("reverse_index", pw.x0 * (n - pw.x1)), at_max, self.iota(x.shape, axis, "f32"))
-        key = self.reduce("max", reversed_index, (axis,))
+        index, step = None, 1
+        for axis in reversed(axes):  # the flat index over the reduced axes, last axis fastest
+            term = self.iota(x.shape, axis, "f32")
+            if step != 1:
+                term = self.pointwise(pw.scale(step), term)
+            index = term if index is None else self.pointwise(pw.add, index, term)
+            step = step * x.shape[axis]
+        reversed_index = self.pointwise(pw.fn("reverse_index", pw.x0 * (n - pw.x1)), at_max, index)
+        key = self.reduce("max", reversed_index, axes)
         mask = self.pointwise(pw.eq, reversed_index, self.expand(key, x.shape), dtype="f32")
         return mask, key
 
@@ -153,6 +161,28 @@ class Builder:
             x = self.reshape(x, (1,) * (len(shape) - len(x.shape)) + tuple(x.shape))
         return self.expand(x, shape)
 
+    # -- sliding windows (convolution and pooling) -------------------------------------------
+    def window(self, x: Node, kernel: Sequence[int], stride: Sequence[int], padding: Sequence[int],
+               dilation: Sequence[int], fill: float = 0.0) -> Node:
+        """The patches a convolution or pool reads: (N, C, *S) -> (N, *O, C, *K), element
+        (n, o, c, k) = x[n, c, o*stride - padding + k*dilation], ``fill`` where that is padding."""
+        rank = len(kernel)
+        if len(x.shape) != 2 + rank:
+            raise self.error(f"expected a {2 + rank}-D input (N, C, {', '.join('HWD'[:rank])}), got {format_shape(x.shape)}")
+        windows = window_counts(x.shape[2:], kernel, stride, padding, dilation, self)
+        shape = (x.shape[0], *windows, x.shape[1], *kernel)
+        attrs = dict(kernel=tuple(kernel), stride=tuple(stride), padding=tuple(padding), dilation=tuple(dilation))
+        return self.emit("window", (x,), shape, x.dtype, fill=float(fill), **attrs)
+
+    def unwindow(self, g: Node, spatial: Sequence[int], kernel: Sequence[int], stride: Sequence[int],
+                 padding: Sequence[int], dilation: Sequence[int]) -> Node:
+        """The transpose of ``window`` before its sum: (N, *O, C, *K) -> (N, C, *S, *K), element
+        (n, c, s, k) = g[n, (s + padding - k*dilation) / stride, c, k] where that is a window, else 0."""
+        rank = len(kernel)
+        shape = (g.shape[0], g.shape[1 + rank], *spatial, *kernel)
+        attrs = dict(kernel=tuple(kernel), stride=tuple(stride), padding=tuple(padding), dilation=tuple(dilation))
+        return self.emit("unwindow", (g,), shape, g.dtype, **attrs)
+
     # -- constants and randomness -----------------------------------------------------------
     def iota(self, shape: Shape, axis: int, dtype: str = "i64") -> Node:
         return self.emit("iota", (), shape, dtype, axis=axis)
@@ -171,6 +201,25 @@ class Builder:
             raise self.error(message)
         if condition is not sympy.true:
             self.graph.checks.append(Check(condition, f"{self.where()}: {message}"))
+
+
+def window_counts(spatial: Sequence, kernel: Sequence[int], stride: Sequence[int], padding: Sequence[int],
+                  dilation: Sequence[int], where: Builder) -> tuple[int, ...]:
+    """How many windows fit along each spatial axis (PyTorch's floor rule), or a clear error."""
+    counts = []
+    for axis, (size, k, s, p, d) in enumerate(zip(spatial, kernel, stride, padding, dilation)):
+        if not isinstance(size, int):
+            raise where.error(f"spatial dimensions must be fixed sizes, got {size} in dimension {axis + 2}")
+        if min(k, s, d) < 1 or p < 0:
+            raise where.error(f"kernel size, stride and dilation must be positive and padding non-negative, got "
+                              f"kernel_size={tuple(kernel)}, stride={tuple(stride)}, padding={tuple(padding)}, "
+                              f"dilation={tuple(dilation)}")
+        span = d * (k - 1) + 1
+        if size + 2 * p < span:
+            raise where.error(f"kernel size {tuple(kernel)} (dilation {tuple(dilation)}) is larger than the padded "
+                              f"input: dimension {axis + 2} has size {size} + 2*{p} padding, the kernel spans {span}")
+        counts.append((size + 2 * p - span) // s + 1)
+    return tuple(counts)
 
 
 def normalize_axis(axis: int, rank: int, where: Builder | None = None) -> int:

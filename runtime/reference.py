@@ -6,6 +6,7 @@ gradient checks against finite differences).
 """
 from __future__ import annotations
 
+import itertools
 from typing import Callable, Mapping
 
 import numpy as np
@@ -69,7 +70,44 @@ def _rand(node, args, shape, dtype, batch):
     return philox_uniform(int(np.prod(shape)), seed, step, node.attrs["stream"]).reshape(shape).astype(dtype)
 
 
+def _window(node, args, shape, dtype, batch):
+    """Patches by slicing the padded input once per kernel offset."""
+    x, a = args[0], node.attrs
+    rank = len(a["kernel"])
+    pads = [(0, 0), (0, 0)] + [(p, p) for p in a["padding"]]
+    padded = np.pad(x, pads, constant_values=a["fill"])
+    windows = shape[1:1 + rank]
+    out = np.empty(x.shape[:2] + tuple(a["kernel"]) + windows, dtype)  # (N, C, *K, *O)
+    for k in itertools.product(*(range(n) for n in a["kernel"])):
+        picks = tuple(slice(k[i] * a["dilation"][i], k[i] * a["dilation"][i] + (windows[i] - 1) * a["stride"][i] + 1,
+                            a["stride"][i]) for i in range(rank))
+        out[(slice(None), slice(None)) + k] = padded[(slice(None), slice(None)) + picks]
+    return out.transpose(0, *range(2 + rank, 2 + 2 * rank), 1, *range(2, 2 + rank))
+
+
+def _unwindow(node, args, shape, dtype, batch):
+    """Each patch position written back to the input position it read (0 where none did)."""
+    g, a = args[0], node.attrs
+    rank = len(a["kernel"])
+    spatial, windows = shape[2:2 + rank], g.shape[1:1 + rank]
+    by_kernel = g.transpose(0, 1 + rank, *range(2 + rank, 2 + 2 * rank), *range(1, 1 + rank))  # (N, C, *K, *O)
+    out = np.zeros(shape[:2] + tuple(a["kernel"]) + spatial, dtype)  # (N, C, *K, *S)
+    for k in itertools.product(*(range(n) for n in a["kernel"])):
+        sources, targets = [], []
+        for i in range(rank):
+            o = np.arange(windows[i])
+            s = o * a["stride"][i] - a["padding"][i] + k[i] * a["dilation"][i]
+            inside = (s >= 0) & (s < spatial[i])
+            sources.append(o[inside])
+            targets.append(s[inside])
+        out[(slice(None), slice(None)) + k][(Ellipsis,) + np.ix_(*targets)] = \
+            by_kernel[(slice(None), slice(None)) + k][(Ellipsis,) + np.ix_(*sources)]
+    return out.transpose(0, 1, *range(2 + rank, 2 + 2 * rank), *range(2, 2 + rank))
+
+
 EVALUATORS: dict[str, Callable] = {
+    "window": _window,
+    "unwindow": _unwindow,
     "pointwise": _pointwise,
     "reduce": _reduce,
     "matmul": lambda node, args, shape, dtype, batch: np.matmul(args[0], args[1]).astype(dtype, copy=False),

@@ -2,12 +2,13 @@
 from graphnn.nn import functional, init
 from graphnn.nn.activation import ELU, GELU, Hardtanh, LeakyReLU, LogSoftmax, ReLU, Sigmoid, SiLU, Softmax, Softplus, Tanh
 from graphnn.nn.container import ModuleDict, ModuleList, Sequential
-from graphnn.nn.layers import BatchNorm1d, Dropout, Flatten, Identity, Linear
+from graphnn.nn.conv import AvgPool2d, Conv2d, MaxPool2d
+from graphnn.nn.layers import BatchNorm1d, BatchNorm2d, Dropout, Flatten, Identity, Linear
 from graphnn.nn.loss import BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, MSELoss, NLLLoss
 from graphnn.nn.module import Module, Parameter
 
 __all__ = [
     "functional", "init", "Module", "Parameter", "Sequential", "ModuleList", "ModuleDict", "Identity", "Flatten",
-    "Linear", "Dropout", "BatchNorm1d", "ReLU", "Tanh", "Sigmoid", "SiLU", "Hardtanh", "LeakyReLU", "ELU", "GELU",
+    "Linear", "Conv2d", "MaxPool2d", "AvgPool2d", "Dropout", "BatchNorm1d", "BatchNorm2d", "ReLU", "Tanh", "Sigmoid", "SiLU", "Hardtanh", "LeakyReLU", "ELU", "GELU",
     "Softplus", "Softmax", "LogSoftmax", "MSELoss", "L1Loss", "CrossEntropyLoss", "NLLLoss", "BCEWithLogitsLoss",
 ]

@@ -145,7 +145,7 @@ def batch_norm(
     """
     x = as_tensor(input)
     if x.ndim < 2:
-        raise _b().error(f"BatchNorm expected an input of shape (N, C) or (N, C, L), got {format_shape(x.shape)}")
+        raise _b().error(f"BatchNorm expected an input of shape (N, C), (N, C, L) or (N, C, H, W), got {format_shape(x.shape)}")
     channels = x.shape[1]
     view = (1, channels) + (1,) * (x.ndim - 2)
     axes = (0,) + tuple(range(2, x.ndim))
@@ -280,3 +280,8 @@ def cross_entropy(
 
 
 __all__ = [name for name in dir() if not name.startswith("_") and name not in ("sympy", "annotations", "Tensor")]
+
+# convolution and pooling live beside their Modules (graphnn/nn/conv.py)
+from graphnn.nn.conv import avg_pool2d, conv2d, max_pool2d  # noqa: E402
+
+__all__ += ["conv2d", "max_pool2d", "avg_pool2d"]

@@ -157,3 +157,9 @@ class BatchNorm1d(_BatchNorm):
     """Batch normalisation over (N, C) or (N, C, L) inputs, per channel C."""
 
     _ranks = (2, 3)
+
+
+class BatchNorm2d(_BatchNorm):
+    """Batch normalisation over (N, C, H, W) inputs, per channel C."""
+
+    _ranks = (4,)

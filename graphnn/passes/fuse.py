@@ -13,6 +13,7 @@ Updates of persistent state are written in place, after every other reader of th
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 import sympy
 
@@ -66,7 +67,8 @@ class Fusion:
         for name, node in self.graph.placements.items():
             view = self.view_of(node)
             base = view.base
-            contiguous = view.offset == 0 and view.strides == views.contiguous_strides(view.shape)
+            contiguous = (view.offset == 0 and view.strides == views.contiguous_strides(view.shape)
+                          and not view.guards)
             if (name in self.storage and contiguous and base.op not in ("input", "param", "buffer", "hyper", *GENERATORS)
                     and base.id not in self.named and base.id not in self.placements):
                 buffer, offset, size, kind = self.storage[name]
@@ -199,6 +201,8 @@ class Fusion:
                     loads[key] = Load(f"l{len(loads)}", "index", 0, key[1], base.dtype)
                 return loads[key].name
             strides = to_domain(view.strides, view.shape, epilogue)
+            if base.op in GENERATORS and view.guards:
+                raise NotImplementedError(f"a {base.op} read through a window is not supported by the fusion pass")
             if base.op == "rand":
                 seed, step = (self.location(i) for i in base.inputs)
                 key = ("rand", base.id, view.offset, strides)
@@ -207,9 +211,10 @@ class Fusion:
                 return loads[key].name
             buffer, offset = self.location(base)
             total = _add(offset, view.offset)
-            key = (buffer, total, strides)
+            guards = tuple(replace(g, coefs=to_domain(g.coefs, view.shape, epilogue)) for g in view.guards)
+            key = (buffer, total, strides, guards, view.fill)
             if key not in loads:
-                loads[key] = Load(f"l{len(loads)}", buffer, total, strides, base.dtype)
+                loads[key] = Load(f"l{len(loads)}", buffer, total, strides, base.dtype, guards=guards, fill=view.fill)
             return loads[key].name
 
         for node in members:
@@ -249,6 +254,8 @@ class Fusion:
 
     def _operand_load(self, name: str, source: Node) -> Load:
         view = self.view_of(source)
+        if view.guards:
+            raise NotImplementedError("a matmul operand read through a window is not supported by the fusion pass")
         buffer, offset = self.location(view.base)
         return Load(name, buffer, _add(offset, view.offset), view.strides, view.base.dtype)
 
@@ -298,7 +305,8 @@ class Fusion:
         kernel = Kernel(f"k{index}_output_{_sanitize(name)}", "pointwise", tuple(node.shape))
         view = self.view_of(node)
         buffer, offset = self.location(view.base)
-        kernel.loads = [Load("l0", buffer, _add(offset, view.offset), view.strides, node.dtype)]
+        kernel.loads = [Load("l0", buffer, _add(offset, view.offset), view.strides, node.dtype,
+                             guards=view.guards, fill=view.fill)]
         out = self._buffer(f"out.{name}", "output", numel(node.shape), node.dtype)
         kernel.stores = [Store(out, "l0", 0, views.contiguous_strides(node.shape), node.dtype)]
         return kernel

@@ -34,6 +34,19 @@ class Load:
     stream: int = 0
     key: tuple = ()
     """For "rand": ((seed buffer, offset), (step buffer, offset))."""
+    guards: tuple = ()
+    """``graphnn.passes.views.Guard``s with coefficients over the loop indices: where one fails
+    (padding, a position no window covers) the load gives ``fill`` and reads nothing."""
+    fill: float = 0.0
+
+    def varies_along(self, axis: int) -> bool:
+        """Whether the loaded value can change with loop index ``axis``."""
+        return sympy.sympify(self.strides[axis]) != 0 or any(g.coefs[axis] != 0 for g in self.guards)
+
+    @property
+    def invariant(self) -> bool:
+        """The same value at every loop index: a scalar, unless it is a random draw."""
+        return self.source != "rand" and not any(self.varies_along(k) for k in range(len(self.strides)))
 
 
 @dataclass(frozen=True)
@@ -106,7 +119,11 @@ class Kernel:
             head += f" k={self.k}"
         lines = [head + "   # " + ", ".join(self.paths or ["<model>"])]
         for load in ([self.a, self.b] if self.kind == "matmul" else []) + list(self.loads):
-            lines.append(f"  load {load.name} = {load.source}[{load.offset} + i.{_strides(load.strides)}]")
+            guards = f" if {' and '.join(_guard(g) for g in load.guards)}" if load.guards else ""
+            fill = f" else {load.fill}" if load.guards else ""
+            lines.append(f"  load {load.name} = {load.source}[{load.offset} + i.{_strides(load.strides)}"
+                         + "".join(f" + {g.stride}*{_guard_index(g)}/{g.div}" for g in load.guards if g.div > 1)
+                         + f"]{guards}{fill}")
         for a in self.body:
             lines.append(f"  {a.stage[:4]} {a.name}:{a.dtype} = {a.expr}")
         if self.kind == "reduce":
@@ -114,6 +131,14 @@ class Kernel:
         for s in self.stores:
             lines.append(f"  store {s.buffer}[{s.offset} + i.{_strides(s.strides)}] = {s.value}")
         return "\n".join(lines)
+
+
+def _guard_index(g) -> str:
+    return f"({g.const}+i.{_strides(g.coefs)})"
+
+
+def _guard(g) -> str:
+    return f"{_guard_index(g)} in {g.div}*[0,{g.limit})" if g.div > 1 else f"{_guard_index(g)} in [0,{g.limit})"
 
 
 def _strides(strides: tuple) -> str:

@@ -1,0 +1,260 @@
+"""Convolution and pooling over (N, C, H, W): Conv2d, MaxPool2d, AvgPool2d and their functional
+twins, decomposed into primitives while tracing.
+
+Every one of them starts from the ``window`` primitive, the (N, Ho, Wo, C, kh, kw) patches the
+kernel visits, a strided view of the input that costs no kernel of its own:
+
+- ``conv2d``: the patches as rows of an (N*Ho*Wo, C*kh*kw) matrix times the weight as a
+  (C*kh*kw, O) matrix, so the GEMM and its fused bias/activation epilogue serve convolutions
+  too; its backward is two matmuls and the transpose of the window (``unwindow`` + a sum);
+- ``max_pool2d``: a max over the patch axes, padding reading -inf; the gradient goes to the
+  first maximum of each window in row-major order, PyTorch's choice on ties;
+- ``avg_pool2d``: a sum over the patch axes divided by the window's size.
+
+The patch axes put channels inside spatial positions (NHWC order), so convolution results come
+out as (N*Ho*Wo, O) rows and are read as NCHW through a permuted view.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import sympy
+
+from graphnn import pointwise as pw
+from graphnn import trace
+from graphnn.ir import format_shape
+from graphnn.nn import init
+from graphnn.nn.module import Module, Parameter
+from graphnn.tensor import Tensor, as_tensor
+
+
+def _pair(value, name: str) -> tuple[int, int]:
+    values = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+    if len(values) != 2 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values):
+        raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
+    return tuple(int(v) for v in values)
+
+
+def _batched(x: Tensor, name: str) -> tuple[Tensor, bool]:
+    """(x as (N, C, H, W), whether it was an unbatched (C, H, W) input), or a clear error."""
+    b = trace.current().builder
+    if x.dtype.kind != "f":
+        raise b.error(f"{name} expected a float32 input, got {x.dtype} (convert it with .astype(np.float32))")
+    if x.ndim == 3:
+        return x.unsqueeze(0), True
+    if x.ndim != 4:
+        raise b.error(f"{name} expected a 3-D (C, H, W) or 4-D (N, C, H, W) input, got shape {format_shape(x.shape)}")
+    return x, False
+
+
+def _window(x: Tensor, kernel, stride, padding, dilation, fill: float = 0.0) -> Tensor:
+    return Tensor(trace.current().builder.window(x.node, kernel, stride, padding, dilation, fill))
+
+
+def _same_padding(kernel: tuple, dilation: tuple, stride: tuple) -> tuple[int, int]:
+    if stride != (1, 1):
+        raise ValueError("padding='same' is not supported for strided convolutions")
+    total = tuple(d * (k - 1) for k, d in zip(kernel, dilation))
+    if any(t % 2 for t in total):
+        raise NotImplementedError(f"padding='same' with an even kernel span (kernel {kernel}, dilation {dilation}) "
+                                  "pads unevenly, which graphnn does not support yet")
+    return tuple(t // 2 for t in total)
+
+
+def _conv_padding(padding, kernel: tuple, dilation: tuple, stride: tuple) -> tuple[int, int]:
+    if padding == "valid":
+        return (0, 0)
+    if padding == "same":
+        return _same_padding(kernel, dilation, stride)
+    if isinstance(padding, str):
+        raise ValueError(f"Invalid padding string {padding!r}, should be one of {{'valid', 'same'}}")
+    return _pair(padding, "padding")
+
+
+# -- functional ---------------------------------------------------------------------------------
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups: int = 1) -> Tensor:
+    """2-D cross-correlation of (N, C, H, W) with weight (O, C/groups, kh, kw), as PyTorch's."""
+    b = trace.current().builder
+    x, unbatched = _batched(as_tensor(input), "conv2d")
+    w = as_tensor(weight)
+    if w.ndim != 4:
+        raise b.error(f"conv2d expected a 4-D weight (out_channels, in_channels/groups, kh, kw), got {format_shape(w.shape)}")
+    out_channels, group_channels, kh, kw = (int(d) for d in w.shape)
+    channels = x.shape[1]
+    if groups < 1 or channels % groups or out_channels % groups:
+        raise b.error(f"conv2d with groups={groups} needs in_channels ({channels}) and out_channels "
+                      f"({out_channels}) divisible by groups")
+    if channels != group_channels * groups:
+        raise b.error(f"conv2d expected input with {group_channels * groups} channels (weight {format_shape(w.shape)}, "
+                      f"groups={groups}), got input of shape {format_shape(x.shape)}")
+    stride, dilation = _pair(stride, "stride"), _pair(dilation, "dilation")
+    padding = _conv_padding(padding, (kh, kw), dilation, stride)
+    patches = _window(x, (kh, kw), stride, padding, dilation)  # (N, Ho, Wo, C, kh, kw)
+    n, ho, wo = patches.shape[:3]
+    rows, depth = n * ho * wo, group_channels * kh * kw
+    if groups == 1:
+        y = patches.reshape(rows, depth) @ w.reshape(out_channels, depth).t()
+    else:  # one matmul per group, batched over the groups
+        per_group = patches.reshape(rows, groups, depth).permute(1, 0, 2)
+        kernels = w.reshape(groups, out_channels // groups, depth).permute(0, 2, 1)
+        y = (per_group @ kernels).permute(1, 0, 2).reshape(rows, out_channels)
+    if bias is not None:
+        y = y + as_tensor(bias)
+    y = y.reshape(n, ho, wo, out_channels).permute(0, 3, 1, 2)
+    return y.squeeze(0) if unbatched else y
+
+
+def _pool_arguments(name: str, kernel_size, stride, padding, dilation, ceil_mode: bool):
+    kernel = _pair(kernel_size, "kernel_size")
+    stride = kernel if stride is None or (isinstance(stride, (tuple, list)) and not stride) else _pair(stride, "stride")
+    padding, dilation = _pair(padding, "padding"), _pair(dilation, "dilation")
+    if ceil_mode:
+        raise NotImplementedError(f"{name} with ceil_mode=True is not supported yet")
+    for k, p, d in zip(kernel, padding, dilation):
+        if p > (d * (k - 1) + 1) // 2:
+            raise trace.current().builder.error(
+                f"{name}: pad should be at most half of effective kernel size, but got pad={p}, "
+                f"kernel_size={k} and dilation={d}")
+    return kernel, stride, padding, dilation
+
+
+def _pooled(patches: Tensor, kind: str, unbatched: bool) -> Tensor:
+    """Reduce the patch axes of (N, Ho, Wo, C, kh, kw) and read the result as (N, C, Ho, Wo)."""
+    b = trace.current().builder
+    reduced = Tensor(b.reduce(kind, patches.node, (4, 5), **({"ties": "first"} if kind == "max" else {})))
+    y = reduced.reshape(*patches.shape[:4]).permute(0, 3, 1, 2)
+    return y.squeeze(0) if unbatched else y
+
+
+def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False,
+               return_indices: bool = False) -> Tensor:
+    """The maximum of each window; padding never wins (it reads -inf)."""
+    if return_indices:
+        raise NotImplementedError("max_pool2d with return_indices=True is not supported yet")
+    x, unbatched = _batched(as_tensor(input), "max_pool2d")
+    kernel, stride, padding, dilation = _pool_arguments("max_pool2d", kernel_size, stride, padding, dilation, ceil_mode)
+    return _pooled(_window(x, kernel, stride, padding, dilation, float("-inf")), "max", unbatched)
+
+
+def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode: bool = False, count_include_pad: bool = True,
+               divisor_override=None) -> Tensor:
+    """The mean of each window: over kh*kw elements (padding counted as zeros), over the elements
+    inside the input with ``count_include_pad=False``, or over ``divisor_override``."""
+    x, unbatched = _batched(as_tensor(input), "avg_pool2d")
+    kernel, stride, padding, _ = _pool_arguments("avg_pool2d", kernel_size, stride, padding, 1, ceil_mode)
+    patches = _window(x, kernel, stride, padding, (1, 1))
+    total = _pooled(patches, "sum", unbatched)
+    if divisor_override is not None:
+        if int(divisor_override) == 0:
+            raise ValueError("divisor must be not zero")
+        return total / float(int(divisor_override))
+    if count_include_pad or padding == (0, 0):
+        return total / float(kernel[0] * kernel[1])
+    return total / _window_sizes(total, x.shape[2:], kernel, stride, padding)
+
+
+def _window_sizes(pooled: Tensor, spatial: tuple, kernel: tuple, stride: tuple, padding: tuple) -> Tensor:
+    """How many input elements each window covers, a function of the window's position: the
+    product over axes of min(o*s - p + k, size) - max(o*s - p, 0)."""
+    b = trace.current().builder
+    rank = pooled.ndim
+    shape = (1,) * (rank - 2) + tuple(pooled.shape[-2:])
+    factors = []
+    for axis in range(2):
+        o = b.iota(shape, rank - 2 + axis, "f32")
+        start = pw.x0 * stride[axis] - padding[axis]
+        covered = sympy.Min(start + kernel[axis], spatial[axis]) - sympy.Max(start, 0)
+        factors.append(b.pointwise(pw.fn("window_extent", covered, nargs=1), o))
+    return Tensor(b.pointwise(pw.mul, *factors))
+
+
+# -- modules ------------------------------------------------------------------------------------
+class Conv2d(Module):
+    """2-D convolution; weight and bias start uniform in +-1/sqrt(fan_in) as in PyTorch, with
+    fan_in = in_channels/groups * kh * kw."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
+                 groups: int = 1, bias: bool = True, padding_mode: str = "zeros") -> None:
+        super().__init__()
+        if padding_mode != "zeros":
+            raise NotImplementedError(f"Conv2d with padding_mode={padding_mode!r} is not supported yet (only 'zeros')")
+        if groups < 1 or in_channels % groups:
+            raise ValueError("in_channels must be divisible by groups")
+        if out_channels % groups:
+            raise ValueError("out_channels must be divisible by groups")
+        self.in_channels, self.out_channels, self.groups = int(in_channels), int(out_channels), int(groups)
+        self.kernel_size, self.stride, self.dilation = (_pair(kernel_size, "kernel_size"), _pair(stride, "stride"),
+                                                        _pair(dilation, "dilation"))
+        if isinstance(padding, str):
+            _conv_padding(padding, self.kernel_size, self.dilation, self.stride)  # validate now, as PyTorch does
+            self.padding = padding
+        else:
+            self.padding = _pair(padding, "padding")
+        self.padding_mode = padding_mode
+        shape = (self.out_channels, self.in_channels // self.groups) + self.kernel_size
+        self.weight = Parameter(np.empty(shape, np.float32))
+        if bias:
+            self.bias = Parameter(np.empty((self.out_channels,), np.float32))
+        else:
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            fan_in = self.in_channels // self.groups * self.kernel_size[0] * self.kernel_size[1]
+            bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
+            init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, input):
+        return conv2d(input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+    def extra_repr(self) -> str:
+        text = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
+        if self.padding != (0, 0):
+            text += f", padding={self.padding!r}" if isinstance(self.padding, str) else f", padding={self.padding}"
+        if self.dilation != (1, 1):
+            text += f", dilation={self.dilation}"
+        if self.groups != 1:
+            text += f", groups={self.groups}"
+        if self.bias is None:
+            text += ", bias=False"
+        return text
+
+
+class MaxPool2d(Module):
+    """The maximum over each kernel_size window (stride defaults to kernel_size)."""
+
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices: bool = False,
+                 ceil_mode: bool = False) -> None:
+        super().__init__()
+        self.kernel_size, self.stride = kernel_size, stride if stride is not None else kernel_size
+        self.padding, self.dilation = padding, dilation
+        self.return_indices, self.ceil_mode = return_indices, ceil_mode
+
+    def forward(self, input):
+        return max_pool2d(input, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode,
+                          self.return_indices)
+
+    def extra_repr(self) -> str:
+        return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
+                f"dilation={self.dilation}, ceil_mode={self.ceil_mode}")
+
+
+class AvgPool2d(Module):
+    """The mean over each kernel_size window (stride defaults to kernel_size)."""
+
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode: bool = False, count_include_pad: bool = True,
+                 divisor_override=None) -> None:
+        super().__init__()
+        self.kernel_size, self.stride = kernel_size, stride if stride is not None else kernel_size
+        self.padding, self.ceil_mode = padding, ceil_mode
+        self.count_include_pad, self.divisor_override = count_include_pad, divisor_override
+
+    def forward(self, input):
+        return avg_pool2d(input, self.kernel_size, self.stride, self.padding, self.ceil_mode, self.count_include_pad,
+                          self.divisor_override)
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
