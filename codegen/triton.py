@@ -295,7 +295,8 @@ class _Module:
         lines, conditions = [], [mask] if mask else []
         for k, g in enumerate(load.guards):
             v = f"{load.name}_v{k}"
-            lines.append(f"{indent}{v} = {_index(g.const, g.coefs, names)}")
+            # plus the context's zero index: the guard has the mask's shape even where it is constant
+            lines.append(f"{indent}{v} = {_index(g.const, g.coefs, names)}{f' + zero_{mask}' if mask else ''}")
             if g.div == 1:
                 conditions.append(f"({v} >= 0) & ({v} < {g.limit})")
             else:

@@ -36,16 +36,16 @@ def _pair(value, name: str) -> tuple[int, int]:
     return tuple(int(v) for v in values)
 
 
-def _batched(x: Tensor, name: str) -> tuple[Tensor, bool]:
-    """(x as (N, C, H, W), whether it was an unbatched (C, H, W) input), or a clear error."""
+def _checked(x: Tensor, name: str) -> Tensor:
+    """x if it is a float (N, C, H, W) tensor, else a clear error. The first dimension is always
+    the batch, so unbatched (C, H, W) inputs are refused rather than read as C samples."""
     b = trace.current().builder
     if x.dtype.kind != "f":
         raise b.error(f"{name} expected a float32 input, got {x.dtype} (convert it with .astype(np.float32))")
-    if x.ndim == 3:
-        return x.unsqueeze(0), True
     if x.ndim != 4:
-        raise b.error(f"{name} expected a 3-D (C, H, W) or 4-D (N, C, H, W) input, got shape {format_shape(x.shape)}")
-    return x, False
+        raise b.error(f"{name} expected a 4-D (N, C, H, W) input, got shape {format_shape(x.shape)}"
+                      + (" (an unbatched (C, H, W) input needs a leading batch axis)" if x.ndim == 3 else ""))
+    return x
 
 
 def _window(x: Tensor, kernel, stride, padding, dilation, fill: float = 0.0) -> Tensor:
@@ -76,7 +76,7 @@ def _conv_padding(padding, kernel: tuple, dilation: tuple, stride: tuple) -> tup
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups: int = 1) -> Tensor:
     """2-D cross-correlation of (N, C, H, W) with weight (O, C/groups, kh, kw), as PyTorch's."""
     b = trace.current().builder
-    x, unbatched = _batched(as_tensor(input), "conv2d")
+    x = _checked(as_tensor(input), "conv2d")
     w = as_tensor(weight)
     if w.ndim != 4:
         raise b.error(f"conv2d expected a 4-D weight (out_channels, in_channels/groups, kh, kw), got {format_shape(w.shape)}")
@@ -101,8 +101,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups: in
         y = (per_group @ kernels).permute(1, 0, 2).reshape(rows, out_channels)
     if bias is not None:
         y = y + as_tensor(bias)
-    y = y.reshape(n, ho, wo, out_channels).permute(0, 3, 1, 2)
-    return y.squeeze(0) if unbatched else y
+    return y.reshape(n, ho, wo, out_channels).permute(0, 3, 1, 2)
 
 
 def _pool_arguments(name: str, kernel_size, stride, padding, dilation, ceil_mode: bool):
@@ -111,20 +110,19 @@ def _pool_arguments(name: str, kernel_size, stride, padding, dilation, ceil_mode
     padding, dilation = _pair(padding, "padding"), _pair(dilation, "dilation")
     if ceil_mode:
         raise NotImplementedError(f"{name} with ceil_mode=True is not supported yet")
-    for k, p, d in zip(kernel, padding, dilation):
-        if p > (d * (k - 1) + 1) // 2:
+    for k, p in zip(kernel, padding):
+        if p > k // 2:  # so every window holds at least one input element
             raise trace.current().builder.error(
-                f"{name}: pad should be at most half of effective kernel size, but got pad={p}, "
-                f"kernel_size={k} and dilation={d}")
+                f"{name}: pad should be smaller than or equal to half of kernel size, but got "
+                f"padding={padding} and kernel_size={kernel}")
     return kernel, stride, padding, dilation
 
 
-def _pooled(patches: Tensor, kind: str, unbatched: bool) -> Tensor:
+def _pooled(patches: Tensor, kind: str) -> Tensor:
     """Reduce the patch axes of (N, Ho, Wo, C, kh, kw) and read the result as (N, C, Ho, Wo)."""
     b = trace.current().builder
     reduced = Tensor(b.reduce(kind, patches.node, (4, 5), **({"ties": "first"} if kind == "max" else {})))
-    y = reduced.reshape(*patches.shape[:4]).permute(0, 3, 1, 2)
-    return y.squeeze(0) if unbatched else y
+    return reduced.reshape(*patches.shape[:4]).permute(0, 3, 1, 2)
 
 
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False,
@@ -132,19 +130,19 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     """The maximum of each window; padding never wins (it reads -inf)."""
     if return_indices:
         raise NotImplementedError("max_pool2d with return_indices=True is not supported yet")
-    x, unbatched = _batched(as_tensor(input), "max_pool2d")
+    x = _checked(as_tensor(input), "max_pool2d")
     kernel, stride, padding, dilation = _pool_arguments("max_pool2d", kernel_size, stride, padding, dilation, ceil_mode)
-    return _pooled(_window(x, kernel, stride, padding, dilation, float("-inf")), "max", unbatched)
+    return _pooled(_window(x, kernel, stride, padding, dilation, float("-inf")), "max")
 
 
 def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode: bool = False, count_include_pad: bool = True,
                divisor_override=None) -> Tensor:
     """The mean of each window: over kh*kw elements (padding counted as zeros), over the elements
     inside the input with ``count_include_pad=False``, or over ``divisor_override``."""
-    x, unbatched = _batched(as_tensor(input), "avg_pool2d")
+    x = _checked(as_tensor(input), "avg_pool2d")
     kernel, stride, padding, _ = _pool_arguments("avg_pool2d", kernel_size, stride, padding, 1, ceil_mode)
     patches = _window(x, kernel, stride, padding, (1, 1))
-    total = _pooled(patches, "sum", unbatched)
+    total = _pooled(patches, "sum")
     if divisor_override is not None:
         if int(divisor_override) == 0:
             raise ValueError("divisor must be not zero")
@@ -158,11 +156,10 @@ def _window_sizes(pooled: Tensor, spatial: tuple, kernel: tuple, stride: tuple, 
     """How many input elements each window covers, a function of the window's position: the
     product over axes of min(o*s - p + k, size) - max(o*s - p, 0)."""
     b = trace.current().builder
-    rank = pooled.ndim
-    shape = (1,) * (rank - 2) + tuple(pooled.shape[-2:])
+    shape = (1, 1) + tuple(pooled.shape[2:])
     factors = []
     for axis in range(2):
-        o = b.iota(shape, rank - 2 + axis, "f32")
+        o = b.iota(shape, 2 + axis, "f32")
         start = pw.x0 * stride[axis] - padding[axis]
         covered = sympy.Min(start + kernel[axis], spatial[axis]) - sympy.Max(start, 0)
         factors.append(b.pointwise(pw.fn("window_extent", covered, nargs=1), o))
@@ -212,8 +209,8 @@ class Conv2d(Module):
 
     def extra_repr(self) -> str:
         text = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
-        if self.padding != (0, 0):
-            text += f", padding={self.padding!r}" if isinstance(self.padding, str) else f", padding={self.padding}"
+        if self.padding != (0, 0):  # PyTorch prints a padding string without quotes
+            text += f", padding={self.padding}"
         if self.dilation != (1, 1):
             text += f", dilation={self.dilation}"
         if self.groups != 1:

@@ -212,6 +212,7 @@ class Fusion:
             buffer, offset = self.location(base)
             total = _add(offset, view.offset)
             guards = tuple(replace(g, coefs=to_domain(g.coefs, view.shape, epilogue)) for g in view.guards)
+            guards = tuple(g for g in guards if any(g.coefs) or not views.always_holds(g))
             key = (buffer, total, strides, guards, view.fill)
             if key not in loads:
                 loads[key] = Load(f"l{len(loads)}", buffer, total, strides, base.dtype, guards=guards, fill=view.fill)

@@ -29,6 +29,12 @@ class Guard:
     stride: Dim = 0
 
 
+def always_holds(guard: Guard) -> bool:
+    """Whether a guard with no loop-index terms (every axis it reads has size 1) passes."""
+    v = guard.const
+    return not any(guard.coefs) and v >= 0 and v % guard.div == 0 and v // guard.div < guard.limit
+
+
 @dataclass(frozen=True)
 class View:
     base: Node
