@@ -132,7 +132,24 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
         raise NotImplementedError("max_pool2d with return_indices=True is not supported yet")
     x = _checked(as_tensor(input), "max_pool2d")
     kernel, stride, padding, dilation = _pool_arguments("max_pool2d", kernel_size, stride, padding, dilation, ceil_mode)
+    empty = empty_window(x.shape[2:], kernel, stride, padding, dilation)
+    if empty is not None:
+        raise trace.current().builder.error(
+            f"max_pool2d: window {empty[1]} along dimension {empty[0] + 2} holds only padding (input size "
+            f"{x.shape[2 + empty[0]]}, kernel_size={kernel}, stride={stride}, padding={padding}, dilation={dilation}); "
+            "its maximum is undefined (PyTorch reads out of bounds there)")
     return _pooled(_window(x, kernel, stride, padding, dilation, float("-inf")), "max")
+
+
+def empty_window(spatial, kernel, stride, padding, dilation) -> tuple[int, int] | None:
+    """(axis, window index) of the first window that reads no input element (with dilation, a
+    window can step over the whole input), or None."""
+    for axis, (size, k, s, p, d) in enumerate(zip(spatial, kernel, stride, padding, dilation)):
+        count = (size + 2 * p - d * (k - 1) - 1) // s + 1
+        for o in range(count):
+            if not any(0 <= o * s - p + j * d < size for j in range(k)):
+                return axis, o
+    return None
 
 
 def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode: bool = False, count_include_pad: bool = True,

@@ -212,7 +212,10 @@ class Fusion:
             buffer, offset = self.location(base)
             total = _add(offset, view.offset)
             guards = tuple(replace(g, coefs=to_domain(g.coefs, view.shape, epilogue)) for g in view.guards)
-            guards = tuple(g for g in guards if any(g.coefs) or not views.always_holds(g))
+            for g in guards:  # a guard on axes of size 1 that holds: its index is a constant
+                if views.always_holds(g):
+                    total = _add(total, g.stride * (g.const // g.div))
+            guards = tuple(g for g in guards if not views.always_holds(g))
             key = (buffer, total, strides, guards, view.fill)
             if key not in loads:
                 loads[key] = Load(f"l{len(loads)}", buffer, total, strides, base.dtype, guards=guards, fill=view.fill)

@@ -75,14 +75,14 @@ def apply(view: View, node: Node) -> View | None:
         grown = [s != d for s, d in zip(view.shape, node.shape)]
         return replace(view.per_axis(lambda t: tuple(0 if g else x for g, x in zip(grown, t))), shape=node.shape)
     if node.op == "reshape":
+        if view.guards:  # patches are gathered once into rows (a matmul operand reads plain strides)
+            return None
         if _is_contiguous(view):
             return View(view.base, view.offset, contiguous_strides(node.shape), node.shape)
         kept = [k for k, d in enumerate(view.shape) if d != 1]
         if [d for d in node.shape if d != 1] == [view.shape[k] for k in kept]:
-            def squeeze(t: tuple) -> tuple:
-                it = iter(t[k] for k in kept)
-                return tuple(0 if d == 1 else next(it) for d in node.shape)
-            return replace(view.per_axis(squeeze), shape=node.shape)
+            it = iter(view.strides[k] for k in kept)
+            return replace(view, strides=tuple(0 if d == 1 else next(it) for d in node.shape), shape=node.shape)
         return None
     if node.op in ("window", "unwindow"):
         if view.guards:
