@@ -172,7 +172,7 @@ class Builder:
         windows = window_counts(x.shape[2:], kernel, stride, padding, dilation, self)
         shape = (x.shape[0], *windows, x.shape[1], *kernel)
         attrs = dict(kernel=tuple(kernel), stride=tuple(stride), padding=tuple(padding), dilation=tuple(dilation))
-        return self.emit("window", (x,), shape, x.dtype, fill=float(fill), **attrs)
+        return self.emit("window", (x,), shape, x.dtype, **attrs, fill=float(fill))
 
     def unwindow(self, g: Node, spatial: Sequence[int], kernel: Sequence[int], stride: Sequence[int],
                  padding: Sequence[int], dilation: Sequence[int]) -> Node:

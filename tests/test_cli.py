@@ -68,6 +68,17 @@ def test_all_stages_with_headings_to_a_file(tmp_path):
         assert f"==== {stage} ====" in text
 
 
+def test_dump_of_the_convolutional_example(tmp_path):
+    out = tmp_path / "cnn.txt"
+    result = graphnn("dump", "examples/digits_cnn.py:model", "--stage", "all", "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    text = out.read_text()
+    assert "= window{kernel=(3,3), stride=(1,1), padding=(1,1), dilation=(1,1), fill=0.0}" in text
+    assert "= unwindow{" in text and "fill=-inf" in text
+    assert "/* k0_block1_0: pointwise over [B, 8, 8, 1, 3, 3]" in text  # the first layer's patches
+    assert " in [0,8) else 0.0" in text  # a padded load in the plan
+
+
 def _check_dot(dot: str) -> None:
     if shutil.which("dot"):
         subprocess.run(["dot", "-Tsvg"], input=dot, capture_output=True, text=True, check=True)

@@ -15,6 +15,7 @@ import pytest
 
 import graphnn as gn
 from graphnn import nn, optim
+from tests.graphnn.test_conv import small_cnn
 
 ROOT = Path(__file__).resolve().parents[2]
 H100_SHARED = 227 * 1024
@@ -22,11 +23,15 @@ H100_SHARED = 227 * 1024
 
 def models():
     """(model, loss, input shape, target) covering every kernel kind and Triton helper: matmul
-    epilogues, reductions (sum and max), BatchNorm, dropout draws, tanh, erf, expm1, log1p."""
+    epilogues, reductions (sum and max), BatchNorm, dropout draws, tanh, erf, expm1, log1p,
+    convolution and pooling windows."""
     yield nn.Sequential(nn.Linear(1, 13), nn.Tanh(), nn.Linear(13, 1)), nn.MSELoss(), (9, 1), "float"
     yield (nn.Sequential(nn.Linear(20, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Dropout(0.2), nn.Linear(32, 16),
                          nn.GELU(), nn.Linear(16, 16), nn.ELU(), nn.Linear(16, 16), nn.Softplus(), nn.Linear(16, 5)),
            nn.CrossEntropyLoss(), (7, 20), "classes")
+    # windows: padded patches, strided and grouped convolutions (guards with a divisor), max
+    # pooling (-inf fill, first-maximum masks), average pooling over the covered elements
+    yield small_cnn(nn), nn.CrossEntropyLoss(), (6, 2, 9, 9), "classes"
 
 
 def generated_modules() -> list[Path]:
@@ -34,7 +39,7 @@ def generated_modules() -> list[Path]:
     for model, loss, shape, target in models():
         rng = np.random.default_rng(0)
         x = rng.standard_normal(shape).astype(np.float32)
-        y = rng.integers(0, 5, shape[0]) if target == "classes" else rng.standard_normal((shape[0], 1)).astype(np.float32)
+        y = rng.integers(0, 3, shape[0]) if target == "classes" else rng.standard_normal((shape[0], 1)).astype(np.float32)
         train = gn.compile(model, loss, optim.SGD(model.parameters(), lr=0.1, momentum=0.9), backend="triton")
         train.step(x, y)
         model.eval()
@@ -49,7 +54,7 @@ def generated_modules() -> list[Path]:
 @pytest.mark.parametrize("capability", [90, 80])
 def test_every_generated_kernel_compiles_for_the_gpu(tmp_path, capability):
     paths = generated_modules()
-    assert len(paths) >= 2
+    assert len(paths) >= 6
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env["TRITON_CACHE_DIR"] = str(tmp_path / "triton-cache")
     script = ("import json, sys\nfrom runtime.gpu import compile_ahead\n"

@@ -31,3 +31,12 @@ def test_digits_reduced_run_reaches_90_percent():
     assert accuracy >= 0.90
     assert len(re.findall(r"^Epoch \d+, lr", text, re.M)) == 3
     assert re.search(r"pred \d true \d", text)
+
+
+def test_digits_cnn_beats_the_fully_connected_network():
+    text = run("examples/digits_cnn.py", "--compare-mlp", "--verbose", "0")
+    cnn = float(re.search(r"final test accuracy ([\d.]+)", text).group(1))
+    mlp = float(re.search(r"fully connected network after 20 epochs: test accuracy ([\d.]+)", text).group(1))
+    assert cnn > mlp and cnn >= 0.98, (cnn, mlp)
+    assert "(block1): Sequential(\n    (0): Conv2d(1, 32, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1))" in text
+    assert re.search(r"pred \d true \d", text)
