@@ -2,11 +2,12 @@
 (when installed: the `bench` extra) and graphnn's numpy reference, measured side by side in one
 run (interleaved rounds, medians), with the matmul GFLOP/s graphnn achieves.
 
-    python benchmarks/train_step.py [--rounds 5] [--no-compile] [--quick]
+    python benchmarks/train_step.py [--rounds 5] [--no-compile] [--quick] [--cases mlp,cnn,...]
 
 Models: the MLP 784-300-100-10 (ReLU, CrossEntropy, SGD(lr=0.01, momentum=0.9)) at several
-batch sizes, the book's MNIST network with BatchNorm at batch 64, and the thermometer model
-(Linear(1,13), Tanh, Linear(13,1), 9 samples). Also graphnn's compile time (cold and cached)
+batch sizes, the book's MNIST network with BatchNorm at batch 64, the thermometer model
+(Linear(1,13), Tanh, Linear(13,1), 9 samples) and the CNN of examples/digits_cnn.py (two
+conv-BatchNorm-ReLU-maxpool blocks on 8x8 images) at batch 64 and 256. Also graphnn's compile time (cold and cached)
 and the Python overhead of one call.
 """
 from __future__ import annotations
@@ -47,11 +48,20 @@ def thermometer(lib):
     return lib.Sequential(lib.Linear(1, 13), lib.Tanh(), lib.Linear(13, 1))
 
 
+def cnn(lib):
+    """The convolutional network of examples/digits_cnn.py (8x8 images, 1 channel)."""
+    def block(inputs, outputs):
+        return [lib.Conv2d(inputs, outputs, 3, padding=1), lib.BatchNorm2d(outputs), lib.ReLU(), lib.MaxPool2d(2)]
+    return lib.Sequential(*block(1, 32), *block(32, 64), lib.Flatten(), lib.Linear(64 * 2 * 2, 10))
+
+
 CASES = {
     "mlp": (lambda lib: mlp(lib), "ce", (784,)),
     "mnist_bn": (lambda lib: mlp(lib, batchnorm=True), "ce", (784,)),
     "thermometer": (thermometer, "mse", (1,)),
+    "cnn": (cnn, "ce", (1, 8, 8)),
 }
+ROWS = {"mlp": (1, 16, 64, 256, 1024), "mnist_bn": (64,), "thermometer": (9,), "cnn": (64, 256)}
 
 
 def data(case: str, batch: int, rng):
@@ -88,7 +98,7 @@ def jax_stepper(case: str, x, y):
         import jax.numpy as jnp
     except ImportError:
         return None
-    if case == "mnist_bn":
+    if case in ("mnist_bn", "cnn"):
         return None
     sizes = [784, 300, 100, 10] if case == "mlp" else [1, 13, 1]
     key = jax.random.PRNGKey(0)
@@ -262,6 +272,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--no-compile", action="store_true", help="leave out torch.compile")
     parser.add_argument("--quick", action="store_true", help="batch 1 and 64 only, 3 rounds")
+    parser.add_argument("--cases", default="mlp,mnist_bn,thermometer,cnn", help="which models (comma-separated): "
+                        + ", ".join(CASES))
     parser.add_argument("--backend", choices=["c", "triton"], default="c",
                         help="c: the CPU table; triton: steps per second on a CUDA GPU")
     args = parser.parse_args()
@@ -275,8 +287,7 @@ def main() -> None:
         torch._logging.set_logs(dynamo=logging.ERROR, inductor=logging.ERROR)
         warnings.filterwarnings("ignore")
     rounds = 3 if args.quick else args.rounds
-    batches = (1, 64) if args.quick else (1, 16, 64, 256, 1024)
-    rows = [("mlp", b) for b in batches] + [("mnist_bn", 64), ("thermometer", 9)]
+    rows = [(case, b) for case in args.cases.split(",") for b in ROWS[case] if not args.quick or b in (1, 9, 64)]
     import importlib.util
 
     with_jax = ["jax.jit"] if importlib.util.find_spec("jax") else []

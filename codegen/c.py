@@ -9,6 +9,7 @@ compiler vectorises the inner loop; large loops are split across threads with Op
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 import sympy
 
@@ -23,7 +24,9 @@ MR = 4
 COLUMN_SUMS = 1 << 16
 """Sums over leading axes with at most this many outputs accumulate row by row (on the stack)."""
 GEMM_MIN = 16
-"""Matmuls with every dimension at least this large use the packed GEMM (codegen/c_gemm.py)."""
+"""Matmuls with M and N at least this large use the packed GEMM (codegen/c_gemm.py)..."""
+GEMM_MIN_K = 4
+"""...when K is at least this: a first convolution's K is channels x kernel area, as small as 9."""
 PARALLEL_WORK = 1 << 21
 """Loops with fewer iterations (times inner work) than this stay on one thread: waking a second
 core costs more than it saves on the 2-core machines this is tuned for."""
@@ -232,6 +235,7 @@ class _Entry:
         return [indent[: len(indent) - 4 * (k + 1)] + "}" for k in range(count)]
 
     def pointwise(self, kernel: Kernel) -> list[str]:
+        kernel = _collapsed(kernel)
         dims = list(range(len(kernel.domain)))
 
         def make(parallel: bool, indent: str) -> list[str]:
@@ -316,7 +320,7 @@ class _Entry:
         lines.append(f"{indent}const float* restrict a_base = {self.c_name(a.source)} + {_index(a.offset, a.strides[:-2] + (0, 0))};")
         lines.append(f"{indent}const float* restrict b_base = {self.c_name(b.source)} + {_index(b.offset, b.strides[:-2] + (0, 0))};")
         n, k = c_index(kernel.domain[rank - 1]), c_index(kernel.k)
-        lines.append(f"{indent}if (({m}) >= {GEMM_MIN} && ({n}) >= {GEMM_MIN} && ({k}) >= {GEMM_MIN}) {{")
+        lines.append(f"{indent}if (({m}) >= {GEMM_MIN} && ({n}) >= {GEMM_MIN} && ({k}) >= {GEMM_MIN_K}) {{")
         lines += self.matmul_gemm(kernel, indent + "    ")
         lines.append(f"{indent}}} else {{")
         inner = indent + "    "
@@ -414,6 +418,30 @@ class _Entry:
         lines = [self.load_line(l, indent) for l in self.loads_in_loop(kernel.loads)]
         lines += self.assign_lines(self.assigns_in_loop(kernel.body), indent)
         return lines + [self.store_line(s, indent) for s in kernel.stores]
+
+
+def _collapsed(kernel: Kernel) -> Kernel:
+    """A pointwise kernel with adjacent loop axes merged wherever every access walks them as one
+    (outer stride = inner stride x inner extent): fewer, longer loops, so a layout like
+    [B, 32, 2, 2] runs as [B, 128] and vectorises."""
+    domain = list(kernel.domain)
+    accesses = [list(l.strides) for l in kernel.loads] + [list(s.strides) for s in kernel.stores]
+    accesses += [list(g.coefs) for l in kernel.loads for g in l.guards]
+    for k in range(len(domain) - 2, -1, -1):
+        inner = domain[k + 1]
+        if all(sympy.expand(sympy.sympify(a[k]) - sympy.sympify(a[k + 1]) * inner) == 0 for a in accesses):
+            domain[k] = sympy.sympify(domain[k] * inner)
+            domain[k] = int(domain[k]) if domain[k].is_Integer else domain[k]
+            del domain[k + 1]
+            for a in accesses:
+                del a[k]
+    if len(domain) == len(kernel.domain):
+        return kernel
+    it = iter(accesses)
+    loads = [replace(l, strides=tuple(next(it))) for l in kernel.loads]
+    stores = [replace(s, strides=tuple(next(it))) for s in kernel.stores]
+    loads = [replace(l, guards=tuple(replace(g, coefs=tuple(next(it))) for g in l.guards)) for l in loads]
+    return replace(kernel, domain=tuple(domain), loads=loads, stores=stores)
 
 
 def _index(offset, strides: tuple) -> str:

@@ -89,7 +89,7 @@ def _reduce(b: Builder, node: Node, g: Node, needed: list) -> list:
     if node.attrs["kind"] == "sum":
         return [(0, wide)]
     if node.attrs.get("ties") == "first":
-        mask, _ = b.first_max(x, node.attrs["axes"])
+        mask, _ = b.first_max(x, node.attrs["axes"], node)
         return [(0, b.pointwise(pw.mul, mask, wide))]
     # ties share the gradient evenly (PyTorch's amax)
     at_max = b.pointwise(pw.eq, x, b.expand(node, x.shape), dtype=g.dtype)

@@ -94,13 +94,13 @@ class Builder:
             return self.emit("reduce", (x,), shape, x.dtype, kind=kind, axes=axes, ties=ties)
         return self.emit("reduce", (x,), shape, x.dtype, kind=kind, axes=axes)
 
-    def first_max(self, x: Node, axes) -> tuple[Node, Node]:
+    def first_max(self, x: Node, axes, m: Node | None = None) -> tuple[Node, Node]:
         """(mask, key): mask is 1 at the first maximum over ``axes`` (in row-major order) and 0
         elsewhere; key, with the axes kept at size 1, is n - (flat index of that maximum), n the
-        number of elements reduced."""
+        number of elements reduced. ``m``: the maximum, when it is already computed."""
         axes = (axes,) if isinstance(axes, int) else tuple(axes)
         n = numel(tuple(x.shape[a] for a in axes))
-        m = self.reduce("max", x, axes)
+        m = self.reduce("max", x, axes) if m is None else m
         at_max = self.pointwise(pw.eq, x, self.expand(m, x.shape), dtype="f32")
         index, step = None, 1
         for axis in reversed(axes):  # the flat index over the reduced axes, last axis fastest
@@ -171,6 +171,12 @@ class Builder:
             raise self.error(f"expected a {2 + rank}-D input (N, C, {', '.join('HWD'[:rank])}), got {format_shape(x.shape)}")
         windows = window_counts(x.shape[2:], kernel, stride, padding, dilation, self)
         shape = (x.shape[0], *windows, x.shape[1], *kernel)
+        if (tuple(stride) == tuple(kernel) and not any(padding) and all(d == 1 for d in dilation)
+                and all(s == o * k for s, o, k in zip(x.shape[2:], windows, kernel))):
+            # windows that tile the input exactly are a reshape and a permute: views whose
+            # gradients are views too (no unwindow)
+            split = self.reshape(x, (x.shape[0], x.shape[1]) + tuple(d for o, k in zip(windows, kernel) for d in (o, k)))
+            return self.permute(split, (0, *range(2, 2 + 2 * rank, 2), 1, *range(3, 3 + 2 * rank, 2)))
         attrs = dict(kernel=tuple(kernel), stride=tuple(stride), padding=tuple(padding), dilation=tuple(dilation))
         return self.emit("window", (x,), shape, x.dtype, **attrs, fill=float(fill))
 
