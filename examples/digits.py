@@ -72,6 +72,23 @@ def show(images: np.ndarray, predicted: np.ndarray, labels: np.ndarray) -> None:
     print("   ".join(f"pred {p} true {t}" for p, t in zip(predicted, labels)))
 
 
+def report(net: nn.Module, program, history, x_test: np.ndarray, y_test: np.ndarray) -> float:
+    """Print each epoch, the final accuracy and a few test digits with their predictions; return
+    the median seconds per epoch."""
+    for epoch in range(history.epochs):
+        print(f"Epoch {epoch + 1}, lr {history['lr'][epoch]:.5f}, training loss {history['loss'][epoch]:.4f}, "
+              f"test loss {history['val_loss'][epoch]:.4f}, test accuracy {history['val_accuracy'][epoch]:.4f}, "
+              f"{history['epoch_time'][epoch] * 1e3:.1f} ms")
+    per_epoch = float(np.median(history["epoch_time"]))
+    print(f"\nfinal test accuracy {history['val_accuracy'][-1]:.4f}; {per_epoch * 1e3:.1f} ms per epoch "
+          f"({program.backend} backend)")
+    net.eval()
+    predict = gn.compile(net, backend=program.backend)
+    picks = np.arange(6)
+    show(x_test[picks], predict(x_test[picks]).argmax(1), y_test[picks])
+    return per_epoch
+
+
 def plot(history, path: str) -> bool:
     try:
         import matplotlib
@@ -115,18 +132,7 @@ def main() -> None:
               "samples of each batch of 64 per rank")
     net, program, history = train(args.epochs, args.backend, data, args.verbose, distributed=args.distributed)
     print(net)
-    for epoch in range(history.epochs):
-        print(f"Epoch {epoch + 1}, lr {history['lr'][epoch]:.5f}, training loss {history['loss'][epoch]:.4f}, "
-              f"test loss {history['val_loss'][epoch]:.4f}, test accuracy {history['val_accuracy'][epoch]:.4f}, "
-              f"{history['epoch_time'][epoch] * 1e3:.1f} ms")
-    accuracy = history["val_accuracy"][-1]
-    per_epoch = float(np.median(history["epoch_time"]))
-    print(f"\nfinal test accuracy {accuracy:.4f}; {per_epoch * 1e3:.1f} ms per epoch ({program.backend} backend)")
-
-    net.eval()
-    predict = gn.compile(net, backend=args.backend)
-    picks = np.arange(6)
-    show(x_test[picks], predict(x_test[picks]).argmax(1), y_test[picks])
+    per_epoch = report(net, program, history, x_test, y_test)
 
     if args.compare:
         _, _, reference = train(1, "numpy", data, verbose=0)

@@ -17,7 +17,7 @@ import numpy as np
 import graphnn as gn
 from graphnn import nn, optim
 
-from digits import load_data, show
+from digits import load_data, report
 from digits import train as train_mlp
 
 # what `graphnn dump examples/digits_cnn.py:model` traces by default
@@ -66,23 +66,12 @@ def main() -> None:
     print(net)
     parameters = sum(int(np.prod(p.shape)) for p in net.parameters())
     print(f"{parameters} parameters")
-    for epoch in range(history.epochs):
-        print(f"Epoch {epoch + 1}, lr {history['lr'][epoch]:.5f}, training loss {history['loss'][epoch]:.4f}, "
-              f"test loss {history['val_loss'][epoch]:.4f}, test accuracy {history['val_accuracy'][epoch]:.4f}, "
-              f"{history['epoch_time'][epoch] * 1e3:.1f} ms")
-    accuracy = history["val_accuracy"][-1]
-    per_epoch = float(np.median(history["epoch_time"]))
-    print(f"\nfinal test accuracy {accuracy:.4f}; {per_epoch * 1e3:.1f} ms per epoch ({program.backend} backend)")
-
-    net.eval()
-    predict = gn.compile(net, backend=args.backend)
-    picks = np.arange(6)
-    show(x_test[picks], predict(x_test[picks]).argmax(1), y_test[picks])
+    report(net, program, history, x_test, y_test)
 
     if args.compare_mlp:
         _, _, mlp = train_mlp(args.epochs, args.backend, data, verbose=0)
         print(f"fully connected network after {args.epochs} epochs: test accuracy {mlp['val_accuracy'][-1]:.4f} "
-              f"(convolutional: {accuracy:.4f})")
+              f"(convolutional: {history['val_accuracy'][-1]:.4f})")
 
 
 if __name__ == "__main__":

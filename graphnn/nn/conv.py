@@ -16,15 +16,13 @@ out as (N*Ho*Wo, O) rows and are read as NCHW through a permuted view.
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import sympy
 
 from graphnn import pointwise as pw
 from graphnn import trace
 from graphnn.ir import format_shape
-from graphnn.nn import init
+from graphnn.nn.layers import reset_weight_and_bias
 from graphnn.nn.module import Module, Parameter
 from graphnn.tensor import Tensor, as_tensor
 
@@ -215,11 +213,8 @@ class Conv2d(Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-        if self.bias is not None:
-            fan_in = self.in_channels // self.groups * self.kernel_size[0] * self.kernel_size[1]
-            bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
-            init.uniform_(self.bias, -bound, bound)
+        fan_in = self.in_channels // self.groups * self.kernel_size[0] * self.kernel_size[1]
+        reset_weight_and_bias(self.weight, self.bias, fan_in)
 
     def forward(self, input):
         return conv2d(input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
