@@ -161,6 +161,21 @@ def test_movement_vjp(batch, a, c, seed):
     check_gradients(lambda b, x: b.broadcast(x, (B, c)), [(c,)], batch, rng)
 
 
+@FD_SETTINGS
+@given(batch=st.integers(1, 2), kernel=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+       stride=st.tuples(st.integers(1, 3), st.integers(1, 3)), padding=st.tuples(st.integers(0, 2), st.integers(0, 2)),
+       dilation=st.tuples(st.integers(1, 2), st.integers(1, 2)), seed=st.integers(0, 999))
+def test_window_vjp(batch, kernel, stride, padding, dilation, seed):
+    """The patches' gradient (unwindow and a sum) against finite differences, padding included;
+    a max over each window routes the gradient to its maximum (values are apart, so no ties)."""
+    rng = np.random.default_rng(seed)
+    spatial = tuple(d * (k - 1) + 1 + s for k, d, s in zip(kernel, dilation, (1, 2)))
+    check_gradients(lambda b, x: b.window(x, kernel, stride, padding, dilation), [(B, 2) + spatial], batch, rng)
+    inside = tuple(min(p, k // 2) for p, k in zip(padding, kernel))  # no window of padding only
+    check_gradients(lambda b, x: b.reduce("max", b.window(x, kernel, stride, inside, (1, 1), float("-inf")),
+                                          (4, 5), ties="first"), [(B, 2) + spatial], batch, rng)
+
+
 def test_detach_iota_and_comparisons_pass_no_gradient():
     graph = Graph()
     b = Builder(graph)
