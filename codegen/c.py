@@ -172,7 +172,32 @@ class _Entry:
         if not any(re.search(r"\bB\b", line) for line in code):
             code = ["    (void)B;  /* this kernel's size does not depend on the batch */"] + code
         lines += code + ["}", ""]
+        if kernel.kind == "matmul" and not _direct(kernel):
+            lines = self.fused_epilogue(kernel, header, hoisted) + lines
         return "\n".join(lines)
+
+    def fused_epilogue(self, kernel: Kernel, header: list[str], hoisted: list[str]) -> list[str]:
+        """The matmul's epilogue as the packed GEMM's callback: it runs on each block of the
+        product as soon as the block's sums are final, on the thread that computed it."""
+        rank = len(kernel.domain)
+        m_axis, n_axis = rank - 2, rank - 1
+        body = hoisted + [f"    for (int64_t i{m_axis} = m0; i{m_axis} < m1; ++i{m_axis}) {{",
+                          f"        for (int64_t i{n_axis} = n0; i{n_axis} < n1; ++i{n_axis}) {{",
+                          f"            const float acc = c[i{m_axis}*ldc + i{n_axis}];"]
+        product = _product_store(kernel)
+        body += self.epilogue(kernel, "            ", skip=product) + ["        }", "    }"]
+        read = {b for b in kernel.buffers() if any(re.search(rf"\b{self.c_name(b)}\b", l) for l in body)}
+        body = [line for b, line in zip(kernel.buffers(), self.declare_pointers(kernel)) if b in read] + body
+        context = [("B", "    const int64_t B = ctx->B;"), ("bufs", "    void* const* bufs = ctx->bufs;")]
+        context += [(f"i{k}", f"    const int64_t i{k} = ctx->batch[{k}];") for k in range(rank - 2)]
+        used = [line for name, line in context if any(re.search(rf"\b{name}\b", l) for l in body)]
+        if used:
+            used.insert(0, "    const graphnn_epilogue_context* ctx = (const graphnn_epilogue_context*)context;")
+        else:
+            used.append("    (void)context;")
+        return ([header[0], " * the epilogue run on each finished block of the packed GEMM's product */",
+                 f"static void {self.name}_{kernel.name}_epilogue(void* context, const float* restrict c, int64_t ldc,",
+                 "        int64_t m0, int64_t m1, int64_t n0, int64_t n1) {"] + used + body + ["}", ""])
 
     def loads_in_loop(self, loads) -> list:
         return [l for l in loads if l.name not in self.invariant]
@@ -277,7 +302,7 @@ class _Entry:
         lines.append(f"{body}sums[{flat}] += {kernel.reduce_value};")
         lines += self.close(len(kept), body) + self.close(len(kernel.axes), indent)
         after, body = self.loops(kept, kernel.domain, "    ", parallel=False)
-        lines += after + [f"{body}const double acc = sums[{flat}];"]
+        lines += after + [f"{body}const float acc = (float)sums[{flat}];  /* the sum's float32 value */"]
         lines += [self.load_line(l, body) for l in loads if l.name in used_late]
         lines += self.assign_lines(epilogue, body)
         lines += [self.store_line(s, body) for s in kernel.stores if s.value not in prologue_names]
@@ -290,7 +315,7 @@ class _Entry:
         outer_loads = [l for l in loads if l not in inner_loads]
         lines += [self.load_line(l, outer) for l in outer_loads]
         # sums accumulate in double: a float accumulator loses digits over long reductions
-        init = "double acc = 0.0;" if kernel.reduce_op == "sum" else "float acc = -INFINITY;"
+        init = "double sum = 0.0;" if kernel.reduce_op == "sum" else "float acc = -INFINITY;"
         lines.append(f"{outer}{init}")
         inner_lines, inner = self.loops(list(kernel.axes), kernel.domain, outer, parallel=False)
         lines += inner_lines
@@ -298,9 +323,11 @@ class _Entry:
         lines += self.assign_lines([a for a in self.assigns_in_loop(kernel.body) if a.stage == "prologue"], inner)
         prologue_names = {a.name for a in kernel.body if a.stage == "prologue"}
         lines += [self.store_line(s, inner) for s in kernel.stores if s.value in prologue_names]
-        update = "acc += {v};" if kernel.reduce_op == "sum" else "acc = fmaxf(acc, {v});"
+        update = "sum += {v};" if kernel.reduce_op == "sum" else "acc = fmaxf(acc, {v});"
         lines.append(inner + update.format(v=kernel.reduce_value))
         lines += self.close(len(kernel.axes), inner)
+        if kernel.reduce_op == "sum":
+            lines.append(f"{outer}const float acc = (float)sum;  /* the sum's float32 value */")
         lines += self.assign_lines([a for a in self.assigns_in_loop(kernel.body) if a.stage == "epilogue"], outer)
         lines += [self.store_line(s, outer) for s in kernel.stores if s.value not in prologue_names]
         return lines + self.close(len(kept), outer)
@@ -341,20 +368,20 @@ class _Entry:
         m, n, k = (c_index(kernel.domain[m_axis]), c_index(kernel.domain[n_axis]), c_index(kernel.k))
         args = (f"{m}, {n}, {k}, a_base, {c_index(a.strides[-2])}, {c_index(a.strides[-1])}, "
                 f"b_base, {c_index(b.strides[-2])}, {c_index(b.strides[-1])}")
-        direct = (not kernel.body and len(kernel.stores) == 1 and kernel.stores[0].value == "acc"
-                  and sympy.sympify(kernel.stores[0].strides[-1]) == 1
-                  and sympy.sympify(kernel.stores[0].strides[-2] - kernel.domain[n_axis]) == 0)
-        if direct:
-            store = kernel.stores[0]
-            target = f"{self.c_name(store.buffer)} + {_index(store.offset, store.strides[:-2] + (0, 0))}"
-            return [f"{indent}graphnn_sgemm({args}, {target}, {n});"]
-        lines = [f"{indent}float* restrict product = graphnn_scratch_area(1, (size_t)(({m})*({n})));",
-                 f"{indent}graphnn_sgemm({args}, product, {n});",
-                 f"{indent}for (int64_t i{m_axis} = 0; i{m_axis} < {m}; ++i{m_axis}) {{",
-                 f"{indent}    for (int64_t i{n_axis} = 0; i{n_axis} < {n}; ++i{n_axis}) {{",
-                 f"{indent}        const float acc = product[i{m_axis}*({n}) + i{n_axis}];"]
-        lines += self.epilogue(kernel, indent + "        ")
-        return lines + [f"{indent}    }}", f"{indent}}}"]
+        store = _product_store(kernel)
+        if store is not None:
+            lines = [f"{indent}float* restrict product = {self.c_name(store.buffer)} + "
+                     f"{_index(store.offset, store.strides[:-2] + (0, 0))};"]
+        else:
+            lines = [f"{indent}float* restrict product = graphnn_scratch_area(1, (size_t)(({m})*({n})));"]
+        if _direct(kernel):
+            return lines + [f"{indent}graphnn_sgemm({args}, product, {n}, 0, 0, 0);"]
+        # an epilogue that updates a weight splits the threads' work by the weight's rows (see
+        # graphnn_sgemm): each thread updates the rows its forward GEMM reads
+        by_rows = int(any(self.plan.buffers[s.buffer].kind == "param" for s in kernel.stores))
+        batch = ", ".join(f"i{k}" for k in range(rank - 2)) or "0"
+        return lines + [f"{indent}graphnn_epilogue_context context = {{B, bufs, {{{batch}}}}};",
+                        f"{indent}graphnn_sgemm({args}, product, {n}, {self.name}_{kernel.name}_epilogue, &context, {by_rows});"]
 
     def matmul_rows(self, kernel: Kernel, mr: int, start: str, stop: str, indent: str, parallel: bool) -> list[str]:
         """The rows [start, stop) of a matmul, ``mr`` rows per iteration."""
@@ -414,10 +441,27 @@ class _Entry:
         lines.append(f"{indent}}}")
         return lines
 
-    def epilogue(self, kernel: Kernel, indent: str) -> list[str]:
+    def epilogue(self, kernel: Kernel, indent: str, skip: Store | None = None) -> list[str]:
+        """The epilogue for one element of the product ``acc``; ``skip``: a store the GEMM made."""
         lines = [self.load_line(l, indent) for l in self.loads_in_loop(kernel.loads)]
         lines += self.assign_lines(self.assigns_in_loop(kernel.body), indent)
-        return lines + [self.store_line(s, indent) for s in kernel.stores]
+        return lines + [self.store_line(s, indent) for s in kernel.stores if s is not skip]
+
+
+def _product_store(kernel: Kernel) -> Store | None:
+    """The store of a matmul's product itself, row-major: the packed GEMM writes it in place (and
+    the epilogue, if any, reads it back from there)."""
+    rank = len(kernel.domain)
+    for store in kernel.stores:
+        if (store.value == "acc" and sympy.sympify(store.strides[-1]) == 1
+                and sympy.sympify(store.strides[-2] - kernel.domain[rank - 1]) == 0):
+            return store
+    return None
+
+
+def _direct(kernel: Kernel) -> bool:
+    """A matmul whose product is its only output, stored row-major: no epilogue to run."""
+    return not kernel.body and len(kernel.stores) == 1 and _product_store(kernel) is not None
 
 
 def _collapsed(kernel: Kernel) -> Kernel:

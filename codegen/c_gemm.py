@@ -140,31 +140,32 @@ static void graphnn_pack_b(const float* b, int64_t sbk, int64_t sbn, int64_t k0,
     }
 }
 
-/* The micro-kernel: an GEMM_MR x GEMM_NR tile of C (+)= packed A sliver x packed B sliver. */
-static void graphnn_micro(int64_t kc, const float* restrict ap, const float* restrict bp,
-                          float* c, int64_t ldc, int64_t mr, int64_t nr, int accumulate) {
+/* The micro-kernel: an GEMM_MR x (16 * V) tile of C (+)= packed A sliver x packed B sliver, for
+ * V = 2 (a whole sliver) or V = 1 (a sliver's first 16 columns: the edge of an N that is not a
+ * multiple of GEMM_NR, where the second half would multiply packed zeros). */
+static inline __attribute__((always_inline)) void graphnn_micro_v(
+        int V, int64_t kc, const float* restrict ap, const float* restrict bp, float* c, int64_t ldc,
+        int64_t mr, int64_t nr, int accumulate) {
     graphnn_v16 acc[GEMM_MR][GEMM_NR / 16];
     for (int r = 0; r < GEMM_MR; ++r)
-        for (int v = 0; v < GEMM_NR / 16; ++v) acc[r][v] = (graphnn_v16){0};
+        for (int v = 0; v < V; ++v) acc[r][v] = (graphnn_v16){0};
     for (int64_t k = 0; k < kc; ++k) {
         const graphnn_v16* b = (const graphnn_v16*)(bp + k * GEMM_NR);
-        graphnn_v16 b0 = b[0], b1 = b[1];
         for (int r = 0; r < GEMM_MR; ++r) {
             const float a = ap[k * GEMM_MR + r];
-            acc[r][0] += a * b0;
-            acc[r][1] += a * b1;
+            for (int v = 0; v < V; ++v) acc[r][v] += a * b[v];
         }
     }
-    if (mr == GEMM_MR && nr == GEMM_NR) {  /* a whole tile: straight from the registers */
+    if (mr == GEMM_MR && nr == 16 * V) {  /* a whole tile: straight from the registers */
         for (int r = 0; r < GEMM_MR; ++r) {
             graphnn_v16u* row = (graphnn_v16u*)(c + r * ldc);
-            for (int v = 0; v < GEMM_NR / 16; ++v) row[v] = accumulate ? row[v] + acc[r][v] : acc[r][v];
+            for (int v = 0; v < V; ++v) row[v] = accumulate ? row[v] + acc[r][v] : acc[r][v];
         }
         return;
     }
     float tile[GEMM_MR][GEMM_NR] __attribute__((aligned(64)));
     for (int r = 0; r < GEMM_MR; ++r)
-        for (int v = 0; v < GEMM_NR / 16; ++v) *(graphnn_v16*)&tile[r][16 * v] = acc[r][v];
+        for (int v = 0; v < V; ++v) *(graphnn_v16*)&tile[r][16 * v] = acc[r][v];
     for (int64_t r = 0; r < mr; ++r) {
         float* row = c + r * ldc;
         if (accumulate) {
@@ -175,10 +176,32 @@ static void graphnn_micro(int64_t kc, const float* restrict ap, const float* res
     }
 }
 
-/* Columns [n0, n1) of C = A B (n0 a multiple of GEMM_NR), with this thread's scratch. */
-static void graphnn_sgemm_columns(int64_t m, int64_t n0, int64_t n1, int64_t k, const float* a, int64_t sam,
-                                  int64_t sak, const float* b, int64_t sbk, int64_t sbn, float* c, int64_t ldc,
-                                  int thread) {
+static void graphnn_micro(int64_t kc, const float* restrict ap, const float* restrict bp, float* c, int64_t ldc,
+                          int64_t mr, int64_t nr, int accumulate) {
+    if (nr > 16) graphnn_micro_v(2, kc, ap, bp, c, ldc, mr, nr, accumulate);
+    else graphnn_micro_v(1, kc, ap, bp, c, ldc, mr, nr, accumulate);
+}
+
+/* What a fused matmul does with a finished block of its product: rows [m0, m1) x columns
+ * [n0, n1) of C (row stride ldc) hold their final sums. Called by the thread that computed the
+ * block, while the block is still in its cache. */
+typedef void (*graphnn_epilogue)(void* context, const float* c, int64_t ldc, int64_t m0, int64_t m1,
+                                 int64_t n0, int64_t n1);
+
+/* The context a generated epilogue gets: the kernel's arguments and the indices of the batch
+ * loops around a batched matmul. */
+typedef struct {
+    int64_t B;
+    void* const* bufs;
+    int64_t batch[8];
+} graphnn_epilogue_context;
+
+/* Rows [m0, m1) x columns [n0, n1) of C = A B (m0 a multiple of GEMM_MR, n0 of GEMM_NR), with
+ * this thread's scratch; the epilogue (if any) runs on each GEMM_MC-row block after its last
+ * k panel. */
+static void graphnn_sgemm_block(int64_t m0, int64_t m1, int64_t n0, int64_t n1, int64_t k,
+                                const float* a, int64_t sam, int64_t sak, const float* b, int64_t sbk, int64_t sbn,
+                                float* c, int64_t ldc, graphnn_epilogue epilogue, void* context, int thread) {
     const int64_t n = n1 - n0;
     const int64_t n_padded = (n + GEMM_NR - 1) / GEMM_NR * GEMM_NR;
     float* bp = graphnn_scratch(0, thread, (size_t)(GEMM_KC * n_padded));
@@ -186,26 +209,33 @@ static void graphnn_sgemm_columns(int64_t m, int64_t n0, int64_t n1, int64_t k, 
     for (int64_t k0 = 0; k0 < k; k0 += GEMM_KC) {
         const int64_t kc = k - k0 < GEMM_KC ? k - k0 : GEMM_KC;
         graphnn_pack_b(b + n0 * sbn, sbk, sbn, k0, kc, n, bp);
-        for (int64_t m0 = 0; m0 < m; m0 += GEMM_MC) {
-            const int64_t mc = m - m0 < GEMM_MC ? m - m0 : GEMM_MC;
-            graphnn_pack_a(a, sam, sak, m0, mc, k0, kc, ap);
+        for (int64_t i0 = m0; i0 < m1; i0 += GEMM_MC) {
+            const int64_t mc = m1 - i0 < GEMM_MC ? m1 - i0 : GEMM_MC;
+            graphnn_pack_a(a, sam, sak, i0, mc, k0, kc, ap);
             for (int64_t j = 0; j < n; j += GEMM_NR) {
                 const int64_t nr = n - j < GEMM_NR ? n - j : GEMM_NR;
                 for (int64_t i = 0; i < mc; i += GEMM_MR) {
                     const int64_t mr = mc - i < GEMM_MR ? mc - i : GEMM_MR;
-                    graphnn_micro(kc, ap + i * kc, bp + j * kc, c + (m0 + i) * ldc + n0 + j, ldc, mr, nr, k0 > 0);
+                    graphnn_micro(kc, ap + i * kc, bp + j * kc, c + (i0 + i) * ldc + n0 + j, ldc, mr, nr, k0 > 0);
                 }
             }
+            if (epilogue && k0 + kc == k) epilogue(context, c, ldc, i0, i0 + mc, n0, n1);
         }
     }
 }
 
-/* Threads split the columns of C (so each packs only its part of B); small products stay on
- * one thread. */
+/* Threads split C into row blocks (each packs all of B, its own rows of A) when B is the smaller
+ * operand to pack twice, or when ``by_rows`` asks for it; into column blocks (each packs all of
+ * A, its own columns of B) otherwise. Both split in blocks of GEMM_NR, so a row split of a
+ * dimension and a column split of a dimension of the same size give each thread the same part:
+ * a weight updated by rows (in its gradient GEMM's epilogue) stays in the cache of the thread
+ * whose forward GEMM reads those rows as columns. Small products stay on one thread. */
 static void graphnn_sgemm(int64_t m, int64_t n, int64_t k, const float* a, int64_t sam, int64_t sak,
-                          const float* b, int64_t sbk, int64_t sbn, float* c, int64_t ldc) {
+                          const float* b, int64_t sbk, int64_t sbn, float* c, int64_t ldc,
+                          graphnn_epilogue epilogue, void* context, int by_rows) {
     if (k == 0) {
         for (int64_t i = 0; i < m; ++i) memset(c + i * ldc, 0, (size_t)n * sizeof(float));
+        if (epilogue) epilogue(context, c, ldc, 0, m, 0, n);
         return;
     }
     int threads = 1;
@@ -213,10 +243,11 @@ static void graphnn_sgemm(int64_t m, int64_t n, int64_t k, const float* a, int64
     if (m * n * k >= ((int64_t)1 << 20)) threads = omp_get_max_threads();
     if (threads > GRAPHNN_MAX_THREADS) threads = GRAPHNN_MAX_THREADS;
 #endif
-    const int64_t slivers = (n + GEMM_NR - 1) / GEMM_NR;
-    if (threads > slivers) threads = (int)slivers;
+    by_rows = by_rows || n < m;
+    const int64_t parts = ((by_rows ? m : n) + GEMM_NR - 1) / GEMM_NR;
+    if (threads > parts) threads = (int)parts;
     if (threads <= 1) {
-        graphnn_sgemm_columns(m, 0, n, k, a, sam, sak, b, sbk, sbn, c, ldc, 0);
+        graphnn_sgemm_block(0, m, 0, n, k, a, sam, sak, b, sbk, sbn, c, ldc, epilogue, context, 0);
         return;
     }
     #pragma omp parallel num_threads(threads)
@@ -226,8 +257,14 @@ static void graphnn_sgemm(int64_t m, int64_t n, int64_t k, const float* a, int64
 #else
         const int t = 0, nt = 1;
 #endif
-        const int64_t n0 = slivers * t / nt * GEMM_NR, n1 = slivers * (t + 1) / nt * GEMM_NR;
-        if (n0 < n) graphnn_sgemm_columns(m, n0, n1 < n ? n1 : n, k, a, sam, sak, b, sbk, sbn, c, ldc, t);
+        const int64_t start = parts * t / nt * GEMM_NR, stop = parts * (t + 1) / nt * GEMM_NR;
+        if (by_rows && start < m) {
+            graphnn_sgemm_block(start, stop < m ? stop : m, 0, n, k, a, sam, sak, b, sbk, sbn, c, ldc,
+                                epilogue, context, t);
+        } else if (!by_rows && start < n) {
+            graphnn_sgemm_block(0, m, start, stop < n ? stop : n, k, a, sam, sak, b, sbk, sbn, c, ldc,
+                                epilogue, context, t);
+        }
     }
 }
 """ % {"MR": MR, "NR": NR, "KC": KC, "MC": MC, "TRANSPOSE16": _transpose16()}

@@ -6,6 +6,8 @@ Rules, applied in topological order:
   consumer's kernel: pointwise chains become one loop, a reduction absorbs its pointwise
   producers (prologue), and a reduction or matmul absorbs pointwise consumers (epilogue);
 - a kernel holds at most one core (reduce or matmul), and a reduction's prologue holds none;
+- a pointwise group that reads one core's results elementwise and otherwise only leaves joins
+  that core's kernel (the optimizer update of a parameter runs where its gradient is computed);
 - a value with several consumers, read through a view, used as a matmul operand, or named as
   an output, update or placement is stored (and may still feed its own kernel's epilogue).
 Updates of persistent state are written in place, after every other reader of the old value.
@@ -90,7 +92,7 @@ class Fusion:
         return self.view.get(node.id) or views.identity(node)
 
     # -- grouping -------------------------------------------------------------------------------
-    def group(self) -> list[list[Node]]:
+    def group(self, absorb: bool = True) -> list[list[Node]]:
         group_of: dict[int, int] = {}
         members: dict[int, list[Node]] = {}
         core: dict[int, Node | None] = {}
@@ -113,7 +115,47 @@ class Fusion:
                 group_of[n.id] = theirs
             members[theirs] = sorted(members[theirs] + members.pop(mine), key=lambda n: self.position[n.id])
             core[theirs] = core[theirs] or core.pop(mine)
+        if absorb:
+            self._absorb_updates(members, group_of, core)
         return list(members.values())
+
+    def _absorb_updates(self, members: dict, group_of: dict, core: dict) -> None:
+        """A pointwise group that reads one core's results elementwise (a matmul's product, a
+        reduction's kept values, or their epilogues), and otherwise only leaves, joins that
+        group as more epilogue. This is how the optimizer update of a parameter runs where its
+        gradient is computed: on each block of the weight-gradient GEMM while the block is in
+        cache, on the thread that computed it (one pass over the parameter, gradient and momentum
+        fewer, and no gradient read back from the other core's cache), and a bias's update in
+        the reduction over the batch. Never when the group writes (in place) a leaf that the
+        core's group reads."""
+        leaves = ("input", "param", "buffer", "hyper")
+        for key in [k for k in members if core.get(k) is None]:
+            group = members[key]
+            sources = {(source, self.view_of(source).base) for n in group for source in n.inputs}
+            producers = {group_of.get(base.id) for _, base in sources if base.op not in leaves} - {key}
+            if len(producers) != 1 or None in producers:
+                continue  # a generator, a copy or several producers: keep the group as it is
+            target = producers.pop()
+            host = core.get(target)
+            if host is None or any(n.id in self.copies for n in group):
+                continue
+            shape = _squeezed(host.shape)
+            if any(n.op != "pointwise" or _squeezed(n.shape) != shape for n in group):
+                continue
+            prologue = _ancestors_within(host, {n.id for n in members[target]})
+            if any(group_of.get(base.id) == target and (not self._direct(source, base) or base.id in prologue
+                                                        or _squeezed(base.shape) != shape)
+                   for source, base in sources):
+                continue
+            read = {self.view_of(s).base for n in members[target] for s in n.inputs}
+            read = {b.attrs["name"] for b in read if b.op in leaves}
+            written = {name for n in group for kind, name in self.named.get(n.id, []) if kind == "update"}
+            if read & written:
+                continue
+            for n in group:
+                group_of[n.id] = target
+            members[target] = sorted(members[target] + members.pop(key), key=lambda n: self.position[n.id])
+            del core[key]
 
     def _inline_target(self, node: Node) -> Node | None:
         uses = self.uses[node.id]
@@ -297,7 +339,10 @@ class Fusion:
 
     def build(self) -> KernelPlan:
         self.analyse()
-        groups = self.order(self.group())
+        try:
+            groups = self.order(self.group())
+        except RuntimeError:  # an absorbed update whose leaf is read after the matmul: keep them apart
+            groups = self.order(self.group(absorb=False))
         kernels = horizontal.merge([self.kernel(g, k) for k, g in enumerate(groups)], self.buffers)
         outputs = {name: f"out.{name}" for name in self.graph.outputs}
         for name, node in self.graph.outputs.items():  # an output that is a view or a leaf: copy it

@@ -138,7 +138,7 @@ def test_dropout_masks_are_identical_to_the_reference():
     assert 0.25 < (expected == 0).mean() < 0.35
 
 
-def test_train_step_plan_fuses_epilogues_and_has_one_sgd_kernel():
+def test_train_step_plan_fuses_epilogues_and_updates_where_gradients_are_computed():
     import graphnn as gn
     from graphnn import nn, optim
 
@@ -151,9 +151,13 @@ def test_train_step_plan_fuses_epilogues_and_has_one_sgd_kernel():
     # forward: matmul + bias + relu in one kernel; backward: matmul + the relu derivative mask
     assert any(k.kind == "matmul" and {"add", "relu"} <= set(o) for k, o in zip(plan.kernels, ops))
     assert any(k.kind == "matmul" and "relu_grad" in o for k, o in zip(plan.kernels, ops))
-    sgd = [k for k, o in zip(plan.kernels, ops) if "sgd_update" in o]
-    assert len(sgd) == 1 and sgd[0].domain == (sum(p.data.size for p in model.parameters()),)
-    assert {s.buffer for s in sgd[0].stores} == {"flat.params", "flat.momentum"}
+    # each parameter's SGD update runs in the kernel that computes its gradient: a weight's in
+    # the weight-gradient matmul's epilogue, a bias's in the sum over the batch
+    sgd = [(k, o) for k, o in zip(plan.kernels, ops) if "sgd_update" in o]
+    assert sorted(k.kind for k, _ in sgd) == ["matmul"] * 3 + ["reduce"] * 3
+    for k, o in sgd:
+        assert o[0] in ("matmul", "reduce") and o[1:] == ["sgd_momentum", "sgd_update"]
+        assert {s.buffer for s in k.stores} == {"flat.params", "flat.momentum", "flat.step_grads"}
     assert "/* k" in next(iter(train.executables.values())).source
 
 
