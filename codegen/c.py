@@ -67,7 +67,7 @@ def generate(entries: dict[str, tuple[KernelPlan, MemoryPlan]], profile: bool = 
 
     With ``profile``, each entry point also accumulates the seconds spent in each kernel into an
     array that ``<entry>_profile()`` returns (in kernel order)."""
-    uses_gemm = any(k.kind == "matmul" for plan, _ in entries.values() for k in plan.kernels)
+    uses_gemm = any(k.kind == "matmul" and _gemm_sizes(k) is not False for plan, _ in entries.values() for k in plan.kernels)
     parts = [PRELUDE + (GEMM if uses_gemm else "") + (PROFILE_PRELUDE if profile else "")]
     for entry, (plan, memory) in entries.items():
         parts.append(_Entry(entry, plan, memory, profile).emit())
@@ -172,7 +172,7 @@ class _Entry:
         if not any(re.search(r"\bB\b", line) for line in code):
             code = ["    (void)B;  /* this kernel's size does not depend on the batch */"] + code
         lines += code + ["}", ""]
-        if kernel.kind == "matmul" and not _direct(kernel):
+        if kernel.kind == "matmul" and _gemm_sizes(kernel) is not False and not _direct(kernel):
             lines = self.fused_epilogue(kernel, header, hoisted) + lines
         return "\n".join(lines)
 
@@ -346,17 +346,22 @@ class _Entry:
         lines, indent = self.loops(batch_dims, kernel.domain, "    ", parallel=False)
         lines.append(f"{indent}const float* restrict a_base = {self.c_name(a.source)} + {_index(a.offset, a.strides[:-2] + (0, 0))};")
         lines.append(f"{indent}const float* restrict b_base = {self.c_name(b.source)} + {_index(b.offset, b.strides[:-2] + (0, 0))};")
-        n, k = c_index(kernel.domain[rank - 1]), c_index(kernel.k)
-        lines.append(f"{indent}if (({m}) >= {GEMM_MIN} && ({n}) >= {GEMM_MIN} && ({k}) >= {GEMM_MIN_K}) {{")
-        lines += self.matmul_gemm(kernel, indent + "    ")
-        lines.append(f"{indent}}} else {{")
-        inner = indent + "    "
+        gemm = _gemm_sizes(kernel)
+        if gemm is True:
+            return lines + self.matmul_gemm(kernel, indent) + self.close(len(batch_dims), indent)
+        inner = indent
+        if gemm is not False:  # decided per call, by the batch size
+            lines.append(f"{indent}if ({gemm}) {{")
+            lines += self.matmul_gemm(kernel, indent + "    ")
+            lines.append(f"{indent}}} else {{")
+            inner = indent + "    "
         lines.append(f"{inner}const int64_t m_full = ({m}) / {MR} * {MR};")
         work = sympy.sympify(kernel.domain[rank - 2]) * kernel.domain[rank - 1] * kernel.k
         lines += self.split(work, lambda parallel, indent: self.matmul_rows(kernel, MR, "0", "m_full", indent, parallel),
                             inner, PARALLEL_WORK * 8)
         lines += self.matmul_rows(kernel, 1, "m_full", m, inner, parallel=False)
-        lines.append(f"{indent}}}")
+        if gemm is not False:
+            lines.append(f"{indent}}}")
         return lines + self.close(len(batch_dims), indent)
 
     def matmul_gemm(self, kernel: Kernel, indent: str) -> list[str]:
@@ -446,6 +451,21 @@ class _Entry:
         lines = [self.load_line(l, indent) for l in self.loads_in_loop(kernel.loads)]
         lines += self.assign_lines(self.assigns_in_loop(kernel.body), indent)
         return lines + [self.store_line(s, indent) for s in kernel.stores if s is not skip]
+
+
+def _gemm_sizes(kernel: Kernel) -> bool | str:
+    """Whether a matmul is big enough for the packed GEMM: True or False when its sizes decide
+    it, else the C condition on the batch size."""
+    rank = len(kernel.domain)
+    conditions = []
+    for size, least in ((kernel.domain[rank - 2], GEMM_MIN), (kernel.domain[rank - 1], GEMM_MIN), (kernel.k, GEMM_MIN_K)):
+        size = sympy.sympify(size)
+        if size.is_Integer:
+            if int(size) < least:
+                return False
+        else:
+            conditions.append(f"({c_index(size)}) >= {least}")
+    return " && ".join(conditions) if conditions else True
 
 
 def _product_store(kernel: Kernel) -> Store | None:

@@ -5,7 +5,9 @@ panels of B (KC x NC) and A (MC x KC) are packed into contiguous slivers of NR c
 rows, and a register-blocked micro-kernel accumulates an MR x NR tile of C in vector registers
 (16 of them for 8 x 32 floats on AVX-512). It is written with GCC/Clang vector extensions, so the
 compiler emits the target's widest FMA instructions with ``-march=native`` and plain SSE without.
-Columns of C are split across OpenMP threads when the product is large enough to pay for them.
+Rows or columns of C are split across OpenMP threads when the product is large enough to pay for
+them. A fused matmul passes its epilogue as a callback, run on each block of C as soon as the
+block's sums are final, by the thread that computed it.
 """
 
 MR, NR = 8, 32

@@ -111,6 +111,8 @@ class Fusion:
                 continue
             if core[mine] is not None and core[theirs] is not None:
                 continue
+            if self._overwrites_operand(core[mine] or core[theirs], members[mine] + members[theirs]):
+                continue
             for n in members[mine]:
                 group_of[n.id] = theirs
             members[theirs] = sorted(members[theirs] + members.pop(mine), key=lambda n: self.position[n.id])
@@ -127,7 +129,7 @@ class Fusion:
         cache, on the thread that computed it (one pass over the parameter, gradient and momentum
         fewer, and no gradient read back from the other core's cache), and a bias's update in
         the reduction over the batch. Never when the group writes (in place) a leaf that the
-        core's group reads."""
+        matmul reads."""
         leaves = ("input", "param", "buffer", "hyper")
         for key in [k for k in members if core.get(k) is None]:
             group = members[key]
@@ -147,15 +149,22 @@ class Fusion:
                                                         or _squeezed(base.shape) != shape)
                    for source, base in sources):
                 continue
-            read = {self.view_of(s).base for n in members[target] for s in n.inputs}
-            read = {b.attrs["name"] for b in read if b.op in leaves}
-            written = {name for n in group for kind, name in self.named.get(n.id, []) if kind == "update"}
-            if read & written:
+            if self._overwrites_operand(host, group):
                 continue
             for n in group:
                 group_of[n.id] = target
             members[target] = sorted(members[target] + members.pop(key), key=lambda n: self.position[n.id])
             del core[key]
+
+    def _overwrites_operand(self, core: Node | None, nodes: list) -> bool:
+        """Whether ``nodes`` update in place a leaf that matmul ``core`` reads as an operand: the
+        GEMM reads whole rows and columns of its operands, so an epilogue writing them would
+        change values the GEMM has yet to read."""
+        if core is None or core.op != "matmul":
+            return False
+        read = {self.view_of(source).base for source in core.inputs}
+        read = {b.attrs["name"] for b in read if b.op in ("input", "param", "buffer", "hyper")}
+        return any(kind == "update" and name in read for n in nodes for kind, name in self.named.get(n.id, []))
 
     def _inline_target(self, node: Node) -> Node | None:
         uses = self.uses[node.id]

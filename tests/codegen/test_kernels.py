@@ -4,6 +4,7 @@ vector width or block size)."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -176,6 +177,36 @@ def test_packed_gemm_across_block_edges(m, n, k, transpose_a, transpose_b):
     x_shape = (k, B) if transpose_a else (B, k)
     w_shape = (n, k) if transpose_b else (k, n)
     compare(build, {"x": (x_shape, "f32"), "w": (w_shape, "f32")}, m, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("batch", [5, 37])
+def test_batched_gemm_epilogues_and_absorbed_consumers(batch):
+    """A matmul batched over 3 groups, large enough for the packed GEMM at batch 37: its epilogue
+    (per-group bias, tanh) runs as the GEMM's callback with the group index in its context, and
+    a second consumer of the product that reads only leaves joins the same kernel."""
+    def build(b, x, w, bias, scale):
+        raw = b.matmul(x, w)
+        bias = b.expand(bias, (3, B, 40))
+        return {"y": b.pointwise(pw.tanh, b.pointwise(pw.add, raw, bias)), "z": b.pointwise(pw.mul, raw, scale)}
+
+    plan = compare(build, {"x": ((3, B, 24), "f32"), "w": ((3, 24, 40), "f32"), "bias": ((3, 1, 40), "f32"),
+                           "scale": ((3, B, 40), "f32")}, batch, rtol=1e-4, atol=1e-5)
+    assert [k.kind for k in plan.kernels] == ["matmul"]
+    assert [op for _, op, _ in plan.kernels[0].sources] == ["matmul", "add", "tanh", "mul"]
+
+
+def test_update_reading_its_own_matmul_operand_stays_apart():
+    """An in-place update of a leaf that the matmul reads must not run in the GEMM's epilogue
+    (it would overwrite rows the GEMM has yet to read): it stays a kernel of its own, after it."""
+    graph = Graph()
+    b = Builder(graph)
+    x = b.leaf("input", "x", (40, 40))
+    w = b.leaf("param", "w", (40, 40))
+    product = b.matmul(x, w)
+    graph.outputs["y"] = product
+    graph.updates["w"] = b.pointwise(pw.add, w, product)
+    plan = build_plan(simplify(graph))
+    assert [k.kind for k in plan.kernels] == ["matmul", "pointwise"], str(plan)
 
 
 def test_generated_source_compiles_without_warnings(tmp_path):
