@@ -457,6 +457,8 @@ def _gemm_sizes(kernel: Kernel) -> bool | str:
     """Whether a matmul is big enough for the packed GEMM: True or False when its sizes decide
     it, else the C condition on the batch size."""
     rank = len(kernel.domain)
+    if rank - 2 > 8:  # the epilogue's context holds the indices of up to 8 batch loops
+        return False
     conditions = []
     for size, least in ((kernel.domain[rank - 2], GEMM_MIN), (kernel.domain[rank - 1], GEMM_MIN), (kernel.k, GEMM_MIN_K)):
         size = sympy.sympify(size)
