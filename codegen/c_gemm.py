@@ -185,18 +185,10 @@ static void graphnn_micro(int64_t kc, const float* restrict ap, const float* res
 }
 
 /* What a fused matmul does with a finished block of its product: rows [m0, m1) x columns
- * [n0, n1) of C (row stride ldc) hold their final sums. Called by the thread that computed the
- * block, while the block is still in its cache. */
+ * [n0, n1) of C hold their final sums, ``c`` points at element (m0, n0) and rows are ldc apart.
+ * Called by the thread that computed the block, while the block is still in its cache. */
 typedef void (*graphnn_epilogue)(void* context, const float* c, int64_t ldc, int64_t m0, int64_t m1,
                                  int64_t n0, int64_t n1);
-
-/* The context a generated epilogue gets: the kernel's arguments and the indices of the batch
- * loops around a batched matmul. */
-typedef struct {
-    int64_t B;
-    void* const* bufs;
-    int64_t batch[8];
-} graphnn_epilogue_context;
 
 /* Rows [m0, m1) x columns [n0, n1) of C = A B (m0 a multiple of GEMM_MR, n0 of GEMM_NR), with
  * this thread's scratch; the epilogue (if any) runs on each GEMM_MC-row block after its last
@@ -221,7 +213,7 @@ static void graphnn_sgemm_block(int64_t m0, int64_t m1, int64_t n0, int64_t n1, 
                     graphnn_micro(kc, ap + i * kc, bp + j * kc, c + (i0 + i) * ldc + n0 + j, ldc, mr, nr, k0 > 0);
                 }
             }
-            if (epilogue && k0 + kc == k) epilogue(context, c, ldc, i0, i0 + mc, n0, n1);
+            if (epilogue && k0 + kc == k) epilogue(context, c + i0 * ldc + n0, ldc, i0, i0 + mc, n0, n1);
         }
     }
 }
