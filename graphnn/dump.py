@@ -154,13 +154,29 @@ class Stages:
 
 
 def bytes_moved(plan) -> sympy.Expr:
-    """Bytes a plan's kernels read and write (each buffer access counted whole), in B."""
+    """Bytes a plan's kernels read and write, in B: each access counts the elements its loop
+    indices reach (the extents of the axes it moves along; a read of one parameter's slice of the
+    flat buffer counts that slice), at most its buffer's size where both are numbers. Scalars of
+    run-time hyperparameters are not counted."""
     moved = sympy.Integer(0)
     for k in plan.kernels:
-        for access in list(k.loads) + list(k.stores) + [op for op in (k.a, k.b) if op is not None]:
+        accesses = [(access, k.domain) for access in list(k.loads) + list(k.stores)]
+        if k.kind == "matmul":
+            batch = tuple(k.domain[:-2])
+            accesses += [(k.a, batch + (k.domain[-2], k.k)), (k.b, batch + (k.k, k.domain[-1]))]
+        for access, domain in accesses:
             name = getattr(access, "source", None) or getattr(access, "buffer", None)
-            if name in plan.buffers:
-                moved += plan.buffers[name].size * 4 if plan.buffers[name].kind != "hyper" else 0
+            if name not in plan.buffers or plan.buffers[name].kind == "hyper":
+                continue
+            coefs = [access.strides] + [g.coefs for g in getattr(access, "guards", ())]
+            extent = sympy.Integer(1)
+            for axis, size in enumerate(domain):
+                if any(sympy.sympify(c[axis]) != 0 for c in coefs):
+                    extent *= size
+            size = sympy.sympify(plan.buffers[name].size)
+            if extent.is_Integer and size.is_Integer:
+                extent = min(extent, size)
+            moved += 4 * extent
     return sympy.expand(moved)
 
 

@@ -124,3 +124,21 @@ def test_errors_have_a_status_and_a_message_not_a_traceback(args, status, messag
     assert result.returncode == status
     assert re.search(message, result.stderr)
     assert "Traceback" not in result.stderr
+
+
+def test_bytes_moved_counts_the_elements_each_access_reaches():
+    """A slice of a flat buffer counts as the slice, a broadcast scalar as one element, a matmul's
+    operands as their (M, K) and (K, N) extents; hyperparameter scalars not at all."""
+    from graphnn.dump import bytes_moved
+    from graphnn.ir import B
+    from graphnn.passes.plan import Buffer, Kernel, KernelPlan, Load, Store
+
+    buffers = {name: Buffer(name, kind, size, "f32") for name, kind, size in [
+        ("flat", "param", 100), ("hyper", "hyper", 3), ("x", "input", 7 * B), ("out", "output", 5 * B), ("tmp", "arena", 10)]}
+    update = Kernel("k0", "pointwise", (10,),
+                    loads=[Load("l0", "flat", 20, (1,), "f32"), Load("l1", "flat", 99, (0,), "f32"), Load("l2", "hyper", 0, (0,), "f32")],
+                    stores=[Store("flat", "l0", 20, (1,), "f32"), Store("tmp", "l1", 0, (1,), "f32")])
+    product = Kernel("k1", "matmul", (B, 5), stores=[Store("out", "acc", 0, (5, 1), "f32")], k=7,
+                     a=Load("a", "x", 0, (7, 1), "f32"), b=Load("b", "flat", 0, (1, 7), "f32"))
+    plan = KernelPlan([update, product], buffers, {})
+    assert bytes_moved(plan) == 4 * (10 + 1 + 10 + 10) + 4 * (5 * B + 7 * B + 35)
