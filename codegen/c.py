@@ -71,15 +71,48 @@ def buffer_order(plan: KernelPlan) -> list[str]:
 
 
 def generate(entries: dict[str, tuple[KernelPlan, MemoryPlan]], profile: bool = False) -> str:
-    """One C translation unit with an exported function per entry point.
+    """The C source of the entry points: one exported function per entry point.
+
+    A large source is written as several translation units that the runtime compiles in
+    parallel (``units``): the shared prelude, then the kernels in ``UNITS`` groups (extern
+    functions), then the entry points with the kernels' prototypes. Read as a whole it is still
+    one valid translation unit, which is what ``graphnn dump --stage c`` shows.
 
     With ``profile``, each entry point also accumulates the seconds spent in each kernel into an
     array that ``<entry>_profile()`` returns (in kernel order)."""
     uses_gemm = any(k.kind == "matmul" and _gemm_sizes(k) is not False for plan, _ in entries.values() for k in plan.kernels)
-    parts = [PRELUDE + (GEMM if uses_gemm else "") + (PROFILE_PRELUDE if profile else "")]
-    for entry, (plan, memory) in entries.items():
-        parts.append(_Entry(entry, plan, memory, profile).emit())
+    prelude = PRELUDE + (GEMM if uses_gemm else "") + (PROFILE_PRELUDE if profile else "")
+    emitters = [_Entry(entry, plan, memory, profile) for entry, (plan, memory) in entries.items()]
+    kernels = [source for e in emitters for source in e.kernels()]
+    entry_points = "\n".join(e.entry_point() for e in emitters)
+    if sum(source.count("\n") for source in kernels) < SPLIT_LINES:
+        return "\n".join([prelude] + kernels + [entry_points])
+    # kernels dealt to the units in turn: the costly ones to compile (the backward's GEMMs, the
+    # updates) come in runs, so contiguous groups would leave one unit with most of them
+    parts = [prelude]
+    for k in range(UNITS):
+        parts.append(f"{UNIT_MARKER} {k + 1} of {UNITS + 1}: kernels */")
+        parts += [_STATIC_KERNEL.sub("void ", source) for source in kernels[k::UNITS]]
+    prototypes = [f"void {match};" for source in kernels for match in _KERNEL_SIGNATURE.findall(source)]
+    parts += [f"{UNIT_MARKER} {UNITS + 1} of {UNITS + 1}: the entry points */"] + prototypes + ["", entry_points]
     return "\n".join(parts)
+
+
+UNIT_MARKER = "/* ==== translation unit"
+"""Begins each translation unit after the prelude in a source that ``generate`` split."""
+UNITS = 2
+"""Kernel translation units of a split source (the machines this is tuned for have 2 cores)."""
+SPLIT_LINES = 1500
+"""Kernels shorter than this (in lines) stay in one translation unit: compiling the prelude twice
+would cost more than it saves."""
+_STATIC_KERNEL = re.compile(r"^static void (?=\w+\(int64_t B, void\* const\* bufs\) \{$)", re.M)
+_KERNEL_SIGNATURE = re.compile(r"^(?:static )?void (\w+\(int64_t B, void\* const\* bufs\)) \{$", re.M)
+
+
+def units(source: str) -> list[str]:
+    """The translation units of a source from ``generate``: each is the prelude and one part."""
+    pieces = source.split(UNIT_MARKER)
+    return [source] if len(pieces) == 1 else [pieces[0] + UNIT_MARKER + piece for piece in pieces[1:]]
 
 
 def declarations(entries, profile: bool = False) -> str:
@@ -107,12 +140,14 @@ class _Entry:
         self.names = _unique_names(sorted(plan.buffers))
         self.arena_slot = len(self.slots)
 
-    def emit(self) -> str:
-        out = []
-        for kernel in self.plan.kernels:
-            out.append(self.kernel(kernel))
+    def kernels(self) -> list[str]:
+        """Each kernel's C (a matmul's epilogue function first)."""
+        return [self.kernel(kernel) for kernel in self.plan.kernels]
+
+    def entry_point(self) -> str:
         calls = "\n".join(self.call(k, i) for i, k in enumerate(self.plan.kernels))
         slots = ", ".join(f"{k}: {b}" for b, k in self.slots.items())
+        out = []
         if self.profile:
             count = max(len(self.plan.kernels), 1)
             out.append(f"static double {self.name}_seconds[{count}];\n"

@@ -124,7 +124,8 @@ class CExecutable(CompiledExecutable):
         name, plan, memory = self.plan(entry)
         plans = {name: (plan, memory)}
         self.sources[name] = c.generate(plans, self.profile)
-        library = self.libraries[name] = Library(self.sources[name], c.declarations(plans, self.profile), self.cache_dir)
+        library = self.libraries[name] = Library(self.sources[name], c.declarations(plans, self.profile), self.cache_dir,
+                                                 c.units(self.sources[name]))
         self.ffi = library.ffi
         binding = self.bindings[entry] = _Binding(self, library, name, self.graphs[entry], c.buffer_order(plan),
                                                   self.array_getters())

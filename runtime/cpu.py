@@ -75,8 +75,11 @@ def _accepts(path: str, flags: list) -> bool:
 class Library:
     """A compiled translation unit with its entry points loaded through cffi."""
 
-    def __init__(self, source: str, declarations: str, cache: Path) -> None:
+    def __init__(self, source: str, declarations: str, cache: Path, units: list[str] | None = None) -> None:
+        """``units``: the translation units ``source`` splits into, compiled in parallel and then
+        linked (default: the source as one unit)."""
         self.source = source
+        self.units = units or [source]
         path, identity, flags = compiler()
         self.key = hashlib.sha256("\n".join([source, identity, " ".join(flags)]).encode()).hexdigest()[:32]
         self.cache = Path(cache)
@@ -107,13 +110,21 @@ class Library:
         _atomic_write(source_path, self.source.encode())
         fd, tmp = tempfile.mkstemp(prefix=self.path.stem, suffix=".so.tmp", dir=self.cache)
         os.close(fd)
-        command = [compiler_path, *flags, "-shared", "-fPIC", str(source_path), "-o", tmp, "-lm"]
-        result = subprocess.run(command, capture_output=True, text=True)
-        if result.returncode != 0:
+        try:
+            if len(self.units) == 1:
+                _run([[compiler_path, *flags, "-shared", "-fPIC", str(source_path), "-o", tmp, "-lm"]], source_path)
+            else:
+                with tempfile.TemporaryDirectory(dir=self.cache) as work:
+                    units = [Path(work) / f"unit{k}.c" for k in range(len(self.units))]
+                    for path, text in zip(units, self.units):
+                        path.write_text(text)
+                    _run([[compiler_path, *flags, "-fPIC", "-c", str(p), "-o", str(p.with_suffix(".o"))] for p in units],
+                         source_path)
+                    _run([[compiler_path, *flags, "-shared", *(str(p.with_suffix(".o")) for p in units), "-o", tmp, "-lm"]],
+                         source_path)
+        except CompileError:
             os.unlink(tmp)
-            raise CompileError(
-                f"the C compiler failed on the generated source {source_path}:\n{' '.join(command)}\n{result.stderr[-4000:]}"
-            )
+            raise
         data = Path(tmp).read_bytes()
         os.replace(tmp, self.path)
         _atomic_write(self.path.with_suffix(".sha256"), hashlib.sha256(data).hexdigest().encode())
@@ -121,6 +132,17 @@ class Library:
 
     def function(self, name: str):
         return getattr(self.lib, name)
+
+
+def _run(commands: list, source_path: Path) -> None:
+    """Run compiler commands side by side; a failure of any raises CompileError."""
+    running = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for c in commands]
+    errors = [process.communicate()[1] for process in running]  # all finish before any is checked
+    for command, process, stderr in zip(commands, running, errors):
+        if process.returncode != 0:
+            raise CompileError(
+                f"the C compiler failed on the generated source {source_path}:\n{' '.join(command)}\n{stderr[-4000:]}"
+            )
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

@@ -227,3 +227,38 @@ def test_generated_source_compiles_without_warnings(tmp_path):
     result = subprocess.run([path, *flags, "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC", str(source),
                              "-o", str(tmp_path / "step.so"), "-lm"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_split_source_compiles_in_parallel_units_and_steps_the_same(monkeypatch, tmp_path):
+    """A source past SPLIT_LINES is written as translation units (kernels dealt in turn, then the
+    entry points) that are compiled side by side and linked; the steps equal the one-unit build's
+    bit for bit, and the whole source is still one valid translation unit for the dump."""
+    import subprocess
+
+    import graphnn as gn
+    from codegen import c
+    from graphnn import nn, optim
+    from runtime.cpu import compiler
+
+    def steps(split: bool):
+        monkeypatch.setattr(c, "SPLIT_LINES", 0 if split else 10 ** 9)
+        gn.manual_seed(0)
+        model = nn.Sequential(nn.Linear(20, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Linear(32, 4))
+        train = gn.compile(model, nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1, momentum=0.9), backend="c")
+        rng = np.random.default_rng(1)
+        losses = [train.step(rng.standard_normal((24, 20)).astype(np.float32), rng.integers(0, 4, 24)) for _ in range(3)]
+        return losses, [p.data.copy() for p in model.parameters()], next(iter(train.executables.values())).source
+
+    losses, params, source = steps(split=True)
+    assert source.count(c.UNIT_MARKER) == c.UNITS + 1 and len(c.units(source)) == c.UNITS + 1
+    expected_losses, expected_params, single = steps(split=False)
+    assert c.UNIT_MARKER not in single
+    assert losses == expected_losses
+    for got, want in zip(params, expected_params):
+        np.testing.assert_array_equal(got, want)
+    path, _, flags = compiler()
+    whole = tmp_path / "whole.c"
+    whole.write_text(source)
+    result = subprocess.run([path, *flags, "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC", str(whole),
+                             "-o", str(tmp_path / "whole.so"), "-lm"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
