@@ -73,7 +73,8 @@ def _accepts(path: str, flags: list) -> bool:
 
 
 class Library:
-    """A compiled translation unit with its entry points loaded through cffi."""
+    """A compiled library (one translation unit, or several compiled side by side and linked) with its
+    entry points loaded through cffi."""
 
     def __init__(self, source: str, declarations: str, cache: Path, units: list[str] | None = None) -> None:
         """``units``: the translation units ``source`` splits into, compiled in parallel and then
