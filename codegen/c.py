@@ -83,18 +83,19 @@ def generate(entries: dict[str, tuple[KernelPlan, MemoryPlan]], profile: bool = 
     uses_gemm = any(k.kind == "matmul" and _gemm_sizes(k) is not False for plan, _ in entries.values() for k in plan.kernels)
     prelude = PRELUDE + (GEMM if uses_gemm else "") + (PROFILE_PRELUDE if profile else "")
     emitters = [_Entry(entry, plan, memory, profile) for entry, (plan, memory) in entries.items()]
-    kernels = [source for e in emitters for source in e.kernels()]
+    kernels = [(e.signature(k), e.kernel(k)) for e in emitters for k in e.plan.kernels]
     entry_points = "\n".join(e.entry_point() for e in emitters)
-    if sum(source.count("\n") for source in kernels) < SPLIT_LINES:
-        return "\n".join([prelude] + kernels + [entry_points])
+    if sum(source.count("\n") for _, source in kernels) < SPLIT_LINES:
+        return "\n".join([prelude] + [source for _, source in kernels] + [entry_points])
     # kernels dealt to the units in turn: the costly ones to compile (the backward's GEMMs, the
-    # updates) come in runs, so contiguous groups would leave one unit with most of them
+    # updates) come in runs, so contiguous groups would leave one unit with most of them; a
+    # kernel called from another unit is extern
     parts = [prelude]
     for k in range(UNITS):
         parts.append(f"{UNIT_MARKER} {k + 1} of {UNITS + 1}: kernels */")
-        parts += [_STATIC_KERNEL.sub("void ", source) for source in kernels[k::UNITS]]
-    prototypes = [f"void {match};" for source in kernels for match in _KERNEL_SIGNATURE.findall(source)]
-    parts += [f"{UNIT_MARKER} {UNITS + 1} of {UNITS + 1}: the entry points */"] + prototypes + ["", entry_points]
+        parts += [source.replace(f"static {signature} {{", f"{signature} {{", 1) for signature, source in kernels[k::UNITS]]
+    parts += [f"{UNIT_MARKER} {UNITS + 1} of {UNITS + 1}: the entry points */"]
+    parts += [f"{signature};" for signature, _ in kernels] + ["", entry_points]
     return "\n".join(parts)
 
 
@@ -105,8 +106,6 @@ UNITS = 2
 SPLIT_LINES = 1500
 """Kernels shorter than this (in lines) stay in one translation unit: compiling the prelude twice
 would cost more than it saves."""
-_STATIC_KERNEL = re.compile(r"^static void (?=\w+\(int64_t B, void\* const\* bufs\) \{$)", re.M)
-_KERNEL_SIGNATURE = re.compile(r"^(?:static )?void (\w+\(int64_t B, void\* const\* bufs\)) \{$", re.M)
 
 
 def units(source: str) -> list[str]:
@@ -140,9 +139,8 @@ class _Entry:
         self.names = _unique_names(sorted(plan.buffers))
         self.arena_slot = len(self.slots)
 
-    def kernels(self) -> list[str]:
-        """Each kernel's C (a matmul's epilogue function first)."""
-        return [self.kernel(kernel) for kernel in self.plan.kernels]
+    def signature(self, kernel: Kernel) -> str:
+        return f"void {self.name}_{kernel.name}(int64_t B, void* const* bufs)"
 
     def entry_point(self) -> str:
         calls = "\n".join(self.call(k, i) for i, k in enumerate(self.plan.kernels))
@@ -215,15 +213,16 @@ class _Entry:
         header.append(f" * nodes: {nodes} */")
         hoisted, self.invariant = self.hoisted(kernel)
         body = {"pointwise": self.pointwise, "reduce": self.reduce, "matmul": self.matmul}[kernel.kind](kernel)
-        lines = header + [f"static void {self.name}_{kernel.name}(int64_t B, void* const* bufs) {{"]
-        if kernel.kind == "matmul" and not _direct(kernel):  # loads and scalars live in the epilogue function
+        lines = header + [f"static {self.signature(kernel)} {{"]
+        epilogue_function = kernel.kind == "matmul" and not _direct(kernel)
+        if epilogue_function:  # the loads and scalars live in the epilogue function
             code = self.used_pointers(kernel, body) + body
         else:
             code = self.declare_pointers(kernel) + hoisted + body
         if not any(re.search(r"\bB\b", line) for line in code):
             code = ["    (void)B;  /* this kernel's size does not depend on the batch */"] + code
         lines += code + ["}", ""]
-        if kernel.kind == "matmul" and not _direct(kernel):
+        if epilogue_function:
             lines = self.fused_epilogue(kernel, header, hoisted) + lines
         return "\n".join(lines)
 

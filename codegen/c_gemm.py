@@ -37,6 +37,7 @@ GEMM = r"""
 #define GEMM_NR %(NR)d
 #define GEMM_KC %(KC)d
 #define GEMM_MC %(MC)d
+#define GEMM_SPLIT 16  /* threads split rows or columns in blocks of this many */
 typedef float graphnn_v16 __attribute__((vector_size(64), aligned(64)));
 
 #ifdef _OPENMP
@@ -190,9 +191,8 @@ static void graphnn_micro(int64_t kc, const float* restrict ap, const float* res
 typedef void (*graphnn_epilogue)(void* context, const float* c, int64_t ldc, int64_t m0, int64_t m1,
                                  int64_t n0, int64_t n1);
 
-/* Rows [m0, m1) x columns [n0, n1) of C = A B, with
- * this thread's scratch; the epilogue (if any) runs on each GEMM_MC-row block after its last
- * k panel. */
+/* Rows [m0, m1) x columns [n0, n1) of C = A B, with this thread's scratch; the epilogue (if
+ * any) runs on each GEMM_MC-row block after its last k panel. */
 static void graphnn_sgemm_block(int64_t m0, int64_t m1, int64_t n0, int64_t n1, int64_t k,
                                 const float* a, int64_t sam, int64_t sak, const float* b, int64_t sbk, int64_t sbn,
                                 float* c, int64_t ldc, graphnn_epilogue epilogue, void* context, int thread) {
@@ -220,7 +220,7 @@ static void graphnn_sgemm_block(int64_t m0, int64_t m1, int64_t n0, int64_t n1, 
 
 /* Threads split C into row blocks (each packs all of B, its own rows of A) when B is the smaller
  * operand to pack twice, or when ``by_rows`` asks for it; into column blocks (each packs all of
- * A, its own columns of B) otherwise. Both split in blocks of 16 (the narrow micro-kernel's
+ * A, its own columns of B) otherwise. Both split in blocks of GEMM_SPLIT (the narrow micro-kernel's
  * width, finer than GEMM_NR so that N = 100 splits 48 + 52 rather than 64 + 36), and a row split
  * of a dimension and a column split of a dimension of the same size give each thread the same part:
  * a weight updated by rows (in its gradient GEMM's epilogue) stays in the cache of the thread
@@ -239,7 +239,7 @@ static void graphnn_sgemm(int64_t m, int64_t n, int64_t k, const float* a, int64
     if (threads > GRAPHNN_MAX_THREADS) threads = GRAPHNN_MAX_THREADS;
 #endif
     by_rows = by_rows || n < m;
-    const int64_t parts = ((by_rows ? m : n) + 15) / 16;
+    const int64_t parts = ((by_rows ? m : n) + GEMM_SPLIT - 1) / GEMM_SPLIT;
     if (threads > parts) threads = (int)parts;
     if (threads <= 1) {
         graphnn_sgemm_block(0, m, 0, n, k, a, sam, sak, b, sbk, sbn, c, ldc, epilogue, context, 0);
@@ -252,7 +252,7 @@ static void graphnn_sgemm(int64_t m, int64_t n, int64_t k, const float* a, int64
 #else
         const int t = 0, nt = 1;
 #endif
-        const int64_t start = parts * t / nt * 16, stop = parts * (t + 1) / nt * 16;
+        const int64_t start = parts * t / nt * GEMM_SPLIT, stop = parts * (t + 1) / nt * GEMM_SPLIT;
         if (by_rows && start < m) {
             graphnn_sgemm_block(start, stop < m ? stop : m, 0, n, k, a, sam, sak, b, sbk, sbn, c, ldc,
                                 epilogue, context, t);

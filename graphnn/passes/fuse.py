@@ -118,10 +118,10 @@ class Fusion:
             members[theirs] = sorted(members[theirs] + members.pop(mine), key=lambda n: self.position[n.id])
             core[theirs] = core[theirs] or core.pop(mine)
         if absorb:
-            self._absorb_updates(members, group_of, core)
+            self._absorb_consumers(members, group_of, core)
         return list(members.values())
 
-    def _absorb_updates(self, members: dict, group_of: dict, core: dict) -> None:
+    def _absorb_consumers(self, members: dict, group_of: dict, core: dict) -> None:
         """A pointwise group that reads one core's results elementwise (a matmul's product, a
         reduction's kept values, or their epilogues), and otherwise only leaves, joins that
         group as more epilogue. This is how the optimizer update of a parameter runs where its

@@ -209,6 +209,23 @@ def test_update_reading_its_own_matmul_operand_stays_apart():
     assert [k.kind for k in plan.kernels] == ["matmul", "pointwise"], str(plan)
 
 
+def test_absorbed_update_that_would_form_a_cycle_stays_apart():
+    """An update of leaf L that reads a matmul's product would join the matmul's kernel, but a
+    sum over L * product must read the old L first, and that sum needs the product: together they
+    would form a cycle, so the update stays a kernel of its own, after the sum."""
+    graph = Graph()
+    b = Builder(graph)
+    x, y = b.leaf("input", "x", (40, 40)), b.leaf("input", "y", (40, 40))
+    state = b.leaf("buffer", "state", (40, 40))
+    product = b.matmul(x, y)
+    graph.outputs["total"] = b.reduce("sum", b.pointwise(pw.mul, state, product), (0, 1))
+    graph.updates["state"] = b.pointwise(pw.add, state, product)
+    plan = build_plan(simplify(graph))
+    kinds = [k.kind for k in plan.kernels]
+    assert kinds == ["matmul", "reduce", "pointwise"], str(plan)
+    assert [op for _, op, _ in plan.kernels[2].sources] == ["add"]
+
+
 def test_generated_source_compiles_without_warnings(tmp_path):
     """Generated code is a product: it compiles cleanly under -Wall -Wextra -Werror."""
     import subprocess
