@@ -8,7 +8,8 @@ Models: the MLP 784-300-100-10 (ReLU, CrossEntropy, SGD(lr=0.01, momentum=0.9)) 
 batch sizes, the book's MNIST network with BatchNorm at batch 64, the thermometer model
 (Linear(1,13), Tanh, Linear(13,1), 9 samples) and the CNN of examples/digits_cnn.py (two
 conv-BatchNorm-ReLU-maxpool blocks on 8x8 images) at batch 64 and 256. Also graphnn's compile time (cold and cached)
-and the Python overhead of one call.
+and the Python overhead of one call. Each row's GFLOP/s is also given as a fraction of the
+machine's measured float32 multiply-add peak (benchmarks/peak.py).
 """
 from __future__ import annotations
 
@@ -292,15 +293,22 @@ def main() -> None:
 
     with_jax = ["jax.jit"] if importlib.util.find_spec("jax") else []
     columns = ["graphnn", "torch eager"] + ([] if args.no_compile else ["torch.compile"]) + with_jax + ["numpy ref"]
+    from peak import fma_peak
+
+    cores = os.cpu_count() or 1
+    peak = fma_peak(cores)
     print(f"µs per training step, median of {rounds} interleaved rounds; ratio = other / graphnn (higher: graphnn faster)")
-    header = f"{'model':<12} {'batch':>5} " + " ".join(f"{c:>13}" for c in columns) + f" {'GFLOP/s':>8}  " + " ".join(
+    print(f"GFLOP/s: graphnn's useful matmul work; % peak: of the measured float32 multiply-add peak, "
+          f"{peak:.0f} GFLOP/s on {cores} cores (benchmarks/peak.py)")
+    header = f"{'model':<12} {'batch':>5} " + " ".join(f"{c:>13}" for c in columns) + f" {'GFLOP/s':>8} {'% peak':>6}  " + " ".join(
         f"{'vs ' + c:>17}" for c in columns[1:])
     print(header)
     for case, batch in rows:
         result = measure(case, batch, rounds, not args.no_compile, with_reference=True)
         cells = " ".join(f"{result.get(c, float('nan')):>13.1f}" for c in columns)
         ratios = " ".join(f"{result.get(c, float('nan')) / result['graphnn']:>16.2f}x" for c in columns[1:])
-        print(f"{case:<12} {batch:>5} {cells} {result['GFLOP/s']:>8.1f}  {ratios}", flush=True)
+        print(f"{case:<12} {batch:>5} {cells} {result['GFLOP/s']:>8.1f} {100 * result['GFLOP/s'] / peak:>5.0f}%  {ratios}",
+              flush=True)
     cold, cached = compile_times()
     print(f"\ngraphnn compile of the MNIST BatchNorm network (trace, autodiff, passes, C compiler, load): "
           f"cold {cold * 1e3:.0f} ms, cached {cached * 1e3:.0f} ms")
