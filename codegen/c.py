@@ -442,8 +442,9 @@ class _Entry:
             return lines + [f"{indent}graphnn_sgemm({args}, {target}, {n}, 0, 0, 0);"]
         # an epilogue that updates a weight splits the threads' work by the weight's rows (see
         # graphnn_sgemm): each thread updates the rows its forward GEMM reads
-        by_rows = int(any(self.plan.buffers[s.buffer].kind == "param" for s in kernel.stores))
-        return lines + [f"{indent}graphnn_sgemm({args}, {target}, {n}, {self.name}_{kernel.name}_epilogue, &context, {by_rows});"]
+        weight_rows = int(any(self.plan.buffers[s.buffer].kind == "param" for s in kernel.stores))
+        return lines + [f"{indent}graphnn_sgemm({args}, {target}, {n}, {self.name}_{kernel.name}_epilogue, &context, "
+                        f"{weight_rows});"]
 
     def matmul_rows(self, kernel: Kernel, mr: int, start: str, stop: str, indent: str, parallel: bool) -> list[str]:
         """The rows [start, stop) of a matmul, ``mr`` rows per iteration."""

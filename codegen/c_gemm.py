@@ -63,16 +63,54 @@ static float* graphnn_scratch_area(int which, size_t floats) {
     return graphnn_scratch(which, 0, floats);
 }
 
+typedef float graphnn_v16u __attribute__((vector_size(64), aligned(4)));  /* for unaligned access */
+typedef float graphnn_v8u __attribute__((vector_size(32), aligned(4)));
+
+/* The register transpose needs 512-bit vectors and __builtin_shufflevector (GCC 12+, Clang). */
+#if defined(__AVX512F__) && (defined(__clang__) || __GNUC__ >= 12)
+#define GRAPHNN_TRANSPOSE16 1
+%(TRANSPOSE16)s
+#endif
+
 /* Pack rows [m0, m0+mc) x cols [k0, k0+kc) of A into slivers of GEMM_MR rows, k-major. */
 static void graphnn_pack_a(const float* a, int64_t sam, int64_t sak, int64_t m0, int64_t mc,
                            int64_t k0, int64_t kc, float* restrict out) {
     for (int64_t i = 0; i < mc; i += GEMM_MR) {
         if (sak == 1 && i + GEMM_MR <= mc) {  /* row-major A: read each row contiguously */
+            const float* rows = a + (m0 + i) * sam + k0;
+            int64_t k = 0;
+#if defined(GRAPHNN_TRANSPOSE16) && GEMM_MR == 8
+            /* 32 columns of the 8 rows at a time: vector q < 8 holds row q's first 16, vector
+             * 8 + q its next 16, so after the transpose vector l holds column l of all 8 rows
+             * (low half) and column 16 + l (high half): 16 loads and 32 stores for 256 floats. */
+            for (; k + 32 <= kc; k += 32) {
+                graphnn_v16 r[16];
+                for (int q = 0; q < 8; ++q) {
+                    r[q] = *(const graphnn_v16u*)(rows + q * sam + k);
+                    r[8 + q] = *(const graphnn_v16u*)(rows + q * sam + k + 16);
+                }
+                graphnn_transpose16(r);
+                for (int l = 0; l < 16; ++l) {
+                    *(graphnn_v8u*)(out + (k + l) * 8) = __builtin_shufflevector(r[l], r[l], 0, 1, 2, 3, 4, 5, 6, 7);
+                    *(graphnn_v8u*)(out + (k + 16 + l) * 8) =
+                        __builtin_shufflevector(r[l], r[l], 8, 9, 10, 11, 12, 13, 14, 15);
+                }
+            }
+#endif
             for (int64_t r = 0; r < GEMM_MR; ++r) {
-                const float* row = a + (m0 + i + r) * sam + k0;
-                for (int64_t k = 0; k < kc; ++k) out[k * GEMM_MR + r] = row[k];
+                const float* row = rows + r * sam;
+                for (int64_t kk = k; kk < kc; ++kk) out[kk * GEMM_MR + r] = row[kk];
             }
             out += kc * GEMM_MR;
+            continue;
+        }
+        if (sam == 1 && i + GEMM_MR <= mc) {  /* column-major A: each k's GEMM_MR rows are contiguous */
+            const float* column = a + (m0 + i) + k0 * sak;
+            for (int64_t k = 0; k < kc; ++k) {
+                for (int64_t r = 0; r < GEMM_MR; ++r) out[r] = column[r];
+                column += sak;
+                out += GEMM_MR;
+            }
             continue;
         }
         for (int64_t k = 0; k < kc; ++k) {
@@ -83,14 +121,6 @@ static void graphnn_pack_a(const float* a, int64_t sam, int64_t sak, int64_t m0,
         }
     }
 }
-
-typedef float graphnn_v16u __attribute__((vector_size(64), aligned(4)));  /* for unaligned access */
-
-/* The register transpose needs 512-bit vectors and __builtin_shufflevector (GCC 12+, Clang). */
-#if defined(__AVX512F__) && (defined(__clang__) || __GNUC__ >= 12)
-#define GRAPHNN_TRANSPOSE16 1
-%(TRANSPOSE16)s
-#endif
 
 /* One sliver of a B stored transposed (``cols`` contiguous columns of length kc, ``sbn`` apart;
  * zeros past ``cols``): 16 x 16 blocks transposed in registers where the target has 512-bit
@@ -127,6 +157,13 @@ static void graphnn_pack_b(const float* b, int64_t sbk, int64_t sbn, int64_t k0,
         if (sbk == 1 && sbn != 1) {  /* B stored transposed: its columns are contiguous */
             graphnn_pack_b_columns(b + k0 + j * sbn, sbn, kc, n - j, out);
             out += kc * GEMM_NR;
+            continue;
+        }
+        if (sbn == 1 && nr == GEMM_NR) {  /* row-major B, a whole sliver: two vector copies per k */
+            const float* row = b + k0 * sbk + j;
+            for (int64_t k = 0; k < kc; ++k, row += sbk, out += GEMM_NR) {
+                for (int v = 0; v < GEMM_NR / 16; ++v) ((graphnn_v16*)out)[v] = ((const graphnn_v16u*)row)[v];
+            }
             continue;
         }
         for (int64_t k = 0; k < kc; ++k) {
@@ -219,15 +256,20 @@ static void graphnn_sgemm_block(int64_t m0, int64_t m1, int64_t n0, int64_t n1, 
 }
 
 /* Threads split C into row blocks (each packs all of B, its own rows of A) when B is the smaller
- * operand to pack twice, or when ``by_rows`` asks for it; into column blocks (each packs all of
- * A, its own columns of B) otherwise. Both split in blocks of GEMM_SPLIT (the narrow micro-kernel's
- * width, finer than GEMM_NR so that N = 100 splits 48 + 52 rather than 64 + 36), and a row split
- * of a dimension and a column split of a dimension of the same size give each thread the same part:
- * a weight updated by rows (in its gradient GEMM's epilogue) stays in the cache of the thread
- * whose forward GEMM reads those rows as columns. Small products stay on one thread. */
+ * operand to pack twice, and into column blocks (each packs all of A, its own columns of B)
+ * otherwise. Both split in blocks of GEMM_SPLIT (the narrow micro-kernel's width, finer than
+ * GEMM_NR so that N = 100 splits 48 + 52 rather than 64 + 36), so a row split of a dimension and a
+ * column split of a dimension of the same size give each thread the same part.
+ *
+ * ``weight_rows``: C is a weight's gradient (m output features x n inputs, k = the batch) whose
+ * epilogue updates the weight. Its forward GEMM (k x m, inner size n) splits its m columns when
+ * m >= k, and then each thread reads only its own rows of the weight: the gradient GEMM splits by
+ * rows too, so each thread updates the rows it will read, in its own cache. With k > m the forward
+ * splits its k rows and every thread reads the whole weight; the cheaper split wins.
+ * Small products stay on one thread. */
 static void graphnn_sgemm(int64_t m, int64_t n, int64_t k, const float* a, int64_t sam, int64_t sak,
                           const float* b, int64_t sbk, int64_t sbn, float* c, int64_t ldc,
-                          graphnn_epilogue epilogue, void* context, int by_rows) {
+                          graphnn_epilogue epilogue, void* context, int weight_rows) {
     if (k == 0) {
         for (int64_t i = 0; i < m; ++i) memset(c + i * ldc, 0, (size_t)n * sizeof(float));
         if (epilogue) epilogue(context, c, ldc, 0, m, 0, n);
@@ -238,7 +280,7 @@ static void graphnn_sgemm(int64_t m, int64_t n, int64_t k, const float* a, int64
     if (m * n * k >= ((int64_t)1 << 20)) threads = omp_get_max_threads();
     if (threads > GRAPHNN_MAX_THREADS) threads = GRAPHNN_MAX_THREADS;
 #endif
-    by_rows = by_rows || n < m;
+    const int by_rows = (weight_rows && m >= k) || n < m;
     const int64_t parts = ((by_rows ? m : n) + GEMM_SPLIT - 1) / GEMM_SPLIT;
     if (threads > parts) threads = (int)parts;
     if (threads <= 1) {
