@@ -12,6 +12,7 @@ block's sums are final, by the thread that computed it.
 
 MR, NR = 8, 32
 KC, MC = 256, 96
+DOT_M = 32
 
 def _transpose16() -> str:
     """C for graphnn_transpose16; the shuffles' lane indices must be constants, so they are written out."""
@@ -30,6 +31,32 @@ def _transpose16() -> str:
     return "\n".join(lines + ["}"])
 
 
+def _sums16() -> tuple[str, list[int]]:
+    """C for graphnn_sums16, and the lane of its result that holds each input vector's sum.
+
+    Four stages halve the width of the partial sums: each adds, for two vectors, their segments'
+    first halves (gathered by one shuffle) to their second halves (another), so 16 vectors become
+    8 whose segments of 8 lanes are partial sums of one input each, then 4, 2 and 1."""
+    vectors = [[q] for q in range(16)]  # the input each segment of each vector belongs to
+    lines = ["/* Sixteen horizontal sums at once: lane graphnn_sum_lane[q] of the result is the sum of v[q]'s",
+             " * lanes (30 two-input shuffles and 15 additions; codegen/c_gemm.py: _sums16). */",
+             "static inline graphnn_v16 graphnn_sums16(graphnn_v16 v[16]) {"]
+    count, width = 16, 8
+    while width >= 1:
+        segments = 16 // (2 * width)
+        low = [src + s * 2 * width + t for s in range(segments) for src in (0, 16) for t in range(width)]
+        high = [i + width for i in low]
+        lines += [f"    for (int p = 0; p < {count // 2}; ++p)",
+                  f"        v[p] = __builtin_shufflevector(v[2 * p], v[2 * p + 1], {', '.join(map(str, low))})",
+                  f"             + __builtin_shufflevector(v[2 * p], v[2 * p + 1], {', '.join(map(str, high))});"]
+        vectors = [[owner for s in range(segments) for owner in (vectors[2 * p][s], vectors[2 * p + 1][s])]
+                   for p in range(count // 2)]
+        count, width = count // 2, width // 2
+    lanes = [vectors[0].index(q) for q in range(16)]
+    lines += ["    return v[0];", "}", f"static const int graphnn_sum_lane[16] = {{{', '.join(map(str, lanes))}}};"]
+    return "\n".join(lines), lanes
+
+
 GEMM = r"""
 /* ---- graphnn_sgemm: C[M,N] = A[M,K] B[K,N], strided A and B, row-major C (ldc) ---------- */
 #include <stdlib.h>
@@ -38,6 +65,9 @@ GEMM = r"""
 #define GEMM_KC %(KC)d
 #define GEMM_MC %(MC)d
 #define GEMM_SPLIT 16  /* threads split rows or columns in blocks of this many */
+#ifndef GEMM_DOT_M
+#define GEMM_DOT_M %(DOT_M)d  /* products with at most this many rows use dot-product tiles, unpacked */
+#endif
 typedef float graphnn_v16 __attribute__((vector_size(64), aligned(64)));
 
 #ifdef _OPENMP
@@ -222,6 +252,59 @@ static void graphnn_micro(int64_t kc, const float* restrict ap, const float* res
     else graphnn_micro_v(1, kc, ap, bp, c, ldc, mr, nr, accumulate);
 }
 
+#ifdef GRAPHNN_TRANSPOSE16
+%(SUMS16)s
+
+/* A 4 x 4 tile of C = A B where both operands run contiguously along k (A's rows, B's columns:
+ * a Linear layer's X W^T), as dot products: 16-lane partial sums over k, the k %% 16 tail from
+ * zero-padded copies, then the 16 horizontal sums together. Rows past ``mr`` and columns past
+ * ``nr`` repeat the last valid one (valid memory, results dropped). */
+static void graphnn_dot_tile(int64_t k, const float* a, int64_t sam, const float* b, int64_t sbn,
+                             float* c, int64_t ldc, int64_t mr, int64_t nr) {
+    const float* ar[4];
+    const float* br[4];
+    for (int r = 0; r < 4; ++r) ar[r] = a + (r < mr ? r : mr - 1) * sam;
+    for (int j = 0; j < 4; ++j) br[j] = b + (j < nr ? j : nr - 1) * sbn;
+    graphnn_v16 acc[16];
+    for (int q = 0; q < 16; ++q) acc[q] = (graphnn_v16){0};
+    const int64_t k16 = k / 16 * 16;
+    for (int64_t kk = 0; kk < k16; kk += 16) {
+        graphnn_v16 x[4], y[4];
+        for (int r = 0; r < 4; ++r) x[r] = *(const graphnn_v16u*)(ar[r] + kk);
+        for (int j = 0; j < 4; ++j) y[j] = *(const graphnn_v16u*)(br[j] + kk);
+#if defined(__GNUC__) && defined(__x86_64__)
+        /* keep each operand in a register: the compiler would otherwise fold one operand's loads
+         * into the four multiply-adds that use it, and the loads, not the FMAs, would bound the loop */
+        for (int q = 0; q < 4; ++q) __asm__("" : "+v"(x[q]), "+v"(y[q]));
+#endif
+        for (int r = 0; r < 4; ++r)
+            for (int j = 0; j < 4; ++j) acc[4 * r + j] += x[r] * y[j];
+    }
+    if (k16 < k) {
+        float xt[4][16] __attribute__((aligned(64))) = {{0}}, yt[4][16] __attribute__((aligned(64))) = {{0}};
+        for (int r = 0; r < 4; ++r) memcpy(xt[r], ar[r] + k16, (size_t)(k - k16) * sizeof(float));
+        for (int j = 0; j < 4; ++j) memcpy(yt[j], br[j] + k16, (size_t)(k - k16) * sizeof(float));
+        for (int r = 0; r < 4; ++r)
+            for (int j = 0; j < 4; ++j) acc[4 * r + j] += *(graphnn_v16*)xt[r] * *(graphnn_v16*)yt[j];
+    }
+    const graphnn_v16 sums = graphnn_sums16(acc);
+    for (int64_t r = 0; r < mr; ++r)
+        for (int64_t j = 0; j < nr; ++j) c[r * ldc + j] = sums[graphnn_sum_lane[4 * r + j]];
+}
+
+/* Columns [n0, n1) of C = A B (all M rows) by dot-product tiles, with no packing: for a product
+ * with few rows, packing B (the weight) would cost more than the product. Each group of 4
+ * columns stays in L1 while every row of A passes it, so B is read once. */
+static void graphnn_dot_block(int64_t m, int64_t n0, int64_t n1, int64_t k, const float* a, int64_t sam,
+                              const float* b, int64_t sbn, float* c, int64_t ldc) {
+    for (int64_t j = n0; j < n1; j += 4)
+        for (int64_t i = 0; i < m; i += 4)
+            graphnn_dot_tile(k, a + i * sam, sam, b + j * sbn, sbn, c + i * ldc + j, ldc,
+                             m - i < 4 ? m - i : 4, n1 - j < 4 ? n1 - j : 4);
+}
+#define GRAPHNN_DOT 1
+#endif
+
 /* What a fused matmul does with a finished block of its product: rows [m0, m1) x columns
  * [n0, n1) of C hold their final sums, ``c`` points at element (m0, n0) and rows are ldc apart.
  * Called by the thread that computed the block, while the block is still in its cache. */
@@ -229,10 +312,19 @@ typedef void (*graphnn_epilogue)(void* context, const float* c, int64_t ldc, int
                                  int64_t n0, int64_t n1);
 
 /* Rows [m0, m1) x columns [n0, n1) of C = A B, with this thread's scratch; the epilogue (if
- * any) runs on each GEMM_MC-row block after its last k panel. */
+ * any) runs on each GEMM_MC-row block after its last k panel. With ``dot``, by dot-product tiles
+ * instead (no packing), then the epilogue on the whole block. */
 static void graphnn_sgemm_block(int64_t m0, int64_t m1, int64_t n0, int64_t n1, int64_t k,
                                 const float* a, int64_t sam, int64_t sak, const float* b, int64_t sbk, int64_t sbn,
-                                float* c, int64_t ldc, graphnn_epilogue epilogue, void* context, int thread) {
+                                float* c, int64_t ldc, graphnn_epilogue epilogue, void* context, int thread, int dot) {
+#ifdef GRAPHNN_DOT
+    if (dot) {
+        graphnn_dot_block(m1 - m0, n0, n1, k, a + m0 * sam, sam, b, sbn, c + m0 * ldc, ldc);
+        if (epilogue) epilogue(context, c + m0 * ldc + n0, ldc, m0, m1, n0, n1);
+        return;
+    }
+#endif
+    (void)dot;
     const int64_t n = n1 - n0;
     const int64_t n_padded = (n + GEMM_NR - 1) / GEMM_NR * GEMM_NR;
     float* bp = graphnn_scratch(0, thread, (size_t)(GEMM_KC * n_padded));
@@ -280,11 +372,17 @@ static void graphnn_sgemm(int64_t m, int64_t n, int64_t k, const float* a, int64
     if (m * n * k >= ((int64_t)1 << 20)) threads = omp_get_max_threads();
     if (threads > GRAPHNN_MAX_THREADS) threads = GRAPHNN_MAX_THREADS;
 #endif
-    const int by_rows = (weight_rows && m >= k) || n < m;
+#ifdef GRAPHNN_DOT
+    /* few rows, both operands contiguous along k (a Linear layer's forward at a small batch) */
+    const int dot = m <= GEMM_DOT_M && sak == 1 && sbk == 1;
+#else
+    const int dot = 0;
+#endif
+    const int by_rows = !dot && ((weight_rows && m >= k) || n < m);
     const int64_t parts = ((by_rows ? m : n) + GEMM_SPLIT - 1) / GEMM_SPLIT;
     if (threads > parts) threads = (int)parts;
     if (threads <= 1) {
-        graphnn_sgemm_block(0, m, 0, n, k, a, sam, sak, b, sbk, sbn, c, ldc, epilogue, context, 0);
+        graphnn_sgemm_block(0, m, 0, n, k, a, sam, sak, b, sbk, sbn, c, ldc, epilogue, context, 0, dot);
         return;
     }
     #pragma omp parallel num_threads(threads)
@@ -297,11 +395,11 @@ static void graphnn_sgemm(int64_t m, int64_t n, int64_t k, const float* a, int64
         const int64_t start = parts * t / nt * GEMM_SPLIT, stop = parts * (t + 1) / nt * GEMM_SPLIT;
         if (by_rows && start < m) {
             graphnn_sgemm_block(start, stop < m ? stop : m, 0, n, k, a, sam, sak, b, sbk, sbn, c, ldc,
-                                epilogue, context, t);
+                                epilogue, context, t, dot);
         } else if (!by_rows && start < n) {
             graphnn_sgemm_block(0, m, start, stop < n ? stop : n, k, a, sam, sak, b, sbk, sbn, c, ldc,
-                                epilogue, context, t);
+                                epilogue, context, t, dot);
         }
     }
 }
-""" % {"MR": MR, "NR": NR, "KC": KC, "MC": MC, "TRANSPOSE16": _transpose16()}
+""" % {"MR": MR, "NR": NR, "KC": KC, "MC": MC, "DOT_M": DOT_M, "TRANSPOSE16": _transpose16(), "SUMS16": _sums16()[0]}
