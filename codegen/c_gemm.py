@@ -1,10 +1,13 @@
 """The C source of graphnn's float32 GEMM, included in every translation unit that needs one.
 
 C = A B for strided A (M x K) and B (K x N) into a row-major C, blocked the way BLIS does it:
-panels of B (KC x NC) and A (MC x KC) are packed into contiguous slivers of NR columns and MR
-rows, and a register-blocked micro-kernel accumulates an MR x NR tile of C in vector registers
-(16 of them for 8 x 32 floats on AVX-512). It is written with GCC/Clang vector extensions, so the
-compiler emits the target's widest FMA instructions with ``-march=native`` and plain SSE without.
+panels of B (KC x NC) are packed into contiguous slivers of NR columns, and a register-blocked
+micro-kernel accumulates an MR x NR tile of C in vector registers (16 of them for 8 x 32 floats
+on AVX-512) from a sliver of B and MR rows of A: read in place when A is row-major (its rows are
+contiguous along k already), else packed too. It is written with GCC/Clang vector extensions, so
+the compiler emits the target's widest FMA instructions with ``-march=native`` and plain SSE
+without. Products with few rows whose operands both run along k (a Linear layer's forward at a
+small batch) skip packing altogether: dot-product tiles (AVX-512 targets).
 Rows or columns of C are split across OpenMP threads when the product is large enough to pay for
 them. A fused matmul passes its epilogue as a callback, run on each block of C as soon as the
 block's sums are final, by the thread that computed it.
@@ -214,15 +217,15 @@ static void graphnn_pack_b(const float* b, int64_t sbk, int64_t sbn, int64_t k0,
  * V = 2 (a whole sliver) or V = 1 (a sliver's first 16 columns: the edge of an N that is not a
  * multiple of GEMM_NR, where the second half would multiply packed zeros). */
 static inline __attribute__((always_inline)) void graphnn_micro_v(
-        int V, int64_t kc, const float* restrict ap, const float* restrict bp, float* c, int64_t ldc,
-        int64_t mr, int64_t nr, int accumulate) {
+        int V, int64_t kc, const float* restrict ap, int64_t sar, int64_t sak, const float* restrict bp, float* c,
+        int64_t ldc, int64_t mr, int64_t nr, int accumulate) {
     graphnn_v16 acc[GEMM_MR][GEMM_NR / 16];
     for (int r = 0; r < GEMM_MR; ++r)
         for (int v = 0; v < V; ++v) acc[r][v] = (graphnn_v16){0};
     for (int64_t k = 0; k < kc; ++k) {
         const graphnn_v16* b = (const graphnn_v16*)(bp + k * GEMM_NR);
         for (int r = 0; r < GEMM_MR; ++r) {
-            const float a = ap[k * GEMM_MR + r];
+            const float a = ap[k * sak + r * sar];
             for (int v = 0; v < V; ++v) acc[r][v] += a * b[v];
         }
     }
@@ -248,8 +251,15 @@ static inline __attribute__((always_inline)) void graphnn_micro_v(
 
 static void graphnn_micro(int64_t kc, const float* restrict ap, const float* restrict bp, float* c, int64_t ldc,
                           int64_t mr, int64_t nr, int accumulate) {
-    if (nr > 16) graphnn_micro_v(2, kc, ap, bp, c, ldc, mr, nr, accumulate);
-    else graphnn_micro_v(1, kc, ap, bp, c, ldc, mr, nr, accumulate);
+    if (nr > 16) graphnn_micro_v(2, kc, ap, 1, GEMM_MR, bp, c, ldc, mr, nr, accumulate);
+    else graphnn_micro_v(1, kc, ap, 1, GEMM_MR, bp, c, ldc, mr, nr, accumulate);
+}
+
+/* The same on GEMM_MR whole rows of a row-major A read in place (rows ``sam`` apart), unpacked. */
+static void graphnn_micro_rows(int64_t kc, const float* restrict a, int64_t sam, const float* restrict bp, float* c,
+                               int64_t ldc, int64_t nr, int accumulate) {
+    if (nr > 16) graphnn_micro_v(2, kc, a, sam, 1, bp, c, ldc, GEMM_MR, nr, accumulate);
+    else graphnn_micro_v(1, kc, a, sam, 1, bp, c, ldc, GEMM_MR, nr, accumulate);
 }
 
 #ifdef GRAPHNN_TRANSPOSE16
@@ -334,12 +344,20 @@ static void graphnn_sgemm_block(int64_t m0, int64_t m1, int64_t n0, int64_t n1, 
         graphnn_pack_b(b + n0 * sbn, sbk, sbn, k0, kc, n, bp);
         for (int64_t i0 = m0; i0 < m1; i0 += GEMM_MC) {
             const int64_t mc = m1 - i0 < GEMM_MC ? m1 - i0 : GEMM_MC;
-            graphnn_pack_a(a, sam, sak, i0, mc, k0, kc, ap);
+            /* a row-major A is read in place (its rows are contiguous along k already); only an
+             * edge of fewer than GEMM_MR rows is packed (zero-padded) */
+            const int64_t in_place = sak == 1 ? mc / GEMM_MR * GEMM_MR : 0;
+            graphnn_pack_a(a, sam, sak, i0 + in_place, mc - in_place, k0, kc, ap);
             for (int64_t j = 0; j < n; j += GEMM_NR) {
                 const int64_t nr = n - j < GEMM_NR ? n - j : GEMM_NR;
                 for (int64_t i = 0; i < mc; i += GEMM_MR) {
                     const int64_t mr = mc - i < GEMM_MR ? mc - i : GEMM_MR;
-                    graphnn_micro(kc, ap + i * kc, bp + j * kc, c + (i0 + i) * ldc + n0 + j, ldc, mr, nr, k0 > 0);
+                    float* tile = c + (i0 + i) * ldc + n0 + j;
+                    if (i < in_place) {
+                        graphnn_micro_rows(kc, a + (i0 + i) * sam + k0, sam, bp + j * kc, tile, ldc, nr, k0 > 0);
+                    } else {
+                        graphnn_micro(kc, ap + (i - in_place) * kc, bp + j * kc, tile, ldc, mr, nr, k0 > 0);
+                    }
                 }
             }
             if (epilogue && k0 + kc == k) epilogue(context, c + i0 * ldc + n0, ldc, i0, i0 + mc, n0, n1);
