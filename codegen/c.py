@@ -24,7 +24,10 @@ MR = 4
 COLUMN_SUMS = 1 << 16
 """Sums over leading axes with at most this many outputs accumulate row by row (on the stack)."""
 GEMM_MIN = 16
-"""Matmuls with M and N at least this large use the packed GEMM (codegen/c_gemm.py)..."""
+"""Matmuls with M at least this large..."""
+GEMM_MIN_N = 8
+"""...and N at least this large use the packed GEMM (codegen/c_gemm.py; its 16-column micro-kernel
+beats the row loops from 8 columns up: a 10-class output layer's forward)..."""
 GEMM_MIN_K = 4
 """...when K is at least this: a first convolution's K is channels x kernel area, as small as 9."""
 PARALLEL_WORK = 1 << 21
@@ -512,7 +515,7 @@ def _gemm_sizes(kernel: Kernel) -> bool | str:
     it, else the C condition on the batch size."""
     rank = len(kernel.domain)
     conditions = []
-    for size, least in ((kernel.domain[rank - 2], GEMM_MIN), (kernel.domain[rank - 1], GEMM_MIN), (kernel.k, GEMM_MIN_K)):
+    for size, least in ((kernel.domain[rank - 2], GEMM_MIN), (kernel.domain[rank - 1], GEMM_MIN_N), (kernel.k, GEMM_MIN_K)):
         size = sympy.sympify(size)
         if size.is_Integer:
             if int(size) < least:
