@@ -113,10 +113,12 @@ class Program:
         return storage
 
     def _layout(self) -> tuple:
-        """What compiled code assumes about where parameters live; when it changes (parameters
-        moved to another flat buffer, a parameter group added), programs are rebuilt."""
+        """What compiled code assumes about where parameters live and how they are updated; when
+        it changes (parameters moved to another flat buffer, a parameter group added, nesterov
+        switched on), programs are rebuilt."""
         optimizer = getattr(self, "optimizer", None)
-        return (flat.generation, getattr(optimizer, "layout_version", None))
+        return (flat.generation, getattr(optimizer, "layout_version", None),
+                optimizer.structure() if optimizer is not None else None)
 
     def _context(self) -> tuple:
         """What a repeated call must find as it was, besides its inputs: the train/eval mode, the

@@ -72,6 +72,10 @@ class Optimizer:
         """The flat arrays behind ``state`` (none here; SGD's momentum buffer)."""
         return []
 
+    def structure(self) -> tuple:
+        """The choices compiled into a step's update (not run-time scalars): a change rebuilds it."""
+        return ()
+
     def settings(self) -> tuple:
         """Everything a compiled step reads from the optimizer besides its buffers: each group's
         hyperparameters and the state's version. Compiled steps repeat while this is unchanged."""

@@ -9,11 +9,16 @@ With g the gradient (negated when maximize), p the parameter and b the momentum 
     p = p - lr * g
 
 The two expressions below are that update; the compiled train step applies them as graph
-nodes, and ``step()`` evaluates the same expressions with numpy on ``p.grad``. Hyperparameters
-are run-time scalars, so changing ``param_groups[k]["lr"]`` takes effect without recompiling.
+nodes, and ``step()`` evaluates the same expressions with numpy on ``p.grad``. The learning rate,
+momentum, dampening and weight decay are run-time scalars, so changing ``param_groups[k]["lr"]``
+takes effect without recompiling. A group's structure (whether momentum is zero, nesterov,
+maximize) is folded into the compiled step's expressions instead: the generated update has no
+branches on it (each such branch would make the C compiler copy every update loop once per
+combination), and changing it rebuilds the step, as adding a parameter group does.
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Iterable
 
 import numpy as np
@@ -44,6 +49,17 @@ PARAMETER = pw.fn(
 """The new parameter from the same arguments, where ``buf`` is the new momentum buffer."""
 
 _HYPERS = ("lr", "momentum", "dampening", "weight_decay")
+
+
+@functools.lru_cache(maxsize=None)
+def specialised(zero_momentum: bool, nesterov: bool, maximize: bool) -> tuple[pw.PointwiseFn, pw.PointwiseFn]:
+    """MOMENTUM and PARAMETER for one group's structure, those choices folded in (the same
+    arithmetic, so the same float32 results, with the flags' branches gone)."""
+    def fold(fn: pw.PointwiseFn) -> pw.PointwiseFn:
+        expr = fn.expr.subs(sympy.Eq(m_, 0), sympy.true if zero_momentum else sympy.false)
+        # the flags' arguments (the last two) are gone: the graph node takes the first eight
+        return pw.fn(fn.name, expr.subs({nest_: int(nesterov), max_: int(maximize)}), nargs=fn.nargs - 2)
+    return fold(MOMENTUM), fold(PARAMETER)
 
 
 class SGD(Optimizer):
@@ -116,7 +132,8 @@ class SGD(Optimizer):
                 grad = np.asarray(p.grad, np.float32)
                 new_buf = np.asarray(momentum(p.data, grad, buf, *args, None, None), np.float32)
                 p.data[...] = update(p.data, grad, new_buf, *args, None, None)
-                buf[...] = new_buf
+                if group["momentum"] != 0:  # PyTorch leaves the buffer alone without momentum
+                    buf[...] = new_buf
                 self._finish(p)
         return loss
 
@@ -131,14 +148,20 @@ class SGD(Optimizer):
             k = self.group_of(p)
             hypers = [b.leaf("hyper", f"optim.{k}.{h}", ()) for h in _HYPERS]
             initialized = b.leaf("hyper", f"optim.{k}.initialized", ())
-            flags = [b.leaf("hyper", f"optim.{k}.{h}", ()) for h in ("nesterov", "maximize")]
             buf = b.leaf("buffer", f"optim.momentum_buffer.{p_node.name}", p_node.shape)
             b.path, b.module = p_node.name.rpartition(".")[0], "SGD"
-            new_buf = b.pointwise(MOMENTUM, p_node, g_node, buf, *hypers, initialized, *flags)
-            new_p = b.pointwise(PARAMETER, p_node, g_node, new_buf, *hypers, initialized, *flags)
-            updates[p_node.name] = new_p
-            updates[buf.name] = new_buf
+            zero_momentum, nesterov, maximize = self.structure()[k]
+            momentum, parameter = specialised(zero_momentum, nesterov, maximize)
+            # without momentum the buffer is neither read nor written (PyTorch keeps it as it was)
+            new_buf = buf if zero_momentum else b.pointwise(momentum, p_node, g_node, buf, *hypers, initialized)
+            updates[p_node.name] = b.pointwise(parameter, p_node, g_node, new_buf, *hypers, initialized)
+            if not zero_momentum:
+                updates[buf.name] = new_buf
         return updates
+
+    def structure(self) -> tuple:
+        """Per group: (momentum is zero, nesterov, maximize), compiled into the step."""
+        return tuple((g["momentum"] == 0, bool(g["nesterov"]), bool(g["maximize"])) for g in self.param_groups)
 
     def flat_storage(self, named: dict) -> dict:
         storage = super().flat_storage(named)
@@ -166,7 +189,7 @@ class SGD(Optimizer):
         if groups is None:
             groups = self._members[key] = [
                 (k, g, [p for p in stepped.values() if any(p is q for q in g["params"])],
-                 [f"optim.{k}.{h}" for h in _HYPERS + ("initialized", "nesterov", "maximize")])
+                 [f"optim.{k}.{h}" for h in _HYPERS + ("initialized",)])
                 for k, g in enumerate(self.param_groups)
             ]
         out = {}
@@ -182,8 +205,7 @@ class SGD(Optimizer):
                 initialized = float(flags.pop())
                 self._initialized[key + (k,)] = (self.state_version, initialized)
             pending = pending or not initialized
-            values = (group["lr"], group["momentum"], group["dampening"], group["weight_decay"], initialized,
-                      float(bool(group["nesterov"])), float(bool(group["maximize"])))
+            values = (group["lr"], group["momentum"], group["dampening"], group["weight_decay"], initialized)
             out.update(zip(names, values))
         self._pending = pending
         return out

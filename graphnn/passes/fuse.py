@@ -284,8 +284,9 @@ class Fusion:
             elif node.id in self.copies:
                 local[node.id] = operand(node.inputs[0], node)
             else:
-                symbols = [sympy.Symbol(operand(i, node), real=True) for i in node.inputs]
-                expr = node.attrs["expr"].xreplace({pw.X[k]: s for k, s in enumerate(symbols)})
+                used = node.attrs["expr"].free_symbols  # an argument the expression ignores is not loaded
+                expr = node.attrs["expr"].xreplace({pw.X[k]: sympy.Symbol(operand(i, node), real=True)
+                                                    for k, i in enumerate(node.inputs) if pw.X[k] in used})
                 where = f"   {node.path} ({node.module})" if node.path else ""
                 stage = "prologue" if node.id in prologue else "epilogue"
                 kernel.body.append(Assign(f"t{node.id}", expr, node.dtype, stage, node.attrs["name"] + where))

@@ -226,8 +226,10 @@ def test_absorbed_update_that_would_form_a_cycle_stays_apart():
     assert [op for _, op, _ in plan.kernels[2].sources] == ["add"]
 
 
-def test_generated_source_compiles_without_warnings(tmp_path):
-    """Generated code is a product: it compiles cleanly under -Wall -Wextra -Werror."""
+@pytest.mark.parametrize("sgd", [dict(momentum=0.9), dict(momentum=0.0), dict(momentum=0.5, nesterov=True, maximize=True)])
+def test_generated_source_compiles_without_warnings(tmp_path, sgd):
+    """Generated code is a product: it compiles cleanly under -Wall -Wextra -Werror, whichever
+    optimizer structure is folded into it (arguments an update ignores are not loaded)."""
     import subprocess
 
     import graphnn as gn
@@ -236,7 +238,7 @@ def test_generated_source_compiles_without_warnings(tmp_path):
 
     model = nn.Sequential(nn.Flatten(), nn.Linear(64, 40), nn.BatchNorm1d(40), nn.ReLU(), nn.Dropout(0.2),
                           nn.Linear(40, 10))
-    train = gn.compile(model, nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1, momentum=0.9), backend="c")
+    train = gn.compile(model, nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1, **sgd), backend="c")
     train.step(np.zeros((20, 1, 8, 8), np.float32), np.arange(20) % 10)
     source = tmp_path / "step.c"
     source.write_text(next(iter(train.executables.values())).source)

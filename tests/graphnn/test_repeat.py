@@ -100,3 +100,39 @@ def test_repeated_steps_follow_torch_through_lr_and_mode_changes():
         with torch.no_grad():
             assert train.loss(x, y) == pytest.approx(torch.nn.functional.mse_loss(reference(xt), yt).item(), rel=1e-5)
     assert_state_close(model, reference, rtol=1e-4)
+
+
+@pytest.mark.parametrize("backend", ["c", "numpy"])
+def test_structural_optimizer_changes_rebuild_the_step_and_follow_torch(backend):
+    """Whether momentum is zero, nesterov and maximize are compiled into the update (no branches on
+    them in the generated loops): changing one mid-training rebuilds the step, and training still
+    follows torch, through momentum switched off (the buffer is then left as it was, as PyTorch
+    leaves it) and on again (PyTorch resumes from that stale buffer). A new learning rate or
+    momentum value does not rebuild."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((6, 4)).astype(np.float32)
+    y = rng.integers(0, 3, 6)
+    model = nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 3))
+    reference = torch.nn.Sequential(torch.nn.Linear(4, 5), torch.nn.Tanh(), torch.nn.Linear(5, 3))
+    copy_torch_weights(model, reference)
+    sgd = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    torch_sgd = torch.optim.SGD(reference.parameters(), lr=0.1, momentum=0.9)
+    train = gn.compile(model, nn.CrossEntropyLoss(), sgd, backend=backend)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    changes = {2: dict(nesterov=True), 4: dict(lr=0.05), 5: dict(maximize=True), 7: dict(maximize=False),
+               8: dict(momentum=0.0, nesterov=False), 10: dict(momentum=0.5), 12: dict(momentum=0.7)}
+    rebuilt = []
+    for k in range(14):
+        for group in (sgd.param_groups[0], torch_sgd.param_groups[0]):
+            group.update(changes.get(k, {}))
+        before = dict(train.executables)
+        loss = train.step(x, y)
+        rebuilt.append(bool(before) and not any(e is before.get(key) for key, e in train.executables.items()))
+        torch_sgd.zero_grad()
+        expected = torch.nn.functional.cross_entropy(reference(xt), yt)
+        expected.backward()
+        torch_sgd.step()
+        assert loss == pytest.approx(expected.item(), rel=1e-5), k
+        assert_state_close(model, reference, rtol=1e-4)
+    # rebuilt exactly where the structure changed: nesterov on, maximize on and off, momentum off and on
+    assert [k for k, r in enumerate(rebuilt) if r] == [2, 5, 7, 8, 10]

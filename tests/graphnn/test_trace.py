@@ -110,12 +110,14 @@ def test_argmax_and_max_indices_match_torch(backend):
 
 
 def test_calling_a_module_on_arrays_runs_it():
+    gn.manual_seed(0)  # the same weights every run
     model = nn.Sequential(nn.Linear(3, 2), nn.ReLU())
     x = np.random.default_rng(1).standard_normal((4, 3)).astype(np.float32)
     expected = np.maximum(x @ model[0].weight.data.T + model[0].bias.data, 0)
-    np.testing.assert_allclose(model(x), expected, rtol=1e-6)
+    # float32 rounding: numpy and the generated code may contract a multiply and an add differently
+    np.testing.assert_allclose(model(x), expected, rtol=1e-5, atol=1e-7)
     loss = nn.MSELoss()(model(x), np.zeros((4, 2), np.float32))
-    np.testing.assert_allclose(loss, np.mean(expected**2), rtol=1e-6)
+    np.testing.assert_allclose(loss, np.mean(expected**2), rtol=1e-5)
 
 
 # -- what a static graph cannot follow ----------------------------------------------------------
