@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
+from typing import Callable
 
 import sympy
 
@@ -92,7 +93,7 @@ class Fusion:
         return self.view.get(node.id) or views.identity(node)
 
     # -- grouping -------------------------------------------------------------------------------
-    def group(self, absorb: bool = True) -> list[list[Node]]:
+    def group(self, absorb: bool = True, share: bool = True) -> list[list[Node]]:
         group_of: dict[int, int] = {}
         members: dict[int, list[Node]] = {}
         core: dict[int, Node | None] = {}
@@ -102,24 +103,56 @@ class Fusion:
             group_of[node.id] = node.id
             members[node.id] = [node]
             core[node.id] = node if node.op in CORES else None
-        for node in computed:
-            consumer = self._inline_target(node)
+
+        def merge(node: Node, consumer: Node | None, check_cycle: bool = False) -> None:
             if consumer is None:
-                continue
+                return
             mine, theirs = group_of[node.id], group_of[consumer.id]
+            if mine == theirs:
+                return
             if consumer.op == "reduce" and core[mine] is not None:
-                continue
+                return
             if core[mine] is not None and core[theirs] is not None:
-                continue
+                return
             if self._overwrites_operand(core[mine] or core[theirs], members[mine] + members[theirs]):
-                continue
+                return
+            if check_cycle and self._reaches_through_others(mine, theirs, members, group_of):
+                return
             for n in members[mine]:
                 group_of[n.id] = theirs
             members[theirs] = sorted(members[theirs] + members.pop(mine), key=lambda n: self.position[n.id])
             core[theirs] = core[theirs] or core.pop(mine)
+
+        for node in computed:
+            merge(node, self._inline_target(node))
+        if share:  # then values with several consumers, where that forms no cycle
+            for node in computed:
+                if len(self.uses[node.id]) > 1:
+                    merge(node, self._inline_target(node, share=True), check_cycle=True)
         if absorb:
             self._absorb_consumers(members, group_of, core)
         return list(members.values())
+
+    def _reaches_through_others(self, source: int, target: int, members: dict, group_of: dict) -> bool:
+        """Whether group ``target`` depends on group ``source`` through another group: merging
+        ``source`` into ``target`` would then form a cycle."""
+        def producers(group: int) -> set:
+            found = set()
+            for n in members[group]:
+                for input_ in n.inputs:
+                    other = group_of.get(self.view_of(input_).base.id)
+                    if other is not None and other != group:
+                        found.add(other)
+            return found
+        seen, frontier = set(), producers(target) - {source}
+        while frontier:
+            group = frontier.pop()
+            if group == source:
+                return True
+            if group not in seen:
+                seen.add(group)
+                frontier |= producers(group)
+        return False
 
     def _absorb_consumers(self, members: dict, group_of: dict, core: dict) -> None:
         """A pointwise group that reads one core's results elementwise (a matmul's product, a
@@ -144,7 +177,7 @@ class Fusion:
             shape = _squeezed(host.shape)
             if any(n.op != "pointwise" or _squeezed(n.shape) != shape for n in group):
                 continue
-            prologue = _ancestors_within(host, {n.id for n in members[target]})
+            prologue = _ancestors_within(host, {n.id for n in members[target]}, self._is_view)
             if any(group_of.get(base.id) == target and (not self._direct(source, base) or base.id in prologue
                                                         or _squeezed(base.shape) != shape)
                    for source, base in sources):
@@ -166,11 +199,14 @@ class Fusion:
         read = {b.attrs["name"] for b in read if b.op in ("input", "param", "buffer", "hyper")}
         return any(kind == "update" and name in read for n in nodes for kind, name in self.named.get(n.id, []))
 
-    def _inline_target(self, node: Node) -> Node | None:
+    def _inline_target(self, node: Node, share: bool = False) -> Node | None:
+        """The consumer whose kernel computes ``node``: its only one, or with ``share`` (a
+        pointwise node with several consumers) its first, which no other consumer can precede;
+        the value is then also stored for the others."""
         uses = self.uses[node.id]
-        if len(uses) != 1 or node.id in self.copies:
+        if node.id in self.copies or not uses or (len(uses) > 1 and not (share and node.op == "pointwise")):
             return None
-        consumer, _, direct = uses[0]
+        consumer, _, direct = min(uses, key=lambda use: self.position[use[0].id])
         if not direct or consumer.op not in ("pointwise", "reduce") or consumer.id in self.copies:
             return None
         if consumer.op == "pointwise" and _squeezed(consumer.shape) != _squeezed(node.shape):
@@ -221,7 +257,7 @@ class Fusion:
         else:
             kind, domain = "matmul", core.shape
         kernel = Kernel(_kernel_name(index, members), kind, tuple(domain))
-        prologue = _ancestors_within(core, ids) if kind == "reduce" else set()
+        prologue = _ancestors_within(core, ids, self._is_view) if kind == "reduce" else set()
         if kind == "reduce":
             kernel.axes, kernel.reduce_op = core.attrs["axes"], core.attrs["kind"]
 
@@ -349,10 +385,15 @@ class Fusion:
 
     def build(self) -> KernelPlan:
         self.analyse()
-        try:
-            groups = self.order(self.group())
-        except RuntimeError:  # an absorbed update whose leaf is read after the matmul: keep them apart
-            groups = self.order(self.group(absorb=False))
+        # a shared value computed in a consumer another consumer needs first, or an absorbed
+        # update whose leaf is read after the matmul, forms a cycle: fuse less, in that order
+        for absorb, share in ((True, True), (True, False), (False, False)):
+            try:
+                groups = self.order(self.group(absorb, share))
+                break
+            except RuntimeError:
+                if not absorb:
+                    raise
         kernels = horizontal.merge([self.kernel(g, k) for k, g in enumerate(groups)], self.buffers)
         outputs = {name: f"out.{name}" for name in self.graph.outputs}
         for name, node in self.graph.outputs.items():  # an output that is a view or a leaf: copy it
@@ -385,12 +426,15 @@ def _named_results(graph: Graph) -> dict[int, list]:
     return named
 
 
-def _ancestors_within(node: Node | None, ids: set) -> set:
+def _ancestors_within(node: Node | None, ids: set, views: Callable[[Node], bool]) -> set:
+    """The members (``ids``) that ``node`` reads, directly or through members and views."""
     out, stack = set(), list(node.inputs) if node is not None else []
     while stack:
         n = stack.pop()
         if n.id in ids and n.id not in out:
             out.add(n.id)
+            stack.extend(n.inputs)
+        elif views(n):
             stack.extend(n.inputs)
     return out
 
