@@ -5,6 +5,8 @@ Rules, applied in topological order:
 - a node whose value has one direct consumer of the same shape is computed inside that
   consumer's kernel: pointwise chains become one loop, a reduction absorbs its pointwise
   producers (prologue), and a reduction or matmul absorbs pointwise consumers (epilogue);
+- a pointwise value with several consumers is computed in its first consumer's kernel (and
+  stored for the others) where that makes no two kernels need each other;
 - a kernel holds at most one core (reduce or matmul), and a reduction's prologue holds none;
 - a pointwise group that reads one core's results elementwise and otherwise only leaves joins
   that core's kernel (the optimizer update of a parameter runs where its gradient is computed);

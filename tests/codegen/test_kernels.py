@@ -200,6 +200,28 @@ def test_batched_gemm_epilogues_and_absorbed_consumers(batch):
     assert [op for _, op, _ in plan.kernels[0].sources] == ["matmul", "add", "tanh", "mul"]
 
 
+@pytest.mark.parametrize("batch", [1, 6, 37])
+def test_shared_values_are_computed_in_their_first_consumer_where_no_cycle_forms(batch):
+    """exp(x) feeds a sum and a later product: it is computed in the sum's prologue and stored for
+    the product. 2x feeds a pointwise chain (first) and a sum the chain's end also reads: fusing
+    it into the chain would make the chain's kernel and the sum's need each other, so it stays a
+    kernel of its own, and the first sharing still happens (it would not if the whole plan fell
+    back to fusing less)."""
+    def build(b, x):
+        e = b.pointwise(pw.exp, x)
+        total = b.reduce("sum", e, (1,))
+        scaled = b.pointwise(pw.mul, e, b.expand(total, x.shape))
+        doubled = b.pointwise(pw.add, x, x)
+        shifted = b.pointwise(pw.tanh, doubled)
+        squares = b.reduce("sum", b.pointwise(pw.mul, doubled, doubled), (1,))
+        return {"scaled": scaled, "mixed": b.pointwise(pw.mul, shifted, b.expand(squares, x.shape))}
+
+    plan = compare(build, {"x": ((B, 7), "f32")}, batch, rtol=1e-5, atol=1e-5)
+    ops = [[op for _, op, _ in k.sources] for k in plan.kernels]
+    assert any(k.kind == "reduce" and o[:2] == ["exp", "reduce"] for k, o in zip(plan.kernels, ops)), ops
+    assert ["add"] in ops, ops  # the doubled value: not fused into the chain that needs its sum
+
+
 def test_update_reading_its_own_matmul_operand_stays_apart():
     """An in-place update of a leaf that the matmul reads must not run in the GEMM's epilogue
     (it would overwrite rows the GEMM has yet to read): it stays a kernel of its own, after it."""
