@@ -443,8 +443,8 @@ class _Entry:
             lines.append(f"{indent}float* restrict scratch = graphnn_scratch_area(1, (size_t)(({m})*({n})));")
         if _direct(kernel):
             return lines + [f"{indent}graphnn_sgemm({args}, {target}, {n}, 0, 0, 0);"]
-        # an epilogue that updates a weight splits the threads' work by the weight's rows (see
-        # graphnn_sgemm): each thread updates the rows its forward GEMM reads
+        # an epilogue that updates a weight splits the threads' work by the weight's rows where the
+        # forward GEMM splits by columns (see graphnn_sgemm): each thread updates the rows it reads
         weight_rows = int(any(self.plan.buffers[s.buffer].kind == "param" for s in kernel.stores))
         return lines + [f"{indent}graphnn_sgemm({args}, {target}, {n}, {self.name}_{kernel.name}_epilogue, &context, "
                         f"{weight_rows});"]
