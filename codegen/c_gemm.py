@@ -97,7 +97,6 @@ static float* graphnn_scratch_area(int which, size_t floats) {
 }
 
 typedef float graphnn_v16u __attribute__((vector_size(64), aligned(4)));  /* for unaligned access */
-typedef float graphnn_v8u __attribute__((vector_size(32), aligned(4)));
 
 /* The register transpose needs 512-bit vectors and __builtin_shufflevector (GCC 12+, Clang). */
 #if defined(__AVX512F__) && (defined(__clang__) || __GNUC__ >= 12)
@@ -105,38 +104,11 @@ typedef float graphnn_v8u __attribute__((vector_size(32), aligned(4)));
 %(TRANSPOSE16)s
 #endif
 
-/* Pack rows [m0, m0+mc) x cols [k0, k0+kc) of A into slivers of GEMM_MR rows, k-major. */
+/* Pack rows [m0, m0+mc) x cols [k0, k0+kc) of A into slivers of GEMM_MR rows, k-major (zeros past
+ * mc). A row-major A is read in place by the micro-kernel; only its edge rows come here. */
 static void graphnn_pack_a(const float* a, int64_t sam, int64_t sak, int64_t m0, int64_t mc,
                            int64_t k0, int64_t kc, float* restrict out) {
     for (int64_t i = 0; i < mc; i += GEMM_MR) {
-        if (sak == 1 && i + GEMM_MR <= mc) {  /* row-major A: read each row contiguously */
-            const float* rows = a + (m0 + i) * sam + k0;
-            int64_t k = 0;
-#if defined(GRAPHNN_TRANSPOSE16) && GEMM_MR == 8
-            /* 32 columns of the 8 rows at a time: vector q < 8 holds row q's first 16, vector
-             * 8 + q its next 16, so after the transpose vector l holds column l of all 8 rows
-             * (low half) and column 16 + l (high half): 16 loads and 32 stores for 256 floats. */
-            for (; k + 32 <= kc; k += 32) {
-                graphnn_v16 r[16];
-                for (int q = 0; q < 8; ++q) {
-                    r[q] = *(const graphnn_v16u*)(rows + q * sam + k);
-                    r[8 + q] = *(const graphnn_v16u*)(rows + q * sam + k + 16);
-                }
-                graphnn_transpose16(r);
-                for (int l = 0; l < 16; ++l) {
-                    *(graphnn_v8u*)(out + (k + l) * 8) = __builtin_shufflevector(r[l], r[l], 0, 1, 2, 3, 4, 5, 6, 7);
-                    *(graphnn_v8u*)(out + (k + 16 + l) * 8) =
-                        __builtin_shufflevector(r[l], r[l], 8, 9, 10, 11, 12, 13, 14, 15);
-                }
-            }
-#endif
-            for (int64_t r = 0; r < GEMM_MR; ++r) {
-                const float* row = rows + r * sam;
-                for (int64_t kk = k; kk < kc; ++kk) out[kk * GEMM_MR + r] = row[kk];
-            }
-            out += kc * GEMM_MR;
-            continue;
-        }
         if (sam == 1 && i + GEMM_MR <= mc) {  /* column-major A: each k's GEMM_MR rows are contiguous */
             const float* column = a + (m0 + i) + k0 * sak;
             for (int64_t k = 0; k < kc; ++k) {
