@@ -65,6 +65,11 @@ static inline float graphnn_uniform(int64_t seed, int64_t step, uint32_t stream,
     }
     return (float)(c0 >> 8) * (1.0f / 16777216.0f);
 }
+
+/* The larger of two floats, NaN if either is NaN (fmaxf drops NaN; PyTorch's max keeps it). */
+static inline float graphnn_max(float acc, float v) {
+    return (v > acc || v != v) ? v : acc;
+}
 """
 
 
@@ -376,7 +381,7 @@ class _Entry:
         lines += self.assign_lines([a for a in self.assigns_in_loop(kernel.body) if a.stage == "prologue"], inner)
         prologue_names = {a.name for a in kernel.body if a.stage == "prologue"}
         lines += [self.store_line(s, inner) for s in kernel.stores if s.value in prologue_names]
-        update = "sum += {v};" if kernel.reduce_op == "sum" else "acc = fmaxf(acc, {v});"
+        update = "sum += {v};" if kernel.reduce_op == "sum" else "acc = graphnn_max(acc, {v});"
         lines.append(inner + update.format(v=kernel.reduce_value))
         lines += self.close(len(kernel.axes), inner)
         if kernel.reduce_op == "sum":

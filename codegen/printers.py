@@ -91,6 +91,9 @@ class FloatPrinter(ValuePrinting, C99CodePrinter):
     def _print_Integer(self, expr):
         return str(int(expr))
 
+    def _print_isnan(self, expr):
+        return f"(isnan({self._print(expr.args[0])}) ? 1.0F : 0.0F)"
+
     def _print_BooleanTrue(self, expr):
         return "1"
 

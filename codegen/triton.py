@@ -106,6 +106,10 @@ class TritonPrinter(ValuePrinting, PythonCodePrinter):
 
     _print_exp = _print_log = _print_erf = _print_tanh = _print_expm1 = _print_log1p = _print_Abs = _print_Function
 
+    def _print_isnan(self, expr):
+        x = self._print(expr.args[0])
+        return f"tl.where({x} != {x}, 1.0, 0.0)"
+
     def _print_sign(self, expr):
         x = self._print(expr.args[0])
         return f"tl.where({x} > 0, 1.0, tl.where({x} < 0, -1.0, 0.0))"
@@ -361,8 +365,12 @@ class _Module:
         if is_sum:
             lines.append(f"{inner}tile += {value}")
         else:
-            lines.append(f"{inner}tile = tl.maximum(tile, {value})")
-        lines.append(f"    acc = tl.{'sum' if is_sum else 'max'}(tile, axis=1)[:, None]")
+            lines.append(f"{inner}tile = tl.maximum(tile, {value}, propagate_nan=tl.PropagateNan.ALL)")
+        if is_sum:
+            lines.append("    acc = tl.sum(tile, axis=1)[:, None]")
+        else:  # tl.max may drop NaN on the device: a row holding one gives NaN, as in PyTorch
+            lines.append("    acc = tl.where(tl.max((tile != tile).to(tl.int32), axis=1)[:, None] > 0, "
+                         "float('nan'), tl.max(tile, axis=1)[:, None])")
         lines += [self.load_line(l, names, "row_mask") for l in kernel.loads if l.name in late]
         lines += self.assign_lines(epilogue)
         lines += [self.store_line(s, names, "row_mask") for s in kernel.stores if s.value not in prologue_names]

@@ -88,8 +88,8 @@ def _reduce(b: Builder, node: Node, g: Node, needed: list) -> list:
     wide = b.expand(g, x.shape)
     if node.attrs["kind"] == "sum":
         return [(0, wide)]
-    if node.attrs.get("ties") == "first":
-        mask, _ = b.first_max(x, node.attrs["axes"], node)
+    if node.attrs.get("ties") in ("first", "pool"):
+        mask, _ = b.first_max(x, node.attrs["axes"], node, last_nan=node.attrs["ties"] == "pool")
         return [(0, b.pointwise(pw.mul, mask, wide))]
     # ties share the gradient evenly (PyTorch's amax)
     at_max = b.pointwise(pw.eq, x, b.expand(node, x.shape), dtype=g.dtype)

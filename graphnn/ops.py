@@ -84,9 +84,13 @@ class Builder:
 
         For max, ``ties`` says where the gradient goes when several elements equal the maximum:
         "split" shares it evenly (PyTorch's amax and max()), "first" gives it all to the first
-        one in row-major order over the reduced axes (PyTorch's max(dim) and max pooling).
+        one in row-major order over the reduced axes (PyTorch's max(dim)), "pool" too but to the
+        last NaN where there are several (PyTorch's max pooling).
         """
         axes = tuple(sorted(set(normalize_axis(a, len(x.shape), self) for a in axes)))
+        # axes of size 1 reduce nothing (the kept shape is the input's): no reduction is emitted
+        # for them, so a pooling window of one element is the identity it is
+        axes = tuple(a for a in axes if x.shape[a] != 1)
         shape = tuple(1 if k in axes else d for k, d in enumerate(x.shape))
         if not axes:
             return x
@@ -94,14 +98,16 @@ class Builder:
             return self.emit("reduce", (x,), shape, x.dtype, kind=kind, axes=axes, ties=ties)
         return self.emit("reduce", (x,), shape, x.dtype, kind=kind, axes=axes)
 
-    def first_max(self, x: Node, axes, m: Node | None = None) -> tuple[Node, Node]:
-        """(mask, key): mask is 1 at the first maximum over ``axes`` (in row-major order) and 0
-        elsewhere; key, with the axes kept at size 1, is n - (flat index of that maximum), n the
-        number of elements reduced. ``m``: the maximum, when it is already computed."""
+    def first_max(self, x: Node, axes, m: Node | None = None, last_nan: bool = False) -> tuple[Node, Node]:
+        """(mask, key): mask is 1 at the first maximum over ``axes`` (in row-major order; where
+        there are NaNs, the first one, as PyTorch's max(dim) chooses, or the last one with
+        ``last_nan``, as its max pooling does) and 0 elsewhere; key, with the axes kept at size
+        1, is n - (flat index of that maximum), n the number of elements reduced (for a last
+        NaN: n + 1 + its index). ``m``: the maximum, when it is already computed."""
         axes = (axes,) if isinstance(axes, int) else tuple(axes)
         n = numel(tuple(x.shape[a] for a in axes))
         m = self.reduce("max", x, axes) if m is None else m
-        at_max = self.pointwise(pw.eq, x, self.expand(m, x.shape), dtype="f32")
+        at_max = self.pointwise(pw.at_max, x, self.expand(m, x.shape), dtype="f32")
         index, step = None, 1
         for axis in reversed(axes):  # the flat index over the reduced axes, last axis fastest
             term = self.iota(x.shape, axis, "f32")
@@ -109,7 +115,11 @@ class Builder:
                 term = self.pointwise(pw.scale(step), term)
             index = term if index is None else self.pointwise(pw.add, index, term)
             step = step * x.shape[axis]
-        reversed_index = self.pointwise(pw.fn("reverse_index", pw.x0 * (n - pw.x1)), at_max, index)
+        if last_nan:
+            key_of = sympy.Piecewise((n + 1 + pw.X[1], pw.isnan(pw.X[2]) > 0), (pw.x0 * (n - pw.x1), True))
+            reversed_index = self.pointwise(pw.fn("reverse_index", key_of), at_max, index, x)
+        else:
+            reversed_index = self.pointwise(pw.fn("reverse_index", pw.x0 * (n - pw.x1)), at_max, index)
         key = self.reduce("max", reversed_index, axes)
         mask = self.pointwise(pw.eq, reversed_index, self.expand(key, x.shape), dtype="f32")
         return mask, key

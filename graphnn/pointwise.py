@@ -111,7 +111,10 @@ rsqrt = fn("rsqrt", 1 / sympy.sqrt(x0))
 abs_ = fn("abs", sympy.Abs(x0))
 
 # -- activations (kinks pinned to PyTorch's one-sided derivatives) ------------------------
-relu = fn("relu", sympy.Piecewise((x0, x0 > 0), (0, True)), x0=sympy.Piecewise((1, Y > 0), (0, True)))
+# Branch conditions are written so that NaN, for which every comparison is false, falls to a
+# branch that returns x0 itself: NaN propagates as in PyTorch (relu(NaN) = NaN, not 0), and the
+# derivative at NaN is the one PyTorch's backward gives there.
+relu = fn("relu", sympy.Piecewise((0, x0 <= 0), (x0, True)), x0=sympy.Piecewise((0, Y <= 0), (1, True)))
 tanh = fn("tanh", sympy.tanh(x0), x0=1 - Y**2)
 sigmoid = fn("sigmoid", 1 / (1 + sympy.exp(-x0)), x0=Y * (1 - Y))
 silu = fn("silu", x0 / (1 + sympy.exp(-x0)))
@@ -119,8 +122,8 @@ silu = fn("silu", x0 / (1 + sympy.exp(-x0)))
 
 def hardtanh(min_val: float = -1.0, max_val: float = 1.0) -> PointwiseFn:
     lo, hi = _f(min_val), _f(max_val)
-    # derivative 1 strictly inside, 0 at and beyond the bounds (PyTorch)
-    return fn("hardtanh", sympy.Piecewise((x0, (x0 > lo) & (x0 < hi)), (lo, x0 <= lo), (hi, True)))
+    # derivative 1 strictly inside (and at NaN), 0 at and beyond the bounds (PyTorch)
+    return fn("hardtanh", sympy.Piecewise((lo, x0 <= lo), (hi, x0 >= hi), (x0, True)))
 
 
 def leaky_relu(negative_slope: float = 0.01) -> PointwiseFn:
@@ -128,8 +131,8 @@ def leaky_relu(negative_slope: float = 0.01) -> PointwiseFn:
 
 
 def elu(alpha: float = 1.0) -> PointwiseFn:
-    # elu'(0) = alpha: the x <= 0 branch owns zero
-    return fn("elu", sympy.Piecewise((x0, x0 > 0), (_f(alpha) * expm1(x0), True)))
+    # elu'(0) = alpha: the x <= 0 branch owns zero; NaN takes the identity branch (derivative 1)
+    return fn("elu", sympy.Piecewise((_f(alpha) * expm1(x0), x0 <= 0), (x0, True)))
 
 
 def softplus(beta: float = 1.0, threshold: float = 20.0) -> PointwiseFn:
@@ -147,25 +150,46 @@ def gelu(approximate: str = "none") -> PointwiseFn:
 
 
 def clamp(min_val: float | None = None, max_val: float | None = None) -> PointwiseFn:
-    """x limited to [min_val, max_val]; the gradient passes at the bounds (PyTorch's choice)."""
-    branches = []
+    """x limited to [min_val, max_val]; NaN stays NaN. The gradient passes at the bounds and is
+    0 outside them and at NaN (PyTorch's choice: its backward tests ``min <= x <= max``)."""
+    branches, inside = [], sympy.true
     if min_val is not None:
         branches.append((_f(min_val), x0 < _f(min_val)))
+        inside = inside & (x0 >= _f(min_val))
     if max_val is not None:
         branches.append((_f(max_val), x0 > _f(max_val)))
-    return fn("clamp", sympy.Piecewise(*branches, (x0, True)), nargs=1)
+        inside = inside & (x0 <= _f(max_val))
+    return fn("clamp", sympy.Piecewise(*branches, (x0, True)), nargs=1,
+              x0=sympy.Piecewise((1, inside), (0, True)))
 
 
 def dropout(p: float) -> PointwiseFn:
-    """x0 is the input, x1 a uniform [0, 1) draw: keep with probability 1 - p, scaled by 1/(1-p)."""
-    if p >= 1:
-        return fn("dropout", 0 * x0 + 0 * x1, nargs=2)
+    """x0 is the input, x1 a uniform [0, 1) draw: keep with probability 1 - p, scaled by 1/(1-p).
+    The input is multiplied by the mask, as in PyTorch, so a dropped NaN or infinity gives NaN."""
+    if p >= 1:  # drop everything: a mask that is never 1 (x1 < 0 cannot hold), kept as a product
+        return fn("dropout", x0 * sympy.Piecewise((1, x1 < 0), (0, True)), nargs=2)
     keep = 1 - _f(p)
-    return fn("dropout", sympy.Piecewise((x0 / keep, x1 < keep), (0, True)), nargs=2)
+    return fn("dropout", x0 * sympy.Piecewise((1 / keep, x1 < keep), (0, True)), nargs=2)
 
 
 # -- comparisons (outputs 0/1, no gradient flows through the condition) -------------------
+class isnan(sympy.Function):
+    """1 where the argument is NaN, else 0: sympy folds ``Ne(x, x)`` to False, so the test
+    needs a function of its own. Each backend prints it (C ``isnan``, Triton ``x != x``)."""
+
+    @classmethod
+    def eval(cls, x):
+        if x.is_number:
+            return sympy.Integer(1) if x is sympy.nan else sympy.Integer(0)
+        return None
+
+    def fdiff(self, argindex=1):
+        return sympy.Integer(0)
+
+
 eq = fn("eq", sympy.Piecewise((1, sympy.Eq(x0, x1)), (0, True)), nargs=2)
+# x0 is a maximum x1 of its values: equal to it, or NaN (NaN is the maximum wherever one occurs)
+at_max = fn("at_max", sympy.Piecewise((1, sympy.Eq(x0, x1)), (1, isnan(x0) > 0), (0, True)), nargs=2)
 ne = fn("ne", sympy.Piecewise((0, sympy.Eq(x0, x1)), (1, True)), nargs=2)
 cast = fn("cast", x0)
 
@@ -198,4 +222,4 @@ def numpy_function(expr: sympy.Expr, nargs: int):
     """A numpy function of (x0..x{nargs-1}, B, y) evaluating ``expr`` elementwise."""
     expr = expr.evalf() if expr.has(sympy.pi) else expr
     args = list(X[:nargs]) + [sympy.Symbol("B", integer=True, positive=True), Y]
-    return sympy.lambdify(args, expr, modules=[{"erf": _erf}, "numpy"])
+    return sympy.lambdify(args, expr, modules=[{"erf": _erf, "isnan": lambda v: np.isnan(v).astype(np.float64)}, "numpy"])

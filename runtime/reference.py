@@ -55,8 +55,18 @@ def _pointwise(node, args, shape, dtype, batch):
 
 
 def _reduce(node, args, shape, dtype, batch):
-    reducer = {"sum": np.sum, "max": np.max}[node.attrs["kind"]]
-    return reducer(args[0], axis=node.attrs["axes"], keepdims=True).astype(dtype, copy=False)
+    # sums accumulate in float64 (rounded once at the end), so the oracle is at least as
+    # accurate as any float32 backend: a float32 sum's rounding can push a statistic across an
+    # activation's kink and send the reference down another path than the backends it checks
+    if node.attrs["kind"] == "sum":
+        return np.sum(args[0], axis=node.attrs["axes"], keepdims=True, dtype=np.float64).astype(dtype)
+    return np.max(args[0], axis=node.attrs["axes"], keepdims=True).astype(dtype, copy=False)
+
+
+def _matmul(node, args, shape, dtype, batch):
+    """Products accumulated in float64, as sums are."""
+    a, b = (np.asarray(x, np.float64) for x in args)
+    return np.matmul(a, b).astype(dtype)
 
 
 def _iota(node, args, shape, dtype, batch):
@@ -110,7 +120,7 @@ EVALUATORS: dict[str, Callable] = {
     "unwindow": _unwindow,
     "pointwise": _pointwise,
     "reduce": _reduce,
-    "matmul": lambda node, args, shape, dtype, batch: np.matmul(args[0], args[1]).astype(dtype, copy=False),
+    "matmul": _matmul,
     "reshape": lambda node, args, shape, dtype, batch: np.reshape(args[0], shape),
     "permute": lambda node, args, shape, dtype, batch: np.transpose(args[0], node.attrs["perm"]),
     "expand": lambda node, args, shape, dtype, batch: np.broadcast_to(args[0], shape),

@@ -8,7 +8,8 @@ kernel visits, a strided view of the input that costs no kernel of its own:
   (C*kh*kw, O) matrix, so the GEMM and its fused bias/activation epilogue serve convolutions
   too; its backward is two matmuls and the transpose of the window (``unwindow`` + a sum);
 - ``max_pool2d``: a max over the patch axes, padding reading -inf; the gradient goes to the
-  first maximum of each window in row-major order, PyTorch's choice on ties;
+  first maximum of each window in row-major order, PyTorch's choice on ties (and to the last
+  NaN of a window that holds several, as PyTorch's pooling sends it);
 - ``avg_pool2d``: a sum over the patch axes divided by the window's size.
 
 The patch axes put channels inside spatial positions (NHWC order), so convolution results come
@@ -119,7 +120,7 @@ def _pool_arguments(name: str, kernel_size, stride, padding, dilation, ceil_mode
 def _pooled(patches: Tensor, kind: str) -> Tensor:
     """Reduce the patch axes of (N, Ho, Wo, C, kh, kw) and read the result as (N, C, Ho, Wo)."""
     b = trace.current().builder
-    reduced = Tensor(b.reduce(kind, patches.node, (4, 5), **({"ties": "first"} if kind == "max" else {})))
+    reduced = Tensor(b.reduce(kind, patches.node, (4, 5), **({"ties": "pool"} if kind == "max" else {})))
     return reduced.reshape(*patches.shape[:4]).permute(0, 3, 1, 2)
 
 
