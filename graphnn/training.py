@@ -7,11 +7,34 @@ when the output is a terminal.
 """
 from __future__ import annotations
 
+import math
+import numbers
 import sys
 import time
 from typing import Any
 
 import numpy as np
+
+
+RUN_KEYS = ("epoch", "model", "optimizer", "scheduler", "program", "shuffle", "random", "history")
+"""What a fit checkpoint holds (run_state)."""
+
+
+class NonFiniteLossError(FloatingPointError):
+    """``fit(..., stop_on_nan=True)`` met a batch whose loss is NaN or infinite; ``epoch`` and
+    ``batch`` (both counted from 1) name it. The step on that batch has been taken."""
+
+    def __init__(self, epoch: int, batch: int, batches: int, loss: float) -> None:
+        self.epoch, self.batch, self.loss = epoch, batch, loss
+        super().__init__(f"the loss of epoch {epoch}, batch {batch} of {batches} is {loss}: fit stopped right after "
+                         "that batch's step, so parameters and optimizer state include its update")
+
+
+def check_count(name: str, value: Any, minimum: int = 1) -> None:
+    """Raise ValueError unless ``value`` is an integer (not a bool) of at least ``minimum`` (1 or 0)."""
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
+        kind = "a positive" if minimum == 1 else "a non-negative"
+        raise ValueError(f"{name} should be {kind} integer value, but got {name}={value!r}")
 
 
 class History(dict):
@@ -63,6 +86,7 @@ def _progress(total: int, epoch: int, epochs: int, verbose: int):
 
 def evaluate(program: Any, x: np.ndarray, y: np.ndarray, batch_size: int = 256) -> tuple[float, float | None]:
     """(mean loss, accuracy or None) over a data set, in batches, with the model in eval mode."""
+    check_count("batch_size", batch_size)
     x, y = np.asarray(x), np.asarray(y)
     model = program.model
     flags = [(m, m.training) for m in model.modules()]
@@ -90,20 +114,31 @@ def evaluate(program: Any, x: np.ndarray, y: np.ndarray, batch_size: int = 256) 
 
 def fit(program: Any, x, y, batch_size: int = 64, epochs: int = 1, shuffle: bool = True,
         validation_data: tuple | None = None, seed: int = 0, verbose: int = 1, scheduler: Any = None,
-        checkpoint=None, checkpoint_every: int = 1, resume=None) -> History:
+        checkpoint=None, checkpoint_every: int = 1, resume=None, stop_on_nan: bool = False) -> History:
     """Train until ``epochs`` passes over (x, y) are done; returns the History.
 
     ``checkpoint``: a path written (atomically) every ``checkpoint_every`` epochs with everything
     the run depends on. ``resume``: such a path to continue from; the run then goes on from the
     epoch after the saved one, with the same data order and dropout draws as a run that was never
-    stopped, so its final parameters are the same bit for bit."""
+    stopped, so its final parameters are the same bit for bit. A checkpoint that does not fit the
+    run raises CheckpointError before anything is loaded.
+
+    A batch whose loss is NaN or infinite is stepped like any other, as in a PyTorch loop (its
+    update may make parameters NaN). ``stop_on_nan=True`` raises NonFiniteLossError, naming the
+    epoch and batch, right after the first such step: parameters and optimizer state then include
+    that step's update."""
+    check_count("batch_size", batch_size)
+    check_count("epochs", epochs, minimum=0)
+    check_count("checkpoint_every", checkpoint_every)
     x, y = np.asarray(x), np.asarray(y)
     if len(x) != len(y):
         from graphnn.errors import InputError
 
         raise InputError(f"x has {len(x)} samples but y has {len(y)}")
-    if checkpoint_every < 1:
-        raise ValueError(f"checkpoint_every must be at least 1, got {checkpoint_every}")
+    if len(x) == 0:
+        from graphnn.errors import InputError
+
+        raise InputError("fit needs at least one sample, got an empty x")
     rng = np.random.default_rng(seed)
     history = History(loss=[], val_loss=[], val_accuracy=[], lr=[], epoch_time=[])
     rank, ranks = 0, 1
@@ -122,9 +157,13 @@ def fit(program: Any, x, y, batch_size: int = 64, epochs: int = 1, shuffle: bool
         order = rng.permutation(len(x)) if shuffle else None
         bar = _progress(batches, epoch, epochs, verbose)
         total = 0.0
-        for index in _batches(len(x), batch_size * ranks, order):
+        for batch, index in enumerate(_batches(len(x), batch_size * ranks, order), 1):
             shard = _shard(index, rank, batch_size) if ranks > 1 else index
             loss = program.step(x[shard], y[shard])  # distributed: the mean over the whole batch
+            if stop_on_nan and not math.isfinite(loss):  # (distributed: the same loss on every rank)
+                if bar is not None:
+                    bar.close()
+                raise NonFiniteLossError(epoch, batch, batches, loss)
             total += loss * (len(range(*index.indices(len(x)))) if isinstance(index, slice) else len(index))
             if bar is not None:
                 bar.update(1)
@@ -188,23 +227,66 @@ def _save(program, scheduler, shuffle, history, epoch: int, path) -> None:
 
 
 def _restore(program, scheduler, shuffle, history: History, path) -> int:
-    """Load a fit checkpoint into the run's objects; returns the epoch it was saved after."""
+    """Load a fit checkpoint into the run's objects; returns the epoch it was saved after. All of
+    it is checked before anything is loaded: a checkpoint that does not fit raises CheckpointError
+    naming the entry, and changes nothing."""
     from graphnn import checkpoint, random
+    from graphnn.checkpoint import CheckpointError, StateDictError
 
     state = checkpoint.load(path)
-    program.model.load_state_dict(state["model"])
-    program.optimizer.load_state_dict(state["optimizer"])
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: not a fit checkpoint: expected a dict of {list(RUN_KEYS)}, "
+                              f"got a {type(state).__name__}")
+    missing = [key for key in RUN_KEYS if key not in state]
+    if missing:
+        raise CheckpointError(f"{path}: not a fit checkpoint: missing {missing} (expected {list(RUN_KEYS)})")
+
+    def refuse(key: str, problem: Any) -> CheckpointError:
+        return CheckpointError(f"{path}: {key!r} does not fit this run: {problem}")
+
+    epoch, counters, saved_history = state["epoch"], state["program"], state["history"]
+    if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0:
+        raise refuse("epoch", f"expected a non-negative integer, got {epoch!r}")
+    if not (isinstance(counters, dict) and all(isinstance(counters.get(k), int) for k in ("seed", "calls"))):
+        raise refuse("program", f"expected {{'seed': int, 'calls': int}}, got {counters!r}")
+    if not (isinstance(saved_history, dict) and all(isinstance(v, list) for v in saved_history.values())):
+        raise refuse("history", "expected a dict of per-epoch lists")
+    for key, generator in (("shuffle", shuffle), ("random", random.generator())):
+        try:  # a bit generator's state setter checks the state completely
+            type(generator.bit_generator)().state = state[key]
+        except (TypeError, ValueError, KeyError) as error:
+            raise refuse(key, f"not a {type(generator.bit_generator).__name__} state ({error})") from None
+    for key in ("model", "optimizer"):
+        if not isinstance(state[key], dict):
+            raise refuse(key, f"expected a state dict, got a {type(state[key]).__name__}")
+    try:
+        load_optimizer = program.optimizer.prepare_load(state["optimizer"])
+    except StateDictError as error:
+        raise refuse("optimizer", error) from None
+    load_scheduler = None
     if scheduler is not None and state["scheduler"] is not None:
-        scheduler.load_state_dict(state["scheduler"])
-    program.seed, program.calls = state["program"]["seed"], state["program"]["calls"]
+        try:
+            load_scheduler = scheduler.prepare_load(state["scheduler"])
+        except StateDictError as error:
+            raise refuse("scheduler", error) from None
+    try:  # checks everything before it writes anything, and is the first write
+        program.model.load_state_dict(state["model"])
+    except StateDictError as error:
+        raise refuse("model", error) from None
+    load_optimizer()
+    if load_scheduler is not None:
+        load_scheduler()
+    program.seed, program.calls = counters["seed"], counters["calls"]
     shuffle.bit_generator.state = state["shuffle"]
     random.generator().bit_generator.state = state["random"]
-    history.update({k: list(v) for k, v in state["history"].items()})
-    return int(state["epoch"])
+    history.update({k: list(v) for k, v in saved_history.items()})
+    return epoch
 
 
 def predict(program: Any, x, batch_size: int | None = None) -> np.ndarray:
     """The model's outputs for every sample of x, computed in batches of ``batch_size``."""
+    if batch_size is not None:
+        check_count("batch_size", batch_size)
     x = np.asarray(x)
     if batch_size is None or batch_size >= len(x):
         return program(x)

@@ -5,7 +5,10 @@ the next step without recompiling.
 """
 from __future__ import annotations
 
-from typing import Any
+import copy
+from typing import Any, Callable
+
+from graphnn.optim.optimizer import check_keys, check_like, plain
 
 
 class LRScheduler:
@@ -36,7 +39,19 @@ class LRScheduler:
         return {k: v for k, v in self.__dict__.items() if k != "optimizer"}
 
     def load_state_dict(self, state_dict: dict) -> None:
-        self.__dict__.update(state_dict)
+        """Load a ``state_dict()``; a state that does not fit raises StateDictError and changes nothing."""
+        self.prepare_load(state_dict)()
+
+    def prepare_load(self, state_dict: Any) -> Callable[[], None]:
+        """Check ``state_dict`` against this scheduler (the same keys, each value of the kind and
+        length of the current one); returns the function that loads it, which cannot fail."""
+        own = self.state_dict()
+        check_keys(f"the {type(self).__name__} state dict", state_dict, tuple(own), tuple(own))
+        values = {}
+        for key, value in state_dict.items():
+            check_like(f"{key!r}", value, own[key])
+            values[key] = copy.deepcopy(plain(value))
+        return lambda: self.__dict__.update(values)
 
 
 class StepLR(LRScheduler):

@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import copy
-from typing import Any, Iterable
+import numbers
+from collections.abc import Mapping
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
 from graphnn import flat
+from graphnn.checkpoint import StateDictError
 from graphnn.flat import FlatBuffer, flatten_parameters
 
 
@@ -18,6 +21,8 @@ class Optimizer:
     """
 
     defaults: dict
+    state_keys: tuple = ()
+    """The per-parameter state entries: arrays of the parameter's shape, or None."""
 
     def __init__(self, params: Iterable, defaults: dict) -> None:
         self.defaults = dict(defaults)
@@ -144,17 +149,64 @@ class Optimizer:
         return {"state": state, "param_groups": groups}
 
     def load_state_dict(self, state_dict: dict) -> None:
+        """Load a ``state_dict()`` (this optimizer's, or PyTorch's with numpy arrays). Everything is
+        checked first: a state that does not fit raises StateDictError and changes nothing."""
+        self.prepare_load(state_dict)()
+
+    def prepare_load(self, state_dict: Any) -> Callable[[], None]:
+        """Check ``state_dict`` completely against this optimizer (group structure, hyperparameter
+        types and values, state entries' shapes and dtypes); returns the function that loads it,
+        which cannot fail."""
+        check_keys("the optimizer's state dict", state_dict, ("state", "param_groups"), ("state", "param_groups"))
         groups = state_dict["param_groups"]
-        if len(groups) != len(self.param_groups) or any(
-            len(a["params"]) != len(b["params"]) for a, b in zip(groups, self.param_groups)
-        ):
-            raise ValueError("loaded state dict has a different number of parameter groups or parameters")
-        params = self.params
-        for saved, group in zip(groups, self.param_groups):
-            for key, value in saved.items():
-                if key != "params":
-                    group[key] = copy.deepcopy(value)
-        self._load_state({params[int(k)]: v for k, v in state_dict["state"].items()})
+        if not isinstance(groups, (list, tuple)) or len(groups) != len(self.param_groups):
+            got = f"{len(groups)}" if isinstance(groups, (list, tuple)) else f"a {type(groups).__name__}"
+            raise StateDictError(f"loaded state dict has a different number of parameter groups: expected "
+                                 f"{len(self.param_groups)}, got {got}")
+        by_id: dict[int, Any] = {}  # saved parameter id -> parameter, matched by position as in PyTorch
+        hypers = []
+        for k, (saved, group) in enumerate(zip(groups, self.param_groups)):
+            where = f"param_groups[{k}]"
+            check_keys(where, saved, ("params", *self.defaults))
+            ids = saved["params"]
+            if not isinstance(ids, (list, tuple)) or len(ids) != len(group["params"]):
+                got = f"{len(ids)}" if isinstance(ids, (list, tuple)) else f"a {type(ids).__name__}"
+                raise StateDictError(f"{where} has a different number of parameters: expected "
+                                     f"{len(group['params'])}, got {got}")
+            for i, p in zip(ids, group["params"]):
+                if not _is_int(i) or int(i) in by_id:
+                    raise StateDictError(f"{where}['params']: expected distinct integer ids, got {i!r}")
+                by_id[int(i)] = p
+            values = {key: plain(value) for key, value in saved.items() if key != "params"}
+            for key, default in self.defaults.items():  # any real number where the default is one
+                numeric = isinstance(default, numbers.Real) and not isinstance(default, (bool, np.bool_))
+                check_like(f"{where}[{key!r}]", values[key], 0.0 if numeric else default)
+            try:
+                self._check_hypers(values)
+            except ValueError as error:
+                raise StateDictError(f"{where}: {error}") from None
+            hypers.append(copy.deepcopy(values))
+        state = state_dict["state"]
+        if not isinstance(state, Mapping):
+            raise StateDictError(f"'state': expected a dict of per-parameter state, got a {type(state).__name__}")
+        staged = {}
+        for i, entries in state.items():
+            where = f"state[{i!r}]"
+            if not _is_int(i) or int(i) not in by_id:
+                raise StateDictError(f"{where}: no parameter group lists a parameter with id {i!r}")
+            check_keys(where, entries, (), self.state_keys)
+            p = by_id[int(i)]
+            staged[p] = {name: _state_array(f"{where}[{name!r}]", value, p.shape) for name, value in entries.items()}
+
+        def commit() -> None:
+            for group, values in zip(self.param_groups, hypers):
+                group.update(values)
+            self._load_state(staged)
+
+        return commit
+
+    def _check_hypers(self, group: dict) -> None:
+        """Raise ValueError for hyperparameter values this optimizer refuses (none here)."""
 
     def _state_items(self):
         state = self.state
@@ -172,3 +224,69 @@ class Optimizer:
                 if key != "params":
                     text += f"\n    {key}: {group[key]}"
         return text + "\n)"
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
+def plain(value: Any) -> Any:
+    """A 0-d numeric array as its Python scalar (how a numpy scalar comes back from a checkpoint)."""
+    if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "biuf":
+        return value.item()
+    return value
+
+
+def check_keys(where: str, value: Any, required: tuple, allowed: tuple | None = None) -> None:
+    """``value`` is a dict holding every key in ``required`` and, when ``allowed`` is given, no other."""
+    if not isinstance(value, Mapping):
+        raise StateDictError(f"{where}: expected a dict, got a {type(value).__name__}")
+    missing = [key for key in required if key not in value]
+    unexpected = [key for key in value if allowed is not None and key not in allowed]
+    if missing or unexpected:
+        found = f"missing {missing}" if missing else f"unexpected {unexpected}"
+        wanted = f"the keys {list(required)}" if required else ""
+        if allowed is not None:
+            wanted = "exactly " + wanted if tuple(allowed) == tuple(required) else f"no key but {list(allowed)}"
+        raise StateDictError(f"{where}: {found}; expected {wanted}")
+
+
+def check_like(where: str, value: Any, reference: Any) -> None:
+    """``value`` has the kind of ``reference``: a bool, an integer, a real number, or a list or
+    tuple of the same length whose items do (other references accept anything)."""
+    value = plain(value)
+    if isinstance(reference, (bool, np.bool_)):
+        ok = isinstance(value, (bool, np.bool_))
+        expected = "a bool"
+    elif isinstance(reference, numbers.Integral):
+        ok, expected = _is_int(value), "an integer"
+    elif isinstance(reference, numbers.Real):
+        ok = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+        expected = "a real number"
+    elif isinstance(reference, (list, tuple)):
+        if not isinstance(value, (list, tuple)) or len(value) != len(reference):
+            got = f"{len(value)} items" if isinstance(value, (list, tuple)) else f"a {type(value).__name__}"
+            raise StateDictError(f"{where}: expected a list of {len(reference)} items, got {got}")
+        for k, (item, ref) in enumerate(zip(value, reference)):
+            check_like(f"{where}[{k}]", item, ref)
+        return
+    else:
+        return
+    if not ok:
+        raise StateDictError(f"{where}: expected {expected}, got {value!r} ({type(value).__name__})")
+
+
+def _state_array(where: str, value: Any, shape: tuple) -> np.ndarray | None:
+    """A state entry as the float32 array it will be stored as, after checking its shape and dtype."""
+    if value is None:
+        return None
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError) as error:
+        raise StateDictError(f"{where}: expected an array of shape {shape}, got a {type(value).__name__} "
+                             f"({error})") from None
+    if array.dtype.kind not in "biuf":
+        raise StateDictError(f"{where}: expected an array of numbers of shape {shape}, got dtype {array.dtype}")
+    if array.shape != tuple(shape):
+        raise StateDictError(f"{where}: expected shape {tuple(shape)} (the parameter's), got {array.shape}")
+    return array.astype(np.float32)

@@ -2,12 +2,15 @@
 fit runs that are killed and resumed ending bit for bit where an uninterrupted run ends."""
 from __future__ import annotations
 
+import io
+import json
 import os
 import signal
 import subprocess
 import sys
 import textwrap
 import time
+import tracemalloc
 import zipfile
 from pathlib import Path
 
@@ -177,3 +180,150 @@ def test_a_save_killed_midway_leaves_the_previous_checkpoint(tmp_path):
         state = gn.load(path)
         k = state["k"]
         assert k >= 1 and (state["a"] == k).all() and (state["b"] == k).all() and state["a"].size == 2_000_000
+
+
+# -- what save writes, load reads; a malformed file raises CheckpointError and allocates nothing ----
+
+
+@pytest.mark.parametrize("value, where, dtype", [
+    ({"x": np.array([1, "a"], dtype=object)}, r"\['x'\]", "object"),
+    ({"model": {"names": np.array(["w", "b"])}}, r"\['model'\]\['names'\]", "<U1"),
+    ({"log": [1, (np.zeros(2), np.array([b"x"]))]}, r"\['log'\]\[1\]\[1\]", r"\|S1"),
+    ({"t": np.array(["2026-01-01"], dtype="datetime64[D]")}, r"\['t'\]", r"datetime64\[D\]"),
+])
+def test_save_refuses_arrays_load_could_not_read_and_writes_nothing(tmp_path, value, where, dtype):
+    path = tmp_path / "run.ckpt"
+    gn.save({"previous": 1}, path)
+    before = path.read_bytes()
+    with pytest.raises(TypeError, match=rf"cannot checkpoint {where}: an array of dtype {dtype}"):
+        gn.save(value, path)
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["run.ckpt"]
+    every_kind = {str(d): np.arange(3).astype(d) for d in (bool, np.int8, np.uint16, np.int64, np.float16,
+                                                           np.float32, np.float64, np.complex64, ">i4")}
+    every_kind.update(fortran=np.asfortranarray(np.arange(6.0).reshape(2, 3)), scalar=np.float64(2.5),
+                      empty=np.zeros((0, 3), np.float32))
+    gn.save(every_kind, path)  # every numeric kind, layout and shape round-trips
+    for key, array in gn.load(path).items():
+        np.testing.assert_array_equal(array, every_kind[key])
+        assert array.dtype == every_kind[key].dtype and array.shape == np.shape(every_kind[key])
+        assert array.flags.writeable
+
+
+def archive(path, members: dict, deflated: tuple = ()) -> None:
+    """A zip of ``name.npy`` members with the given bytes (CRCs right, so only their content is wrong)."""
+    with zipfile.ZipFile(path, "w") as z:
+        for name, content in members.items():
+            z.writestr(name + ".npy", content, zipfile.ZIP_DEFLATED if name in deflated else zipfile.ZIP_STORED)
+
+
+def npy(header: dict | str, data: bytes = b"") -> bytes:
+    """An .npy member: a version 1.0 header (a dict, or the raw text of one) then ``data``."""
+    buffer = io.BytesIO()
+    if isinstance(header, dict):
+        np.lib.format.write_array_header_1_0(buffer, header)
+    else:
+        text = header.encode() + b" " * (118 - len(header)) + b"\n"
+        buffer.write(b"\x93NUMPY\x01\x00" + len(text).to_bytes(2, "little") + text)
+    return buffer.getvalue() + data
+
+
+def header_member(content) -> bytes:
+    text = content if isinstance(content, bytes) else json.dumps(content).encode()
+    buffer = io.BytesIO()
+    np.save(buffer, np.frombuffer(text, np.uint8))
+    return buffer.getvalue()
+
+
+def tree(value) -> dict:
+    return {"format": "graphnn.checkpoint", "version": 1, "tree": value}
+
+
+def nested(depth: int) -> dict:
+    node = {"value": 1}
+    for _ in range(depth):
+        node = {"list": [node]}
+    return node
+
+
+FLOATS = {"descr": "<f4", "fortran_order": False, "shape": (4,)}
+MALFORMED = {  # name -> (members, pattern of the CheckpointError)
+    "header is a list": ({"__graphnn__": header_member([1, 2])}, "its header is a list"),
+    "header is deep JSON": ({"__graphnn__": header_member(b"[" * 100_000 + b"]" * 100_000)}, "nests too deeply"),
+    "tree is deep": ({"__graphnn__": header_member(tree(nested(150)))}, "nests more than 100 levels"),
+    "tree node of two kinds": ({"__graphnn__": header_member(tree({"value": 1, "list": []}))}, "one-entry object"),
+    "float dict key": ({"__graphnn__": header_member(tree({"dict": [[1.5, {"value": 1}]]}))}, r"\[key, value\] pair"),
+    "value that is a list": ({"__graphnn__": header_member(tree({"value": [1]}))}, "malformed header"),
+    "missing array": ({"__graphnn__": header_member(tree({"array": "a0"}))}, "names an array 'a0'"),
+    "10**12 elements claimed": ({"__graphnn__": header_member(tree({"array": "a0"})),
+                                 "a0": npy(dict(FLOATS, shape=(10**12,)), bytes(16))},
+                                r"shape \(1000000000000,\) \(4000000000000 bytes\), but the archive holds 16"),
+    "fewer bytes than the shape": ({"__graphnn__": header_member(tree({"array": "a0"})),
+                                    "a0": npy(FLOATS, bytes(12))}, r"\(16 bytes\), but the archive holds 12"),
+    "object array": ({"__graphnn__": header_member(tree({"array": "a0"})),
+                      "a0": npy(dict(FLOATS, descr="|O"), bytes(32))}, "holds dtype object"),
+    "negative shape": ({"__graphnn__": header_member(tree({"array": "a0"})),
+                        "a0": npy(dict(FLOATS, shape=(-4,)))}, r"declares the shape \(-4,\)"),
+    "array header not a dict": ({"__graphnn__": header_member(tree({"array": "a0"})),
+                                 "a0": npy("{'descr': '<f4', 'shape': (4,")}, "no readable array header"),
+    "header not bytes": ({"__graphnn__": npy(FLOATS, bytes(16))}, "entry is not text"),
+}
+
+
+@pytest.mark.parametrize("case", list(MALFORMED))
+def test_malformed_files_raise_checkpoint_error(tmp_path, case):
+    members, pattern = MALFORMED[case]
+    archive(tmp_path / "bad.ckpt", members)
+    with pytest.raises(gn.CheckpointError, match=pattern):
+        gn.load(tmp_path / "bad.ckpt")
+
+
+def test_a_compressed_member_is_refused_before_anything_is_allocated(tmp_path):
+    """4 MB of zeros deflate to 4 kB: a file may not expand into arrays larger than itself."""
+    path = tmp_path / "bomb.ckpt"
+    data = npy(dict(FLOATS, shape=(10**6,)), bytes(4 * 10**6))
+    archive(path, {"__graphnn__": header_member(tree({"array": "a0"})), "a0": data}, deflated=("a0",))
+    assert path.stat().st_size < 20_000
+    tracemalloc.start()
+    try:
+        with pytest.raises(gn.CheckpointError, match="'a0.npy' is compressed"):
+            gn.load(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1_000_000
+
+
+def test_damaged_files_raise_only_checkpoint_error(tmp_path):
+    """Random damage to a real checkpoint: to its bytes, and to its members' content (with the CRCs
+    made right again, so the parsers see it)."""
+    gn.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+    sgd = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    good = tmp_path / "good.ckpt"
+    gn.save({"model": model.state_dict(), "optimizer": sgd.state_dict(), "epoch": 3, "t": (1, None, "x")}, good)
+    raw = good.read_bytes()
+    with zipfile.ZipFile(good) as z:
+        members = {info.filename[:-len(".npy")]: z.read(info) for info in z.infolist()}
+    rng = np.random.default_rng(0)
+    path = tmp_path / "damaged.ckpt"
+    alphabet = b'{}[](),:"\' 0123456789-eE.TFNtruefalsnul<f4O\x00\xff'
+    outcomes = {"loaded": 0, "refused": 0}
+    for trial in range(600):
+        if trial % 2:
+            damaged = bytearray(raw)
+            for _ in range(rng.integers(1, 4)):
+                damaged[rng.integers(len(damaged))] = rng.integers(256)
+            path.write_bytes(bytes(damaged[:rng.integers(len(damaged) // 2, len(damaged) + 1)]))
+        else:
+            name = list(members)[rng.integers(len(members))]
+            content = bytearray(members[name])
+            for _ in range(rng.integers(1, 4)):
+                at = rng.integers(min(len(content), 130))  # mostly the .npy header and the JSON
+                content[at:at + rng.integers(0, 2)] = bytes([alphabet[rng.integers(len(alphabet))]])
+            archive(path, {**members, name: bytes(content)})
+        try:
+            gn.load(path)
+            outcomes["loaded"] += 1
+        except gn.CheckpointError:
+            outcomes["refused"] += 1
+    assert outcomes["refused"] > 500
