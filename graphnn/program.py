@@ -13,7 +13,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from graphnn import flat, random
+from graphnn import flat, guard, random
 from graphnn.api import add_gradients, cache_dir, graph_dtype, input_names, trace
 from graphnn.errors import InputError
 from graphnn.executable import CExecutable, CompiledExecutable, ReferenceExecutable, TritonExecutable, scalar_storage
@@ -36,6 +36,8 @@ class Program:
         self._label_inputs: dict[tuple, list] = {}
         self._built_for: tuple | None = None
         self._guards: dict[str, _Repeat] = {}  # entry -> a repeat of its last call
+        self._assumed: dict[tuple, guard.Assumptions] = {}  # signature -> what its trace read
+        self._version_seen = guard.version
 
     # -- inputs ------------------------------------------------------------------------------
     def _input_names(self, count: int, target: bool) -> list[str]:
@@ -122,9 +124,10 @@ class Program:
 
     def _context(self) -> tuple:
         """What a repeated call must find as it was, besides its inputs: the train/eval mode, the
-        parameter layout, the dropout seed and the optimizer's hyperparameters and state."""
+        parameter layout, the dropout seed, the optimizer's hyperparameters and state, and no
+        change to any module since (graphnn.guard)."""
         optimizer = getattr(self, "optimizer", None)
-        return (self.model.training, self._layout(), self.seed, self.stream,
+        return (self.model.training, self._layout(), self.seed, self.stream, guard.version,
                 optimizer.settings() if optimizer is not None else None)
 
     def _repeat(self, entry: str, args: Sequence) -> dict | None:
@@ -134,7 +137,8 @@ class Program:
         return guard(self, args) if guard is not None else None
 
     def _refresh(self) -> None:
-        """Drop compiled code built for another layout (called before looking graphs up)."""
+        """Drop compiled code built for another layout, and traces whose assumptions about the
+        model no longer hold (called before looking graphs up)."""
         layout = self._layout()
         if self._built_for != layout:
             self.executables.clear()
@@ -142,6 +146,30 @@ class Program:
             if getattr(self, "optimizer", None) is not None:
                 self.graphs.clear()  # which parameters a step updates may have changed too
             self._built_for = layout
+        if self._version_seen != guard.version:
+            for key, assumed in list(self._assumed.items()):
+                if not assumed.holds():
+                    self._forget(key)
+            self._version_seen = guard.version
+
+    def _forget(self, key: tuple) -> None:
+        """Drop the graphs of one signature and everything derived from them."""
+        self.graphs.pop(key, None)
+        self.executables.pop(key, None)
+        self._assumed.pop(key, None)
+        self._guards.clear()
+        self._checked = {c for c in self._checked if c[0] != key}
+        self._label_inputs = {k: v for k, v in self._label_inputs.items() if k[0] != key}
+        getattr(self, "stepped", {}).pop(key, None)
+
+    def _traced(self, key: tuple, build: Callable[[], dict]) -> dict:
+        """The graphs of one signature, built by ``build`` while recording what it reads."""
+        loss_fn = getattr(self, "loss_fn", None)
+        modules = [self.model] + ([loss_fn] if hasattr(loss_fn, "named_modules") else [])
+        with guard.Assumptions(modules) as assumed:
+            graphs = build()
+        self.graphs[key], self._assumed[key] = graphs, assumed
+        return graphs
 
     def _executable(self, key: tuple):
         executable = self.executables.get(key)
@@ -237,7 +265,7 @@ class InferenceProgram(Program):
             key = self._key(arrays)
             self._refresh()
             if key not in self.graphs:
-                self.graphs[key] = {"forward": trace(self.model, *arrays)}
+                self._traced(key, lambda: {"forward": trace(self.model, *arrays)})
             outputs = self._run(key, "forward", arrays, copy=False)
         results = [outputs[k].copy() for k in sorted(outputs)]
         return results[0] if len(results) == 1 else tuple(results)
@@ -274,7 +302,7 @@ class TrainProgram(Program):
         key = self._key(arrays)
         self._refresh()
         if key not in self.graphs:
-            self.graphs[key] = self._build(key, arrays)
+            self._traced(key, lambda: self._build(key, arrays))
         return key, arrays
 
     def _build(self, key: tuple, arrays: list) -> dict:
@@ -425,14 +453,16 @@ class TrainProgram(Program):
 
     def fit(self, x, y, batch_size: int = 64, epochs: int = 1, shuffle: bool = True,
             validation_data: tuple | None = None, seed: int = 0, verbose: int = 1, scheduler: Any = None,
-            checkpoint=None, checkpoint_every: int = 1, resume=None):
+            checkpoint=None, checkpoint_every: int = 1, resume=None, stop_on_nan: bool = False):
         """Train for ``epochs`` passes over (x, y) in shuffled batches; returns a History of
         per-epoch "loss", "val_loss", "val_accuracy", "lr" and "epoch_time" (graphnn.training).
-        ``checkpoint``/``checkpoint_every`` save the run at epoch ends; ``resume`` continues one."""
+        ``checkpoint``/``checkpoint_every`` save the run at epoch ends; ``resume`` continues one.
+        A NaN or infinite loss is stepped on, as in PyTorch; ``stop_on_nan=True`` raises
+        NonFiniteLossError right after the first such step."""
         from graphnn.training import fit
 
         return fit(self, x, y, batch_size, epochs, shuffle, validation_data, seed, verbose, scheduler,
-                   checkpoint, checkpoint_every, resume)
+                   checkpoint, checkpoint_every, resume, stop_on_nan)
 
     def evaluate(self, x, y, batch_size: int = 256) -> tuple[float, float | None]:
         """(mean loss, accuracy) over a data set in eval mode; accuracy is None for regression."""

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Mapping
 from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from graphnn import flat, trace
+from graphnn import flat, guard, trace
+from graphnn.checkpoint import StateDictError
 from graphnn.tensor import TensorOps
 
 
@@ -21,8 +23,22 @@ class Parameter(TensorOps):
         array = np.zeros((0,), np.float32) if data is None else np.array(data, dtype=np.float32)
         self._data = np.ascontiguousarray(array)
         self.grad: np.ndarray | None = None
-        self.requires_grad = requires_grad
+        self._requires_grad = bool(requires_grad)
         self._flat = None  # the FlatBuffer holding .data, once compiled
+
+    @property
+    def requires_grad(self) -> bool:
+        return self._requires_grad
+
+    @requires_grad.setter
+    def requires_grad(self, value: bool) -> None:
+        if bool(value) != self._requires_grad:
+            self._requires_grad = bool(value)
+            guard.changed()  # programs that compute (or skip) this gradient are retraced
+
+    def requires_grad_(self, requires_grad: bool = True) -> "Parameter":
+        self.requires_grad = requires_grad
+        return self
 
     @property
     def data(self) -> np.ndarray:
@@ -95,12 +111,20 @@ class Module:
         object.__setattr__(self, "training", True)
 
     # -- registration ---------------------------------------------------------------------
+    def __getattribute__(self, name: str) -> Any:
+        value = object.__getattribute__(self, name)
+        if guard.recording is not None and name[0] != "_" and name in object.__getattribute__(self, "__dict__"):
+            guard.record_read(self, name, value)  # a traced forward depends on this value
+        return value
+
     def __setattr__(self, name: str, value: Any) -> None:
         if "_parameters" not in self.__dict__:
             raise AttributeError("cannot assign attributes before Module.__init__() is called")
+        guard.changed()
         if isinstance(value, (Parameter, Module)):
-            self._forget(name)
-            (self._parameters if isinstance(value, Parameter) else self._modules)[name] = value
+            table = self._parameters if isinstance(value, Parameter) else self._modules
+            self._forget(name, keep=table)
+            table[name] = value
         elif name in self._parameters or name in self._modules:
             if value is not None:
                 expected = "Parameter" if name in self._parameters else "Module"
@@ -111,10 +135,14 @@ class Module:
         else:
             object.__setattr__(self, name, value)
 
-    def _forget(self, name: str) -> None:
+    def _forget(self, name: str, keep: dict | None = None) -> None:
+        """Remove ``name`` from the instance and every table but ``keep``, where a new value
+        then replaces the old one in place (``model[1] = nn.Tanh()`` keeps position 1)."""
+        guard.changed()  # a parameter, buffer or submodule is (re)registered
         self.__dict__.pop(name, None)
         for table in (self._parameters, self._buffers, self._modules):
-            table.pop(name, None)
+            if table is not keep:
+                table.pop(name, None)
 
     def __getattr__(self, name: str) -> Any:
         d = self.__dict__
@@ -127,6 +155,7 @@ class Module:
         raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
 
     def __delattr__(self, name: str) -> None:
+        guard.changed()
         for table in (self._parameters, self._buffers, self._modules):
             if name in table:
                 del table[name]
@@ -136,14 +165,14 @@ class Module:
     def register_parameter(self, name: str, param: Parameter | None) -> None:
         if param is not None and not isinstance(param, Parameter):
             raise TypeError(f"cannot assign {type(param).__name__} as parameter {name!r}: expected a Parameter or None")
-        self._forget(name)
+        self._forget(name, keep=self._parameters)
         self._parameters[name] = param
 
     def register_buffer(self, name: str, tensor: Any, persistent: bool = True) -> None:
         """A persistent array that is not trained (BatchNorm's running statistics)."""
         if "." in name or name == "":
             raise KeyError(f"buffer name must be a non-empty string without '.', got {name!r}")
-        self._forget(name)
+        self._forget(name, keep=self._buffers)
         self._buffers[name] = None if tensor is None else _buffer_array(tensor, copy=True)
         if not persistent:
             self._non_persistent.add(name)
@@ -153,7 +182,7 @@ class Module:
             raise TypeError(f"{type(module).__name__} is not a Module subclass")
         if "." in name or name == "":
             raise KeyError(f"module name must be a non-empty string without '.', got {name!r}")
-        self._forget(name)
+        self._forget(name, keep=self._modules)
         self._modules[name] = module
 
     register_module = add_module
@@ -243,7 +272,15 @@ class Module:
         return out
 
     def load_state_dict(self, state_dict, strict: bool = True):
-        """Copy arrays (numpy, or anything ``np.asarray`` takes) into parameters and buffers in place."""
+        """Copy arrays (numpy, or anything ``np.asarray`` takes) into parameters and buffers in place.
+        Every key, shape and dtype is checked first: on a StateDictError (a RuntimeError, as in
+        PyTorch) nothing was changed."""
+        if not isinstance(state_dict, Mapping):
+            raise TypeError(f"Expected state_dict to be dict-like, got {type(state_dict)}.")
+        keys = [k for k in state_dict if not isinstance(k, str)]
+        if keys:
+            raise StateDictError(f"Error(s) in loading state_dict for {type(self).__name__}:\n\t"
+                                 f"keys must be strings, got {keys[0]!r} ({type(keys[0]).__name__}).")
         own = self.state_dict(keep_vars=True)
         missing = [k for k in own if k not in state_dict]
         unexpected = self._unexpected_keys(state_dict, own)
@@ -257,21 +294,29 @@ class Module:
         for key, target in own.items():
             if key not in state_dict:
                 continue
-            value = np.asarray(state_dict[key])
             current = target.data if isinstance(target, Parameter) else target
+            try:
+                value = np.asarray(state_dict[key])
+            except (TypeError, ValueError) as error:
+                errors.append(f"cannot read {key} as an array of shape {current.shape}: {error}")
+                continue
+            if value.dtype.kind not in "biuf":
+                errors.append(f"dtype mismatch for {key}: copying an array of dtype {value.dtype} from checkpoint, "
+                              f"the model holds {current.dtype} (expected booleans or real numbers).")
+                continue
             if value.shape != current.shape:
                 errors.append(
                     f"size mismatch for {key}: copying a param with shape {value.shape} from checkpoint, "
                     f"the shape in current model is {current.shape}."
                 )
                 continue
-            staged.append((current, value))
+            staged.append((current, value.astype(current.dtype, copy=False)))
         if errors:
-            raise RuntimeError(
+            raise StateDictError(
                 f"Error(s) in loading state_dict for {type(self).__name__}:\n\t" + "\n\t".join(errors)
             )
-        for current, value in staged:
-            current[...] = value.astype(current.dtype, copy=False)
+        for current, value in staged:  # same shapes and dtypes: these copies cannot fail
+            current[...] = value
         return _IncompatibleKeys(missing, unexpected)
 
     def _unexpected_keys(self, state_dict, own) -> list:
