@@ -88,11 +88,10 @@ class Builder:
         last NaN where there are several (PyTorch's max pooling).
         """
         axes = tuple(sorted(set(normalize_axis(a, len(x.shape), self) for a in axes)))
-        # axes of size 1 reduce nothing (the kept shape is the input's): no reduction is emitted
-        # for them, so a pooling window of one element is the identity it is
-        axes = tuple(a for a in axes if x.shape[a] != 1)
         shape = tuple(1 if k in axes else d for k, d in enumerate(x.shape))
-        if not axes:
+        if shape == tuple(x.shape):
+            # only axes of size 1: nothing is reduced, so no reduction is emitted (a pooling
+            # window of one element is the identity it is)
             return x
         if kind == "max":
             return self.emit("reduce", (x,), shape, x.dtype, kind=kind, axes=axes, ties=ties)
