@@ -64,12 +64,11 @@ def abort(error: BaseException) -> None:
 
 
 def broadcast_state(model: Any, optimizer: Any) -> None:
-    """Make every rank's parameters (optimised or not), momentum and model buffers rank 0's."""
+    """Make every rank's parameters (optimised or not), optimizer state and model buffers rank 0's."""
     arrays = [optimizer.flat_params.array]
     optimised = {id(p) for p in optimizer.params}
     arrays += [p.data for p in model.parameters() if id(p) not in optimised]
-    if hasattr(optimizer, "momentum"):
-        arrays.append(optimizer.momentum.array)
+    arrays += optimizer.state_arrays()
     _broadcast(arrays + list(model.buffers()))
 
 

@@ -226,7 +226,7 @@ class _Repeat:
     labels); everything else (conversion, batch-size conditions, which graph and binding, the
     run-time scalars) was settled by the call that made it."""
 
-    __slots__ = ("signature", "context", "labels", "binding", "batch", "step_slot")
+    __slots__ = ("signature", "context", "labels", "binding", "batch", "step_slot", "counted")
 
     def __init__(self, program: Program, key: tuple, entry: str, arrays: list, context: tuple,
                  executable: CompiledExecutable) -> None:
@@ -236,6 +236,15 @@ class _Repeat:
         self.binding = executable.bindings[entry]
         self.batch = arrays[0].shape[0]
         self.step_slot = executable.scalar_slots.get("rng.step")
+        # an optimizer with step counters (Adam's bias corrections) changes its run-time scalars
+        # every step: the repeat computes them again and advances the counters after the call
+        optimizer = getattr(program, "optimizer", None)
+        self.counted = None
+        if entry == "step" and optimizer is not None and optimizer.counters:
+            stepped = program.stepped[key]
+            self.counted = (optimizer, stepped, [(name, *executable.scalar_slots[name])
+                                                 for name in optimizer.hypers(stepped) or ()
+                                                 if name in executable.scalar_slots])
 
     def __call__(self, program: Program, args: Sequence) -> dict | None:
         if len(args) != len(self.signature):
@@ -250,8 +259,17 @@ class _Repeat:
             _check_labels(name, args[position], classes, ignore)
         if self.step_slot is not None:
             self.step_slot[0][self.step_slot[1]] = program.calls
+        if self.counted is not None:
+            optimizer, stepped, slots = self.counted
+            values = optimizer.hypers(stepped)
+            if values is None:
+                return None
+            for name, array, index in slots:
+                array[index] = values[name]
         outputs = self.binding(self.batch, args, False)
         program.calls += 1
+        if self.counted is not None:
+            optimizer.finish_step(stepped)
         return outputs
 
 

@@ -1,28 +1,67 @@
-"""The optimizer base: parameter groups, per-parameter state and (de)serialisation, as in PyTorch."""
+"""The optimizer protocol: an optimizer is a declaration and one sympy update; this base owns the rest.
+
+An optimizer subclass declares, and does nothing else:
+
+- ``slots``: its per-parameter state arrays (SGD: ``momentum_buffer``; Adam: ``exp_avg``,
+  ``exp_avg_sq``, ``max_exp_avg_sq``), each stored in one flat buffer over all parameters;
+- ``counters``: per-parameter step counts kept in ``state`` (Adam's ``step``), advanced after
+  each step;
+- ``scalars`` and ``scalar_values(group, state)``: the run-time scalars of a group, computed on
+  the host from its hyperparameters and a parameter's state before each step (Adam's
+  ``lr / (1 - beta1**step)`` in float64, as PyTorch computes it), so changing ``lr`` or ``betas``
+  never recompiles;
+- ``flags(group)``: the choices compiled into the update (nesterov, amsgrad, maximize...);
+- ``update(flags)``: the update itself, an ordered list of assignments ``target = expression``
+  over the symbols ``param``, ``grad``, the slots, the scalars and earlier targets; a target
+  named ``param`` or a slot is written back, any other is an intermediate value.
+
+Every path evaluates that one update: the compiled step appends it to the train graph as
+pointwise nodes (fused where the gradient is produced), ``step()`` evaluates it with numpy on
+``p.grad``, and the distributed update compiles it on its own. Storage (flat buffers for
+parameters, gradients and each slot), the binding of those buffers to compiled programs,
+``state``/``state_dict``/``load_state_dict``, and the host/device mirroring are written once, here.
+"""
 from __future__ import annotations
 
 import copy
+import functools
 import numbers
 from collections.abc import Mapping
 from typing import Any, Callable, Iterable
 
 import numpy as np
+import sympy
 
 from graphnn import flat
+from graphnn import pointwise as pw
 from graphnn.checkpoint import StateDictError
 from graphnn.flat import FlatBuffer, flatten_parameters
+from graphnn.optim.state import check_keys, check_like, is_int, plain, state_array
+
+__all__ = ["Optimizer", "symbols", "assignments", "evaluate", "check_keys", "check_like", "plain"]
+
+
+@functools.lru_cache(maxsize=None)
+def _symbol(name: str) -> sympy.Symbol:
+    return sympy.Symbol(name, real=True)
+
+
+def symbols(names: str) -> tuple:
+    """The update's symbols by name (``symbols("param grad exp_avg")``), shared by every update."""
+    return tuple(_symbol(n) for n in names.split())
+
+
+PARAM, GRAD = symbols("param grad")
 
 
 class Optimizer:
-    """Holds ``param_groups`` (dicts whose hyperparameters may change between steps) and ``state``.
-
-    Parameters live in one flat buffer; gradients in a second, per-parameter views of which
-    become ``p.grad``.
-    """
+    """Holds ``param_groups`` (dicts whose hyperparameters may change between steps) and ``state``
+    (per parameter: its slots as views of flat buffers, and its counters), as in PyTorch."""
 
     defaults: dict
-    state_keys: tuple = ()
-    """The per-parameter state entries: arrays of the parameter's shape, or None."""
+    slots: tuple = ()
+    counters: tuple = ()
+    scalars: tuple = ()
 
     def __init__(self, params: Iterable, defaults: dict) -> None:
         self.defaults = dict(defaults)
@@ -33,11 +72,30 @@ class Optimizer:
             groups = [{"params": groups}]
         self.param_groups: list[dict] = []
         self._state: dict[Any, dict] = {}
-        self.state_version = 0  # changes whenever ``state`` does, so compiled steps re-read it
+        self.state_version = 0  # changes whenever ``state`` gains or loses entries, so compiled steps re-read it
         for group in groups:
             self.add_param_group(group)
         self._flatten()
 
+    # -- what a subclass declares ---------------------------------------------------------------
+    def flags(self, group: dict) -> tuple:
+        """The choices of ``group`` compiled into its update (a change rebuilds the step)."""
+        return ()
+
+    def scalar_values(self, group: dict, state: dict) -> tuple:
+        """The values of ``scalars`` for one parameter of ``group`` with ``state`` (its state
+        before this step)."""
+        raise NotImplementedError
+
+    @classmethod
+    def update(cls, flags: tuple) -> list[tuple[str, sympy.Expr]]:
+        """The assignments of one step for a group with ``flags``."""
+        raise NotImplementedError
+
+    def _check_hypers(self, group: dict) -> None:
+        """Raise ValueError for hyperparameter values this optimizer refuses (in __init__ and loads)."""
+
+    # -- parameter groups and storage ------------------------------------------------------------
     def add_param_group(self, param_group: dict) -> None:
         group = dict(param_group)
         params = group["params"]
@@ -50,6 +108,7 @@ class Optimizer:
             raise ValueError("some parameters appear in more than one parameter group")
         for key, value in self.defaults.items():
             group.setdefault(key, value)
+        self._check_hypers(group)
         self.param_groups.append(group)
         if hasattr(self, "grads"):
             self._flatten()
@@ -59,32 +118,17 @@ class Optimizer:
         self.flat_params = flatten_parameters(params)
         self.grads = FlatBuffer([p.shape for p in params])  # behind p.grad
         self.step_grads = FlatBuffer([p.shape for p in params])  # a compiled step's own gradients
+        self.slot_buffers = {slot: FlatBuffer([p.shape for p in params]) for slot in self.slots}
+        self._views = {id(p): k for k, p in enumerate(params)}
+        self._members: dict = {}  # hypers(): a compiled step's parameters by group
+        self._state = {p: s for p, s in self._state.items() if id(p) in self._views}
+        for p, s in self._state.items():  # slots move into the new flat buffers
+            for slot, value in list(s.items()):
+                if slot in self.slot_buffers and value is not None:
+                    view = self.slot_view(slot, p)
+                    view[...] = value
+                    s[slot] = view
         self.layout_version = getattr(self, "layout_version", 0) + 1
-
-    @property
-    def state(self) -> dict:
-        """Per-parameter state (PyTorch's ``optimizer.state``); its arrays are views of flat
-        buffers, brought back from a device first when one holds them."""
-        for array in self._state_arrays():
-            flat.host_access(array)
-        return self._state
-
-    @state.setter
-    def state(self, value: dict) -> None:
-        self._state = value
-
-    def _state_arrays(self) -> list:
-        """The flat arrays behind ``state`` (none here; SGD's momentum buffer)."""
-        return []
-
-    def structure(self) -> tuple:
-        """The choices compiled into a step's update (not run-time scalars): a change rebuilds it."""
-        return ()
-
-    def settings(self) -> tuple:
-        """Everything a compiled step reads from the optimizer besides its buffers: each group's
-        hyperparameters and the state's version. Compiled steps repeat while this is unchanged."""
-        return (self.state_version, *(tuple(g[h] for h in self.defaults) for g in self.param_groups))
 
     @property
     def params(self) -> list:
@@ -96,16 +140,150 @@ class Optimizer:
                 return k
         raise KeyError("parameter is not optimised by this optimizer")
 
+    def _index(self, p: Any) -> int:
+        index = self._views.get(id(p))
+        if index is None:
+            raise KeyError("parameter is not optimised by this optimizer")
+        return index
+
     def grad_view(self, p: Any) -> np.ndarray:
         """The slot in the flat gradient buffer for parameter ``p``."""
-        for q, view in zip(self.params, self.grads.views):
-            if q is p:
-                return view
-        raise KeyError("parameter is not optimised by this optimizer")
+        return self.grads.views[self._index(p)]
 
+    def slot_view(self, slot: str, p: Any) -> np.ndarray:
+        """Parameter ``p``'s part of the flat buffer of state slot ``slot``."""
+        return self.slot_buffers[slot].views[self._index(p)]
+
+    @property
+    def state(self) -> dict:
+        """Per-parameter state (PyTorch's ``optimizer.state``); its arrays are views of flat
+        buffers, brought back from a device first when one holds them."""
+        for buffer in self.slot_buffers.values():
+            flat.host_access(buffer.array)
+        return self._state
+
+    @state.setter
+    def state(self, value: dict) -> None:
+        self._state = value
+
+    def structure(self) -> tuple:
+        """The choices compiled into a step's update (not run-time scalars): a change rebuilds it."""
+        return tuple(self.flags(g) for g in self.param_groups)
+
+    def settings(self) -> tuple:
+        """Everything a compiled step reads from the optimizer besides its buffers: each group's
+        hyperparameters and the state's version. Compiled steps repeat while this is unchanged."""
+        return (self.state_version, *(tuple(g[h] for h in self.defaults) for g in self.param_groups))
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for p in self.params:
+            if p.grad is not None:
+                if set_to_none:
+                    p.grad = None
+                else:
+                    p.grad[...] = 0
+
+    # -- the update, on every path -----------------------------------------------------------------
+    def _assignments(self, k: int) -> tuple:
+        return assignments(type(self), self.flags(self.param_groups[k]))
+
+    def step(self, closure=None):
+        """Apply ``p.grad`` to every parameter that has one (PyTorch's ``optimizer.step()``),
+        evaluating the update with numpy in float32."""
+        loss = closure() if closure is not None else None
+        for k, group in enumerate(self.param_groups):
+            steps = self._assignments(k)
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state.get(p, {})
+                env = {"param": p.data, "grad": np.asarray(p.grad, np.float32)}
+                env.update(zip(self.scalars, (np.float32(v) for v in self.scalar_values(group, state))))
+                env.update((s, self.slot_view(s, p)) for s in self.slots)
+                with np.errstate(all="ignore"):
+                    results = evaluate(steps, env)
+                for target, value in results.items():
+                    if target == "param":
+                        p.data[...] = value
+                    elif target in self.slot_buffers:
+                        self.slot_view(target, p)[...] = value
+                self._advance(p, steps)
+        return loss
+
+    def build_update(self, b: Any, entries: list) -> dict:
+        """Graph nodes for the new parameters and slots: ``entries`` holds (Parameter, parameter
+        node, gradient node); returns update name -> node (parameter names and slot buffers)."""
+        updates = {}
+        for p, p_node, g_node in entries:
+            k = self.group_of(p)
+            name = p_node.name
+            b.path, b.module = name.rpartition(".")[0], type(self).__name__
+            env = {"param": p_node, "grad": g_node}
+            env.update((s, b.leaf("hyper", f"optim.{k}.{s}", ())) for s in self.scalars)
+            env.update((s, b.leaf("buffer", f"optim.{s}.{name}", p_node.shape)) for s in self.slots)
+            for target, expr in self._assignments(k):
+                used = sorted(expr.free_symbols, key=lambda s: s.name)
+                fn = pw.fn(f"{type(self).__name__.lower()}_{target}", expr.xreplace(dict(zip(used, pw.X))), nargs=len(used))
+                env[target] = b.pointwise(fn, *(env[s.name] for s in used)) if used else env[target]
+                if target == "param":
+                    updates[name] = env[target]
+                elif target in self.slot_buffers:
+                    updates[f"optim.{target}.{name}"] = env[target]
+        return updates
+
+    def _advance(self, p: Any, steps: tuple) -> None:
+        """After a step of ``p``: its counters move on, and the slots the step wrote are in
+        ``state`` (as PyTorch's optimizers create them on a parameter's first step)."""
+        state = self._state.get(p)
+        for counter in self.counters:
+            if state is None:
+                state = self._state[p] = {}
+                self.state_version += 1
+            state[counter] = np.array(float(state.get(counter, 0.0)) + 1.0, np.float32)
+        for target, _ in steps:
+            if target in self.slot_buffers and (state is None or state.get(target) is None):
+                if state is None:
+                    state = self._state[p] = {}
+                state[target] = self.slot_view(target, p)
+                self.state_version += 1
+
+    def hypers(self, stepped: dict) -> dict | None:
+        """The run-time scalars of a compiled step over the parameters in ``stepped`` (name ->
+        Parameter), or None when a group's parameters disagree on them (their states differ:
+        some were stepped before without the others), which one compiled step cannot express."""
+        key = (id(stepped), self.layout_version, len(self.param_groups))
+        groups = self._members.get(key)
+        if groups is None:  # per group: its index, its parameters this step updates, scalar names
+            ids = {id(p) for p in stepped.values()}
+            groups = self._members[key] = [
+                (k, group, [p for p in group["params"] if id(p) in ids], [f"optim.{k}.{s}" for s in self.scalars])
+                for k, group in enumerate(self.param_groups)]
+        out = {}
+        for k, group, members, names in groups:
+            if not members:
+                continue
+            states = [self._state.get(p, _EMPTY) for p in members]
+            first = states[0]
+            if any(self._differs(state, first) for state in states[1:]):
+                return None
+            out.update(zip(names, self.scalar_values(group, first)))
+        return out
+
+    def _differs(self, state: dict, other: dict) -> bool:
+        """Whether two parameters' states would give different run-time scalars."""
+        return (any(float(state.get(c, 0.0)) != float(other.get(c, 0.0)) for c in self.counters)
+                or any((state.get(s) is None) != (other.get(s) is None) for s in self.slots))
+
+    def finish_step(self, stepped: dict) -> None:
+        """After a compiled step wrote the new parameters and slots: advance their state as
+        ``step()`` does."""
+        for p in stepped.values():
+            self._advance(p, self._assignments(self.group_of(p)))
+
+    # -- where compiled programs find the buffers ---------------------------------------------------
     def flat_storage(self, named: dict) -> dict:
-        """Where a compiled step finds each parameter (and its gradient) in the flat buffers:
-        name -> (buffer, offset, buffer size, kind), for the parameters named in ``named``."""
+        """Where a compiled step finds each parameter, its gradient and its slots in the flat
+        buffers: name -> (buffer, offset, buffer size, kind), for the parameters in ``named``."""
         names = {id(p): n for n, p in named.items()}
         store = flat.store_of(self.params)  # None when a later optimizer moved some of them
         storage = {}
@@ -116,26 +294,29 @@ class Optimizer:
             if store is not None:
                 storage[name] = ("flat.params", store.offset_of(p.data), store.offsets[-1], "param")
             storage[f"grad.{name}"] = ("flat.step_grads", offset, self.step_grads.offsets[-1], "grad")
+            for slot, buffer in self.slot_buffers.items():
+                storage[f"optim.{slot}.{name}"] = (f"flat.{slot}", offset, buffer.offsets[-1], "state")
         return storage
 
     def persistent(self, named: dict) -> dict:
-        """Getters for the arrays a compiled step reads and writes, by leaf or buffer name (a
-        parameter's slot in the step's gradient buffer is ``grad.<name>``)."""
+        """Getters for the arrays a compiled step reads and writes, by leaf or buffer name."""
         getters = {"flat.params": lambda: self.params[0]._flat.array, "flat.step_grads": lambda: self.step_grads.array}
-        names = {id(p): n for n, p in named.items()}
-        for p, view in zip(self.params, self.step_grads.views):
-            if id(p) in names:
-                getters[f"grad.{names[id(p)]}"] = lambda view=view: view
+        for slot, buffer in self.slot_buffers.items():
+            getters[f"flat.{slot}"] = lambda buffer=buffer: buffer.array
+        for name, p in named.items():
+            if id(p) not in self._views:
+                continue
+            index = self._index(p)
+            getters[f"grad.{name}"] = lambda v=self.step_grads.views[index]: v
+            for slot, buffer in self.slot_buffers.items():
+                getters[f"optim.{slot}.{name}"] = lambda v=buffer.views[index]: v
         return getters
 
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        for p in self.params:
-            if p.grad is not None:
-                if set_to_none:
-                    p.grad = None
-                else:
-                    p.grad[...] = 0
+    def state_arrays(self) -> list:
+        """The flat arrays behind ``state`` (broadcast from rank 0 by distributed training)."""
+        return [buffer.array for buffer in self.slot_buffers.values()]
 
+    # -- (de)serialisation -------------------------------------------------------------------------
     def state_dict(self) -> dict:
         """{'state': {index: {...}}, 'param_groups': [{..., 'params': [indices]}]} as in PyTorch."""
         index = {id(p): k for k, p in enumerate(self.params)}
@@ -174,10 +355,10 @@ class Optimizer:
                 raise StateDictError(f"{where} has a different number of parameters: expected "
                                      f"{len(group['params'])}, got {got}")
             for i, p in zip(ids, group["params"]):
-                if not _is_int(i) or int(i) in by_id:
+                if not is_int(i) or int(i) in by_id:
                     raise StateDictError(f"{where}['params']: expected distinct integer ids, got {i!r}")
                 by_id[int(i)] = p
-            values = {key: plain(value) for key, value in saved.items() if key != "params"}
+            values = {key: _plain_tree(value) for key, value in saved.items() if key != "params"}
             for key, default in self.defaults.items():  # any real number where the default is one
                 numeric = isinstance(default, numbers.Real) and not isinstance(default, (bool, np.bool_))
                 check_like(f"{where}[{key!r}]", values[key], 0.0 if numeric else default)
@@ -192,11 +373,12 @@ class Optimizer:
         staged = {}
         for i, entries in state.items():
             where = f"state[{i!r}]"
-            if not _is_int(i) or int(i) not in by_id:
+            if not is_int(i) or int(i) not in by_id:
                 raise StateDictError(f"{where}: no parameter group lists a parameter with id {i!r}")
-            check_keys(where, entries, (), self.state_keys)
+            check_keys(where, entries, (), self.slots + self.counters)
             p = by_id[int(i)]
-            staged[p] = {name: _state_array(f"{where}[{name!r}]", value, p.shape) for name, value in entries.items()}
+            staged[p] = {name: (state_array(f"{where}[{name!r}]", value, p.shape) if name in self.slots
+                                else _counter(f"{where}[{name!r}]", value)) for name, value in entries.items()}
 
         def commit() -> None:
             for group, values in zip(self.param_groups, hypers):
@@ -205,16 +387,23 @@ class Optimizer:
 
         return commit
 
-    def _check_hypers(self, group: dict) -> None:
-        """Raise ValueError for hyperparameter values this optimizer refuses (none here)."""
-
     def _state_items(self):
         state = self.state
         return [(p, state[p]) for p in self.params if p in state]
 
     def _load_state(self, state: dict) -> None:
-        self._state = {p: dict(s) for p, s in state.items()}
+        for buffer in self.slot_buffers.values():
+            flat.host_access(buffer.array)  # the views are written below
         self.state_version += 1
+        self._state = {}
+        for p, entries in state.items():
+            entries = dict(entries)
+            for slot in self.slots:
+                if entries.get(slot) is not None:
+                    view = self.slot_view(slot, p)
+                    view[...] = entries[slot]
+                    entries[slot] = view
+            self._state[p] = entries
 
     def __repr__(self) -> str:
         text = type(self).__name__ + " ("
@@ -226,67 +415,36 @@ class Optimizer:
         return text + "\n)"
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+_EMPTY: dict = {}
 
 
-def plain(value: Any) -> Any:
-    """A 0-d numeric array as its Python scalar (how a numpy scalar comes back from a checkpoint)."""
-    if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "biuf":
-        return value.item()
-    return value
+def _plain_tree(value: Any) -> Any:
+    """``plain`` through lists and tuples (betas come back from a checkpoint as 0-d arrays)."""
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain_tree(v) for v in value)
+    return plain(value)
 
 
-def check_keys(where: str, value: Any, required: tuple, allowed: tuple | None = None) -> None:
-    """``value`` is a dict holding every key in ``required`` and, when ``allowed`` is given, no other."""
-    if not isinstance(value, Mapping):
-        raise StateDictError(f"{where}: expected a dict, got a {type(value).__name__}")
-    missing = [key for key in required if key not in value]
-    unexpected = [key for key in value if allowed is not None and key not in allowed]
-    if missing or unexpected:
-        found = f"missing {missing}" if missing else f"unexpected {unexpected}"
-        wanted = f"the keys {list(required)}" if required else ""
-        if allowed is not None:
-            wanted = "exactly " + wanted if tuple(allowed) == tuple(required) else f"no key but {list(allowed)}"
-        raise StateDictError(f"{where}: {found}; expected {wanted}")
-
-
-def check_like(where: str, value: Any, reference: Any) -> None:
-    """``value`` has the kind of ``reference``: a bool, an integer, a real number, or a list or
-    tuple of the same length whose items do (other references accept anything)."""
+def _counter(where: str, value: Any) -> np.ndarray:
+    """A loaded step count as the 0-d float32 array state holds (PyTorch keeps a float32 tensor)."""
     value = plain(value)
-    if isinstance(reference, (bool, np.bool_)):
-        ok = isinstance(value, (bool, np.bool_))
-        expected = "a bool"
-    elif isinstance(reference, numbers.Integral):
-        ok, expected = _is_int(value), "an integer"
-    elif isinstance(reference, numbers.Real):
-        ok = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
-        expected = "a real number"
-    elif isinstance(reference, (list, tuple)):
-        if not isinstance(value, (list, tuple)) or len(value) != len(reference):
-            got = f"{len(value)} items" if isinstance(value, (list, tuple)) else f"a {type(value).__name__}"
-            raise StateDictError(f"{where}: expected a list of {len(reference)} items, got {got}")
-        for k, (item, ref) in enumerate(zip(value, reference)):
-            check_like(f"{where}[{k}]", item, ref)
-        return
-    else:
-        return
-    if not ok:
-        raise StateDictError(f"{where}: expected {expected}, got {value!r} ({type(value).__name__})")
+    if not isinstance(value, numbers.Real) or isinstance(value, (bool, np.bool_)) or value < 0:
+        raise StateDictError(f"{where}: expected a non-negative number, got {value!r}")
+    return np.array(float(value), np.float32)
 
 
-def _state_array(where: str, value: Any, shape: tuple) -> np.ndarray | None:
-    """A state entry as the float32 array it will be stored as, after checking its shape and dtype."""
-    if value is None:
-        return None
-    try:
-        array = np.asarray(value)
-    except (TypeError, ValueError) as error:
-        raise StateDictError(f"{where}: expected an array of shape {shape}, got a {type(value).__name__} "
-                             f"({error})") from None
-    if array.dtype.kind not in "biuf":
-        raise StateDictError(f"{where}: expected an array of numbers of shape {shape}, got dtype {array.dtype}")
-    if array.shape != tuple(shape):
-        raise StateDictError(f"{where}: expected shape {tuple(shape)} (the parameter's), got {array.shape}")
-    return array.astype(np.float32)
+@functools.lru_cache(maxsize=None)
+def assignments(cls: type, flags: tuple) -> tuple:
+    """``cls.update(flags)``, built once per optimizer class and flags."""
+    return tuple(cls.update(flags))
+
+
+def evaluate(steps: tuple, env: dict) -> dict:
+    """The assignments evaluated in order with numpy in float32 (``env``: values by symbol name);
+    returns every target's value."""
+    env = dict(env)
+    for target, expr in steps:
+        used = sorted(expr.free_symbols, key=lambda s: s.name)
+        fn = pw.numpy_function(expr.xreplace(dict(zip(used, pw.X))), len(used))
+        env[target] = np.asarray(fn(*(env[s.name] for s in used), None, None), np.float32)
+    return {target: env[target] for target, _ in steps}

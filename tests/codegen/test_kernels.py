@@ -154,16 +154,16 @@ def test_train_step_plan_fuses_epilogues_and_updates_where_gradients_are_compute
     assert any(k.kind == "matmul" and "relu_grad" in o for k, o in zip(plan.kernels, ops))
     # each parameter's SGD update runs in the kernel that computes its gradient: a weight's in
     # the weight-gradient matmul's epilogue, a bias's in the sum over the batch
-    sgd = [(k, o) for k, o in zip(plan.kernels, ops) if "sgd_update" in o]
+    sgd = [(k, o) for k, o in zip(plan.kernels, ops) if "sgd_param" in o]
     assert sorted(k.kind for k, _ in sgd) == ["matmul"] * 3 + ["reduce"] * 3
     for k, o in sgd:
-        assert o[-2:] == ["sgd_momentum", "sgd_update"]
+        assert o[-2:] == ["sgd_momentum_buffer", "sgd_param"]
         # the gradient, momentum and parameter; besides them only a value the kernel computes
         # first for itself and for later kernels (the output bias's sum computes the logits'
         # gradient in its prologue, which the output weight's gradient matmul also reads)
         stores = {s.buffer for s in k.stores}
-        assert {"flat.params", "flat.momentum", "flat.step_grads"} <= stores
-        assert all(b.startswith("tmp.") for b in stores - {"flat.params", "flat.momentum", "flat.step_grads"})
+        assert {"flat.params", "flat.momentum_buffer", "flat.step_grads"} <= stores
+        assert all(b.startswith("tmp.") for b in stores - {"flat.params", "flat.momentum_buffer", "flat.step_grads"})
     assert "/* k" in next(iter(train.executables.values())).source
 
 
