@@ -35,11 +35,12 @@ _grad = sympy.Piecewise((-g_, max_ > 0), (g_, True)) + wd_ * p_
 
 MOMENTUM = pw.fn(
     "sgd_momentum",
-    sympy.Piecewise((_grad, (init_ <= 0) | sympy.Eq(m_, 0)), (m_ * buf_ + (1 - d_) * _grad, True)),
+    sympy.Piecewise((_grad, (init_ <= 0) | sympy.Eq(m_, 0)), (m_ * buf_ + d_ * _grad, True)),
     nargs=10,
 )
-"""The new momentum buffer from (p, grad, buf, lr, momentum, dampening, weight_decay, initialized,
-nesterov, maximize); here ``buf`` is the old buffer."""
+"""The new momentum buffer from (p, grad, buf, lr, momentum, 1 - dampening, weight_decay,
+initialized, nesterov, maximize); here ``buf`` is the old buffer. ``1 - dampening`` comes computed
+in double precision, as PyTorch computes it (in float32, dampening 0.9999 loses three digits)."""
 
 PARAMETER = pw.fn(
     "sgd_update",
@@ -48,7 +49,12 @@ PARAMETER = pw.fn(
 )
 """The new parameter from the same arguments, where ``buf`` is the new momentum buffer."""
 
-_HYPERS = ("lr", "momentum", "dampening", "weight_decay")
+_HYPERS = ("lr", "momentum", "one_minus_dampening", "weight_decay")
+
+
+def _hyper_values(group: dict) -> tuple:
+    """The run-time scalars of a group, in ``_HYPERS`` order."""
+    return group["lr"], group["momentum"], 1.0 - group["dampening"], group["weight_decay"]
 
 
 @functools.lru_cache(maxsize=None)
@@ -109,7 +115,7 @@ class SGD(Optimizer):
     def _arguments(self, k: int, p: Any) -> list:
         group = self.param_groups[k]
         initialized = 1.0 if self.state.get(p, {}).get("momentum_buffer") is not None else 0.0
-        return [np.float32(group[h]) for h in _HYPERS] + [
+        return [np.float32(v) for v in _hyper_values(group)] + [
             np.float32(initialized), np.float32(bool(group["nesterov"])), np.float32(bool(group["maximize"]))
         ]
 
@@ -211,7 +217,7 @@ class SGD(Optimizer):
                 initialized = float(flags.pop())
                 self._initialized[key + (k,)] = (self.state_version, initialized)
             pending = pending or not initialized
-            values = (group["lr"], group["momentum"], group["dampening"], group["weight_decay"], initialized)
+            values = (*_hyper_values(group), initialized)
             out.update(zip(names, values))
         self._pending = pending
         return out
