@@ -1,4 +1,4 @@
-"""What a compiled C program keeps between calls: no input array, and an arena sized for the
+"""What a compiled program keeps between calls: no input array (C and Triton), and an arena sized for the
 current batch (a much smaller batch after a large one releases the large arena)."""
 from __future__ import annotations
 
@@ -33,9 +33,10 @@ def batch(rng, size):
     return rng.standard_normal((size, 5)).astype(np.float32), rng.integers(0, 3, size)
 
 
-def test_inputs_are_not_kept_alive_after_a_call():
-    (model, train), = twins(("c",))
-    predict = gn.compile(model, backend="c")
+@pytest.mark.parametrize("backend", ["c", "triton"])
+def test_inputs_are_not_kept_alive_after_a_call(backend):
+    (model, train), = twins((backend,))
+    predict = gn.compile(model, backend=backend)
     rng = np.random.default_rng(0)
     for _ in range(3):  # the first call takes the general path, the others repeat it
         x, y = batch(rng, 16)
