@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test test-gpu clean
+.PHONY: demo test test-gpu asan fuzz clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,24 @@ test-gpu: $(VENV)/.installed-test
 	$(PY) -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'test-gpu needs a CUDA GPU')"
 	$(PY) -m pytest -q -k triton tests
 	$(PY) benchmarks/train_step.py --backend triton
+
+# The C backend built with AddressSanitizer and UBSan (arena buffers apart, with poisoned gaps
+# between them) over the tests that run generated kernels; any report fails the run. Slow, and not
+# part of `make test`.
+ASAN_TESTS ?= tests/codegen tests/runtime tests/graphnn/test_backends_agree.py
+asan: $(VENV)/.installed-test
+	GRAPHNN_SANITIZE=address,undefined LD_PRELOAD="$$($${CC:-cc} -print-file-name=libasan.so)" \
+	ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	$(PY) -m pytest -q -k "not triton and not gpu" $(ASAN_TESTS)
+
+# The differential fuzzer at length: FUZZ_CASES random models trained in graphnn and in torch
+# (float32 and float64) on the C backend and on the numpy reference, from seed
+# FUZZ_START; `make test` runs a small sample. Replay a failing seed with
+# `$(PY) -m tests.fuzz.run --seed N`.
+FUZZ_CASES ?= 300
+FUZZ_START ?= 0
+fuzz: $(VENV)/.installed-test
+	$(PY) -m pytest -q tests/fuzz/test_fuzz.py --fuzz-cases $(FUZZ_CASES) --fuzz-start $(FUZZ_START)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

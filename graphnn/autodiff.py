@@ -89,13 +89,24 @@ def _reduce(b: Builder, node: Node, g: Node, needed: list) -> list:
     if node.attrs["kind"] == "sum":
         return [(0, wide)]
     if node.attrs.get("ties") in ("first", "pool"):
-        mask, _ = b.first_max(x, node.attrs["axes"], node, last_nan=node.attrs["ties"] == "pool")
+        pool = node.attrs["ties"] == "pool"
+        mask, _ = b.first_max(x, node.attrs["axes"], node, last_nan=pool, inside=_inside(b, x) if pool else None)
         return [(0, b.pointwise(pw.mul, mask, wide))]
     # ties share the gradient evenly (PyTorch's amax)
     at_max = b.pointwise(pw.eq, x, b.expand(node, x.shape), dtype=g.dtype)
     count = b.expand(b.reduce("sum", at_max, node.attrs["axes"]), x.shape)
     share = pw.fn("max_grad", pw.X[0] * pw.X[1] / pw.X[2])
     return [(0, b.pointwise(share, at_max, wide, count))]
+
+
+def _inside(b: Builder, patches: Node) -> Node | None:
+    """1 where a padded window reads the input and 0 where it reads padding (None: no padding)."""
+    if patches.op != "window" or not any(patches.attrs["padding"]):
+        return None
+    source = patches.inputs[0]
+    ones = b.expand(b.reshape(b.pointwise(one), (1,) * len(source.shape)), source.shape)
+    a = patches.attrs
+    return b.window(ones, a["kernel"], a["stride"], a["padding"], a["dilation"], fill=0.0)
 
 
 def _swap_last(b: Builder, x: Node) -> Node:

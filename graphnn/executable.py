@@ -9,12 +9,17 @@ memory, generates one C translation unit for all entries and calls it once per s
 """
 from __future__ import annotations
 
-from typing import Mapping
+import weakref
+from typing import TYPE_CHECKING, Mapping
 
 import numpy as np
+import sympy
 
-from graphnn.ir import Graph, evaluate_dim, evaluate_shape
+from graphnn.ir import B, Graph, evaluate_dim, evaluate_shape
 from runtime import reference
+
+if TYPE_CHECKING:
+    from graphnn.passes.memory import MemoryPlan
 
 NUMPY_DTYPES = {"f32": np.float32, "i64": np.int64, "f64": np.float64, "bool": np.float32}
 
@@ -119,24 +124,32 @@ class CExecutable(CompiledExecutable):
     def build(self, entry: str) -> "_Binding":
         """Plan, generate and compile (or load from the cache) one entry point."""
         from codegen import c
-        from runtime.cpu import Library
+        from runtime.cpu import Library, sanitizers
 
         name, plan, memory = self.plan(entry)
+        guarded = "address" in sanitizers()
+        if guarded:
+            memory = spread_memory(plan)
+            self.plans[name] = (plan, memory)
         plans = {name: (plan, memory)}
         self.sources[name] = c.generate(plans, self.profile)
         library = self.libraries[name] = Library(self.sources[name], c.declarations(plans, self.profile), self.cache_dir,
                                                  c.units(self.sources[name]))
         self.ffi = library.ffi
-        binding = self.bindings[entry] = _Binding(self, library, name, self.graphs[entry], c.buffer_order(plan),
-                                                  self.array_getters())
+        kind = _GuardedBinding if guarded else _Binding
+        binding = self.bindings[entry] = kind(self, library, name, self.graphs[entry], c.buffer_order(plan),
+                                              self.array_getters())
         return binding
 
     @property
     def library(self):
         return next(iter(self.libraries.values()))
 
-    def arena_pointer(self, size: int):
-        if self.arena.size < size:  # grows for a larger batch, never shrinks
+    def reserve_arena(self, size: int, shrink: bool) -> np.ndarray:
+        """The arena shared by the entry points, holding at least ``size`` elements. ``shrink``
+        (a binding's batch size changed) also replaces it when ``size`` is under a quarter of it,
+        so one large batch does not keep its memory for the life of the program."""
+        if self.arena.size < size or (shrink and 4 * size < self.arena.size):
             self.arena = np.zeros(size, np.float32)
             self.arena_generation += 1
         return self.arena
@@ -213,21 +226,24 @@ def classify(order: list[str], plan, graph: Graph, getters: dict) -> tuple[list,
 
 
 class _Binding:
-    """The pointer table of one entry point, refilled per call only where arrays changed."""
+    """The pointer table of one entry point: inputs bound on every call, other arrays only when
+    they change."""
 
     def __init__(self, owner: CExecutable, library, name: str, graph: Graph, order: list[str], getters: dict) -> None:
         self.owner, self.function, self.ffi = owner, library.function(name), library.ffi
         # cffi's FFI.cast parses its type argument in Python on every call; cast with the type object
         backend, void_pointer = self.ffi._backend, self.ffi.typeof("void*")
         self.pointer = lambda address: backend.cast(void_pointer, address)
+        self.from_buffer = self.ffi.from_buffer  # a pointer to an input's data, holding it only while used
         plan, memory = owner.plans[name]
-        self.memory = memory
+        self.plan, self.memory = plan, memory
         self.table = self.ffi.new("void*[]", len(order) + 1)
         self.arena_slot = len(order)
         self.inputs, self.fixed, self.arrays, self.outputs = classify(order, plan, graph, getters)
         self.shapes = {name: node.shape for name, node in graph.outputs.items()}
         self.seen: dict[int, object] = {}
         self.batch = None
+        self.arena_size = 0
         self.generation = -1
         self.results: dict[str, np.ndarray] = {}
 
@@ -235,6 +251,12 @@ class _Binding:
         check_array(array, dtype, "C")
         self.table[slot] = self.pointer(array.ctypes.data)
         self.seen[slot] = array
+
+    def _bind_arena(self, shrink: bool) -> None:
+        """Point the table at the shared arena, resized for this entry's batch size."""
+        arena = self.owner.reserve_arena(self.arena_size, shrink)
+        self.table[self.arena_slot] = self.pointer(arena.ctypes.data)
+        self.generation = self.owner.arena_generation
 
     def __call__(self, batch: int, inputs: list, copy: bool) -> dict:
         table, pointer = self.table, self.pointer
@@ -247,22 +269,78 @@ class _Binding:
             array = getter()
             if seen.get(slot) is not array:  # the same array as last call: pointer unchanged
                 self._bind(slot, array, dtype)
-        for slot, position in self.inputs:
-            array = inputs[position]
-            if seen.get(slot) is not array:  # holding the array keeps its data where it is
-                table[slot] = pointer(array.__array_interface__["data"][0])
-                seen[slot] = array
+        from_buffer = self.from_buffer
+        for slot, position in self.inputs:  # bound on every call: the binding keeps no input alive
+            table[slot] = from_buffer(inputs[position])
         if batch != self.batch:
             self.results = {}
             for slot, name, array, shaped in output_arrays(self.outputs, self.shapes, batch):
                 self.results[name] = shaped
                 table[slot] = pointer(array.ctypes.data)
-            self.owner.arena_pointer(evaluate_dim(self.memory.size, batch))
+            self.arena_size = evaluate_dim(self.memory.size, batch)
             self.batch = batch
-        if self.generation != self.owner.arena_generation:  # this or another entry grew the arena
-            table[self.arena_slot] = pointer(self.owner.arena.ctypes.data)
-            self.generation = self.owner.arena_generation
+            self._bind_arena(shrink=True)
+        elif self.generation != self.owner.arena_generation:  # another entry replaced the arena
+            self._bind_arena(shrink=False)
         self.function(batch, table)
         if not copy:
             return self.results
         return {name: array.copy() for name, array in self.results.items()}
+
+
+GUARD = 16
+"""Elements (64 bytes) of poisoned gap after each arena buffer in an AddressSanitizer build."""
+
+
+def spread_memory(plan) -> MemoryPlan:
+    """A memory plan for AddressSanitizer builds: each arena buffer in its own place (no sharing
+    by liveness), aligned as plan_memory aligns, followed by a GUARD-element gap."""
+    from graphnn.passes.memory import ALIGN, MemoryPlan
+
+    def rounded(size):  # each coefficient of the polynomial in B rounded up to a multiple of ALIGN
+        poly = sympy.Poly(sympy.sympify(size), B)
+        return sum((-(-int(c) // ALIGN) * ALIGN * B**m for (m,), c in poly.terms()), sympy.Integer(0))
+
+    offsets, end = {}, sympy.Integer(0)
+    for name, buffer in sorted(plan.buffers.items()):
+        if buffer.kind == "arena":
+            offsets[name] = end
+            end = sympy.expand(end + rounded(_width(buffer.dtype) * buffer.size) + GUARD)
+    return MemoryPlan(offsets, end)
+
+
+def _width(dtype: str) -> int:
+    """Arena elements (4 bytes) per value."""
+    return 2 if dtype in ("i64", "f64") else 1
+
+
+def guarded_arena(size: int, extents: list[tuple[int, int]]) -> np.ndarray:
+    """An arena of ``size`` float32 elements in which AddressSanitizer reports any access outside
+    the ``(start, end)`` element ranges: the gaps are poisoned (and unpoisoned when it is freed)."""
+    from runtime.cpu import poison
+
+    arena = np.zeros(size, np.float32)
+    address, used = arena.ctypes.data, sorted(extents) + [(size, size)]
+    start = 0
+    for begin, end in used:
+        poison(address + 4 * start, 4 * (begin - start))
+        start = max(start, end)
+    weakref.finalize(arena, poison, address, 4 * size, False)
+    return arena
+
+
+class _GuardedBinding(_Binding):
+    """A binding for AddressSanitizer builds: the entry has its own arena, laid out by
+    spread_memory, with the gaps between buffers poisoned, so an access past a buffer is
+    reported instead of reaching its neighbour."""
+
+    def _bind_arena(self, shrink: bool) -> None:
+        if shrink:  # a new batch size: a new arena
+            extents = []
+            for buffer, offset in self.memory.offsets.items():
+                spec = self.plan.buffers[buffer]
+                start = evaluate_dim(offset, self.batch)
+                extents.append((start, start + _width(spec.dtype) * evaluate_dim(spec.size, self.batch)))
+            self.arena = guarded_arena(self.arena_size, extents)
+        self.table[self.arena_slot] = self.pointer(self.arena.ctypes.data)
+        self.generation = self.owner.arena_generation

@@ -97,12 +97,15 @@ class Builder:
             return self.emit("reduce", (x,), shape, x.dtype, kind=kind, axes=axes, ties=ties)
         return self.emit("reduce", (x,), shape, x.dtype, kind=kind, axes=axes)
 
-    def first_max(self, x: Node, axes, m: Node | None = None, last_nan: bool = False) -> tuple[Node, Node]:
+    def first_max(self, x: Node, axes, m: Node | None = None, last_nan: bool = False,
+                  inside: Node | None = None) -> tuple[Node, Node]:
         """(mask, key): mask is 1 at the first maximum over ``axes`` (in row-major order; where
         there are NaNs, the first one, as PyTorch's max(dim) chooses, or the last one with
         ``last_nan``, as its max pooling does) and 0 elsewhere; key, with the axes kept at size
         1, is n - (flat index of that maximum), n the number of elements reduced (for a last
-        NaN: n + 1 + its index). ``m``: the maximum, when it is already computed."""
+        NaN: n + 1 + its index). ``m``: the maximum, when it is already computed. ``inside``: 1
+        where an element is real and 0 where it is a pooling window's padding, which never
+        takes the gradient (a window of -inf sends it to its first element inside the input)."""
         axes = (axes,) if isinstance(axes, int) else tuple(axes)
         n = numel(tuple(x.shape[a] for a in axes))
         m = self.reduce("max", x, axes) if m is None else m
@@ -114,11 +117,12 @@ class Builder:
                 term = self.pointwise(pw.scale(step), term)
             index = term if index is None else self.pointwise(pw.add, index, term)
             step = step * x.shape[axis]
+        key_of, args = pw.x0 * (n - pw.x1), [at_max, index]
+        if inside is not None:
+            key_of, args = key_of * pw.X[len(args)], args + [inside]
         if last_nan:
-            key_of = sympy.Piecewise((n + 1 + pw.X[1], pw.isnan(pw.X[2]) > 0), (pw.x0 * (n - pw.x1), True))
-            reversed_index = self.pointwise(pw.fn("reverse_index", key_of), at_max, index, x)
-        else:
-            reversed_index = self.pointwise(pw.fn("reverse_index", pw.x0 * (n - pw.x1)), at_max, index)
+            key_of, args = sympy.Piecewise((n + 1 + pw.x1, pw.isnan(pw.X[len(args)]) > 0), (key_of, True)), args + [x]
+        reversed_index = self.pointwise(pw.fn("reverse_index", key_of), *args)
         key = self.reduce("max", reversed_index, axes)
         mask = self.pointwise(pw.eq, reversed_index, self.expand(key, x.shape), dtype="f32")
         return mask, key

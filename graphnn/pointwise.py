@@ -113,7 +113,8 @@ abs_ = fn("abs", sympy.Abs(x0))
 # -- activations (kinks pinned to PyTorch's one-sided derivatives) ------------------------
 # Branch conditions are written so that NaN, for which every comparison is false, falls to a
 # branch that returns x0 itself: NaN propagates as in PyTorch (relu(NaN) = NaN, not 0), and the
-# derivative at NaN is the one PyTorch's backward gives there.
+# derivative at NaN is the one PyTorch's backward gives there (its vectorised kernels, which
+# every tensor of more than a few elements takes, where its scalar tail loop differs).
 relu = fn("relu", sympy.Piecewise((0, x0 <= 0), (x0, True)), x0=sympy.Piecewise((0, Y <= 0), (1, True)))
 tanh = fn("tanh", sympy.tanh(x0), x0=1 - Y**2)
 sigmoid = fn("sigmoid", 1 / (1 + sympy.exp(-x0)), x0=Y * (1 - Y))
@@ -122,8 +123,10 @@ silu = fn("silu", x0 / (1 + sympy.exp(-x0)))
 
 def hardtanh(min_val: float = -1.0, max_val: float = 1.0) -> PointwiseFn:
     lo, hi = _f(min_val), _f(max_val)
-    # derivative 1 strictly inside (and at NaN), 0 at and beyond the bounds (PyTorch)
-    return fn("hardtanh", sympy.Piecewise((lo, x0 <= lo), (hi, x0 >= hi), (x0, True)))
+    # NaN stays NaN; the derivative is 1 strictly inside the bounds, 0 at and beyond them and at
+    # NaN (PyTorch's vectorised backward tests lo < x < hi)
+    return fn("hardtanh", sympy.Piecewise((lo, x0 <= lo), (hi, x0 >= hi), (x0, True)),
+              x0=sympy.Piecewise((1, (x0 > lo) & (x0 < hi)), (0, True)))
 
 
 def leaky_relu(negative_slope: float = 0.01) -> PointwiseFn:
@@ -131,8 +134,9 @@ def leaky_relu(negative_slope: float = 0.01) -> PointwiseFn:
 
 
 def elu(alpha: float = 1.0) -> PointwiseFn:
-    # elu'(0) = alpha: the x <= 0 branch owns zero; NaN takes the identity branch (derivative 1)
-    return fn("elu", sympy.Piecewise((_f(alpha) * expm1(x0), x0 <= 0), (x0, True)))
+    # elu'(0) = alpha: the x <= 0 branch owns zero; NaN takes the exponential branch, so its
+    # derivative there is NaN, as PyTorch's vectorised backward gives
+    return fn("elu", sympy.Piecewise((x0, x0 > 0), (_f(alpha) * expm1(x0), True)))
 
 
 def softplus(beta: float = 1.0, threshold: float = 20.0) -> PointwiseFn:
@@ -194,6 +198,13 @@ ne = fn("ne", sympy.Piecewise((0, sympy.Eq(x0, x1)), (1, True)), nargs=2)
 cast = fn("cast", x0)
 
 
+def pick_label(ignore_index: int) -> PointwiseFn:
+    """x0 where the label x1 equals the class x2 (and is not ``ignore_index``), else 0: the
+    log-probability NLL reads, selected rather than multiplied by a mask."""
+    chosen = sympy.Eq(x1, X[2]) & sympy.Ne(x1, int(ignore_index))
+    return fn("pick_label", sympy.Piecewise((x0, chosen), (0, True)), nargs=3)
+
+
 def scalar_ne(value: float) -> PointwiseFn:
     """1 where x0 differs from a constant (labels that are not ``ignore_index``), else 0."""
     return fn("ne", sympy.Piecewise((0, sympy.Eq(x0, _f(value))), (1, True)), nargs=1)
@@ -222,4 +233,13 @@ def numpy_function(expr: sympy.Expr, nargs: int):
     """A numpy function of (x0..x{nargs-1}, B, y) evaluating ``expr`` elementwise."""
     expr = expr.evalf() if expr.has(sympy.pi) else expr
     args = list(X[:nargs]) + [sympy.Symbol("B", integer=True, positive=True), Y]
-    return sympy.lambdify(args, expr, modules=[{"erf": _erf, "isnan": lambda v: np.isnan(v).astype(np.float64)}, "numpy"])
+    return sympy.lambdify(args, expr, modules=[NUMPY_FUNCTIONS, "numpy"])
+
+
+NUMPY_FUNCTIONS = {
+    "erf": _erf,
+    "isnan": lambda v: np.isnan(v).astype(np.float64),
+    # sign(NaN) is 0 in C's comparisons, Triton's and PyTorch's; numpy's is NaN
+    "sign": lambda v: np.where(np.isnan(v), 0.0, np.sign(v)),
+}
+"""Where numpy's spelling of a function differs from the backends' (sympy.lambdify's names)."""

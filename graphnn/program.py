@@ -471,16 +471,18 @@ class TrainProgram(Program):
 
     def fit(self, x, y, batch_size: int = 64, epochs: int = 1, shuffle: bool = True,
             validation_data: tuple | None = None, seed: int = 0, verbose: int = 1, scheduler: Any = None,
-            checkpoint=None, checkpoint_every: int = 1, resume=None, stop_on_nan: bool = False):
+            checkpoint=None, checkpoint_every: int = 1, resume=None, stop_on_nan: bool = False,
+            scheduler_interval: str = "epoch"):
         """Train for ``epochs`` passes over (x, y) in shuffled batches; returns a History of
         per-epoch "loss", "val_loss", "val_accuracy", "lr" and "epoch_time" (graphnn.training).
         ``checkpoint``/``checkpoint_every`` save the run at epoch ends; ``resume`` continues one.
         A NaN or infinite loss is stepped on, as in PyTorch; ``stop_on_nan=True`` raises
-        NonFiniteLossError right after the first such step."""
+        NonFiniteLossError right after the first such step. ``scheduler_interval="batch"`` steps
+        the scheduler after each batch (OneCycleLR) instead of each epoch."""
         from graphnn.training import fit
 
         return fit(self, x, y, batch_size, epochs, shuffle, validation_data, seed, verbose, scheduler,
-                   checkpoint, checkpoint_every, resume, stop_on_nan)
+                   checkpoint, checkpoint_every, resume, stop_on_nan, scheduler_interval=scheduler_interval)
 
     def evaluate(self, x, y, batch_size: int = 256) -> tuple[float, float | None]:
         """(mean loss, accuracy) over a data set in eval mode; accuracy is None for regression."""

@@ -2,8 +2,8 @@
 
 ``fit`` shuffles with a seeded generator, runs the compiled step on each batch (the last, smaller
 batch of an epoch runs on the same compiled program), evaluates on validation data in eval mode,
-steps an optional learning-rate scheduler after each epoch and shows a progress bar per epoch
-when the output is a terminal.
+steps an optional learning-rate scheduler after each epoch (or after each batch) and shows a
+progress bar per epoch when the output is a terminal.
 """
 from __future__ import annotations
 
@@ -114,8 +114,14 @@ def evaluate(program: Any, x: np.ndarray, y: np.ndarray, batch_size: int = 256) 
 
 def fit(program: Any, x, y, batch_size: int = 64, epochs: int = 1, shuffle: bool = True,
         validation_data: tuple | None = None, seed: int = 0, verbose: int = 1, scheduler: Any = None,
-        checkpoint=None, checkpoint_every: int = 1, resume=None, stop_on_nan: bool = False) -> History:
+        checkpoint=None, checkpoint_every: int = 1, resume=None, stop_on_nan: bool = False,
+        scheduler_interval: str = "epoch") -> History:
     """Train until ``epochs`` passes over (x, y) are done; returns the History.
+
+    ``scheduler``: any of graphnn.optim.lr_scheduler's, stepped after each epoch, or after each
+    batch with ``scheduler_interval="batch"`` (which OneCycleLR needs); ReduceLROnPlateau is
+    stepped at each epoch's end with the validation loss, or the training loss when there is no
+    validation data. History's "lr" is group 0's learning rate at the epoch's last batch.
 
     ``checkpoint``: a path written (atomically) every ``checkpoint_every`` epochs with everything
     the run depends on. ``resume``: such a path to continue from; the run then goes on from the
@@ -130,6 +136,7 @@ def fit(program: Any, x, y, batch_size: int = 64, epochs: int = 1, shuffle: bool
     check_count("batch_size", batch_size)
     check_count("epochs", epochs, minimum=0)
     check_count("checkpoint_every", checkpoint_every)
+    per_batch = _check_scheduler(program, scheduler, scheduler_interval)
     x, y = np.asarray(x), np.asarray(y)
     if len(x) != len(y):
         from graphnn.errors import InputError
@@ -152,6 +159,8 @@ def fit(program: Any, x, y, batch_size: int = 64, epochs: int = 1, shuffle: bool
     if resume is not None:
         first = _collective(program, _restore, program, scheduler, rng, history, resume) + 1
     batches = -(-len(x) // (batch_size * ranks))
+    if per_batch and resume is None:
+        _check_total_steps(scheduler, (epochs - first + 1) * batches)
     for epoch in range(first, epochs + 1):
         start = time.perf_counter()
         order = rng.permutation(len(x)) if shuffle else None
@@ -160,6 +169,9 @@ def fit(program: Any, x, y, batch_size: int = 64, epochs: int = 1, shuffle: bool
         for batch, index in enumerate(_batches(len(x), batch_size * ranks, order), 1):
             shard = _shard(index, rank, batch_size) if ranks > 1 else index
             loss = program.step(x[shard], y[shard])  # distributed: the mean over the whole batch
+            if per_batch:
+                lr = program.optimizer.param_groups[0]["lr"]
+                scheduler.step()
             if stop_on_nan and not math.isfinite(loss):  # (distributed: the same loss on every rank)
                 if bar is not None:
                     bar.close()
@@ -169,7 +181,7 @@ def fit(program: Any, x, y, batch_size: int = 64, epochs: int = 1, shuffle: bool
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.4f}")
         history["loss"].append(total / len(x))
-        history["lr"].append(program.optimizer.param_groups[0]["lr"])
+        history["lr"].append(lr if per_batch else program.optimizer.param_groups[0]["lr"])
         if validation_data is not None:
             val_loss, val_accuracy = evaluate(program, *validation_data, batch_size=max(batch_size, 256))
             history["val_loss"].append(val_loss)
@@ -183,11 +195,50 @@ def fit(program: Any, x, y, batch_size: int = 64, epochs: int = 1, shuffle: bool
                     summary["val_acc"] = f"{history['val_accuracy'][-1]:.4f}"
             bar.set_postfix(summary)
             bar.close()
-        if scheduler is not None:
-            scheduler.step()
+        if scheduler is not None and not per_batch:
+            if _is_plateau(scheduler):
+                scheduler.step(history["val_loss"][-1] if validation_data is not None else history["loss"][-1])
+            else:
+                scheduler.step()
         if checkpoint is not None and (epoch % checkpoint_every == 0 or epoch == epochs):
             _collective(program, _save, program, scheduler, rng, history, epoch, checkpoint)
     return history
+
+
+def _is_plateau(scheduler: Any) -> bool:
+    from graphnn.optim.lr_scheduler import ReduceLROnPlateau
+
+    return isinstance(scheduler, ReduceLROnPlateau)
+
+
+def _check_scheduler(program: Any, scheduler: Any, interval: str) -> bool:
+    """Raise ValueError for a scheduler fit cannot step as asked; True when it steps per batch."""
+    from graphnn.optim.lr_scheduler import OneCycleLR
+
+    if interval not in ("epoch", "batch"):
+        raise ValueError(f"scheduler_interval should be 'epoch' or 'batch', but got {interval!r}")
+    if scheduler is None:
+        return False
+    if getattr(scheduler, "optimizer", program.optimizer) is not program.optimizer:
+        raise ValueError(f"the {type(scheduler).__name__} given to fit schedules another optimizer than the "
+                         "program's: build it on the optimizer passed to gn.compile")
+    if isinstance(scheduler, OneCycleLR) and interval == "epoch":
+        raise ValueError("OneCycleLR changes the learning rate after every batch: pass "
+                         "scheduler_interval=\"batch\" to fit (and total_steps=epochs * batches per epoch)")
+    if _is_plateau(scheduler) and interval == "batch":
+        raise ValueError("ReduceLROnPlateau is stepped with each epoch's (validation) loss: pass "
+                         "scheduler_interval=\"epoch\" to fit")
+    return interval == "batch"
+
+
+def _check_total_steps(scheduler: Any, steps: int) -> None:
+    """A OneCycleLR stepped ``steps`` more times must not pass its total_steps (PyTorch's scheduler
+    would raise at the first step too many, in the middle of the run)."""
+    total = getattr(scheduler, "total_steps", None)
+    if total is not None and scheduler.last_epoch + steps > total:
+        raise ValueError(f"this fit steps the {type(scheduler).__name__} after each of {steps} batches, past its "
+                         f"total_steps={total} (it is at step {scheduler.last_epoch}): build it with "
+                         f"total_steps={scheduler.last_epoch + steps}, or epochs and steps_per_epoch")
 
 
 def _collective(program: Any, function, *args):

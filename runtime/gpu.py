@@ -233,6 +233,8 @@ class Binding:
                 self.launcher(batch, self.tensors, self.arena)
         else:
             self.launcher(batch, self.tensors, self.arena)
+        for slot, _ in self.inputs:  # the binding keeps no input (or its device copy) after the call
+            self.tensors[slot] = None
         if device.separate:
             for slot in self.written:
                 mirror = self.mirrors.get(slot)

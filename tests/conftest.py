@@ -14,6 +14,15 @@ if not torch.cuda.is_available():
 
 torch.set_num_threads(1)
 
+
+def pytest_addoption(parser):
+    group = parser.getgroup("fuzz", "the differential fuzzer against torch (tests/fuzz)")
+    group.addoption("--fuzz-cases", type=int, default=None,
+                    help="run this many random cases on the C backend and on the numpy reference instead of "
+                         "the small default sample; also $GRAPHNN_FUZZ_CASES")
+    group.addoption("--fuzz-start", type=int, default=None, help="the first seed of the fuzz cases (default 0)")
+
+
 T_C = np.array([0.5, 14.0, 15.0, 28.0, 11.0, 8.0, 3.0, -4.0, 6.0, 13.0, 21.0], np.float32).reshape(-1, 1)
 T_U = np.array([35.7, 55.9, 58.2, 81.9, 56.3, 48.9, 33.9, 21.8, 48.4, 60.4, 68.4], np.float32).reshape(-1, 1)
 TRAIN_INDICES = [2, 7, 8, 9, 10, 0, 1, 4, 6]

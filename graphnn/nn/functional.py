@@ -248,8 +248,10 @@ def nll_loss(input, target, weight=None, ignore_index: int = -100, reduction: st
     classes = logp.shape[1]
     if t.node.op == "input":  # the runtime checks labels against this before running
         t.node.attrs.update(classes=classes, ignore_index=int(ignore_index))
-    onehot = Tensor(b.pointwise(pw.eq, b.expand(t.reshape(-1, 1).node, logp.shape), b.iota(logp.shape, 1), dtype="f32"))
-    picked = -(logp * onehot).sum(1)
+    # a select, not a product with a one-hot mask: -inf in another class stays out of the sum
+    # (-inf * 0 would be NaN), and a sample labelled ignore_index picks nothing
+    labels, classes_iota = b.expand(t.reshape(-1, 1).node, logp.shape), b.iota(logp.shape, 1)
+    picked = -Tensor(b.pointwise(pw.pick_label(ignore_index), logp.node, labels, classes_iota)).sum(1)
     if reduction == "mean":
         valid = Tensor(b.pointwise(pw.scalar_ne(ignore_index), t.node, dtype="f32"))
         return picked.sum() / valid.sum()

@@ -8,6 +8,7 @@ NaN of max(dim) and the last NaN of a pooling window, as torch sends them.
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 import graphnn as gn
@@ -144,3 +145,50 @@ def test_reference_sums_accumulate_in_double():
     outputs, _ = reference.run(graph, {"input": x}, len(x))
     np.testing.assert_array_equal(outputs["output"], np.float32(x.astype(np.float64).sum(0, keepdims=True)))
     assert outputs["output"][0, 0] > np.float32(1.0009)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "c"])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("ignore_index", [2, -100])
+def test_cross_entropy_ignores_a_real_class_and_selects_past_minus_infinity(backend, reduction, ignore_index):
+    """A sample labelled ignore_index adds nothing (even when that index is a real class); -inf
+    in a class other than the label does not make the loss NaN (a one-hot product would:
+    -inf * 0); loss and gradient against torch."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((6, 3)).astype(np.float32)
+    x[1, 0] = -np.inf
+    y = np.array([0, 2, 1, 2, 2, 0])
+
+    class Logits(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.shift = nn.Parameter(np.zeros(3, np.float32))
+
+        def forward(self, input):
+            return input + self.shift
+
+    xt = torch.from_numpy(x)
+    shift = torch.zeros(3, requires_grad=True)
+    ref = torch.nn.CrossEntropyLoss(ignore_index=ignore_index, reduction=reduction)(xt + shift, torch.from_numpy(y))
+    model = Logits()
+    loss_fn = nn.CrossEntropyLoss(ignore_index=ignore_index, reduction=reduction)
+    if reduction == "none":
+        out = gn.compile(nn.Sequential(model), backend=backend)(x)
+        ours = gn.compile(_LossOf(loss_fn), backend=backend)(out, y)
+        np.testing.assert_allclose(ours, ref.detach().numpy(), rtol=1e-6)
+        return
+    (ref).backward()
+    train = gn.compile(model, loss_fn, optim.SGD(model.parameters(), lr=0.0), backend=backend)
+    np.testing.assert_allclose(train.grad(x, y), ref.item(), rtol=1e-6)
+    np.testing.assert_allclose(model.shift.grad, shift.grad.numpy(), rtol=1e-5, atol=1e-7)
+
+
+class _LossOf(nn.Module):
+    """A loss with reduction='none' as a model of (logits, labels), to read its per-sample values."""
+
+    def __init__(self, loss_fn):
+        super().__init__()
+        self.loss_fn = loss_fn
+
+    def forward(self, logits, labels):
+        return self.loss_fn(logits, labels)

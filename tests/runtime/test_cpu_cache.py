@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -114,3 +115,68 @@ def test_missing_compiler_is_a_clear_error(monkeypatch):
     finally:
         monkeypatch.delenv("CC")
         cpu.compiler.cache_clear()
+
+
+def test_sidecar_with_bytes_that_are_not_text_is_rebuilt(tmp_path):
+    cpu.Library("int answer(void) { return 1; }", "int answer(void);", tmp_path)
+    sidecar = next(tmp_path.glob("*.sha256"))
+    sidecar.write_bytes(b"\xff\xfe\x00damaged")
+    again = cpu.Library("int answer(void) { return 1; }", "int answer(void);", tmp_path)
+    assert again.compiled and again.function("answer")() == 1
+    assert len(sidecar.read_text().strip()) == 64
+
+
+def test_library_of_another_source_under_the_key_is_rebuilt(tmp_path):
+    """A whole, checksummed library built from other source under this key is not loaded."""
+    other = cpu.Library("int answer(void) { return 1; }", "int answer(void);", tmp_path / "other")
+    key = cpu.Library("int answer(void) { return 2; }", "int answer(void);", tmp_path / "this").path.name
+    (tmp_path / "fresh").mkdir()  # loaded libraries are not overwritten: that would crash this process
+    (tmp_path / "fresh" / key).write_bytes(other.path.read_bytes())
+    (tmp_path / "fresh" / key).with_suffix(".sha256").write_bytes(other.path.with_suffix(".sha256").read_bytes())
+    library = cpu.Library("int answer(void) { return 2; }", "int answer(void);", tmp_path / "fresh")
+    assert library.compiled and library.function("answer")() == 2
+
+
+def test_full_disk_reports_the_linkers_message(tmp_path, monkeypatch):
+    """A linker that fails for lack of space removes its output; its message reaches the user."""
+    fake = tmp_path / "cc"
+    fake.write_text('#!/bin/sh\nwhile [ $# -gt 0 ]; do [ "$1" = -o ] && out="$2"; shift; done\nrm -f "$out"\n'
+                    'echo "ld: final link failed: No space left on device" >&2\nexit 1\n')
+    fake.chmod(0o755)
+    monkeypatch.setattr(cpu, "compiler", lambda: (str(fake), "a linker out of space", ("-O2",)))
+    cache = tmp_path / "cache"
+    with pytest.raises(cpu.CompileError, match="No space left on device"):
+        cpu.Library("int answer(void) { return 1; }", "int answer(void);", cache)
+    assert not list(cache.glob("*.tmp"))
+
+
+def test_cache_dir_that_is_a_file_is_a_clear_error(tmp_path, monkeypatch):
+    path = tmp_path / "a file"
+    path.write_text("")
+    monkeypatch.setenv("GRAPHNN_CACHE_DIR", str(path))
+    model = nn.Linear(3, 2)
+    program = gn.compile(model, backend="c")
+    with pytest.raises(cpu.CompileError, match=r"cannot use .*a file as the compile cache.*GRAPHNN_CACHE_DIR.*not a "
+                                               r"directory"):
+        program(np.ones((2, 3), np.float32))
+
+
+def test_stale_temporaries_of_killed_compiles_are_removed(tmp_path):
+    """Temporary files and unit directories over an hour old go when the cache is opened; fresh
+    ones (a compile running now) and other programs' files stay."""
+    old = [tmp_path / "graphnn_0123abcd9x2k.so.tmp", tmp_path / ".graphnn_0123abcd.c.k2j3.tmp",
+           tmp_path / "graphnn_0123abcd.units.q8w1", tmp_path / "tmpz81k_3a"]
+    fresh = [tmp_path / "graphnn_4567abcdw1e2.so.tmp", tmp_path / "graphnn_4567abcd.units.p0o9"]
+    foreign = [tmp_path / "notes.tmp", tmp_path / "tmpother"]
+    for path in old + fresh + foreign:
+        if path.suffix == ".tmp":
+            path.write_bytes(b"partial")
+        else:
+            path.mkdir()
+            (path / ("unit0.o" if path.name != "tmpother" else "data")).write_bytes(b"partial")
+    hour_ago = time.time() - 3700
+    for path in old + foreign:
+        os.utime(path, (hour_ago, hour_ago))
+    cpu.Library("int answer(void) { return 1; }", "int answer(void);", tmp_path)
+    assert [p for p in old if p.exists()] == []
+    assert all(p.exists() for p in fresh + foreign)
