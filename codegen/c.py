@@ -253,8 +253,12 @@ class _Entry:
             used.insert(0, "    const graphnn_epilogue_context* ctx = (const graphnn_epilogue_context*)context;")
         else:
             used.append("    (void)context;")
+        # never inlined: inside the row loops' caller GCC loses the restrict qualifiers, cannot
+        # prove the product and the updated buffers apart, and keeps only a scalar loop (Adam's
+        # update, with a square root and two divisions per element, ran 10x slower that way)
         return ([header[0], " * the epilogue, run on each finished block of the product */",
-                 f"static void {self.name}_{kernel.name}_epilogue(void* context, const float* restrict c, int64_t ldc,",
+                 f"static __attribute__((noinline)) void {self.name}_{kernel.name}_epilogue(void* context, "
+                 "const float* restrict c, int64_t ldc,",
                  "        int64_t m0, int64_t m1, int64_t n0, int64_t n1) {"] + used + body + ["}", ""])
 
     def loads_in_loop(self, loads) -> list:
