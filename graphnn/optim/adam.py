@@ -25,9 +25,9 @@ import sympy
 from graphnn import pointwise as pw
 from graphnn.optim.optimizer import GRAD, PARAM, Optimizer, symbols
 
-(exp_avg, exp_avg_sq, max_exp_avg_sq, weight_step, beta2, lerp_weight, undecayed, eps, weight_decay, decay,
+(exp_avg, exp_avg_sq, max_exp_avg_sq, decayed_grad, beta2, lerp_weight, undecayed, eps, weight_decay, decay,
  step_size, correction2) = symbols(
-    "exp_avg exp_avg_sq max_exp_avg_sq weight_step beta2 lerp_weight one_minus_beta2 eps weight_decay decay "
+    "exp_avg exp_avg_sq max_exp_avg_sq decayed_grad beta2 lerp_weight one_minus_beta2 eps weight_decay decay "
     "step_size correction2")
 
 
@@ -88,8 +88,9 @@ class Adam(Optimizer):
         p, g = PARAM, (-GRAD if maximize else GRAD)
         if decays and decoupled:
             steps.append(("param", PARAM * decay))
-        elif decays:
-            g = g + weight_decay * PARAM
+        elif decays:  # its own value, rounded once, as PyTorch computes it
+            steps.append(("decayed_grad", g + weight_decay * PARAM))
+            g = decayed_grad
         steps.append(("exp_avg", lerp(exp_avg, g, lerp_weight)))
         steps.append(("exp_avg_sq", exp_avg_sq * beta2 + undecayed * g * g))
         second = exp_avg_sq

@@ -4,8 +4,9 @@ An optimizer subclass declares, and does nothing else:
 
 - ``slots``: its per-parameter state arrays (SGD: ``momentum_buffer``; Adam: ``exp_avg``,
   ``exp_avg_sq``, ``max_exp_avg_sq``), each stored in one flat buffer over all parameters;
-- ``counters``: per-parameter step counts kept in ``state`` (Adam's ``step``), advanced after
-  each step;
+- ``counters``: per-parameter counts kept in ``state`` (Adam's ``step``), advanced after each
+  step by ``next_counters(group, state)``: one more step by default (NAdam's ``mu_product`` is
+  multiplied instead);
 - ``scalars`` and ``scalar_values(group, state)``: the run-time scalars of a group, computed on
   the host from its hyperparameters and a parameter's state before each step (Adam's
   ``lr / (1 - beta1**step)`` in float64, as PyTorch computes it), so changing ``lr`` or ``betas``
@@ -86,6 +87,11 @@ class Optimizer:
         """The values of ``scalars`` for one parameter of ``group`` with ``state`` (its state
         before this step)."""
         raise NotImplementedError
+
+    def next_counters(self, group: dict, state: dict) -> tuple:
+        """The values of ``counters`` after a step of one parameter of ``group`` with ``state``
+        (its state before the step): each counts steps, from 0, unless a subclass says otherwise."""
+        return tuple(float(state.get(c, 0.0)) + 1.0 for c in self.counters)
 
     @classmethod
     def update(cls, flags: tuple) -> list[tuple[str, sympy.Expr]]:
@@ -207,7 +213,7 @@ class Optimizer:
                         p.data[...] = value
                     elif target in self.slot_buffers:
                         self.slot_view(target, p)[...] = value
-                self._advance(p, steps)
+                self._advance(p, group, steps)
         return loss
 
     def build_update(self, b: Any, entries: list) -> dict:
@@ -231,15 +237,17 @@ class Optimizer:
                     updates[f"optim.{target}.{name}"] = env[target]
         return updates
 
-    def _advance(self, p: Any, steps: tuple) -> None:
-        """After a step of ``p``: its counters move on, and the slots the step wrote are in
-        ``state`` (as PyTorch's optimizers create them on a parameter's first step)."""
+    def _advance(self, p: Any, group: dict, steps: tuple) -> None:
+        """After a step of ``p`` in ``group``: its counters move on, and the slots the step wrote
+        are in ``state`` (as PyTorch's optimizers create them on a parameter's first step)."""
         state = self._state.get(p)
-        for counter in self.counters:
+        if self.counters:
+            values = self.next_counters(group, _EMPTY if state is None else state)
             if state is None:
                 state = self._state[p] = {}
                 self.state_version += 1
-            state[counter] = np.array(float(state.get(counter, 0.0)) + 1.0, np.float32)
+            for counter, value in zip(self.counters, values):
+                state[counter] = np.array(value, np.float32)
         for target, _ in steps:
             if target in self.slot_buffers and (state is None or state.get(target) is None):
                 if state is None:
@@ -251,15 +259,8 @@ class Optimizer:
         """The run-time scalars of a compiled step over the parameters in ``stepped`` (name ->
         Parameter), or None when a group's parameters disagree on them (their states differ:
         some were stepped before without the others), which one compiled step cannot express."""
-        key = (id(stepped), self.layout_version, len(self.param_groups))
-        groups = self._members.get(key)
-        if groups is None:  # per group: its index, its parameters this step updates, scalar names
-            ids = {id(p) for p in stepped.values()}
-            groups = self._members[key] = [
-                (k, group, [p for p in group["params"] if id(p) in ids], [f"optim.{k}.{s}" for s in self.scalars])
-                for k, group in enumerate(self.param_groups)]
         out = {}
-        for k, group, members, names in groups:
+        for k, group, members, names in self._groups_of(stepped):
             if not members:
                 continue
             states = [self._state.get(p, _EMPTY) for p in members]
@@ -269,6 +270,18 @@ class Optimizer:
             out.update(zip(names, self.scalar_values(group, first)))
         return out
 
+    def _groups_of(self, stepped: dict) -> list:
+        """Per group: its index, the group, its parameters among ``stepped`` and its scalars'
+        leaf names (cached: every step asks)."""
+        key = (id(stepped), self.layout_version, len(self.param_groups))
+        groups = self._members.get(key)
+        if groups is None:
+            ids = {id(p) for p in stepped.values()}
+            groups = self._members[key] = [
+                (k, group, [p for p in group["params"] if id(p) in ids], [f"optim.{k}.{s}" for s in self.scalars])
+                for k, group in enumerate(self.param_groups)]
+        return groups
+
     def _differs(self, state: dict, other: dict) -> bool:
         """Whether two parameters' states would give different run-time scalars."""
         return (any(float(state.get(c, 0.0)) != float(other.get(c, 0.0)) for c in self.counters)
@@ -277,8 +290,10 @@ class Optimizer:
     def finish_step(self, stepped: dict) -> None:
         """After a compiled step wrote the new parameters and slots: advance their state as
         ``step()`` does."""
-        for p in stepped.values():
-            self._advance(p, self._assignments(self.group_of(p)))
+        for k, group, members, _ in self._groups_of(stepped):
+            steps = self._assignments(k)
+            for p in members:
+                self._advance(p, group, steps)
 
     # -- where compiled programs find the buffers ---------------------------------------------------
     def flat_storage(self, named: dict) -> dict:
@@ -376,6 +391,8 @@ class Optimizer:
             if not is_int(i) or int(i) not in by_id:
                 raise StateDictError(f"{where}: no parameter group lists a parameter with id {i!r}")
             check_keys(where, entries, (), self.slots + self.counters)
+            if any(c in entries for c in self.counters):  # counters come together (NAdam's two)
+                check_keys(where, entries, self.counters, self.slots + self.counters)
             p = by_id[int(i)]
             staged[p] = {name: (state_array(f"{where}[{name!r}]", value, p.shape) if name in self.slots
                                 else _counter(f"{where}[{name!r}]", value)) for name, value in entries.items()}
@@ -396,14 +413,17 @@ class Optimizer:
             flat.host_access(buffer.array)  # the views are written below
         self.state_version += 1
         self._state = {}
-        for p, entries in state.items():
-            entries = dict(entries)
+        for p in self.params:  # a slot the loaded state leaves out starts again from zero
+            entries = dict(state.get(p, {}))
             for slot in self.slots:
+                view = self.slot_view(slot, p)
                 if entries.get(slot) is not None:
-                    view = self.slot_view(slot, p)
                     view[...] = entries[slot]
                     entries[slot] = view
-            self._state[p] = entries
+                else:
+                    view[...] = 0.0
+            if p in state:
+                self._state[p] = entries
 
     def __repr__(self) -> str:
         text = type(self).__name__ + " ("

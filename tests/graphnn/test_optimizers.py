@@ -27,6 +27,25 @@ CASES = [
     ("AdamW", dict(lr=0.01)),
     ("AdamW", dict(lr=0.01, weight_decay=0.3, amsgrad=True, betas=(0.6, 0.9))),
     # -- more optimizers' rows below --
+    ("Adamax", dict(lr=0.01)),
+    ("Adamax", dict(lr=0.01, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.1)),
+    ("Adamax", dict(lr=0.005, maximize=True, weight_decay=0.05)),
+    ("NAdam", dict(lr=0.01)),
+    ("NAdam", dict(lr=0.01, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.1, momentum_decay=0.01)),
+    ("NAdam", dict(lr=0.01, weight_decay=0.3, decoupled_weight_decay=True, betas=(0.6, 0.9))),
+    ("NAdam", dict(lr=0.005, maximize=True, momentum_decay=0.0)),
+    ("RMSprop", dict(lr=0.01)),
+    ("RMSprop", dict(lr=0.005, alpha=0.9, eps=1e-6, momentum=0.9, centered=True, weight_decay=0.01)),
+    ("RMSprop", dict(lr=0.001, momentum=0.5, maximize=True)),
+    ("RMSprop", dict(lr=0.005, centered=True)),
+    ("RMSprop", dict(lr=0.002, maximize=True, weight_decay=0.1)),
+    ("RMSprop", dict(lr=0.01, momentum=0.9)),
+    ("Adagrad", dict(lr=0.1)),
+    ("Adagrad", dict(lr=0.1, lr_decay=0.01, weight_decay=0.05, initial_accumulator_value=0.1, eps=1e-8)),
+    ("Adagrad", dict(lr=0.02, maximize=True, initial_accumulator_value=0.5)),
+    ("Adadelta", dict(lr=1.0)),
+    ("Adadelta", dict(lr=0.5, rho=0.8, eps=1e-5, weight_decay=0.1)),
+    ("Adadelta", dict(lr=0.5, maximize=True)),
 ]
 """(optimizer name, keyword arguments): each runs against torch.optim's class of that name."""
 
@@ -41,6 +60,32 @@ BAD = [
     ("Adam", dict(weight_decay=-0.1)),
     ("AdamW", dict(betas=(0.9, 1.5))),
     # -- more optimizers' bad arguments below --
+    ("Adamax", dict(lr=-0.01)),
+    ("Adamax", dict(eps=-1e-8)),
+    ("Adamax", dict(betas=(1.0, 0.999))),
+    ("Adamax", dict(betas=(0.9, -0.5))),
+    ("Adamax", dict(weight_decay=-0.1)),
+    ("NAdam", dict(lr=-0.01)),
+    ("NAdam", dict(eps=-1e-8)),
+    ("NAdam", dict(betas=(-0.1, 0.999))),
+    ("NAdam", dict(betas=(0.9, 1.0))),
+    ("NAdam", dict(weight_decay=-0.1)),
+    ("NAdam", dict(momentum_decay=-4e-3)),
+    ("RMSprop", dict(lr=-0.01)),
+    ("RMSprop", dict(alpha=-0.1)),
+    ("RMSprop", dict(eps=-1e-8)),
+    ("RMSprop", dict(momentum=-0.9)),
+    ("RMSprop", dict(weight_decay=-0.1)),
+    ("Adagrad", dict(lr=-0.01)),
+    ("Adagrad", dict(lr_decay=-0.1)),
+    ("Adagrad", dict(weight_decay=-0.1)),
+    ("Adagrad", dict(initial_accumulator_value=-1.0)),
+    ("Adagrad", dict(eps=-1e-10)),
+    ("Adadelta", dict(lr=-1.0)),
+    ("Adadelta", dict(rho=1.5)),
+    ("Adadelta", dict(rho=-0.1)),
+    ("Adadelta", dict(eps=-1e-6)),
+    ("Adadelta", dict(weight_decay=-0.1)),
 ]
 """Hyperparameters torch refuses with ValueError; graphnn must refuse them the same way."""
 
@@ -100,9 +145,12 @@ def _assert_same_state(model, opt, ref, ref_opt, rtol):
     for index, entries in theirs["state"].items():
         assert sorted(ours["state"][index]) == sorted(entries), index
         for slot, value in entries.items():
-            expected = value.detach().numpy() if torch.is_tensor(value) else value
+            expected = np.asarray(value.detach().numpy() if torch.is_tensor(value) else value, np.float64)
+            # elements near zero are compared at the slot's own scale: a momentum buffer sums
+            # steps of size ~1 whose sum can cancel, amplifying last-digit gradient differences
+            scale = float(np.abs(expected).max()) if expected.size else 0.0
             np.testing.assert_allclose(np.asarray(ours["state"][index][slot], np.float64), expected, rtol=rtol,
-                                       atol=1e-7, err_msg=f"state[{index}][{slot}]")
+                                       atol=max(1e-7, rtol * scale), err_msg=f"state[{index}][{slot}]")
 
 
 @pytest.mark.parametrize("case", CASES, ids=_case_id)
@@ -128,7 +176,8 @@ def test_optimizer_matches_torch(case, path):
     _assert_same_state(model, opt, ref, ref_opt, rtol=1e-4)
 
 
-@pytest.mark.parametrize("case", [c for c in CASES if c[0] != "SGD"][:2], ids=_case_id)
+@pytest.mark.parametrize("case", [c for k, c in enumerate(CASES) if c[0] not in (n for n, _ in CASES[:k])],
+                         ids=_case_id)
 def test_optimizer_on_triton(case):
     """The Triton backend (its interpreter without a GPU): a few steps suffice for the update."""
     name, kwargs = case
@@ -175,6 +224,26 @@ def test_state_dicts_move_both_ways_with_torch(case):
     for _ in range(5):
         np.testing.assert_allclose(train.step(X, Y), _torch_step(fresh, fresh_opt), rtol=1e-5)
     _assert_same_state(model, opt, fresh, fresh_opt, rtol=1e-5)
+
+
+@pytest.mark.parametrize("case", CASES, ids=_case_id)
+def test_a_loaded_state_without_a_parameter_starts_it_afresh(case):
+    """After steps, a state dict that leaves out the first parameter: in torch that parameter's
+    state starts again on the next step; graphnn's slots for it must not keep the old values."""
+    name, kwargs = case
+    ref, model = _nets()
+    ref_opt, opt = _make(torch.optim, name, ref, kwargs), _make(optim, name, model, kwargs)
+    train = gn.compile(model, nn.MSELoss(), opt, backend="c")
+    for _ in range(5):
+        _torch_step(ref, ref_opt)
+        train.step(X, Y)
+    partial = ref_opt.state_dict()
+    partial["state"].pop(0, None)
+    ref_opt.load_state_dict(partial)
+    opt.load_state_dict(_to_numpy(partial))
+    for _ in range(5):
+        np.testing.assert_allclose(train.step(X, Y), _torch_step(ref, ref_opt), rtol=1e-5)
+    _assert_same_state(model, opt, ref, ref_opt, rtol=1e-4)
 
 
 @pytest.mark.parametrize("case", CASES, ids=_case_id)
