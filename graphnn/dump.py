@@ -7,6 +7,8 @@ printing plus a summary; the JSON form follows ``graphnn/dump.schema.json`` ("gr
 """
 from __future__ import annotations
 
+import inspect
+
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,7 +35,7 @@ class Request:
     loss: str | None = None
     target_shape: tuple | None = None
     target_dtype: str | None = None
-    optimizer: dict = field(default_factory=lambda: {"name": "sgd", "lr": 0.01, "momentum": 0.9})
+    optimizer: dict = field(default_factory=lambda: {"name": "sgd", "lr": 0.01})
     eval: bool = False
 
 
@@ -41,11 +43,36 @@ LOSSES = {"cross_entropy": "CrossEntropyLoss", "mse": "MSELoss", "l1": "L1Loss",
           "bce_with_logits": "BCEWithLogitsLoss"}
 
 
+def optimizer_classes() -> dict:
+    """The optimizers graphnn exports, by lower-case name (``--optimizer adam``)."""
+    from graphnn import optim
+
+    found = {}
+    for name in optim.__all__:
+        value = getattr(optim, name)
+        if isinstance(value, type) and issubclass(value, optim.Optimizer) and value is not optim.Optimizer:
+            found[name.lower()] = value
+    return found
+
+
+def make_optimizer(model, options: dict):
+    """The optimizer ``options`` names, given the options its constructor takes (SGD's momentum
+    defaults to 0.9 here, so the dump shows the momentum update)."""
+    from graphnn import optim
+
+    cls = optimizer_classes()[options["name"]]
+    accepted = inspect.signature(cls).parameters
+    kwargs = {k: v for k, v in options.items() if k != "name" and k in accepted and v is not None}
+    if cls is optim.SGD:
+        kwargs.setdefault("momentum", 0.9)
+    return cls(model.parameters(), **kwargs)
+
+
 class Stages:
     """Builds each stage's value once, from the same traced graphs a compiled program would use."""
 
     def __init__(self, request: Request) -> None:
-        from graphnn import nn, optim
+        from graphnn import nn
         from graphnn.program import InferenceProgram, TrainProgram
 
         self.request = request
@@ -62,8 +89,7 @@ class Stages:
             self.entry = "forward"
             return
         loss_fn = getattr(nn, LOSSES[request.loss])()
-        options = {k: v for k, v in request.optimizer.items() if k != "name"}
-        opt = optim.SGD(model.parameters(), **options)
+        opt = make_optimizer(model, request.optimizer)
         self.program = TrainProgram(model, loss_fn, opt, "c")
         target = self._target(model, x)
         self.key, arrays = self.program._key([x, target]), [x, target]

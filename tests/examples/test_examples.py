@@ -40,3 +40,14 @@ def test_digits_cnn_beats_the_fully_connected_network():
     assert cnn > mlp and cnn >= 0.98, (cnn, mlp)
     assert "(block1): Sequential(\n    (0): Conv2d(1, 32, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1))" in text
     assert re.search(r"pred \d true \d", text)
+
+
+def test_optimizer_comparison_ranks_as_in_the_book(tmp_path):
+    """SGD is slowest; Momentum, RMSprop and Adam reach the noise floor (variance 0.01) in 10 epochs."""
+    text = run("examples/optimizers.py", "--plot", str(tmp_path / "o.png"))
+    final = dict(re.findall(r"(\w+) ([\d.]+)", text.split("mean loss over the last epoch:")[1].splitlines()[0]))
+    losses = {name: float(value) for name, value in final.items()}
+    assert set(losses) == {"SGD", "Momentum", "RMSprop", "Adam"}
+    assert all(losses["SGD"] > 2 * losses[name] for name in ("Momentum", "RMSprop", "Adam")), losses
+    assert all(0.008 < losses[name] < 0.016 for name in ("Momentum", "RMSprop", "Adam")), losses
+    assert len(re.findall(r"^epoch\s+\d+ SGD", text, re.M)) == 10
