@@ -108,6 +108,19 @@ class Check:
     message: str
 
 
+@dataclass(frozen=True)
+class LabelCheck:
+    """Class labels the runtime verifies on every call, before running a program: each element
+    of the integer input named ``input`` is in [0, classes) or equals ``ignore_index``."""
+
+    input: str
+    classes: int
+    ignore_index: int
+
+    def __str__(self) -> str:
+        return f"%{self.input} in [0,{self.classes}) (ignore_index {self.ignore_index})"
+
+
 class Graph:
     """A static computation graph: Nodes in topological order with named leaves and results."""
 
@@ -116,6 +129,7 @@ class Graph:
         self.outputs: dict[str, Node] = {}
         self.updates: dict[str, Node] = {}
         self.checks: list[Check] = []
+        self.label_checks: list[LabelCheck] = []
         self.placements: dict[str, Node] = {}
         """Values a backend should store in a named slot of a shared buffer (a parameter's gradient
         in the flat gradient buffer); they do not keep a value alive by themselves."""
@@ -164,6 +178,7 @@ class Graph:
         (the inference, loss, gradient and train-step programs of one trace)."""
         other = Graph()
         other.nodes, other._leaves, other.checks = self.nodes, self._leaves, self.checks
+        other.label_checks = self.label_checks
         other.outputs, other.updates = dict(outputs), dict(updates)
         other.placements = dict(self.placements)
         return other
@@ -177,6 +192,7 @@ class Graph:
         lines += [f"output {name} = {names[n.id]}" for name, n in self.outputs.items()]
         lines += [f"update {name} <- {names[n.id]}" for name, n in self.updates.items()]
         lines += [f"check {c.condition}" for c in self.checks]
+        lines += [f"check {c}" for c in self.label_checks]
         return "\n".join(lines)
 
 

@@ -82,12 +82,12 @@ class Program:
             _check_labels(name, arrays[position], classes, ignore)
 
     def _labels(self, key: tuple, graph: Graph) -> list:
-        """(input position, name, classes, ignore_index) of the inputs that hold class labels."""
+        """(input position, name, classes, ignore_index) of each of the graph's label checks."""
         found = self._label_inputs.get((key, id(graph)))
         if found is None:
+            positions = {n.name: k for k, n in enumerate(graph.inputs)}
             found = self._label_inputs[(key, id(graph))] = [
-                (k, n.attrs["name"], n.attrs["classes"], n.attrs["ignore_index"])
-                for k, n in enumerate(graph.inputs) if "classes" in n.attrs
+                (positions[c.input], c.input, c.classes, c.ignore_index) for c in graph.label_checks
             ]
         return found
 
