@@ -3,7 +3,10 @@
 A dimension is an int or a sympy expression of the batch symbol ``B``. A Graph is a list of
 Nodes in topological order plus named leaves (inputs, parameters, persistent buffers, runtime
 scalars), named outputs, the new values of persistent state (``updates``) and the run-time
-checks its inputs must pass. This module imports nothing of graphnn's.
+checks its inputs must pass. Nodes are values: once built, nothing changes them, so graphs
+derived from one another (the gradient graph from the traced one, each entry point from those)
+share them and each compiler stage returns a new Graph instead of editing its input. This
+module imports nothing of graphnn's.
 """
 from __future__ import annotations
 
@@ -72,6 +75,8 @@ class Node:
 
     ``attrs`` holds the op's static arguments (axes, shapes, a pointwise expression, a leaf's
     name); ``path`` and ``module`` name the Module that produced it, for errors and dumps.
+    Nothing changes a Node once it is built, ``attrs`` included: graphs share their nodes (not
+    frozen only because a frozen dataclass is three times slower to construct).
     """
 
     op: str
@@ -173,12 +178,19 @@ class Graph:
             stack.extend(n.inputs)
         return [n for n in self.nodes if n.id in live]
 
+    def copy(self) -> "Graph":
+        """A new Graph with the same nodes, leaves, results and checks; adding to either leaves
+        the other as it was. Nodes are shared (they never change), so this costs a list copy."""
+        return self.variant(self.outputs, self.updates)
+
     def variant(self, outputs: dict, updates: dict) -> "Graph":
-        """A graph sharing these nodes, leaves and checks, with other outputs and updates
-        (the inference, loss, gradient and train-step programs of one trace)."""
+        """A new Graph with these nodes, leaves, checks and placements and other outputs and
+        updates (the inference, loss, gradient and train-step programs of one trace). Nodes are
+        shared; the lists and tables are its own, so nodes or leaves added to it stay out of
+        this graph."""
         other = Graph()
-        other.nodes, other._leaves, other.checks = self.nodes, self._leaves, self.checks
-        other.label_checks = self.label_checks
+        other.nodes, other._leaves = list(self.nodes), dict(self._leaves)
+        other.checks, other.label_checks = list(self.checks), list(self.label_checks)
         other.outputs, other.updates = dict(outputs), dict(updates)
         other.placements = dict(self.placements)
         return other
