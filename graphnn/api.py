@@ -121,12 +121,13 @@ def trace(model: Any, *example_inputs: Any, loss_fn: Any = None, target: Any = N
     return graph
 
 
-def add_gradients(graph: Graph, named_params: dict) -> dict:
-    """Append d loss / d parameter to a traced graph; returns parameter name -> gradient node."""
+def with_gradients(graph: Graph, named_params: dict) -> tuple[Graph, dict]:
+    """(a new Graph: the traced ``graph`` and the backward of its loss, parameter name -> d loss /
+    d parameter node in it) for the parameters that require grad; ``graph`` is not changed."""
     wrt = [n for n in graph.params if named_params[n.name].requires_grad]
-    grads = autodiff.gradients(graph, graph.outputs["loss"], wrt)
+    backward, grads = autodiff.gradients(graph, graph.outputs["loss"], wrt)
     by_id = {n.id: n.name for n in wrt}
-    return {by_id[i]: g for i, g in grads.items()}
+    return backward, {by_id[i]: g for i, g in grads.items()}
 
 
 def compile(model: Any, loss_fn: Any = None, optimizer: Any = None, *, backend: str = "auto",

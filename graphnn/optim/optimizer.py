@@ -253,8 +253,10 @@ class Optimizer:
         return loss
 
     def build_update(self, b: Any, entries: list) -> dict:
-        """Graph nodes for the new parameters and slots: ``entries`` holds (Parameter, parameter
-        node, gradient node); returns update name -> node (parameter names and slot buffers)."""
+        """Graph nodes for the new parameters and slots, added through the Builder ``b`` to the
+        graph it builds (a step graph of its own, never the traced one): ``entries`` holds
+        (Parameter, parameter node, gradient node); returns update name -> node (parameter names
+        and slot buffers)."""
         updates = {}
         for p, p_node, g_node in entries:
             k = self.group_of(p)
