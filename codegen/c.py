@@ -8,7 +8,7 @@ compiler vectorises the inner loop; large loops are split across threads with Op
 """
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import sympy
 
@@ -88,19 +88,19 @@ def generate(entries: dict[str, tuple[KernelPlan, MemoryPlan]], profile: bool = 
     uses_gemm = any(k.kind == "matmul" and _gemm_sizes(k) is not False for plan, _ in entries.values() for k in plan.kernels)
     prelude = PRELUDE + (GEMM if uses_gemm else "") + (PROFILE_PRELUDE if profile else "")
     emitters = [_Entry(entry, plan, memory, profile) for entry, (plan, memory) in entries.items()]
-    kernels = [(e.signature(k), e.kernel(k)) for e in emitters for k in e.plan.kernels]
+    kernels = [e.kernel(k) for e in emitters for k in e.plan.kernels]
     entry_points = "\n".join(e.entry_point() for e in emitters)
-    if sum(source.count("\n") for _, source in kernels) < SPLIT_LINES:
-        return "\n".join([prelude] + [source for _, source in kernels] + [entry_points])
+    if sum(k.text().count("\n") for k in kernels) < SPLIT_LINES:
+        return "\n".join([prelude] + [k.text() for k in kernels] + [entry_points])
     # kernels dealt to the units in turn: the costly ones to compile (the backward's GEMMs, the
     # updates) come in runs, so contiguous groups would leave one unit with most of them; a
     # kernel called from another unit is extern
     parts = [prelude]
     for k in range(UNITS):
         parts.append(f"{UNIT_MARKER} {k + 1} of {UNITS + 1}: kernels */")
-        parts += [source.replace(f"static {signature} {{", f"{signature} {{", 1) for signature, source in kernels[k::UNITS]]
+        parts += [kernel.text(static=False) for kernel in kernels[k::UNITS]]
     parts += [f"{UNIT_MARKER} {UNITS + 1} of {UNITS + 1}: the entry points */"]
-    parts += [f"{signature};" for signature, _ in kernels] + ["", entry_points]
+    parts += [f"{kernel.signature};" for kernel in kernels] + ["", entry_points]
     return "\n".join(parts)
 
 
@@ -135,6 +135,20 @@ static double graphnn_now(void) {
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 """
+
+
+@dataclass(frozen=True)
+class KernelSource:
+    """One kernel's C: the lines before its function (its comment, its epilogue function), the
+    function's signature and body. The function is static in a single translation unit and
+    extern where the entry points are in another."""
+
+    before: list
+    signature: str
+    body: list
+
+    def text(self, static: bool = True) -> str:
+        return "\n".join(self.before + [f"{'static ' if static else ''}{self.signature} {{"] + self.body)
 
 
 class _Entry:
@@ -205,7 +219,7 @@ class _Entry:
         return lines, invariant
 
     # -- kernels -------------------------------------------------------------------------------
-    def kernel(self, kernel: Kernel) -> str:
+    def kernel(self, kernel: Kernel) -> KernelSource:
         header = [f"/* {kernel.name}: {kernel.kind} over [{', '.join(str(d) for d in kernel.domain)}]"]
         if kernel.paths:
             header.append(f" * from {', '.join(kernel.paths)}")
@@ -215,19 +229,18 @@ class _Entry:
             kernel = _collapsed(kernel)
         hoisted, self.invariant = self.hoisted(kernel)
         body = {"pointwise": self.pointwise, "reduce": self.reduce, "matmul": self.matmul}[kernel.kind](kernel)
-        lines = header + [f"static {self.signature(kernel)} {{"]
         if kernel.kind == "matmul" and not _direct(kernel):
             # the loads and scalars live in the epilogue function; this one reads the operands,
             # writes the product (if it has a buffer of its own) and passes B in the context
             product = _product_store(kernel)
             bound = self.bindings(kernel, buffers_named(kernel, stores=[product] if product else [],
                                                         operands=[kernel.a, kernel.b]))
-            lines += self.declare_pointers(bound) + body + ["}", ""]
-            return "\n".join(self.fused_epilogue(kernel, header, hoisted) + lines)
+            return KernelSource(self.fused_epilogue(kernel, header, hoisted) + header, self.signature(kernel),
+                                self.declare_pointers(bound) + body + ["}", ""])
         bound = self.bindings(kernel)
-        if not uses_batch(self.kernel_symbols(kernel) | binding_symbols(bound)):
-            lines.append("    (void)B;  /* this kernel's size does not depend on the batch */")
-        return "\n".join(lines + self.declare_pointers(bound) + hoisted + body + ["}", ""])
+        unused = [] if uses_batch(self.kernel_symbols(kernel) | binding_symbols(bound)) else \
+            ["    (void)B;  /* this kernel's size does not depend on the batch */"]
+        return KernelSource(header, self.signature(kernel), unused + self.declare_pointers(bound) + hoisted + body + ["}", ""])
 
     def kernel_symbols(self, kernel: Kernel) -> set[str]:
         """The names a pointwise kernel, a reduction or a matmul without an epilogue function
