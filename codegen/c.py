@@ -467,12 +467,13 @@ class _Entry:
         else:
             lines.append(f"{inner}const int64_t m_full = {c_index(m)} / {MR} * {MR};")
             groups, rest = ("0", "m_full"), ("m_full", c_index(m))
+        both = groups is not None and rest is not None  # then each needs a scope of its own
         if groups is not None:
             work = m * kernel.domain[rank - 1] * kernel.k
-            lines += self.split(work, lambda parallel, indent: self.matmul_rows(kernel, MR, *groups, indent, parallel),
+            lines += self.split(work, lambda parallel, indent: self.matmul_rows(kernel, MR, *groups, indent, parallel, both),
                                 inner, PARALLEL_WORK * 8)
         if rest is not None:
-            lines += self.matmul_rows(kernel, 1, *rest, inner, parallel=False)
+            lines += self.matmul_rows(kernel, 1, *rest, inner, False, both)
         if gemm is not False:
             lines.append(f"{indent}}}")
         return lines + self.close(indent, "    ")
@@ -499,9 +500,11 @@ class _Entry:
         return lines + [f"{indent}graphnn_sgemm({args}, {target}, {n}, {self.name}_{kernel.name}_epilogue, &context, "
                         f"{weight_rows});"]
 
-    def matmul_rows(self, kernel: Kernel, mr: int, start, stop, indent: str, parallel: bool) -> list[str]:
+    def matmul_rows(self, kernel: Kernel, mr: int, start, stop, indent: str, parallel: bool,
+                    scoped: bool = False) -> list[str]:
         """The rows [start, stop) of a matmul, ``mr`` rows per iteration (no loop when that is
-        one iteration of rows known here). The k and column loops likewise vanish at extent 1."""
+        one iteration of rows known here: a block of its own with ``scoped``). The k and column
+        loops likewise vanish at extent 1."""
         rank = len(kernel.domain)
         a, b = kernel.a, kernel.b
         n, k = sympy.sympify(kernel.domain[rank - 1]), sympy.sympify(kernel.k)
@@ -511,6 +514,9 @@ class _Entry:
         lines, body = [], indent
         if isinstance(start, int) and stop - start == mr:
             first = start  # the one group of rows: its row numbers are constants
+            if scoped:
+                lines.append(f"{indent}{{  /* rows {start} to {stop - 1} */" if mr > 1 else f"{indent}{{  /* row {start} */")
+                body = indent + "    "
         else:
             first = "m0"
             if parallel:

@@ -162,3 +162,16 @@ def test_matmuls_with_extent_one_axes_compute_as_the_reference(batch):
 
     compare(build, {"x": ((B, 1), "f32"), "w": ((1, 6), "f32"), "u": ((B, 8), "f32"), "c": ((1, 8), "f32"),
                     "d": ((8, 1), "f32")}, batch)
+
+
+@pytest.mark.parametrize("rows", [1, 2, 4, 5, 7, 9])
+def test_matmuls_with_few_constant_rows(rows):
+    """A constant row count: groups of MR rows and the rows left, each without a loop when it is
+    one iteration (and then in a block of its own beside the other)."""
+    from tests.codegen.test_kernels import compare
+
+    def build(b, a, w, v):
+        return {"y": b.matmul(a, w), "z": b.pointwise(pw.tanh, b.matmul(a, v))}
+
+    plan = compare(build, {"a": ((rows, 3), "f32"), "w": ((3, 5), "f32"), "v": ((3, 1), "f32")}, 2)
+    check_c(c.generate({"forward": (plan, plan_memory(plan))}))
