@@ -8,13 +8,15 @@ compiler vectorises the inner loop; large loops are split across threads with Op
 """
 from __future__ import annotations
 
-import re
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import sympy
 
 from codegen.c_gemm import GEMM
-from codegen.printers import c_index, c_value
+from codegen.loops import (Binding, axis_names, binding_symbols, bindings, buffer_order, buffers_named, index,
+                           index_symbols, is_one, looped, numel, reduction_parts, symbols, unique_names,
+                           uses_batch)
+from codegen.printers import BATCH, c_index, c_value
 from graphnn.passes.memory import MemoryPlan
 from graphnn.passes.plan import Kernel, KernelPlan, Load, Store
 
@@ -73,11 +75,6 @@ static inline float graphnn_max(float acc, float v) {
 """
 
 
-def buffer_order(plan: KernelPlan) -> list[str]:
-    """The non-arena buffers of a plan in the order an entry point expects their pointers."""
-    return sorted(name for name, b in plan.buffers.items() if b.kind != "arena")
-
-
 def generate(entries: dict[str, tuple[KernelPlan, MemoryPlan]], profile: bool = False) -> str:
     """The C source of the entry points: one exported function per entry point.
 
@@ -91,19 +88,19 @@ def generate(entries: dict[str, tuple[KernelPlan, MemoryPlan]], profile: bool = 
     uses_gemm = any(k.kind == "matmul" and _gemm_sizes(k) is not False for plan, _ in entries.values() for k in plan.kernels)
     prelude = PRELUDE + (GEMM if uses_gemm else "") + (PROFILE_PRELUDE if profile else "")
     emitters = [_Entry(entry, plan, memory, profile) for entry, (plan, memory) in entries.items()]
-    kernels = [(e.signature(k), e.kernel(k)) for e in emitters for k in e.plan.kernels]
+    kernels = [e.kernel(k) for e in emitters for k in e.plan.kernels]
     entry_points = "\n".join(e.entry_point() for e in emitters)
-    if sum(source.count("\n") for _, source in kernels) < SPLIT_LINES:
-        return "\n".join([prelude] + [source for _, source in kernels] + [entry_points])
+    if sum(k.text().count("\n") for k in kernels) < SPLIT_LINES:
+        return "\n".join([prelude] + [k.text() for k in kernels] + [entry_points])
     # kernels dealt to the units in turn: the costly ones to compile (the backward's GEMMs, the
     # updates) come in runs, so contiguous groups would leave one unit with most of them; a
     # kernel called from another unit is extern
     parts = [prelude]
     for k in range(UNITS):
         parts.append(f"{UNIT_MARKER} {k + 1} of {UNITS + 1}: kernels */")
-        parts += [source.replace(f"static {signature} {{", f"{signature} {{", 1) for signature, source in kernels[k::UNITS]]
+        parts += [kernel.text(static=False) for kernel in kernels[k::UNITS]]
     parts += [f"{UNIT_MARKER} {UNITS + 1} of {UNITS + 1}: the entry points */"]
-    parts += [f"{signature};" for signature, _ in kernels] + ["", entry_points]
+    parts += [f"{kernel.signature};" for kernel in kernels] + ["", entry_points]
     return "\n".join(parts)
 
 
@@ -140,12 +137,27 @@ static double graphnn_now(void) {
 """
 
 
+@dataclass(frozen=True)
+class KernelSource:
+    """One kernel's C: the lines before its function (its comment, its epilogue function), the
+    function's signature and body. The function is static in a single translation unit and
+    extern where the entry points are in another."""
+
+    before: list
+    signature: str
+    body: list
+
+    def text(self, static: bool = True) -> str:
+        return "\n".join(self.before + [f"{'static ' if static else ''}{self.signature} {{"] + self.body)
+
+
 class _Entry:
     def __init__(self, name: str, plan: KernelPlan, memory: MemoryPlan, profile: bool = False) -> None:
         self.name, self.plan, self.memory, self.profile = name, plan, memory, profile
         self.slots = {b: k for k, b in enumerate(buffer_order(plan))}
-        self.names = _unique_names(sorted(plan.buffers))
+        self.names = unique_names(plan.buffers)
         self.arena_slot = len(self.slots)
+        self.invariant: set = set()
 
     def signature(self, kernel: Kernel) -> str:
         return f"void {self.name}_{kernel.name}(int64_t B, void* const* bufs)"
@@ -175,28 +187,21 @@ class _Entry:
     def c_name(self, buffer: str) -> str:
         return self.names[buffer]
 
-    def pointer(self, buffer: str) -> str:
-        dtype = self.plan.buffers[buffer].dtype
-        ctype = CTYPES[dtype]
-        if self.plan.buffers[buffer].kind == "arena":
-            return f"({ctype}*)((float*)bufs[{self.arena_slot}] + {c_index(self.memory.offsets[buffer])})"
-        return f"({ctype}*)bufs[{self.slots[buffer]}]"
+    def bindings(self, kernel: Kernel, buffers: list[str] | None = None) -> list[Binding]:
+        return bindings(kernel, self.plan, self.memory, self.names, self.slots, buffers)
 
-    def declare_pointers(self, kernel: Kernel) -> list[str]:
-        written = {s.buffer for s in kernel.stores}
-        lines = []
-        for buffer in kernel.buffers():
-            # restrict: distinct buffers never overlap (arena slices live at once are disjoint),
-            # and an in-place update reads and writes one element through one pointer
-            ctype = CTYPES[self.plan.buffers[buffer].dtype]
-            const = "" if buffer in written else "const "
-            lines.append(f"    {const}{ctype}* restrict {self.c_name(buffer)} = {self.pointer(buffer)};")
-        return lines
+    def pointer(self, binding: Binding) -> str:
+        ctype = CTYPES[binding.dtype]
+        if binding.arena_offset is None:
+            return f"({ctype}*)bufs[{binding.slot}]"
+        address = _plus(f"(float*)bufs[{self.arena_slot}]", index(binding.arena_offset, (), ()))
+        return address if ctype == "float" else f"({ctype}*)({address})"
 
-    def used_pointers(self, kernel: Kernel, code: list[str]) -> list[str]:
-        """The pointer declarations of the buffers ``code`` names."""
-        read = {b for b in kernel.buffers() if any(re.search(rf"\b{self.c_name(b)}\b", line) for line in code)}
-        return [line for b, line in zip(kernel.buffers(), self.declare_pointers(kernel)) if b in read]
+    def declare_pointers(self, bound: list[Binding]) -> list[str]:
+        # restrict: distinct buffers never overlap (arena slices live at once are disjoint),
+        # and an in-place update reads and writes one element through one pointer
+        return [f"    {'' if b.written else 'const '}{CTYPES[b.dtype]}* restrict {b.name} = {self.pointer(b)};"
+                for b in bound]
 
     def hoisted(self, kernel: Kernel) -> tuple[list[str], set]:
         """Loop-invariant code: loads of scalars (all strides 0) and assignments that use only
@@ -204,35 +209,49 @@ class _Entry:
         lines, invariant = [], set()
         for load in kernel.loads:
             if load.invariant:
-                lines.append(self.load_line(load, "    "))
+                lines.append(self.load_line(load, (), "    "))
                 invariant.add(load.name)
         for a in kernel.body:
-            if {str(s) for s in a.expr.free_symbols} <= invariant | {"B"} and "acc" not in {str(s) for s in a.expr.free_symbols}:
+            used = {str(s) for s in a.expr.free_symbols}
+            if used <= invariant | {BATCH} and "acc" not in used:
                 lines += self.assign_lines([a], "    ")
                 invariant.add(a.name)
         return lines, invariant
 
     # -- kernels -------------------------------------------------------------------------------
-    def kernel(self, kernel: Kernel) -> str:
+    def kernel(self, kernel: Kernel) -> KernelSource:
         header = [f"/* {kernel.name}: {kernel.kind} over [{', '.join(str(d) for d in kernel.domain)}]"]
         if kernel.paths:
             header.append(f" * from {', '.join(kernel.paths)}")
         nodes = ", ".join(f"%{i} {op}" for i, op, _ in kernel.sources)
         header.append(f" * nodes: {nodes} */")
+        if kernel.kind == "pointwise":
+            kernel = _collapsed(kernel)
         hoisted, self.invariant = self.hoisted(kernel)
         body = {"pointwise": self.pointwise, "reduce": self.reduce, "matmul": self.matmul}[kernel.kind](kernel)
-        lines = header + [f"static {self.signature(kernel)} {{"]
-        epilogue_function = kernel.kind == "matmul" and not _direct(kernel)
-        if epilogue_function:  # the loads and scalars live in the epilogue function
-            code = self.used_pointers(kernel, body) + body
-        else:
-            code = self.declare_pointers(kernel) + hoisted + body
-        if not any(re.search(r"\bB\b", line) for line in code):
-            code = ["    (void)B;  /* this kernel's size does not depend on the batch */"] + code
-        lines += code + ["}", ""]
-        if epilogue_function:
-            lines = self.fused_epilogue(kernel, header, hoisted) + lines
-        return "\n".join(lines)
+        if kernel.kind == "matmul" and not _direct(kernel):
+            # the loads and scalars live in the epilogue function; this one reads the operands,
+            # writes the product (if it has a buffer of its own) and passes B in the context
+            product = _product_store(kernel)
+            bound = self.bindings(kernel, buffers_named(kernel, stores=[product] if product else [],
+                                                        operands=[kernel.a, kernel.b]))
+            return KernelSource(self.fused_epilogue(kernel, header, hoisted) + header, self.signature(kernel),
+                                self.declare_pointers(bound) + body + ["}", ""])
+        bound = self.bindings(kernel)
+        unused = [] if uses_batch(self.kernel_symbols(kernel) | binding_symbols(bound)) else \
+            ["    (void)B;  /* this kernel's size does not depend on the batch */"]
+        return KernelSource(header, self.signature(kernel), unused + self.declare_pointers(bound) + hoisted + body + ["}", ""])
+
+    def kernel_symbols(self, kernel: Kernel) -> set[str]:
+        """The names a pointwise kernel, a reduction or a matmul without an epilogue function
+        prints, from its plan: loop sizes, indices, expressions."""
+        names = axis_names(kernel.domain)
+        used = symbols(kernel.loads, kernel.body, kernel.stores, names, kernel.domain)
+        if kernel.kind == "matmul":
+            a, b, batch = kernel.a, kernel.b, names[: len(kernel.domain) - 2]
+            used |= index_symbols(a.offset, a.strides[:-2], batch) | index_symbols(b.offset, b.strides[:-2], batch)
+            used |= symbols(sizes=[kernel.k, *_printed_operand_strides(kernel)])
+        return used
 
     def fused_epilogue(self, kernel: Kernel, header: list[str], hoisted: list[str]) -> list[str]:
         """The matmul's epilogue over a block of its product (``c`` points at element (m0, n0)),
@@ -241,25 +260,30 @@ class _Entry:
         each group of rows."""
         rank = len(kernel.domain)
         m_axis, n_axis = rank - 2, rank - 1
+        names = _epilogue_names(kernel)
+        product = _product_store(kernel)
+        stores = [s for s in kernel.stores if s is not product]
         body = hoisted + [f"    for (int64_t i{m_axis} = m0; i{m_axis} < m1; ++i{m_axis}) {{",
                           f"        for (int64_t i{n_axis} = n0; i{n_axis} < n1; ++i{n_axis}) {{",
                           f"            const float acc = c[(i{m_axis} - m0)*ldc + (i{n_axis} - n0)];"]
-        body += self.epilogue(kernel, "            ") + ["        }", "    }"]
-        body = self.used_pointers(kernel, body) + body
-        context = [("B", "    const int64_t B = ctx->B;"), ("bufs", "    void* const* bufs = ctx->bufs;")]
-        context += [(f"i{k}", f"    const int64_t i{k} = ctx->batch[{k}];") for k in range(rank - 2)]
-        used = [line for name, line in context if any(re.search(rf"\b{name}\b", l) for l in body)]
-        if used:
-            used.insert(0, "    const graphnn_epilogue_context* ctx = (const graphnn_epilogue_context*)context;")
+        body += self.epilogue(kernel, names, "            ") + ["        }", "    }"]
+        bound = self.bindings(kernel, buffers_named(kernel, kernel.loads, stores))
+        used = symbols(kernel.loads, kernel.body, stores, names) | binding_symbols(bound)
+        context = [f"    const int64_t {BATCH} = ctx->B;"] if uses_batch(used) else []
+        context += ["    void* const* bufs = ctx->bufs;"] if bound else []
+        context += [f"    const int64_t i{k} = ctx->batch[{k}];" for k in range(rank - 2) if f"i{k}" in used]
+        if context:
+            context.insert(0, "    const graphnn_epilogue_context* ctx = (const graphnn_epilogue_context*)context;")
         else:
-            used.append("    (void)context;")
+            context.append("    (void)context;")
         # never inlined: inside the row loops' caller GCC loses the restrict qualifiers, cannot
         # prove the product and the updated buffers apart, and keeps only a scalar loop (Adam's
         # update, with a square root and two divisions per element, ran 10x slower that way)
         return ([header[0], " * the epilogue, run on each finished block of the product */",
                  f"static __attribute__((noinline)) void {self.name}_{kernel.name}_epilogue(void* context, "
                  "const float* restrict c, int64_t ldc,",
-                 "        int64_t m0, int64_t m1, int64_t n0, int64_t n1) {"] + used + body + ["}", ""])
+                 "        int64_t m0, int64_t m1, int64_t n0, int64_t n1) {"]
+                + context + self.declare_pointers(bound) + body + ["}", ""])
 
     def loads_in_loop(self, loads) -> list:
         return [l for l in loads if l.name not in self.invariant]
@@ -267,42 +291,45 @@ class _Entry:
     def assigns_in_loop(self, assigns) -> list:
         return [a for a in assigns if a.name not in self.invariant]
 
-    def load_line(self, load: Load, indent: str) -> str:
+    def load_line(self, load: Load, names: tuple, indent: str) -> str:
         ctype = CTYPES[load.dtype]
-        index = _index(load.offset, load.strides)
+        at = index(load.offset, load.strides, names)
         if load.source == "index":
-            return f"{indent}const {ctype} {load.name} = ({ctype})({index});"
+            return f"{indent}const {ctype} {load.name} = ({ctype})({at});"
         if load.source == "rand":
             (seed_buf, seed_off), (step_buf, step_off) = load.key
             return (f"{indent}const float {load.name} = graphnn_uniform({self.c_name(seed_buf)}[{c_index(seed_off)}], "
-                    f"{self.c_name(step_buf)}[{c_index(step_off)}], {load.stream}u, (uint64_t)({index}));")
+                    f"{self.c_name(step_buf)}[{c_index(step_off)}], {load.stream}u, (uint64_t)({at}));")
         if not load.guards:
-            return f"{indent}const {ctype} {load.name} = {self.c_name(load.source)}[{index}];"
+            return f"{indent}const {ctype} {load.name} = {self.c_name(load.source)}[{at}];"
         # a window read: each guarded index must land inside its axis, else the load is the fill
         lines, conditions = [], []
         for k, g in enumerate(load.guards):
             v = f"{load.name}_v{k}"
-            lines.append(f"{indent}const int64_t {v} = {_index(g.const, g.coefs)};")
+            lines.append(f"{indent}const int64_t {v} = {index(g.const, g.coefs, names)};")
             if g.div == 1:
                 conditions.append(f"{v} >= 0 && {v} < {g.limit}")
             else:
                 conditions.append(f"{v} >= 0 && {v} < {g.limit * g.div} && {v} % {g.div} == 0")
-                index += f" + ({v} / {g.div})*{c_index(g.stride)}"
+                at = _plus(at, _term(f"({v} / {g.div})", g.stride))
         fill = "-INFINITY" if load.fill == float("-inf") else f"{float(load.fill)!r}f"
         lines.append(f"{indent}const {ctype} {load.name} = ({' && '.join(conditions)}) ? "
-                     f"{self.c_name(load.source)}[{index}] : {fill};")
+                     f"{self.c_name(load.source)}[{at}] : {fill};")
         return "\n".join(lines)
 
     def assign_lines(self, assigns, indent: str) -> list[str]:
         return [f"{indent}const {CTYPES[a.dtype]} {a.name} = {c_value(a.expr)};  /* {a.comment} */" for a in assigns]
 
-    def store_line(self, store: Store, indent: str) -> str:
-        return f"{indent}{self.c_name(store.buffer)}[{_index(store.offset, store.strides)}] = ({CTYPES[store.dtype]})({store.value});"
+    def store_line(self, store: Store, names: tuple, indent: str) -> str:
+        return (f"{indent}{self.c_name(store.buffer)}[{index(store.offset, store.strides, names)}] = "
+                f"({CTYPES[store.dtype]})({store.value});")
 
     def loops(self, dims: list[int], domain: tuple, indent: str, parallel: bool) -> tuple[list[str], str]:
+        """A loop per axis of ``dims`` that has one (extent 1 is the index 0), the first on
+        threads with ``parallel``; (the lines, the indent inside them)."""
         lines = []
-        for depth, k in enumerate(dims):
-            if depth == 0 and parallel:
+        for k in looped(domain, dims):
+            if parallel and not lines:
                 lines.append(f"{indent}#pragma omp parallel for")
             lines.append(f"{indent}for (int64_t i{k} = 0; i{k} < {c_index(domain[k])}; ++i{k}) {{")
             indent += "    "
@@ -311,88 +338,95 @@ class _Entry:
     def split(self, work, make, indent: str = "    ", threshold: int = PARALLEL_WORK) -> list[str]:
         """``make(parallel, indent)``'s loop nest on threads when ``work`` reaches the threshold and
         plain otherwise. Constant work decides here; work that depends on B gets both versions
-        behind one branch, so a small call never pays for an OpenMP region it does not use."""
+        behind one branch, so a small call never pays for an OpenMP region it does not use.
+        Callers split only loop nests that have a loop to put on threads."""
         work = sympy.sympify(work)
         if work.is_Integer:
             return make(int(work) >= threshold, indent)
         return ([f"{indent}if ({c_index(work)} >= {threshold}) {{"] + make(True, indent + "    ") +
                 [f"{indent}}} else {{"] + make(False, indent + "    ") + [f"{indent}}}"])
 
-    def close(self, count: int, indent: str) -> list[str]:
-        return [indent[: len(indent) - 4 * (k + 1)] + "}" for k in range(count)]
+    @staticmethod
+    def close(inner: str, outer: str) -> list[str]:
+        """The closing braces from indent ``inner`` back out to ``outer``."""
+        return [inner[: len(inner) - 4 * (k + 1)] + "}" for k in range((len(inner) - len(outer)) // 4)]
 
     def pointwise(self, kernel: Kernel) -> list[str]:
-        kernel = _collapsed(kernel)
-        dims = list(range(len(kernel.domain)))
+        """A loop nest over the (collapsed) domain: loads, assignments, stores per element."""
+        names = axis_names(kernel.domain)
 
         def make(parallel: bool, indent: str) -> list[str]:
-            lines, inner = self.loops(dims, kernel.domain, indent, parallel)
-            lines += [self.load_line(l, inner) for l in self.loads_in_loop(kernel.loads)]
+            lines, inner = self.loops(list(range(len(kernel.domain))), kernel.domain, indent, parallel)
+            lines += [self.load_line(l, names, inner) for l in self.loads_in_loop(kernel.loads)]
             lines += self.assign_lines(self.assigns_in_loop(kernel.body), inner)
-            lines += [self.store_line(s, inner) for s in kernel.stores]
-            return lines + self.close(len(dims), inner)
+            lines += [self.store_line(s, names, inner) for s in kernel.stores]
+            return lines + self.close(inner, indent)
 
-        return self.split(_numel(kernel.domain), make)
+        return self.split(numel(kernel.domain), make)
 
     def reduce(self, kernel: Kernel) -> list[str]:
         kept = [k for k in range(len(kernel.domain)) if k not in kernel.axes]
-        columns = _numel(tuple(kernel.domain[k] for k in kept))
+        columns = numel(kernel.domain[k] for k in kept)
         if (kernel.reduce_op == "sum" and kept and kernel.axes == tuple(range(len(kernel.axes)))
                 and columns.is_Integer and int(columns) <= COLUMN_SUMS):
             return self.reduce_columns(kernel, kept)
-        return self.split(_numel(kernel.domain), lambda parallel, indent: self.reduce_loops(kernel, kept, parallel, indent))
+        if not looped(kernel.domain, kept):  # one accumulator: nothing to put on threads
+            return self.reduce_loops(kernel, kept, False, "    ")
+        return self.split(numel(kernel.domain), lambda parallel, indent: self.reduce_loops(kernel, kept, parallel, indent))
 
     def reduce_columns(self, kernel: Kernel, kept: list) -> list[str]:
         """A sum over leading axes (a bias gradient over the batch): rows are read in memory
         order into one accumulator per output, instead of striding down each column."""
-        prologue = [a for a in self.assigns_in_loop(kernel.body) if a.stage == "prologue"]
-        epilogue = [a for a in self.assigns_in_loop(kernel.body) if a.stage == "epilogue"]
-        used_late = {str(sym) for a in epilogue for sym in a.expr.free_symbols}
-        used_late |= {s.value for s in kernel.stores}
-        loads = self.loads_in_loop(kernel.loads)
-        prologue_names = {a.name for a in prologue}
-        columns = int(_numel(tuple(kernel.domain[k] for k in kept)))
+        names = axis_names(kernel.domain)
+        parts = reduction_parts(kernel, self.invariant)
+        columns = int(numel(kernel.domain[k] for k in kept))
+        positions = [0 if k in kernel.axes else numel(kernel.domain[j] for j in kept if j > k)
+                     for k in range(len(kernel.domain))]
+        flat = index(0, positions, names)
         lines = [f"    double sums[{columns}];", "    memset(sums, 0, sizeof(sums));"]
         outer, indent = self.loops(list(kernel.axes), kernel.domain, "    ", parallel=False)
         inner, body = self.loops(kept, kernel.domain, indent, parallel=False)
-        flat = " + ".join(f"i{k}*{int(_numel(tuple(kernel.domain[j] for j in kept if j > k)))}" for k in kept)
         lines += outer + inner
-        used_early = {str(sym) for a in prologue for sym in a.expr.free_symbols} | {kernel.reduce_value}
-        lines += [self.load_line(l, body) for l in loads if l.name in used_early]
-        lines += self.assign_lines(prologue, body)
-        lines += [self.store_line(s, body) for s in kernel.stores if s.value in prologue_names]
+        lines += [self.load_line(l, names, body) for l in parts.early_loads]
+        lines += self.assign_lines(parts.prologue, body)
+        lines += [self.store_line(s, names, body) for s in parts.early_stores]
         lines.append(f"{body}sums[{flat}] += {kernel.reduce_value};")
-        lines += self.close(len(kept), body) + self.close(len(kernel.axes), indent)
+        lines += self.close(body, "    ")
         after, body = self.loops(kept, kernel.domain, "    ", parallel=False)
         lines += after + [f"{body}const float acc = (float)sums[{flat}];  /* the sum's float32 value */"]
-        lines += [self.load_line(l, body) for l in loads if l.name in used_late]
-        lines += self.assign_lines(epilogue, body)
-        lines += [self.store_line(s, body) for s in kernel.stores if s.value not in prologue_names]
-        return lines + self.close(len(kept), body)
+        lines += [self.load_line(l, names, body) for l in parts.late_loads]
+        lines += self.assign_lines(parts.epilogue, body)
+        lines += [self.store_line(s, names, body) for s in parts.late_stores]
+        return lines + self.close(body, "    ")
 
     def reduce_loops(self, kernel: Kernel, kept: list, parallel: bool, indent: str) -> list[str]:
-        lines, outer = self.loops(kept, kernel.domain, indent, parallel and bool(kept))
-        loads = self.loads_in_loop(kernel.loads)
-        inner_loads = [l for l in loads if any(l.varies_along(a) for a in kernel.axes)]
-        outer_loads = [l for l in loads if l not in inner_loads]
-        lines += [self.load_line(l, outer) for l in outer_loads]
+        """One accumulator per kept position: loops over the kept axes (on threads with
+        ``parallel``), the reduced axes inside."""
+        names = axis_names(kernel.domain)
+        parts = reduction_parts(kernel, self.invariant)
+        lines, outer = self.loops(kept, kernel.domain, indent, parallel)
+        reduced = looped(kernel.domain, kernel.axes)
+        inner_loads = [l for l in parts.early_loads if any(l.varies_along(a) for a in reduced)]
+        # loads that do not vary along the reduced axes are read once per kept position
+        outer_loads = [l for l in self.loads_in_loop(kernel.loads)
+                       if l not in inner_loads and (l in parts.early_loads or l in parts.late_loads)]
+        lines += [self.load_line(l, names, outer) for l in outer_loads]
         # sums accumulate in double: a float accumulator loses digits over long reductions
         init = "double sum = 0.0;" if kernel.reduce_op == "sum" else "float acc = -INFINITY;"
         lines.append(f"{outer}{init}")
         inner_lines, inner = self.loops(list(kernel.axes), kernel.domain, outer, parallel=False)
         lines += inner_lines
-        lines += [self.load_line(l, inner) for l in inner_loads]
-        lines += self.assign_lines([a for a in self.assigns_in_loop(kernel.body) if a.stage == "prologue"], inner)
-        prologue_names = {a.name for a in kernel.body if a.stage == "prologue"}
-        lines += [self.store_line(s, inner) for s in kernel.stores if s.value in prologue_names]
+        lines += [self.load_line(l, names, inner) for l in inner_loads]
+        lines += self.assign_lines(parts.prologue, inner)
+        lines += [self.store_line(s, names, inner) for s in parts.early_stores]
         update = "sum += {v};" if kernel.reduce_op == "sum" else "acc = graphnn_max(acc, {v});"
         lines.append(inner + update.format(v=kernel.reduce_value))
-        lines += self.close(len(kernel.axes), inner)
+        lines += self.close(inner, outer)
         if kernel.reduce_op == "sum":
             lines.append(f"{outer}const float acc = (float)sum;  /* the sum's float32 value */")
-        lines += self.assign_lines([a for a in self.assigns_in_loop(kernel.body) if a.stage == "epilogue"], outer)
-        lines += [self.store_line(s, outer) for s in kernel.stores if s.value not in prologue_names]
-        return lines + self.close(len(kept), outer)
+        lines += self.assign_lines(parts.epilogue, outer)
+        lines += [self.store_line(s, names, outer) for s in parts.late_stores]
+        return lines + self.close(outer, indent)
 
     def matmul(self, kernel: Kernel) -> list[str]:
         """C[..., m, n] = sum_k A[..., m, k] B[..., k, n], then the epilogue per element.
@@ -405,37 +439,44 @@ class _Entry:
         buffer) and then through the kernel's one epilogue function."""
         rank = len(kernel.domain)
         a, b = kernel.a, kernel.b
-        m = c_index(kernel.domain[rank - 2])
-        batch_dims = list(range(rank - 2))
-        if len(batch_dims) > 8:
+        batch = axis_names(kernel.domain)[: rank - 2]
+        if len(batch) > 8:
             raise NotImplementedError("the C backend's matmuls take at most 8 batch axes (graphnn_epilogue_context)")
-        lines, indent = self.loops(batch_dims, kernel.domain, "    ", parallel=False)
-        lines.append(f"{indent}const float* restrict a_base = {self.c_name(a.source)} + {_index(a.offset, a.strides[:-2] + (0, 0))};")
-        lines.append(f"{indent}const float* restrict b_base = {self.c_name(b.source)} + {_index(b.offset, b.strides[:-2] + (0, 0))};")
+        lines, indent = self.loops(list(range(rank - 2)), kernel.domain, "    ", parallel=False)
+        lines.append(f"{indent}const float* restrict a_base = {_plus(self.c_name(a.source), index(a.offset, a.strides[:-2], batch))};")
+        lines.append(f"{indent}const float* restrict b_base = {_plus(self.c_name(b.source), index(b.offset, b.strides[:-2], batch))};")
         store = _product_store(kernel)
         if store is not None:
-            lines.append(f"{indent}float* restrict product = {self.c_name(store.buffer)} + "
-                         f"{_index(store.offset, store.strides[:-2] + (0, 0))};")
+            lines.append(f"{indent}float* restrict product = "
+                         f"{_plus(self.c_name(store.buffer), index(store.offset, store.strides[:-2], batch))};")
         if not _direct(kernel):
-            batch = ", ".join(f"i{k}" for k in batch_dims) or "0"
-            lines.append(f"{indent}graphnn_epilogue_context context = {{B, bufs, {{{batch}}}}};")
+            lines.append(f"{indent}graphnn_epilogue_context context = {{B, bufs, {{{', '.join(n or '0' for n in batch) or '0'}}}}};")
         gemm = _gemm_sizes(kernel)
         if gemm is True:
-            return lines + self.matmul_gemm(kernel, indent) + self.close(len(batch_dims), indent)
+            return lines + self.matmul_gemm(kernel, indent) + self.close(indent, "    ")
         inner = indent
         if gemm is not False:  # decided per call, by the batch size
             lines.append(f"{indent}if ({gemm}) {{")
             lines += self.matmul_gemm(kernel, indent + "    ")
             lines.append(f"{indent}}} else {{")
             inner = indent + "    "
-        lines.append(f"{inner}const int64_t m_full = ({m}) / {MR} * {MR};")
-        work = sympy.sympify(kernel.domain[rank - 2]) * kernel.domain[rank - 1] * kernel.k
-        lines += self.split(work, lambda parallel, indent: self.matmul_rows(kernel, MR, "0", "m_full", indent, parallel),
-                            inner, PARALLEL_WORK * 8)
-        lines += self.matmul_rows(kernel, 1, "m_full", m, inner, parallel=False)
+        m = sympy.sympify(kernel.domain[rank - 2])
+        if m.is_Integer:  # the groups of MR rows and the rows left, known here
+            full = int(m) // MR * MR
+            groups, rest = (0, full) if full else None, (full, int(m)) if int(m) > full else None
+        else:
+            lines.append(f"{inner}const int64_t m_full = {c_index(m)} / {MR} * {MR};")
+            groups, rest = ("0", "m_full"), ("m_full", c_index(m))
+        both = groups is not None and rest is not None  # then each needs a scope of its own
+        if groups is not None:
+            work = m * kernel.domain[rank - 1] * kernel.k
+            lines += self.split(work, lambda parallel, indent: self.matmul_rows(kernel, MR, *groups, indent, parallel, both),
+                                inner, PARALLEL_WORK * 8)
+        if rest is not None:
+            lines += self.matmul_rows(kernel, 1, *rest, inner, False, both)
         if gemm is not False:
             lines.append(f"{indent}}}")
-        return lines + self.close(len(batch_dims), indent)
+        return lines + self.close(indent, "    ")
 
     def matmul_gemm(self, kernel: Kernel, indent: str) -> list[str]:
         """The packed GEMM into the product's own output (or a scratch area), with the epilogue
@@ -449,7 +490,8 @@ class _Entry:
         lines = []
         if _product_store(kernel) is None:
             target = "scratch"
-            lines.append(f"{indent}float* restrict scratch = graphnn_scratch_area(1, (size_t)(({m})*({n})));")
+            size = c_index(sympy.sympify(kernel.domain[rank - 2]) * kernel.domain[rank - 1])
+            lines.append(f"{indent}float* restrict scratch = graphnn_scratch_area(1, (size_t){size});")
         if _direct(kernel):
             return lines + [f"{indent}graphnn_sgemm({args}, {target}, {n}, 0, 0, 0);"]
         # an epilogue that updates a weight splits the threads' work by the weight's rows where the
@@ -458,65 +500,136 @@ class _Entry:
         return lines + [f"{indent}graphnn_sgemm({args}, {target}, {n}, {self.name}_{kernel.name}_epilogue, &context, "
                         f"{weight_rows});"]
 
-    def matmul_rows(self, kernel: Kernel, mr: int, start: str, stop: str, indent: str, parallel: bool) -> list[str]:
-        """The rows [start, stop) of a matmul, ``mr`` rows per iteration."""
+    def matmul_rows(self, kernel: Kernel, mr: int, start, stop, indent: str, parallel: bool,
+                    scoped: bool = False) -> list[str]:
+        """The rows [start, stop) of a matmul, ``mr`` rows per iteration (no loop when that is
+        one iteration of rows known here: a block of its own with ``scoped``). The k and column
+        loops likewise vanish at extent 1."""
         rank = len(kernel.domain)
-        n_axis = rank - 1
         a, b = kernel.a, kernel.b
-        n, k = c_index(kernel.domain[n_axis]), c_index(kernel.k)
-        sa_m, sa_k = c_index(a.strides[-2]), c_index(a.strides[-1])
-        sb_k, sb_n = c_index(b.strides[-2]), c_index(b.strides[-1])
-        transposed_b = sympy.sympify(b.strides[-2]) == 1 and sympy.sympify(b.strides[-1]) != 1
-        lines = []
-        if parallel:
-            lines.append(f"{indent}#pragma omp parallel for")
-        lines.append(f"{indent}for (int64_t m0 = {start}; m0 < {stop}; m0 += {mr}) {{")
-        body = indent + "    "
+        n, k = sympy.sympify(kernel.domain[rank - 1]), sympy.sympify(kernel.k)
+        sa_m, sa_k = a.strides[-2], a.strides[-1]
+        sb_k, sb_n = b.strides[-2], b.strides[-1]
+        transposed_b = sympy.sympify(sb_k) == 1 and sympy.sympify(sb_n) != 1
+        lines, body = [], indent
+        if isinstance(start, int) and stop - start == mr:
+            first = start  # the one group of rows: its row numbers are constants
+            if scoped:
+                lines.append(f"{indent}{{  /* rows {start} to {stop - 1} */" if mr > 1 else f"{indent}{{  /* row {start} */")
+                body = indent + "    "
+        else:
+            first = "m0"
+            if parallel:
+                lines.append(f"{indent}#pragma omp parallel for")
+            lines.append(f"{indent}for (int64_t m0 = {start}; m0 < {stop}; m0 += {mr}) {{")
+            body = indent + "    "
+
+        def row(r: int):
+            return first + r if isinstance(first, int) else (first if r == 0 else f"{first} + {r}")
+
         for r in range(mr):
-            lines.append(f"{body}const float* restrict a{r} = a_base + (m0 + {r})*{sa_m};")
+            lines.append(f"{body}const float* restrict a{r} = {_plus('a_base', _term(row(r), sa_m))};")
         if _product_store(kernel) is not None:
-            lines.append(f"{body}float* restrict rows = product + m0*({n});")
+            lines.append(f"{body}float* restrict rows = {_plus('product', _term(row(0), n))};")
         else:
-            lines.append(f"{body}float rows[{mr}*({n})];")
+            lines.append(f"{body}float rows[{c_index(mr * n)}];")
+        j = None if n == 1 else "j"
+        kk = None if k == 1 else "kk"
+
+        def cell(r: int) -> str:  # element (r, j) of the rows
+            return f"rows[{_plus(c_index(r * n), j) if r else (j or '0')}]"
+
         if transposed_b:
-            lines.append(f"{body}for (int64_t j = 0; j < {n}; ++j) {{")
-            inner = body + "    "
-            lines.append(f"{inner}const float* restrict b_col = b_base + j*{sb_n};")
+            if j:
+                lines.append(f"{body}for (int64_t j = 0; j < {c_index(n)}; ++j) {{")
+            inner = body + "    " if j else body
+            lines.append(f"{inner}const float* restrict b_col = {_plus('b_base', _term(j or 0, sb_n))};")
             lines.append(f"{inner}float " + ", ".join(f"c{r} = 0.0f" for r in range(mr)) + ";")
-            lines.append(f"{inner}#pragma omp simd reduction(+:{', '.join(f'c{r}' for r in range(mr))})")
-            lines.append(f"{inner}for (int64_t kk = 0; kk < {k}; ++kk) {{")
-            lines.append(f"{inner}    const float bk = b_col[kk*{sb_k}];")
+            deepest = inner
+            if kk:
+                lines.append(f"{inner}#pragma omp simd reduction(+:{', '.join(f'c{r}' for r in range(mr))})")
+                lines.append(f"{inner}for (int64_t kk = 0; kk < {c_index(k)}; ++kk) {{")
+                deepest = inner + "    "
+            lines.append(f"{deepest}const float bk = b_col[{index(0, (sb_k,), (kk,))}];")
             for r in range(mr):
-                lines.append(f"{inner}    c{r} += a{r}[kk*{sa_k}] * bk;")
-            lines.append(f"{inner}}}")
+                lines.append(f"{deepest}c{r} += a{r}[{index(0, (sa_k,), (kk,))}] * bk;")
+            if kk:
+                lines.append(f"{inner}}}")
             for r in range(mr):
-                lines.append(f"{inner}rows[{r}*({n}) + j] = c{r};")
-            lines.append(f"{body}}}")
+                lines.append(f"{inner}{cell(r)} = c{r};")
+            if j:
+                lines.append(f"{body}}}")
         else:
-            lines.append(f"{body}memset(rows, 0, sizeof(float)*{mr}*({n}));")
-            lines.append(f"{body}for (int64_t kk = 0; kk < {k}; ++kk) {{")
-            lines.append(f"{body}    const float* restrict b_row = b_base + kk*{sb_k};")
+            lines.append(f"{body}memset(rows, 0, sizeof(float)*{c_index(mr * n)});")
+            inner = body
+            if kk:
+                lines.append(f"{body}for (int64_t kk = 0; kk < {c_index(k)}; ++kk) {{")
+                inner = body + "    "
+            lines.append(f"{inner}const float* restrict b_row = {_plus('b_base', _term(kk or 0, sb_k))};")
             for r in range(mr):
-                lines.append(f"{body}    const float x{r} = a{r}[kk*{sa_k}];")
-            lines.append(f"{body}    #pragma omp simd")
-            lines.append(f"{body}    for (int64_t j = 0; j < {n}; ++j) {{")
-            lines.append(f"{body}        const float bj = b_row[j*{sb_n}];")
+                lines.append(f"{inner}const float x{r} = a{r}[{index(0, (sa_k,), (kk,))}];")
+            deepest = inner
+            if j:
+                lines.append(f"{inner}#pragma omp simd")
+                lines.append(f"{inner}for (int64_t j = 0; j < {c_index(n)}; ++j) {{")
+                deepest = inner + "    "
+            lines.append(f"{deepest}const float bj = b_row[{index(0, (sb_n,), (j,))}];")
             for r in range(mr):
-                lines.append(f"{body}        rows[{r}*({n}) + j] += x{r} * bj;")
-            lines.append(f"{body}    }}")
-            lines.append(f"{body}}}")
+                lines.append(f"{deepest}{cell(r)} += x{r} * bj;")
+            if j:
+                lines.append(f"{inner}}}")
+            if kk:
+                lines.append(f"{body}}}")
         if not _direct(kernel):
-            lines.append(f"{body}{self.name}_{kernel.name}_epilogue(&context, rows, {n}, m0, m0 + {mr}, 0, {n});")
-        lines.append(f"{indent}}}")
+            last = row(mr) if isinstance(first, int) else f"m0 + {mr}"
+            lines.append(f"{body}{self.name}_{kernel.name}_epilogue(&context, rows, {c_index(n)}, {row(0)}, {last}, 0, {c_index(n)});")
+        if body != indent:
+            lines.append(f"{indent}}}")
         return lines
 
-    def epilogue(self, kernel: Kernel, indent: str) -> list[str]:
+    def epilogue(self, kernel: Kernel, names: tuple, indent: str) -> list[str]:
         """A matmul's epilogue for one element ``acc`` of its product (which every path has
         already written to its own output, when it has a row-major one)."""
         product = _product_store(kernel)
-        lines = [self.load_line(l, indent) for l in self.loads_in_loop(kernel.loads)]
+        lines = [self.load_line(l, names, indent) for l in self.loads_in_loop(kernel.loads)]
         lines += self.assign_lines(self.assigns_in_loop(kernel.body), indent)
-        return lines + [self.store_line(s, indent) for s in kernel.stores if s is not product]
+        return lines + [self.store_line(s, names, indent) for s in kernel.stores if s is not product]
+
+
+def _epilogue_names(kernel: Kernel) -> tuple:
+    """The index variables inside a matmul's epilogue function: the batch axes' (from its
+    context; none for an axis of extent 1), then the row and column loops over the block."""
+    rank = len(kernel.domain)
+    return axis_names(kernel.domain)[: rank - 2] + (f"i{rank - 2}", f"i{rank - 1}")
+
+
+def _printed_operand_strides(kernel: Kernel) -> list:
+    """The strides along M, K and N that a matmul's code prints: all four where the packed GEMM
+    may run; the row loops leave out those of an axis of extent 1 (its index is 0)."""
+    a, b = kernel.a, kernel.b
+    if _gemm_sizes(kernel) is not False:
+        return [*a.strides[-2:], *b.strides[-2:]]
+    m, n = kernel.domain[-2:]
+    return (([] if is_one(m) else [a.strides[-2]]) + ([] if is_one(kernel.k) else [a.strides[-1], b.strides[-2]])
+            + ([] if is_one(n) else [b.strides[-1]]))
+
+
+def _term(variable, coefficient) -> str | None:
+    """``variable * coefficient`` as C: None when either is 0, the bare variable for a
+    coefficient of 1, the product's value for a constant variable."""
+    coefficient = sympy.sympify(coefficient)
+    if coefficient == 0 or variable == 0:
+        return None
+    if isinstance(variable, int):
+        return c_index(variable * coefficient)
+    if coefficient == 1:
+        return variable
+    return f"({variable})*{c_index(coefficient)}" if " " in variable else f"{variable}*{c_index(coefficient)}"
+
+
+def _plus(base: str, *terms) -> str:
+    """``base + terms...``, leaving out absent terms and a term "0"."""
+    return " + ".join([base] + [t for t in terms if t is not None and t != "0"])
 
 
 def _gemm_sizes(kernel: Kernel) -> bool | str:
@@ -530,7 +643,7 @@ def _gemm_sizes(kernel: Kernel) -> bool | str:
             if int(size) < least:
                 return False
         else:
-            conditions.append(f"({c_index(size)}) >= {least}")
+            conditions.append(f"{c_index(size)} >= {least}")
     return " && ".join(conditions) if conditions else True
 
 
@@ -572,37 +685,3 @@ def _collapsed(kernel: Kernel) -> Kernel:
     stores = [replace(s, strides=tuple(next(it))) for s in kernel.stores]
     loads = [replace(l, guards=tuple(replace(g, coefs=tuple(next(it))) for g in l.guards)) for l in loads]
     return replace(kernel, domain=tuple(domain), loads=loads, stores=stores)
-
-
-def _index(offset, strides: tuple) -> str:
-    terms = [] if sympy.sympify(offset) == 0 else [c_index(offset)]
-    for k, s in enumerate(strides):
-        s = sympy.sympify(s)
-        if s == 0:
-            continue
-        terms.append(f"i{k}" if s == 1 else f"i{k}*{c_index(s)}")
-    return " + ".join(terms) or "0"
-
-
-def _numel(shape: tuple):
-    total = sympy.Integer(1)
-    for d in shape:
-        total = total * d
-    return total
-
-
-def _c_name(buffer: str) -> str:
-    return "p_" + "".join(ch if ch.isalnum() else "_" for ch in buffer)
-
-
-def _unique_names(buffers: list[str]) -> dict[str, str]:
-    """Readable C names for buffers, made distinct ("fc.weight" and "fc_weight" both spell
-    p_..._fc_weight; the second one in sorted order gets a suffix)."""
-    names, taken = {}, set()
-    for buffer in buffers:
-        name, k = _c_name(buffer), 2
-        while name in taken:
-            name, k = f"{_c_name(buffer)}_{k}", k + 1
-        names[buffer] = name
-        taken.add(name)
-    return names

@@ -49,9 +49,13 @@ def _sums16() -> tuple[str, list[int]]:
         segments = 16 // (2 * width)
         low = [src + s * 2 * width + t for s in range(segments) for src in (0, 16) for t in range(width)]
         high = [i + width for i in low]
-        lines += [f"    for (int p = 0; p < {count // 2}; ++p)",
-                  f"        v[p] = __builtin_shufflevector(v[2 * p], v[2 * p + 1], {', '.join(map(str, low))})",
-                  f"             + __builtin_shufflevector(v[2 * p], v[2 * p + 1], {', '.join(map(str, high))});"]
+        if count > 2:
+            lines += [f"    for (int p = 0; p < {count // 2}; ++p)",
+                      f"        v[p] = __builtin_shufflevector(v[2 * p], v[2 * p + 1], {', '.join(map(str, low))})",
+                      f"             + __builtin_shufflevector(v[2 * p], v[2 * p + 1], {', '.join(map(str, high))});"]
+        else:  # the last stage: one pair
+            lines += [f"    v[0] = __builtin_shufflevector(v[0], v[1], {', '.join(map(str, low))})",
+                      f"         + __builtin_shufflevector(v[0], v[1], {', '.join(map(str, high))});"]
         vectors = [[owner for s in range(segments) for owner in (vectors[2 * p][s], vectors[2 * p + 1][s])]
                    for p in range(count // 2)]
         count, width = count // 2, width // 2

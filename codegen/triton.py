@@ -28,7 +28,8 @@ from __future__ import annotations
 import sympy
 from sympy.printing.pycode import PythonCodePrinter
 
-from codegen.c import _numel, _unique_names, buffer_order
+from codegen.loops import (axis_names, bindings, buffer_order, index, looped, numel, reduction_parts,
+                           unique_names)
 from codegen.printers import BATCH, ValuePrinting, c_index
 from graphnn.passes.memory import MemoryPlan
 from graphnn.passes.plan import Kernel, KernelPlan, Load, Store
@@ -159,14 +160,8 @@ def triton_value(expr: sympy.Expr) -> str:
 
 
 def _index(offset, strides: tuple, names: tuple) -> str:
-    """offset + sum(index_k * stride_k) as a Triton integer expression (zero strides left out)."""
-    terms = [] if sympy.sympify(offset) == 0 else [c_index(offset)]
-    for name, s in zip(names, strides):
-        s = sympy.sympify(s)
-        if s == 0:
-            continue
-        terms.append(name if s == 1 else f"{name} * {c_index(s)}")
-    return " + ".join(terms) or "0"
+    """offset + sum(index_k * stride_k) as a Triton integer expression (see ``loops.index``)."""
+    return index(offset, strides, names, times=" * ")
 
 
 def generate(name: str, plan: KernelPlan, memory: MemoryPlan) -> str:
@@ -177,8 +172,9 @@ def generate(name: str, plan: KernelPlan, memory: MemoryPlan) -> str:
 class _Module:
     def __init__(self, name: str, plan: KernelPlan, memory: MemoryPlan) -> None:
         self.name, self.plan, self.memory = name, plan, memory
-        self.names = _unique_names(sorted(plan.buffers))
+        self.names = unique_names(plan.buffers)
         self.order = buffer_order(plan)
+        self.slots = {b: k for k, b in enumerate(self.order)}
         self.signatures: dict[str, tuple] = {}
 
     def emit(self) -> str:
@@ -206,38 +202,29 @@ class _Module:
                 + "\n".join(table) + "\n")
 
     # -- arguments -----------------------------------------------------------------------------
-    def parameters(self, kernel: Kernel) -> tuple[list[str], list[str], list[str]]:
-        """(kernel parameters, launch arguments, lines binding arena buffers inside the kernel)."""
-        params, args, binds = [], [], []
-        uses_arena = False
-        for buffer in kernel.buffers():
-            spec = self.plan.buffers[buffer]
-            if spec.kind == "arena":
-                uses_arena = True
-                pointer = f"arena + {c_index(self.memory.offsets[buffer])}"
-                if spec.dtype != "f32":
-                    pointer = f"({pointer}).to(tl.pointer_type({TL_TYPES[spec.dtype]}))"
-                binds.append(f"    {self.names[buffer]} = {pointer}  # {buffer}")
-            else:
-                params.append(self.names[buffer])
-                args.append(self.names[buffer])
-        if uses_arena:
-            params.append("arena")
-            args.append("arena")
-        return params, args, binds
-
-    def dtype_of(self, parameter: str) -> str:
-        if parameter == "arena":
-            return "f32"
-        buffer = next(b for b, name in self.names.items() if name == parameter)
-        return self.plan.buffers[buffer].dtype
+    def parameters(self, kernel: Kernel) -> tuple[dict[str, str], list[str]]:
+        """(kernel parameters with their dtypes, which are also the launch arguments; lines
+        binding arena buffers inside the kernel)."""
+        params, binds = {}, []
+        bound = bindings(kernel, self.plan, self.memory, self.names, self.slots)
+        for b in bound:
+            if b.arena_offset is None:
+                params[b.name] = b.dtype
+                continue
+            pointer = f"arena + {c_index(b.arena_offset)}"
+            if b.dtype != "f32":
+                pointer = f"({pointer}).to(tl.pointer_type({TL_TYPES[b.dtype]}))"
+            binds.append(f"    {b.name} = {pointer}  # {b.buffer}")
+        if binds:
+            params["arena"] = "f32"
+        return params, binds
 
     # -- kernels -------------------------------------------------------------------------------
     def kernel(self, kernel: Kernel) -> tuple[str, list[str]]:
-        params, args, binds = self.parameters(kernel)
+        params, binds = self.parameters(kernel)
         blocks = BLOCKS[kernel.kind]
-        signature = ", ".join(params + ["B"] + [f"{b}: tl.constexpr" for b in blocks])
-        types = {name: f"*{POINTER_TYPES[self.dtype_of(name)]}" for name in params}
+        signature = ", ".join(list(params) + ["B"] + [f"{b}: tl.constexpr" for b in blocks])
+        types = {name: f"*{POINTER_TYPES[dtype]}" for name, dtype in params.items()}
         self.signatures[kernel.name] = (kernel.kind, {**types, "B": "i32", **{b: "constexpr" for b in blocks}},
                                         dict(blocks))
         nodes = ", ".join(f"%{i} {op}" for i, op, _ in kernel.sources)
@@ -248,28 +235,30 @@ class _Module:
         source = "\n".join([f"# {kernel.name}: {', '.join(kernel.paths) or '<model>'}", "@triton.jit",
                             f"def {kernel.name}({signature}):"] + doc + binds + body)
         grid = self.grid(kernel)
-        call = ", ".join(args + ["B"] + [f"{b}={v}" for b, v in blocks.items()])
+        call = ", ".join(list(params) + ["B"] + [f"{b}={v}" for b, v in blocks.items()])
         launch = [f"    {kernel.name}[({grid},)]({call})"]
         return source, launch
 
     def grid(self, kernel: Kernel) -> str:
         blocks = BLOCKS[kernel.kind]
         if kernel.kind == "pointwise":
-            return f"triton.cdiv({c_index(_numel(kernel.domain))}, {blocks['BLOCK']})"
+            return f"triton.cdiv({c_index(numel(kernel.domain))}, {blocks['BLOCK']})"
         if kernel.kind == "reduce":
             kept = tuple(d for k, d in enumerate(kernel.domain) if k not in kernel.axes)
-            return f"triton.cdiv({c_index(_numel(kept))}, {blocks['ROWS']})"
+            return f"triton.cdiv({c_index(numel(kept))}, {blocks['ROWS']})"
         rank = len(kernel.domain)
-        batch = _numel(kernel.domain[:rank - 2])
+        batch = numel(kernel.domain[:rank - 2])
         m, n = kernel.domain[rank - 2], kernel.domain[rank - 1]
         tiles = f"triton.cdiv({c_index(m)}, {blocks['BM']}) * triton.cdiv({c_index(n)}, {blocks['BN']})"
         return tiles if batch == 1 else f"{c_index(batch)} * {tiles}"
 
     def unflatten(self, flat: str, axes: list[int], domain: tuple, indent: str = "    ") -> list[str]:
-        """Lines setting ``i<axis>`` from a flat index over ``axes`` of ``domain`` (row-major)."""
+        """Lines setting ``i<axis>`` from a flat index over ``axes`` of ``domain`` (row-major);
+        an axis of extent 1 has the index 0 and no variable."""
         lines = []
+        axes = looped(domain, axes)
         for position, axis in enumerate(axes):
-            inner = _numel(tuple(domain[a] for a in axes[position + 1:]))
+            inner = numel(domain[a] for a in axes[position + 1:])
             value = flat if inner == 1 else f"({flat}) // {c_index(inner)}"
             if position > 0:
                 value = f"({value}) % {c_index(domain[axis])}"
@@ -321,9 +310,9 @@ class _Module:
 
     def pointwise(self, kernel: Kernel) -> list[str]:
         rank = len(kernel.domain)
-        names = tuple(f"i{k}" for k in range(rank))
+        names = axis_names(kernel.domain)
         lines = ["    flat = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)",
-                 f"    mask = flat < {c_index(_numel(kernel.domain))}",
+                 f"    mask = flat < {c_index(numel(kernel.domain))}",
                  "    zero_mask = flat * 0"]
         lines += self.unflatten("flat", list(range(rank)), kernel.domain)
         lines += [self.load_line(l, names, "mask") for l in kernel.loads]
@@ -333,18 +322,12 @@ class _Module:
 
     def reduce(self, kernel: Kernel) -> list[str]:
         rank = len(kernel.domain)
-        names = tuple(f"i{k}" for k in range(rank))
+        names = axis_names(kernel.domain)
         kept = [k for k in range(rank) if k not in kernel.axes]
         reduced = list(kernel.axes)
-        rows = _numel(tuple(kernel.domain[k] for k in kept))
-        length = _numel(tuple(kernel.domain[k] for k in reduced))
-        prologue = [a for a in kernel.body if a.stage == "prologue"]
-        epilogue = [a for a in kernel.body if a.stage == "epilogue"]
-        prologue_names = {a.name for a in prologue}
-        early = {str(s) for a in prologue for s in a.expr.free_symbols} | {kernel.reduce_value}
-        early |= {s.value for s in kernel.stores if s.value in prologue_names}
-        late = {str(s) for a in epilogue for s in a.expr.free_symbols}
-        late |= {s.value for s in kernel.stores if s.value not in prologue_names}
+        rows = numel(kernel.domain[k] for k in kept)
+        length = numel(kernel.domain[k] for k in reduced)
+        parts = reduction_parts(kernel)
         lines = ["    row = tl.program_id(0) * ROWS + tl.arange(0, ROWS)[:, None]",
                  f"    row_mask = row < {c_index(rows)}",
                  "    zero_row_mask = row * 0"]
@@ -358,9 +341,9 @@ class _Module:
         lines.append(f"{inner}mask = row_mask & (col < {c_index(length)})")
         lines.append(f"{inner}zero_mask = row * 0 + col * 0")
         lines += self.unflatten("col", reduced, kernel.domain, inner)
-        lines += [self.load_line(l, names, "mask", inner) for l in kernel.loads if l.name in early]
-        lines += self.assign_lines(prologue, inner)
-        lines += [self.store_line(s, names, "mask", inner) for s in kernel.stores if s.value in prologue_names]
+        lines += [self.load_line(l, names, "mask", inner) for l in parts.early_loads]
+        lines += self.assign_lines(parts.prologue, inner)
+        lines += [self.store_line(s, names, "mask", inner) for s in parts.early_stores]
         value = f"tl.where(mask, {kernel.reduce_value}, {neutral})"
         if is_sum:
             lines.append(f"{inner}tile += {value}")
@@ -371,15 +354,16 @@ class _Module:
         else:  # tl.max may drop NaN on the device: a row holding one gives NaN, as in PyTorch
             lines.append("    acc = tl.where(tl.max((tile != tile).to(tl.int32), axis=1)[:, None] > 0, "
                          "float('nan'), tl.max(tile, axis=1)[:, None])")
-        lines += [self.load_line(l, names, "row_mask") for l in kernel.loads if l.name in late]
-        lines += self.assign_lines(epilogue)
-        lines += [self.store_line(s, names, "row_mask") for s in kernel.stores if s.value not in prologue_names]
+        lines += [self.load_line(l, names, "row_mask") for l in parts.late_loads]
+        lines += self.assign_lines(parts.epilogue)
+        lines += [self.store_line(s, names, "row_mask") for s in parts.late_stores]
         return lines
 
     def matmul(self, kernel: Kernel) -> list[str]:
         rank = len(kernel.domain)
         m_axis, n_axis = rank - 2, rank - 1
-        names = tuple(f"i{k}" for k in range(rank))
+        # the batch axes' indices (none at extent 1), then the tile's rows and columns
+        names = axis_names(kernel.domain)[: rank - 2] + (f"i{m_axis}", f"i{n_axis}")
         a, b = kernel.a, kernel.b
         m, n, k = (c_index(kernel.domain[m_axis]), c_index(kernel.domain[n_axis]), c_index(kernel.k))
         lines = [f"    tiles_n = tl.cdiv({n}, BN)",

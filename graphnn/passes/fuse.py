@@ -354,8 +354,9 @@ class Fusion:
         return Load(name, buffer, _add(offset, view.offset), view.strides, view.base.dtype)
 
     # -- order ----------------------------------------------------------------------------------
-    def order(self, groups: list[list[Node]]) -> list[list[Node]]:
-        """Topological order of kernels, with in-place writes after the old value's readers."""
+    def order(self, groups: list[list[Node]]) -> list[list[Node]] | None:
+        """Topological order of kernels, with in-place writes after the old value's readers; None
+        when no order exists (the kernels need each other: fused too much)."""
         producer = {n.id: k for k, g in enumerate(groups) for n in g}
         after: dict[int, set] = {k: set() for k in range(len(groups))}
         readers_of_leaf: dict[str, set] = {}
@@ -379,23 +380,31 @@ class Fusion:
         while len(ordered) < len(groups):
             ready = [k for k in range(len(groups)) if k not in done and after[k] <= done]
             if not ready:
-                raise RuntimeError("kernel dependencies form a cycle (an in-place update read after it is written)")
+                return None
             k = min(ready, key=lambda k: self.position[groups[k][-1].id])
             done.add(k)
             ordered.append(groups[k])
         return ordered
 
+    GROUPINGS = ((True, True), (True, False), (False, False))
+    """(absorb, share) for ``group``, most fusion first. Sharing a value with a consumer another
+    consumer needs first, or absorbing an update whose leaf is read after the matmul, can make
+    kernels need each other; ``order`` finds that, and the next grouping fuses less."""
+
+    def grouping(self) -> tuple[tuple[bool, bool], list[list[Node]]]:
+        """The first grouping of ``GROUPINGS`` whose kernels can be ordered, and its kernels in order."""
+        for absorb, share in self.GROUPINGS:
+            ordered = self.order(self.group(absorb, share))
+            if ordered is not None:
+                return (absorb, share), ordered
+        # without absorbing or sharing, each kernel holds nodes that only it reads: a cycle
+        # here is an in-place update read after it is written, a bug of the graph
+        raise RuntimeError("kernel dependencies form a cycle even without absorbed or shared values "
+                           "(an in-place update read after it is written)")
+
     def build(self) -> KernelPlan:
         self.analyse()
-        # a shared value computed in a consumer another consumer needs first, or an absorbed
-        # update whose leaf is read after the matmul, forms a cycle: fuse less, in that order
-        for absorb, share in ((True, True), (True, False), (False, False)):
-            try:
-                groups = self.order(self.group(absorb, share))
-                break
-            except RuntimeError:
-                if not absorb:
-                    raise
+        _, groups = self.grouping()
         kernels = horizontal.merge([self.kernel(g, k) for k, g in enumerate(groups)], self.buffers)
         outputs = {name: f"out.{name}" for name in self.graph.outputs}
         for name, node in self.graph.outputs.items():  # an output that is a view or a leaf: copy it

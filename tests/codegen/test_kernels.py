@@ -253,6 +253,33 @@ def test_absorbed_update_that_would_form_a_cycle_stays_apart():
     assert [op for _, op, _ in plan.kernels[2].sources] == ["add"]
 
 
+def test_fusion_falls_back_by_its_cycle_check_and_lets_bugs_raise(monkeypatch):
+    """The grouping that fuses less is chosen because ``order`` finds the kernels of the ones
+    before it need each other, not because something raised; an error inside grouping is a bug
+    and reaches the caller."""
+    from graphnn.passes.fuse import Fusion
+
+    graph = Graph()
+    b = Builder(graph)
+    x, y = b.leaf("input", "x", (40, 40)), b.leaf("input", "y", (40, 40))
+    state = b.leaf("buffer", "state", (40, 40))
+    product = b.matmul(x, y)
+    graph.outputs["total"] = b.reduce("sum", b.pointwise(pw.mul, state, product), (0, 1))
+    graph.updates["state"] = b.pointwise(pw.add, state, product)
+    graph = simplify(graph)
+    fusion = Fusion(graph, {})
+    fusion.analyse()
+    assert [fusion.order(fusion.group(absorb, share)) is None for absorb, share in Fusion.GROUPINGS] == [True, True, False]
+    assert fusion.grouping()[0] == (False, False)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug in grouping")
+
+    monkeypatch.setattr(Fusion, "_absorb_consumers", broken)
+    with pytest.raises(RuntimeError, match="a bug in grouping"):
+        build_plan(graph)
+
+
 @pytest.mark.parametrize("sgd", [dict(momentum=0.9), dict(momentum=0.0), dict(momentum=0.5, nesterov=True, maximize=True)])
 def test_generated_source_compiles_without_warnings(tmp_path, sgd):
     """Generated code is a product: it compiles cleanly under -Wall -Wextra -Werror, whichever

@@ -1,0 +1,44 @@
+"""`graphnn dump --format json` follows graphnn/dump.schema.json for every example model and stage."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = json.loads((ROOT / "graphnn" / "dump.schema.json").read_text())
+TARGETS = {
+    "thermometer": ["examples/thermometer.py:model"],
+    "digits": ["examples/digits.py:model"],
+    "digits eval": ["examples/digits.py:model", "--eval"],
+    "digits_cnn": ["examples/digits_cnn.py:model"],
+    "optimizers": ["examples/optimizers.py:Net"],
+    "optimizers adam": ["examples/optimizers.py:Net", "--optimizer", "adam"],
+}
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_every_stage_of_every_example_follows_the_schema(target, tmp_path, monkeypatch):
+    import jsonschema
+
+    from graphnn import cli
+    from graphnn.dump import STAGES
+
+    monkeypatch.chdir(ROOT)
+    for stage in STAGES:
+        out = tmp_path / f"{stage}.json"
+        assert cli.main(["dump", *TARGETS[target], "--stage", stage, "--format", "json", "-o", str(out)]) == 0
+        document = json.loads(out.read_text())
+        jsonschema.validate(document, SCHEMA)
+        assert document["schema"] == "graphnn.dump/1" and document["stage"] == stage
+
+
+def test_the_schema_names_every_leaf_and_movement_op():
+    """The ops the examples do not use are still in the schema's enum (a new movement op must be
+    added there too)."""
+    from graphnn.ir import LEAF_OPS
+    from graphnn.passes.views import MOVEMENT
+
+    ops = set(SCHEMA["properties"]["nodes"]["items"]["properties"]["op"]["enum"])
+    assert set(LEAF_OPS) | set(MOVEMENT) | {"pointwise", "reduce", "matmul", "iota", "rand", "detach"} <= ops
