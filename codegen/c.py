@@ -1,7 +1,7 @@
 """C code generation: KernelPlans to one translation unit, one exported function per entry point.
 
 Each entry point (``train_step``, ``forward``, ...) is ``int name(int64_t B, void* const* bufs)``:
-``bufs`` holds one pointer per buffer of its plan in ``buffer_order(plan)`` and then the arena.
+``bufs`` holds one pointer per buffer of ``plan.arguments`` (the plan's calling order) and then the arena.
 Every kernel is a static function that starts with a comment naming the graph nodes and Module
 paths it came from. Loops run over the kernel's domain; matmuls accumulate a row at a time so the
 compiler vectorises the inner loop; large loops are split across threads with OpenMP.
@@ -73,11 +73,6 @@ static inline float graphnn_max(float acc, float v) {
 """
 
 
-def buffer_order(plan: KernelPlan) -> list[str]:
-    """The non-arena buffers of a plan in the order an entry point expects their pointers."""
-    return sorted(name for name, b in plan.buffers.items() if b.kind != "arena")
-
-
 def generate(entries: dict[str, tuple[KernelPlan, MemoryPlan]], profile: bool = False) -> str:
     """The C source of the entry points: one exported function per entry point.
 
@@ -143,7 +138,7 @@ static double graphnn_now(void) {
 class _Entry:
     def __init__(self, name: str, plan: KernelPlan, memory: MemoryPlan, profile: bool = False) -> None:
         self.name, self.plan, self.memory, self.profile = name, plan, memory, profile
-        self.slots = {b: k for k, b in enumerate(buffer_order(plan))}
+        self.slots = {b: k for k, b in enumerate(plan.arguments)}
         self.names = _unique_names(sorted(plan.buffers))
         self.arena_slot = len(self.slots)
 

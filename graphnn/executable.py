@@ -4,8 +4,10 @@
 ``forward``) on the input arrays (in the order of the graph's inputs) and run-time scalars (by
 name), reads parameters and buffers through ``persistent`` (leaf or buffer name -> getter),
 writes the entry's updates into those arrays and returns its outputs. The numpy backend
-interprets the Graph; the C backend simplifies and fuses each graph into a KernelPlan, plans its
-memory, generates one C translation unit for all entries and calls it once per step.
+interprets the Graph; the others simplify and fuse each graph into a KernelPlan and plan its
+memory, and from then on read only the plan: the C backend generates one translation unit per
+entry and calls it once per step, the Triton backend generates a module of kernels. Bindings take their buffers from the plan's buffer
+table (runtime/binding.py).
 """
 from __future__ import annotations
 
@@ -15,13 +17,12 @@ from typing import TYPE_CHECKING, Mapping
 import numpy as np
 import sympy
 
-from graphnn.ir import B, Graph, evaluate_dim, evaluate_shape
+from graphnn.ir import B, Graph, evaluate_dim
 from runtime import reference
+from runtime.binding import check_array, classify, output_arrays
 
 if TYPE_CHECKING:
     from graphnn.passes.memory import MemoryPlan
-
-NUMPY_DTYPES = {"f32": np.float32, "i64": np.int64, "f64": np.float64, "bool": np.float32}
 
 
 def scalar_storage(graphs: Mapping[str, Graph]) -> dict:
@@ -137,8 +138,7 @@ class CExecutable(CompiledExecutable):
                                                  c.units(self.sources[name]))
         self.ffi = library.ffi
         kind = _GuardedBinding if guarded else _Binding
-        binding = self.bindings[entry] = kind(self, library, name, self.graphs[entry], c.buffer_order(plan),
-                                              self.array_getters())
+        binding = self.bindings[entry] = kind(self, library, name, self.array_getters())
         return binding
 
     @property
@@ -175,61 +175,22 @@ class TritonExecutable(CompiledExecutable):
         self.modules: dict[str, object] = {}
 
     def build(self, entry: str):
-        from codegen import c, triton
+        from codegen import triton
         from runtime import gpu
 
         name, plan, memory = self.plan(entry)
         self.sources[name] = triton.generate(name, plan, memory)
         module = self.modules[name] = gpu.Module(self.sources[name], self.cache_dir)
         binding = self.bindings[entry] = gpu.Binding(self.device, module.function(name), plan, memory,
-                                                     self.graphs[entry], c.buffer_order(plan), self.array_getters())
+                                                     self.array_getters())
         return binding
-
-def check_array(array: np.ndarray, dtype: type, backend: str) -> None:
-    """Compiled code addresses persistent arrays directly: they must be C-contiguous, of the dtype."""
-    if not array.flags.c_contiguous or array.dtype != dtype:
-        raise ValueError(f"the {backend} backend needs C-contiguous {np.dtype(dtype).name} parameter and buffer "
-                         f"arrays, got a {'non-contiguous ' if not array.flags.c_contiguous else ''}"
-                         f"{array.dtype} array")
-
-
-def output_arrays(outputs: list, shapes: dict, batch: int):
-    """(slot, name, flat array, array in the output's shape) for each output at a batch size."""
-    for slot, name, size, dtype in outputs:
-        array = np.zeros(evaluate_dim(size, batch), dtype)
-        yield slot, name, array, array.reshape(evaluate_shape(shapes[name], batch))
-
-
-def classify(order: list[str], plan, graph: Graph, getters: dict) -> tuple[list, list, list, list]:
-    """Where each buffer of an entry point comes from, by its slot in ``order``:
-    inputs (slot, position among the graph's inputs); fixed (slot, getter, dtype): scalars, flat
-    buffers and parameters, which stay where they are for the life of a binding (programs
-    rebuild when parameters move); arrays (slot, getter, dtype): model buffers, which the user
-    can reassign, so they are looked up on every call; outputs (slot, name, size, dtype)."""
-    positions = {leaf.attrs["name"]: k for k, leaf in enumerate(graph.inputs)}
-    inputs, fixed, arrays, outputs = [], [], [], []
-    for slot, buffer in enumerate(order):
-        kind, _, rest = buffer.partition(".")
-        spec = plan.buffers[buffer]
-        dtype = NUMPY_DTYPES[spec.dtype]
-        if kind == "input":
-            inputs.append((slot, positions[rest]))
-        elif kind == "out":
-            outputs.append((slot, rest, spec.size, dtype))
-        elif kind in ("scalars", "flat"):
-            fixed.append((slot, getters[buffer], dtype))
-        elif kind == "state":
-            arrays.append((slot, getters[rest], dtype))
-        else:
-            fixed.append((slot, getters[rest], dtype))
-    return inputs, fixed, arrays, outputs
 
 
 class _Binding:
     """The pointer table of one entry point: inputs bound on every call, other arrays only when
     they change."""
 
-    def __init__(self, owner: CExecutable, library, name: str, graph: Graph, order: list[str], getters: dict) -> None:
+    def __init__(self, owner: CExecutable, library, name: str, getters: dict) -> None:
         self.owner, self.function, self.ffi = owner, library.function(name), library.ffi
         # cffi's FFI.cast parses its type argument in Python on every call; cast with the type object
         backend, void_pointer = self.ffi._backend, self.ffi.typeof("void*")
@@ -237,10 +198,9 @@ class _Binding:
         self.from_buffer = self.ffi.from_buffer  # a pointer to an input's data, holding it only while used
         plan, memory = owner.plans[name]
         self.plan, self.memory = plan, memory
-        self.table = self.ffi.new("void*[]", len(order) + 1)
-        self.arena_slot = len(order)
-        self.inputs, self.fixed, self.arrays, self.outputs = classify(order, plan, graph, getters)
-        self.shapes = {name: node.shape for name, node in graph.outputs.items()}
+        self.table = self.ffi.new("void*[]", len(plan.arguments) + 1)
+        self.arena_slot = len(plan.arguments)
+        self.inputs, self.fixed, self.arrays, self.outputs = classify(plan, getters)
         self.seen: dict[int, object] = {}
         self.batch = None
         self.arena_size = 0
@@ -274,7 +234,7 @@ class _Binding:
             table[slot] = from_buffer(inputs[position])
         if batch != self.batch:
             self.results = {}
-            for slot, name, array, shaped in output_arrays(self.outputs, self.shapes, batch):
+            for slot, name, array, shaped in output_arrays(self.outputs, batch):
                 self.results[name] = shaped
                 table[slot] = pointer(array.ctypes.data)
             self.arena_size = evaluate_dim(self.memory.size, batch)
