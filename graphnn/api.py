@@ -2,49 +2,21 @@
 from __future__ import annotations
 
 import inspect
-import os
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from graphnn import autodiff
+from graphnn import autodiff, backends
+from graphnn.backends import cache_dir  # noqa: F401 - public here
 from graphnn.errors import InputError, TraceError
 from graphnn.ir import Graph, format_shape
 from graphnn.trace import Tracer, symbolic_shape
 
-BACKENDS = ("numpy", "c", "triton")
-"""numpy: the reference interpreter; c: generated C through cffi; triton: generated Triton
-kernels, on a CUDA GPU or (without one) in Triton's interpreter on the CPU. "auto" picks triton
-when triton, torch and a CUDA device are present, else C when a C compiler is installed, else
-numpy."""
-
 
 def resolve_backend(backend: str) -> str:
-    if backend == "auto":
-        from runtime import gpu
-        from runtime.cpu import CompileError, compiler
-
-        if gpu.has_gpu():
-            return "triton"
-        try:
-            compiler()
-        except CompileError:
-            return "numpy"
-        return "c"
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown or unavailable backend {backend!r}; available: auto, {', '.join(BACKENDS)}")
-    if backend == "triton":
-        from runtime import gpu
-
-        if not gpu.available():
-            raise ValueError("backend 'triton' needs the triton and torch packages: pip install 'graphnn[triton]'")
-    return backend
-
-
-def cache_dir() -> Path:
-    """Where compiled artefacts are cached: ``$GRAPHNN_CACHE_DIR``, default ``~/.cache/graphnn``."""
-    return Path(os.environ.get("GRAPHNN_CACHE_DIR") or Path.home() / ".cache" / "graphnn")
+    """The backend a program runs on (graphnn.backends.resolve): ``backend`` when it can run here,
+    or for "auto" triton on a CUDA GPU, else C where a C compiler is installed, else numpy."""
+    return backends.resolve(backend)
 
 
 def input_names(model: Any, count: int) -> list[str]:
@@ -137,9 +109,10 @@ def compile(model: Any, loss_fn: Any = None, optimizer: Any = None, *, backend: 
     an optimizer): a train program with ``step(*inputs, target) -> float`` (forward, loss,
     backward and update in one program) and ``grad(*inputs, target) -> float`` (fills ``p.grad``).
     Programs are traced on their first call and reused for every batch size. ``backend`` is
-    "c" (generated C, the default where a C compiler exists), "triton", "numpy" (the reference)
-    or "auto". ``distributed=True``: data-parallel over MPI (graphnn.distributed), each rank
-    stepping on its own shard of the batch.
+    "c" (generated C, the default where a C compiler exists), "triton", "numpy" (the reference),
+    "plan" (the fused plan interpreted with numpy) or "auto" (graphnn.backends lists them).
+    ``distributed=True``: data-parallel over MPI (graphnn.distributed), each rank stepping on its
+    own shard of the batch.
     """
     from graphnn.program import InferenceProgram, TrainProgram
 

@@ -6,7 +6,8 @@ name), reads parameters and buffers through ``persistent`` (leaf or buffer name 
 writes the entry's updates into those arrays and returns its outputs. The numpy backend
 interprets the Graph; the others simplify and fuse each graph into a KernelPlan and plan its
 memory, and from then on read only the plan: the C backend generates one translation unit per
-entry and calls it once per step, the Triton backend generates a module of kernels. Bindings take their buffers from the plan's buffer
+entry and calls it once per step, the Triton backend generates a module of kernels, the plan
+backend interprets the plan with numpy. Bindings take their buffers from the plan's buffer
 table (runtime/binding.py).
 """
 from __future__ import annotations
@@ -55,12 +56,27 @@ class ReferenceExecutable:
         return outputs
 
 
+ENTRY_NAMES = {"step": "train_step", "grad": "grad_step", "loss": "loss_step", "evaluate": "evaluate_step",
+               "forward": "forward", "shard_grad": "shard_grad_step", "update": "update_step"}
+"""The function name of each entry point in generated code (and of its plan)."""
+
+
+def lower(graph: Graph, storage: dict) -> tuple:
+    """(KernelPlan, MemoryPlan) of one entry point's graph: simplified, fused, memory planned.
+    ``storage``: which values live in shared buffers (scalar_storage, the optimizer's)."""
+    from graphnn.passes.fuse import build_plan
+    from graphnn.passes.memory import plan_memory
+    from graphnn.passes.simplify import simplify
+
+    plan = build_plan(simplify(graph), storage)
+    return plan, plan_memory(plan)
+
+
 class CompiledExecutable:
-    """What the generated backends share: plans built per entry point on its first call, the
+    """What the plan-based backends share: plans built per entry point on its first call, the
     run-time scalars in one array per dtype (shared by all entries), and ``run``."""
 
-    ENTRY_NAMES = {"step": "train_step", "grad": "grad_step", "loss": "loss_step", "evaluate": "evaluate_step",
-                   "forward": "forward", "shard_grad": "shard_grad_step", "update": "update_step"}
+    ENTRY_NAMES = ENTRY_NAMES
 
     def __init__(self, graphs: Mapping[str, Graph], cache_dir, storage: dict, persistent: dict) -> None:
         self.graphs, self.cache_dir, self.storage, self.persistent = dict(graphs), cache_dir, storage, persistent
@@ -75,14 +91,9 @@ class CompiledExecutable:
 
     def plan(self, entry: str) -> tuple:
         """(entry point name, KernelPlan, MemoryPlan) of one entry point."""
-        from graphnn.passes.fuse import build_plan
-        from graphnn.passes.memory import plan_memory
-        from graphnn.passes.simplify import simplify
-
         name = self.ENTRY_NAMES[entry]
-        plan = build_plan(simplify(self.graphs[entry]), self.storage)
-        self.plans[name] = (plan, plan_memory(plan))
-        return name, plan, self.plans[name][1]
+        self.plans[name] = lower(self.graphs[entry], self.storage)
+        return (name, *self.plans[name])
 
     def build(self, entry: str):
         raise NotImplementedError
@@ -183,6 +194,19 @@ class TritonExecutable(CompiledExecutable):
         module = self.modules[name] = gpu.Module(self.sources[name], self.cache_dir)
         binding = self.bindings[entry] = gpu.Binding(self.device, module.function(name), plan, memory,
                                                      self.array_getters())
+        return binding
+
+
+class PlanExecutable(CompiledExecutable):
+    """Runs each entry point's KernelPlan kernel by kernel with numpy (runtime/interpreter.py):
+    the plans the code generators get, with no code generated, so that fusion and memory
+    planning are checked on their own against the reference."""
+
+    def build(self, entry: str):
+        from runtime import interpreter
+
+        name, plan, memory = self.plan(entry)
+        binding = self.bindings[entry] = interpreter.Binding(plan, memory, self.array_getters())
         return binding
 
 
