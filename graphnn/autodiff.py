@@ -165,3 +165,11 @@ RULES: dict[str, Rule] = {
     "permute": _permute,
     "expand": _expand,
 }
+
+
+def add_gradients(graph: Graph, named_params: dict) -> dict:
+    """Append d loss / d parameter to a traced graph; returns parameter name -> gradient node."""
+    wrt = [n for n in graph.params if named_params[n.name].requires_grad]
+    grads = gradients(graph, graph.outputs["loss"], wrt)
+    by_id = {n.id: n.name for n in wrt}
+    return {by_id[i]: g for i, g in grads.items()}

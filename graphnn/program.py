@@ -14,7 +14,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from graphnn import backends, flat, guard, random
-from graphnn.api import add_gradients, graph_dtype, input_names, trace
+from graphnn.autodiff import add_gradients
+from graphnn.capture import graph_dtype, input_names, trace
 from graphnn.errors import InputError
 from graphnn.executable import CompiledExecutable, scalar_storage
 from graphnn.ir import B, Graph

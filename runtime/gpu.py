@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from graphnn import flat
+from graphnn.files import atomic_write
 from graphnn.ir import evaluate_dim
 from runtime.binding import check_array, classify, output_arrays
 
@@ -158,8 +159,6 @@ class Module:
         directory.mkdir(parents=True, exist_ok=True)
         self.path = directory / f"graphnn_{self.key}.py"
         if not self.path.exists() or self.path.read_text() != source:
-            from graphnn.checkpoint import atomic_write
-
             atomic_write(self.path, source.encode(), durable=False)
         name = f"graphnn_triton_{self.key}"
         module = sys.modules.get(name)
