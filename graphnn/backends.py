@@ -1,6 +1,6 @@
 """The backends a program can run on, in one registry.
 
-A Backend says what it is (``name``, ``summary``), whether it can run here (``unavailable``:
+A Backend says what it is (``name``, and its docstring), whether it can run here (``unavailable``:
 None, or the reason and what to install), whether ``backend="auto"`` picks it here
 (``preferred``; auto takes the first preferred backend in registry order), how to make an
 executable from a program's graphs (``executable``) and what ``graphnn dump`` shows for it
@@ -26,7 +26,6 @@ class Backend:
     """One way to run a program's graphs (see the module docstring)."""
 
     name = ""
-    summary = ""
     generates_source = False
     """Whether ``source`` gives generated source (then ``graphnn dump --stage <name>`` shows it)."""
 
@@ -51,8 +50,9 @@ class Backend:
 
 
 class NumpyBackend(Backend):
+    """The reference interpreter of the Graph, with numpy."""
+
     name = "numpy"
-    summary = "the reference interpreter of the Graph, with numpy"
 
     def preferred(self) -> bool:
         return True  # the last resort: it runs wherever numpy does
@@ -62,8 +62,9 @@ class NumpyBackend(Backend):
 
 
 class CBackend(Backend):
+    """Generated C, compiled by the system's C compiler and called through cffi."""
+
     name = "c"
-    summary = "generated C, compiled by the system's C compiler and called through cffi"
     generates_source = True
 
     def unavailable(self) -> str | None:
@@ -88,8 +89,9 @@ class CBackend(Backend):
 
 
 class TritonBackend(Backend):
+    """Generated Triton kernels, on a CUDA GPU or (without one) in Triton's interpreter on the CPU."""
+
     name = "triton"
-    summary = "generated Triton kernels, on a CUDA GPU or (without one) in Triton's interpreter on the CPU"
     generates_source = True
 
     def unavailable(self) -> str | None:
@@ -114,8 +116,9 @@ class TritonBackend(Backend):
 
 
 class PlanBackend(Backend):
+    """The KernelPlan interpreted kernel by kernel with numpy: fusion and memory planning without codegen."""
+
     name = "plan"
-    summary = "the KernelPlan interpreted kernel by kernel with numpy: fusion and memory planning without codegen"
 
     def executable(self, graphs: Mapping, storage: dict, persistent: dict):
         return PlanExecutable(graphs, cache_dir(), storage, persistent)

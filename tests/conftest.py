@@ -64,7 +64,7 @@ def thermometer():
     return T_U * 0.1, T_C
 
 
-BACKENDS = ["numpy", "c", "triton"]
+BACKENDS = ["numpy", "c", "triton", "plan"]
 
 
 @pytest.fixture(params=BACKENDS)
