@@ -69,8 +69,8 @@ BACKENDS = ["numpy", "c", "triton", "plan"]
 
 @pytest.fixture(params=BACKENDS)
 def backend(request):
-    """Each backend that must pass the same tests: the numpy reference, generated C and
-    generated Triton (in the interpreter when there is no GPU)."""
+    """Each backend that must pass the same tests: the numpy reference, generated C, generated
+    Triton (in the interpreter when there is no GPU) and the plan interpreter."""
     return request.param
 
 
