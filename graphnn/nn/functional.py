@@ -9,9 +9,10 @@ from __future__ import annotations
 import sympy
 
 from graphnn import pointwise as pw
+from graphnn import tensor as _tensor
 from graphnn import trace
 from graphnn.ir import format_shape, numel
-from graphnn.tensor import Tensor, argmax, as_tensor, log_softmax, softmax  # noqa: F401 - re-exported
+from graphnn.tensor import Tensor, as_tensor
 
 
 def _b():
@@ -20,6 +21,10 @@ def _b():
 
 def _apply(fn: pw.PointwiseFn, *xs) -> Tensor:
     return Tensor(_b().apply(fn, *(as_tensor(x).node for x in xs)))
+
+
+# defined beside the Tensor methods of the same names, which use them too
+softmax, log_softmax, argmax = _tensor.softmax, _tensor.log_softmax, _tensor.argmax
 
 
 # -- layers ---------------------------------------------------------------------------------

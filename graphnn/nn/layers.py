@@ -1,8 +1,6 @@
 """Layers: Identity, Flatten, Linear, Dropout and the normalisation layers."""
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from graphnn.nn import functional as F
