@@ -20,7 +20,7 @@ import sympy
 
 from graphnn.ir import B, Graph, evaluate_dim
 from runtime import reference
-from runtime.binding import check_array, classify, output_arrays
+from runtime.binding import NUMPY_DTYPES, check_array, classify, output_arrays
 
 if TYPE_CHECKING:
     from graphnn.passes.memory import MemoryPlan
@@ -83,8 +83,9 @@ class CompiledExecutable:
         self.plans: dict[str, tuple] = {}
         self.sources: dict[str, str] = {}
         self.bindings: dict[str, object] = {}
-        sizes = {buffer: size for buffer, _, size, kind in storage.values() if kind == "hyper"}
-        self.scalars = {b: np.zeros(size, np.float32 if b.endswith("f32") else np.int64) for b, size in sizes.items()}
+        dtypes = {leaf.attrs["name"]: leaf.dtype for graph in self.graphs.values() for leaf in graph.leaves("hyper")}
+        self.scalars = {buffer: np.zeros(size, NUMPY_DTYPES[dtypes[name]])
+                        for name, (buffer, _, size, kind) in storage.items() if kind == "hyper"}
         # name -> (array, index): every run-time scalar's slot; entries share the arrays
         self.scalar_slots = {name: (self.scalars[buffer], offset)
                              for name, (buffer, offset, _, kind) in storage.items() if kind == "hyper"}
