@@ -1,8 +1,8 @@
 """The backends a program can run on, in one registry.
 
 A Backend says what it is (``name``, and its docstring), whether it can run here (``unavailable``:
-None, or the reason and what to install), whether ``backend="auto"`` picks it here
-(``preferred``; auto takes the first preferred backend in registry order), how to make an
+None, or the reason and what to install), whether ``backend="auto"`` may pick it here
+(``preferred``; auto takes the preferred backend of lowest ``auto_rank``), how to make an
 executable from a program's graphs (``executable``) and what ``graphnn dump`` shows for it
 (``source``: its generated source for an entry point's plan, or None when it generates none).
 ``graphnn.api``, ``graphnn.program``, ``graphnn.dump`` and ``graphnn.cli`` ask the registry; adding
@@ -26,6 +26,8 @@ class Backend:
     """One way to run a program's graphs (see the module docstring)."""
 
     name = ""
+    auto_rank: int | None = None
+    """Where ``backend="auto"`` considers it, lowest first; None: never (a checking tool)."""
     generates_source = False
     """Whether ``source`` gives generated source (then ``graphnn dump --stage <name>`` shows it)."""
 
@@ -53,6 +55,7 @@ class NumpyBackend(Backend):
     """The reference interpreter of the Graph, with numpy."""
 
     name = "numpy"
+    auto_rank = 2
 
     def preferred(self) -> bool:
         return True  # the last resort: it runs wherever numpy does
@@ -65,6 +68,7 @@ class CBackend(Backend):
     """Generated C, compiled by the system's C compiler and called through cffi."""
 
     name = "c"
+    auto_rank = 1
     generates_source = True
 
     def unavailable(self) -> str | None:
@@ -92,6 +96,7 @@ class TritonBackend(Backend):
     """Generated Triton kernels, on a CUDA GPU or (without one) in Triton's interpreter on the CPU."""
 
     name = "triton"
+    auto_rank = 0
     generates_source = True
 
     def unavailable(self) -> str | None:
@@ -125,7 +130,7 @@ class PlanBackend(Backend):
 
 
 REGISTRY: dict[str, Backend] = {}
-"""The backends by name, in the order ``backend="auto"`` considers them."""
+"""The backends by name, in the order they are listed (errors, ``graphnn dump``'s stages)."""
 
 
 def register(backend: Backend) -> Backend:
@@ -136,7 +141,7 @@ def register(backend: Backend) -> Backend:
     return backend
 
 
-for _backend in (TritonBackend(), CBackend(), NumpyBackend(), PlanBackend()):
+for _backend in (NumpyBackend(), CBackend(), TritonBackend(), PlanBackend()):
     register(_backend)
 
 
@@ -154,10 +159,11 @@ def get(name: str) -> Backend:
 
 
 def resolve(name: str) -> str:
-    """The backend a program runs on: ``name`` itself if it can run here, or for "auto" the first
-    registered backend that is preferred here. An unknown or unavailable backend is a ValueError."""
+    """The backend a program runs on: ``name`` itself if it can run here, or for "auto" the
+    preferred backend of lowest ``auto_rank``. An unknown or unavailable backend is a ValueError."""
     if name == "auto":
-        return next(b.name for b in REGISTRY.values() if b.preferred())
+        ranked = sorted((b for b in REGISTRY.values() if b.auto_rank is not None), key=lambda b: b.auto_rank)
+        return next(b.name for b in ranked if b.preferred())
     reason = get(name).unavailable()
     if reason is not None:
         raise ValueError(reason)
