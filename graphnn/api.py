@@ -9,13 +9,13 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from graphnn import backends
-from graphnn.autodiff import add_gradients
+from graphnn.autodiff import with_gradients
 from graphnn.backends import cache_dir
 from graphnn.capture import graph_dtype, input_names, trace
 from graphnn.nn import module as _module
 from graphnn.program import InferenceProgram, TrainProgram
 
-__all__ = ["compile", "trace", "cache_dir", "resolve_backend", "call_eagerly", "add_gradients", "graph_dtype",
+__all__ = ["compile", "trace", "cache_dir", "resolve_backend", "call_eagerly", "with_gradients", "graph_dtype",
            "input_names"]
 
 

@@ -1,7 +1,8 @@
 """Reverse-mode differentiation as a graph transform: one rule per primitive.
 
-``gradients`` walks the forward Graph backwards from a scalar and appends the gradient Nodes to
-the same Graph, so the backward goes through the same passes and backends as the forward.
+``gradients`` walks the forward Graph backwards from a scalar and returns a new Graph: the
+forward's nodes followed by the gradient Nodes, so the backward goes through the same passes and
+backends as the forward. The forward Graph is left as it was.
 Pointwise rules come from ``sympy.diff`` of the op's definition (``graphnn.pointwise``).
 """
 from __future__ import annotations
@@ -19,15 +20,17 @@ NO_GRADIENT = ("iota", "rand", "detach", "input", "param", "buffer", "hyper")
 one = pw.fn("one", sympy.Integer(1), nargs=0)
 
 
-def gradients(graph: Graph, loss: Node, wrt: list[Node]) -> dict[int, Node]:
-    """d loss / d node for each node of ``wrt`` that the loss depends on, keyed by node id."""
+def gradients(graph: Graph, loss: Node, wrt: list[Node]) -> tuple[Graph, dict[int, Node]]:
+    """(a new Graph holding ``graph`` and the backward, d loss / d node for each node of ``wrt``
+    that the loss depends on, keyed by node id). ``graph`` itself is not changed."""
     if loss.shape != ():
         raise ValueError(f"gradients need a scalar loss, got shape {loss.shape}")
-    b = Builder(graph)
+    out = graph.copy()
+    b = Builder(out)
     wanted = {n.id for n in wrt}
     needs = _needs_gradient(graph, wanted)
     if loss.id not in needs:
-        return {}
+        return out, {}
     b.path, b.module = loss.path, loss.module
     grads: dict[int, Node] = {loss.id: b.pointwise(one)}
     forward = graph.nodes[: graph.nodes.index(loss) + 1]
@@ -40,7 +43,7 @@ def gradients(graph: Graph, loss: Node, wrt: list[Node]) -> dict[int, Node]:
             source = node.inputs[index]
             previous = grads.get(source.id)
             grads[source.id] = contribution if previous is None else b.pointwise(pw.add, previous, contribution)
-    return {n.id: grads[n.id] for n in wrt if n.id in grads}
+    return out, {n.id: grads[n.id] for n in wrt if n.id in grads}
 
 
 def _needs_gradient(graph: Graph, wanted: set[int]) -> set[int]:
@@ -167,9 +170,10 @@ RULES: dict[str, Rule] = {
 }
 
 
-def add_gradients(graph: Graph, named_params: dict) -> dict:
-    """Append d loss / d parameter to a traced graph; returns parameter name -> gradient node."""
+def with_gradients(graph: Graph, named_params: dict) -> tuple[Graph, dict]:
+    """(a new Graph: the traced ``graph`` and the backward of its loss, parameter name -> d loss /
+    d parameter node in it) for the parameters that require grad; ``graph`` is not changed."""
     wrt = [n for n in graph.params if named_params[n.name].requires_grad]
-    grads = gradients(graph, graph.outputs["loss"], wrt)
+    backward, grads = gradients(graph, graph.outputs["loss"], wrt)
     by_id = {n.id: n.name for n in wrt}
-    return {by_id[i]: g for i, g in grads.items()}
+    return backward, {by_id[i]: g for i, g in grads.items()}

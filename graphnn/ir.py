@@ -3,7 +3,10 @@
 A dimension is an int or a sympy expression of the batch symbol ``B``. A Graph is a list of
 Nodes in topological order plus named leaves (inputs, parameters, persistent buffers, runtime
 scalars), named outputs, the new values of persistent state (``updates``) and the run-time
-checks its inputs must pass. This module imports nothing of graphnn's.
+checks its inputs must pass. Nodes are values: once built, nothing changes them, so graphs
+derived from one another (the gradient graph from the traced one, each entry point from those)
+share them and each compiler stage returns a new Graph instead of editing its input. This
+module imports nothing of graphnn's.
 """
 from __future__ import annotations
 
@@ -72,6 +75,8 @@ class Node:
 
     ``attrs`` holds the op's static arguments (axes, shapes, a pointwise expression, a leaf's
     name); ``path`` and ``module`` name the Module that produced it, for errors and dumps.
+    Nothing changes a Node once it is built, ``attrs`` included: graphs share their nodes (not
+    frozen only because a frozen dataclass is three times slower to construct).
     """
 
     op: str
@@ -108,6 +113,19 @@ class Check:
     message: str
 
 
+@dataclass(frozen=True)
+class LabelCheck:
+    """Class labels the runtime verifies on every call, before running a program: each element
+    of the integer input named ``input`` is in [0, classes) or equals ``ignore_index``."""
+
+    input: str
+    classes: int
+    ignore_index: int
+
+    def __str__(self) -> str:
+        return f"%{self.input} in [0,{self.classes}) (ignore_index {self.ignore_index})"
+
+
 class Graph:
     """A static computation graph: Nodes in topological order with named leaves and results."""
 
@@ -116,6 +134,7 @@ class Graph:
         self.outputs: dict[str, Node] = {}
         self.updates: dict[str, Node] = {}
         self.checks: list[Check] = []
+        self.label_checks: list[LabelCheck] = []
         self.placements: dict[str, Node] = {}
         """Values a backend should store in a named slot of a shared buffer (a parameter's gradient
         in the flat gradient buffer); they do not keep a value alive by themselves."""
@@ -159,11 +178,19 @@ class Graph:
             stack.extend(n.inputs)
         return [n for n in self.nodes if n.id in live]
 
+    def copy(self) -> "Graph":
+        """A new Graph with the same nodes, leaves, results and checks; adding to either leaves
+        the other as it was. Nodes are shared (they never change), so this costs a list copy."""
+        return self.variant(self.outputs, self.updates)
+
     def variant(self, outputs: dict, updates: dict) -> "Graph":
-        """A graph sharing these nodes, leaves and checks, with other outputs and updates
-        (the inference, loss, gradient and train-step programs of one trace)."""
+        """A new Graph with these nodes, leaves, checks and placements and other outputs and
+        updates (the inference, loss, gradient and train-step programs of one trace). Nodes are
+        shared; the lists and tables are its own, so nodes or leaves added to it stay out of
+        this graph."""
         other = Graph()
-        other.nodes, other._leaves, other.checks = self.nodes, self._leaves, self.checks
+        other.nodes, other._leaves = list(self.nodes), dict(self._leaves)
+        other.checks, other.label_checks = list(self.checks), list(self.label_checks)
         other.outputs, other.updates = dict(outputs), dict(updates)
         other.placements = dict(self.placements)
         return other
@@ -177,6 +204,7 @@ class Graph:
         lines += [f"output {name} = {names[n.id]}" for name, n in self.outputs.items()]
         lines += [f"update {name} <- {names[n.id]}" for name, n in self.updates.items()]
         lines += [f"check {c.condition}" for c in self.checks]
+        lines += [f"check {c}" for c in self.label_checks]
         return "\n".join(lines)
 
 

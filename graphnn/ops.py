@@ -20,7 +20,7 @@ from typing import Sequence
 import sympy
 
 from graphnn import pointwise as pw
-from graphnn.ir import B, Graph, Node, Shape, dim, format_shape, numel
+from graphnn.ir import B, Check, Graph, LabelCheck, Node, Shape, dim, format_shape, numel
 
 
 class ShapeError(ValueError):
@@ -213,13 +213,20 @@ class Builder:
         return self.emit("detach", (x,), x.shape, x.dtype)
 
     def check(self, condition, message: str) -> None:
-        from graphnn.ir import Check
-
+        """Declare a condition on the batch size: an error now if it never holds, else a check
+        the runtime makes before a program first runs with a batch size."""
         condition = sympy.sympify(condition)
         if condition is sympy.false:
             raise self.error(message)
         if condition is not sympy.true:
             self.graph.checks.append(Check(condition, f"{self.where()}: {message}"))
+
+    def check_labels(self, labels: Node, classes: int, ignore_index: int) -> None:
+        """Declare that the input ``labels`` holds class indices in [0, classes) (or
+        ``ignore_index``): the runtime checks every call's labels before anything runs."""
+        check = LabelCheck(labels.attrs["name"], int(classes), int(ignore_index))
+        if check not in self.graph.label_checks:
+            self.graph.label_checks.append(check)
 
 
 def window_counts(spatial: Sequence, kernel: Sequence[int], stride: Sequence[int], padding: Sequence[int],

@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from graphnn import backends, flat, guard, random
-from graphnn.autodiff import add_gradients
+from graphnn.autodiff import with_gradients
 from graphnn.capture import graph_dtype, input_names, trace
 from graphnn.errors import InputError
 from graphnn.executable import CompiledExecutable, scalar_storage
@@ -83,12 +83,12 @@ class Program:
             _check_labels(name, arrays[position], classes, ignore)
 
     def _labels(self, key: tuple, graph: Graph) -> list:
-        """(input position, name, classes, ignore_index) of the inputs that hold class labels."""
+        """(input position, name, classes, ignore_index) of each of the graph's label checks."""
         found = self._label_inputs.get((key, id(graph)))
         if found is None:
+            positions = {n.name: k for k, n in enumerate(graph.inputs)}
             found = self._label_inputs[(key, id(graph))] = [
-                (k, n.attrs["name"], n.attrs["classes"], n.attrs["ignore_index"])
-                for k, n in enumerate(graph.inputs) if "classes" in n.attrs
+                (positions[c.input], c.input, c.classes, c.ignore_index) for c in graph.label_checks
             ]
         return found
 
@@ -336,47 +336,61 @@ class TrainProgram(Program):
         return self.graphs[self._prepare(args)[0]]
 
     def _build(self, key: tuple, arrays: list) -> dict:
+        """The entry points of one signature, each its own Graph: ``loss`` and ``evaluate`` over
+        the traced forward, ``grad`` over the backward (a new graph holding the forward), and
+        ``step`` (the backward plus the optimizer update; with ``distributed``, ``shard_grad`` and
+        ``update`` too). No stage adds to a graph another entry point holds."""
         traced = trace(self.model, *arrays[:-1], loss_fn=self.loss_fn, target=arrays[-1])
         loss = traced.outputs["loss"]
         forward_updates = dict(traced.updates)
         named_params = dict(self.model.named_parameters())
-        grads = add_gradients(traced, named_params)
+        backward, grads = with_gradients(traced, named_params)
         graphs = {
             "loss": traced.variant({"loss": loss}, forward_updates),
             "evaluate": traced.variant({"loss": loss, "output": traced.outputs["output"]}, forward_updates),
-            "grad": traced.variant({"loss": loss, **{f"grad:{n}": g for n, g in grads.items()}}, forward_updates),
+            "grad": backward.variant({"loss": loss, **{f"grad:{n}": g for n, g in grads.items()}}, forward_updates),
         }
         if self.optimizer is not None:
             optimised = {id(p) for p in self.optimizer.params}
             entries = [
-                (named_params[name], traced.leaf(name), g) for name, g in grads.items() if id(named_params[name]) in optimised
+                (named_params[name], backward.leaf(name), g) for name, g in grads.items()
+                if id(named_params[name]) in optimised
             ]
-            from graphnn.ops import Builder
-
-            updates = self.optimizer.build_update(Builder(traced), entries)
-            traced.placements.update({f"grad.{name}": g for name, g in grads.items()})
-            graphs["step"] = traced.variant({"loss": loss}, {**forward_updates, **updates})
+            graphs["step"] = self._step(backward, loss, forward_updates, grads, entries)
             self.stepped[key] = {leaf.attrs["name"]: p for p, leaf, _ in entries}
             if self.distributed:
-                graphs.update(self._split_step(traced, loss, forward_updates, entries))
+                graphs.update(self._split_step(backward, loss, forward_updates, entries))
         return graphs
 
-    def _split_step(self, traced: Graph, loss, forward_updates: dict, entries: list) -> dict:
-        """The fused step in two entries with an Allreduce between them: ``shard_grad`` (forward,
-        loss, backward; each gradient written to its slot of the flat step-gradient buffer, the
-        ``grad.<name>`` buffer leaves) and ``update`` (the optimizer over the flat buffers)."""
+    def _step(self, backward: Graph, loss, forward_updates: dict, grads: dict, entries: list) -> Graph:
+        """The fused train step: a new Graph holding ``backward`` and the optimizer's update of
+        each parameter in ``entries``, each gradient placed in its slot of the flat gradient buffer."""
         from graphnn.ops import Builder
 
-        b = Builder(traced)
+        step = backward.variant({"loss": loss}, forward_updates)
+        step.updates.update(self.optimizer.build_update(Builder(step), entries))
+        step.placements.update({f"grad.{name}": g for name, g in grads.items()})
+        return step
+
+    def _split_step(self, backward: Graph, loss, forward_updates: dict, entries: list) -> dict:
+        """The fused step in two entries with an Allreduce between them: ``shard_grad`` (forward,
+        loss, backward; each gradient written to its slot of the flat step-gradient buffer, the
+        ``grad.<name>`` buffer leaves) and ``update`` (the optimizer over the flat buffers). Both
+        are new Graphs; ``backward`` is not changed."""
+        from graphnn.ops import Builder
+
         slots = {f"grad.{leaf.attrs['name']}": g for _, leaf, g in entries}
+        shard = backward.variant({"loss": loss}, {**forward_updates, **slots})
+        b = Builder(shard)
         for name, g in slots.items():
             b.leaf("buffer", name, g.shape)
+        shard.placements.update(slots)
         update = Graph()
         ub = Builder(update)
         update_entries = [(p, ub.leaf("param", leaf.attrs["name"], leaf.shape),
                            ub.leaf("buffer", f"grad.{leaf.attrs['name']}", leaf.shape)) for p, leaf, _ in entries]
         update.updates.update(self.optimizer.build_update(ub, update_entries))
-        return {"shard_grad": traced.variant({"loss": loss}, {**forward_updates, **slots}), "update": update}
+        return {"shard_grad": shard, "update": update}
 
     def step(self, *args: Any) -> float:
         """One training step on a batch; returns the loss before the update."""

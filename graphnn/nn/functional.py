@@ -216,8 +216,8 @@ def nll_loss(input, target, weight=None, ignore_index: int = -100, reduction: st
         )
     b = _b()
     classes = logp.shape[1]
-    if t.node.op == "input":  # the runtime checks labels against this before running
-        t.node.attrs.update(classes=classes, ignore_index=int(ignore_index))
+    if t.node.op == "input":  # the runtime checks the labels against this before running
+        b.check_labels(t.node, classes, ignore_index)
     # a select, not a product with a one-hot mask: -inf in another class stays out of the sum
     # (-inf * 0 would be NaN), and a sample labelled ignore_index picks nothing
     labels, classes_iota = b.expand(t.reshape(-1, 1).node, logp.shape), b.iota(logp.shape, 1)

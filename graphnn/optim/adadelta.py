@@ -18,10 +18,10 @@ from typing import Iterable
 
 import sympy
 
-from graphnn.optim.optimizer import GRAD, PARAM, Optimizer, symbols
+from graphnn.optim.optimizer import PARAM, Optimizer, check_nonnegative, gradient, symbols
 
-square_avg, acc_delta, delta, lr, rho, smoothing, eps, weight_decay = symbols(
-    "square_avg acc_delta delta lr rho one_minus_rho eps weight_decay")
+square_avg, acc_delta, delta, lr, rho, smoothing, eps = symbols(
+    "square_avg acc_delta delta lr rho one_minus_rho eps")
 
 
 class Adadelta(Optimizer):
@@ -40,14 +40,10 @@ class Adadelta(Optimizer):
                                       capturable=capturable, foreach=foreach, differentiable=differentiable))
 
     def _check_hypers(self, group: dict) -> None:
-        if not 0.0 <= group["lr"]:
-            raise ValueError(f"Invalid learning rate: {group['lr']}")
+        check_nonnegative(group, ("lr", "learning rate"))
         if not 0.0 <= group["rho"] <= 1.0:
             raise ValueError(f"Invalid rho value: {group['rho']}")
-        if not 0.0 <= group["eps"]:
-            raise ValueError(f"Invalid epsilon value: {group['eps']}")
-        if not 0.0 <= group["weight_decay"]:
-            raise ValueError(f"Invalid weight_decay value: {group['weight_decay']}")
+        check_nonnegative(group, ("eps", "epsilon value"), ("weight_decay", "weight_decay value"))
 
     def flags(self, group: dict) -> tuple:
         return bool(group["maximize"]), group["weight_decay"] != 0
@@ -58,10 +54,9 @@ class Adadelta(Optimizer):
     @classmethod
     def update(cls, flags: tuple) -> list:
         maximize, decays = flags
-        g = -GRAD if maximize else GRAD
-        if decays:
-            g = g + weight_decay * PARAM
-        return [("square_avg", square_avg * rho + smoothing * g * g),
+        steps = []
+        g = gradient(steps, maximize, decays)
+        return steps + [("square_avg", square_avg * rho + smoothing * g * g),
                 ("delta", sympy.sqrt(acc_delta + eps) / sympy.sqrt(square_avg + eps) * g),
                 ("acc_delta", acc_delta * rho + smoothing * delta * delta),
                 ("param", PARAM - lr * delta)]

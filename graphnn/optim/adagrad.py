@@ -22,10 +22,9 @@ from typing import Iterable
 import numpy as np
 import sympy
 
-from graphnn.optim.optimizer import GRAD, PARAM, Optimizer, symbols
+from graphnn.optim.optimizer import PARAM, Optimizer, check_nonnegative, gradient, symbols
 
-total, clr, eps, weight_decay, initial, initialized = symbols(
-    "sum clr eps weight_decay initial_accumulator_value initialized")
+total, clr, eps, initial, initialized = symbols("sum clr eps initial_accumulator_value initialized")
 
 
 class Adagrad(Optimizer):
@@ -50,12 +49,9 @@ class Adagrad(Optimizer):
         self.state_version += 1
 
     def _check_hypers(self, group: dict) -> None:
-        for key, label in (("lr", "learning rate"), ("lr_decay", "lr_decay value"),
-                           ("weight_decay", "weight_decay value"),
-                           ("initial_accumulator_value", "initial_accumulator_value value"),
-                           ("eps", "epsilon value")):
-            if not 0.0 <= group[key]:
-                raise ValueError(f"Invalid {label}: {group[key]}")
+        check_nonnegative(group, ("lr", "learning rate"), ("lr_decay", "lr_decay value"),
+                          ("weight_decay", "weight_decay value"),
+                          ("initial_accumulator_value", "initial_accumulator_value value"), ("eps", "epsilon value"))
 
     def flags(self, group: dict) -> tuple:
         return bool(group["maximize"]), group["weight_decay"] != 0
@@ -69,8 +65,7 @@ class Adagrad(Optimizer):
     @classmethod
     def update(cls, flags: tuple) -> list:
         maximize, decays = flags
-        g = -GRAD if maximize else GRAD
-        if decays:
-            g = g + weight_decay * PARAM
+        steps = []
+        g = gradient(steps, maximize, decays)
         previous = sympy.Piecewise((initial, initialized <= 0), (total, True))
-        return [("sum", previous + g * g), ("param", PARAM - clr * g / (sympy.sqrt(total) + eps))]
+        return steps + [("sum", previous + g * g), ("param", PARAM - clr * g / (sympy.sqrt(total) + eps))]

@@ -23,18 +23,17 @@ from typing import Iterable
 import sympy
 
 from graphnn import pointwise as pw
-from graphnn.optim.optimizer import GRAD, PARAM, Optimizer, symbols
+from graphnn.optim.optimizer import PARAM, Optimizer, check_betas, check_nonnegative, gradient, lerp, symbols
 
-(exp_avg, exp_avg_sq, max_exp_avg_sq, decayed_grad, beta2, lerp_weight, undecayed, eps, weight_decay, decay,
- step_size, correction2) = symbols(
-    "exp_avg exp_avg_sq max_exp_avg_sq decayed_grad beta2 lerp_weight one_minus_beta2 eps weight_decay decay "
-    "step_size correction2")
+exp_avg, exp_avg_sq, max_exp_avg_sq, beta2, lerp_weight, undecayed, eps, step_size, correction2 = symbols(
+    "exp_avg exp_avg_sq max_exp_avg_sq beta2 lerp_weight one_minus_beta2 eps step_size correction2")
 
 
-def lerp(start, end, weight):
-    """PyTorch's lerp: start + w (end - start) for |w| < 0.5, else end + (w - 1)(end - start)."""
-    return sympy.Piecewise((start + weight * (end - start), sympy.Abs(weight) < sympy.Rational(1, 2)),
-                           (end + (weight - 1) * (end - start), True))
+def check_adam_hypers(group: dict) -> None:
+    """PyTorch's checks, in its order, for the Adam family (lr, eps, betas, weight decay)."""
+    check_nonnegative(group, ("lr", "learning rate"), ("eps", "epsilon value"))
+    check_betas(group)
+    check_nonnegative(group, ("weight_decay", "weight_decay value"))
 
 
 class Adam(Optimizer):
@@ -58,17 +57,7 @@ class Adam(Optimizer):
                                       differentiable=differentiable, fused=fused, decoupled_weight_decay=decoupled))
 
     def _check_hypers(self, group: dict) -> None:
-        lr, (beta1, beta2_), eps_, decay_ = group["lr"], group["betas"], group["eps"], group["weight_decay"]
-        if not 0.0 <= lr:
-            raise ValueError(f"Invalid learning rate: {lr}")
-        if not 0.0 <= eps_:
-            raise ValueError(f"Invalid epsilon value: {eps_}")
-        if not 0.0 <= beta1 < 1.0:
-            raise ValueError(f"Invalid beta parameter at index 0: {beta1}")
-        if not 0.0 <= beta2_ < 1.0:
-            raise ValueError(f"Invalid beta parameter at index 1: {beta2_}")
-        if not 0.0 <= decay_:
-            raise ValueError(f"Invalid weight_decay value: {decay_}")
+        check_adam_hypers(group)
 
     def flags(self, group: dict) -> tuple:
         return (bool(group["amsgrad"]), bool(group["maximize"]), group["weight_decay"] != 0,
@@ -85,12 +74,7 @@ class Adam(Optimizer):
     def update(cls, flags: tuple) -> list:
         amsgrad, maximize, decays, decoupled = flags
         steps = []
-        p, g = PARAM, (-GRAD if maximize else GRAD)
-        if decays and decoupled:
-            steps.append(("param", PARAM * decay))
-        elif decays:  # its own value, rounded once, as PyTorch computes it
-            steps.append(("decayed_grad", g + weight_decay * PARAM))
-            g = decayed_grad
+        g = gradient(steps, maximize, decays, decoupled)
         steps.append(("exp_avg", lerp(exp_avg, g, lerp_weight)))
         steps.append(("exp_avg_sq", exp_avg_sq * beta2 + undecayed * g * g))
         second = exp_avg_sq
@@ -98,7 +82,7 @@ class Adam(Optimizer):
             larger = (exp_avg_sq > max_exp_avg_sq) | (pw.isnan(exp_avg_sq) > 0)
             steps.append(("max_exp_avg_sq", sympy.Piecewise((exp_avg_sq, larger), (max_exp_avg_sq, True))))
             second = max_exp_avg_sq
-        steps.append(("param", p - step_size * exp_avg / (sympy.sqrt(second) / correction2 + eps)))
+        steps.append(("param", PARAM - step_size * exp_avg / (sympy.sqrt(second) / correction2 + eps)))
         return steps
 
 

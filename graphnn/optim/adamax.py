@@ -19,11 +19,11 @@ from typing import Iterable
 import sympy
 
 from graphnn import pointwise as pw
-from graphnn.optim.adam import lerp
-from graphnn.optim.optimizer import GRAD, PARAM, Optimizer, symbols
+from graphnn.optim.adam import check_adam_hypers
+from graphnn.optim.optimizer import PARAM, Optimizer, gradient, lerp, symbols
 
-exp_avg, exp_inf, step_size, lerp_weight, beta2, eps, weight_decay, decayed_grad, decayed_inf, norm = symbols(
-    "exp_avg exp_inf step_size lerp_weight beta2 eps weight_decay decayed_grad decayed_inf norm")
+exp_avg, exp_inf, step_size, lerp_weight, beta2, eps, decayed_inf, norm = symbols(
+    "exp_avg exp_inf step_size lerp_weight beta2 eps decayed_inf norm")
 
 
 class Adamax(Optimizer):
@@ -43,17 +43,7 @@ class Adamax(Optimizer):
                                       maximize=maximize, differentiable=differentiable, capturable=capturable))
 
     def _check_hypers(self, group: dict) -> None:
-        lr, (beta1, beta2_), eps_, decay = group["lr"], group["betas"], group["eps"], group["weight_decay"]
-        if not 0.0 <= lr:
-            raise ValueError(f"Invalid learning rate: {lr}")
-        if not 0.0 <= eps_:
-            raise ValueError(f"Invalid epsilon value: {eps_}")
-        if not 0.0 <= beta1 < 1.0:
-            raise ValueError(f"Invalid beta parameter at index 0: {beta1}")
-        if not 0.0 <= beta2_ < 1.0:
-            raise ValueError(f"Invalid beta parameter at index 1: {beta2_}")
-        if not 0.0 <= decay:
-            raise ValueError(f"Invalid weight_decay value: {decay}")
+        check_adam_hypers(group)
 
     def flags(self, group: dict) -> tuple:
         return bool(group["maximize"]), group["weight_decay"] != 0
@@ -66,10 +56,8 @@ class Adamax(Optimizer):
     @classmethod
     def update(cls, flags: tuple) -> list:
         maximize, decays = flags
-        steps, g = [], -GRAD if maximize else GRAD
-        if decays:  # rounded once, as PyTorch adds it to the gradient before using it
-            steps.append(("decayed_grad", g + weight_decay * PARAM))
-            g = decayed_grad
+        steps = []
+        g = gradient(steps, maximize, decays)
         larger = (norm > decayed_inf) | (pw.isnan(norm) > 0)  # else decayed_inf, NaN or not
         return steps + [("exp_avg", lerp(exp_avg, g, lerp_weight)),
                         ("decayed_inf", exp_inf * beta2),

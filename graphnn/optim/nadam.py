@@ -26,13 +26,12 @@ from typing import Iterable
 import numpy as np
 import sympy
 
-from graphnn.optim.adam import lerp
-from graphnn.optim.optimizer import GRAD, PARAM, Optimizer, symbols
+from graphnn.optim.adam import check_adam_hypers
+from graphnn.optim.optimizer import PARAM, Optimizer, check_nonnegative, gradient, lerp, symbols
 
-(exp_avg, exp_avg_sq, lerp_weight, beta2, undecayed, correction2, eps, weight_decay, decay, grad_step,
- avg_step, decayed_grad, scaled_grad, denom) = symbols(
-    "exp_avg exp_avg_sq lerp_weight beta2 one_minus_beta2 correction2 eps weight_decay decay grad_step "
-    "avg_step decayed_grad scaled_grad denom")
+(exp_avg, exp_avg_sq, lerp_weight, beta2, undecayed, correction2, eps, grad_step, avg_step, scaled_grad,
+ denom) = symbols("exp_avg exp_avg_sq lerp_weight beta2 one_minus_beta2 correction2 eps grad_step avg_step "
+                  "scaled_grad denom")
 
 
 def _mu(beta1: float, momentum_decay: float, t: float) -> float:
@@ -61,19 +60,8 @@ class NAdam(Optimizer):
                                       differentiable=differentiable))
 
     def _check_hypers(self, group: dict) -> None:
-        lr, (beta1, beta2_), eps_, decay_ = group["lr"], group["betas"], group["eps"], group["weight_decay"]
-        if not 0.0 <= lr:
-            raise ValueError(f"Invalid learning rate: {lr}")
-        if not 0.0 <= eps_:
-            raise ValueError(f"Invalid epsilon value: {eps_}")
-        if not 0.0 <= beta1 < 1.0:
-            raise ValueError(f"Invalid beta parameter at index 0: {beta1}")
-        if not 0.0 <= beta2_ < 1.0:
-            raise ValueError(f"Invalid beta parameter at index 1: {beta2_}")
-        if not 0.0 <= decay_:
-            raise ValueError(f"Invalid weight_decay value: {decay_}")
-        if not 0.0 <= group["momentum_decay"]:
-            raise ValueError(f"Invalid momentum_decay value: {group['momentum_decay']}")
+        check_adam_hypers(group)
+        check_nonnegative(group, ("momentum_decay", "momentum_decay value"))
 
     def flags(self, group: dict) -> tuple:
         return bool(group["maximize"]), group["weight_decay"] != 0, bool(group["decoupled_weight_decay"])
@@ -95,12 +83,7 @@ class NAdam(Optimizer):
     def update(cls, flags: tuple) -> list:
         maximize, decays, decoupled = flags
         steps = []
-        g = -GRAD if maximize else GRAD
-        if decays and decoupled:
-            steps.append(("param", PARAM * decay))
-        elif decays:  # rounded once, as PyTorch adds it to the gradient before using it
-            steps.append(("decayed_grad", g + weight_decay * PARAM))
-            g = decayed_grad
+        g = gradient(steps, maximize, decays, decoupled)
         steps += [("exp_avg", lerp(exp_avg, g, lerp_weight)),
                   ("scaled_grad", undecayed * g),  # addcmul's order: ((1 - beta2) * g) * g
                   ("exp_avg_sq", exp_avg_sq * beta2 + scaled_grad * g),

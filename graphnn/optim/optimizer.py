@@ -39,7 +39,8 @@ from graphnn.checkpoint import StateDictError
 from graphnn.flat import FlatBuffer, flatten_parameters
 from graphnn.optim.state import check_keys, check_like, is_int, plain, state_array
 
-__all__ = ["Optimizer", "symbols", "assignments", "evaluate", "check_keys", "check_like", "plain"]
+__all__ = ["Optimizer", "symbols", "gradient", "lerp", "check_nonnegative", "check_betas", "assignments", "evaluate",
+           "check_keys", "check_like", "plain"]
 
 
 @functools.lru_cache(maxsize=None)
@@ -53,6 +54,41 @@ def symbols(names: str) -> tuple:
 
 
 PARAM, GRAD = symbols("param grad")
+DECAYED_GRAD, WEIGHT_DECAY, DECAY = symbols("decayed_grad weight_decay decay")
+
+
+def gradient(steps: list, maximize: bool, decays: bool, decoupled: bool = False) -> sympy.Expr:
+    """The gradient an update uses, negated when maximizing. With weight decay: coupled (L2),
+    ``grad + weight_decay * param`` as its own assignment appended to ``steps`` (rounded once, as
+    PyTorch's ``grad.add(param, alpha=weight_decay)``); decoupled (AdamW), ``param * decay`` first,
+    ``decay`` being ``1 - lr * weight_decay`` computed on the host. Returns what to use as g."""
+    g = -GRAD if maximize else GRAD
+    if decays and decoupled:
+        steps.append(("param", PARAM * DECAY))
+    elif decays:
+        steps.append(("decayed_grad", g + WEIGHT_DECAY * PARAM))
+        return DECAYED_GRAD
+    return g
+
+
+def lerp(start, end, weight):
+    """PyTorch's lerp: start + w (end - start) for |w| < 0.5, else end + (w - 1)(end - start)."""
+    return sympy.Piecewise((start + weight * (end - start), sympy.Abs(weight) < sympy.Rational(1, 2)),
+                           (end + (weight - 1) * (end - start), True))
+
+
+def check_nonnegative(group: dict, *keys: tuple[str, str]) -> None:
+    """PyTorch's ``Invalid <label>: <value>`` for each (key, label) whose value is negative, in order."""
+    for key, label in keys:
+        if not 0.0 <= group[key]:
+            raise ValueError(f"Invalid {label}: {group[key]}")
+
+
+def check_betas(group: dict) -> None:
+    """Each of ``betas`` in [0, 1), with PyTorch's message."""
+    for index, beta in enumerate(group["betas"]):
+        if not 0.0 <= beta < 1.0:
+            raise ValueError(f"Invalid beta parameter at index {index}: {beta}")
 
 
 class Optimizer:
@@ -217,8 +253,10 @@ class Optimizer:
         return loss
 
     def build_update(self, b: Any, entries: list) -> dict:
-        """Graph nodes for the new parameters and slots: ``entries`` holds (Parameter, parameter
-        node, gradient node); returns update name -> node (parameter names and slot buffers)."""
+        """Graph nodes for the new parameters and slots, added through the Builder ``b`` to the
+        graph it builds (a step graph of its own, never the traced one): ``entries`` holds
+        (Parameter, parameter node, gradient node); returns update name -> node (parameter names
+        and slot buffers)."""
         updates = {}
         for p, p_node, g_node in entries:
             k = self.group_of(p)

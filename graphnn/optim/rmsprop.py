@@ -21,11 +21,10 @@ from typing import Iterable
 
 import sympy
 
-from graphnn.optim.adam import lerp
-from graphnn.optim.optimizer import GRAD, PARAM, Optimizer, symbols
+from graphnn.optim.optimizer import PARAM, Optimizer, check_nonnegative, gradient, lerp, symbols
 
-square_avg, buf, grad_avg, avg, lr, alpha, smoothing, eps, momentum, weight_decay = symbols(
-    "square_avg momentum_buffer grad_avg avg lr alpha one_minus_alpha eps momentum weight_decay")
+square_avg, buf, grad_avg, avg, lr, alpha, smoothing, eps, momentum = symbols(
+    "square_avg momentum_buffer grad_avg avg lr alpha one_minus_alpha eps momentum")
 
 
 class RMSprop(Optimizer):
@@ -45,10 +44,8 @@ class RMSprop(Optimizer):
                                       maximize=maximize, differentiable=differentiable))
 
     def _check_hypers(self, group: dict) -> None:
-        for key, label in (("lr", "learning rate"), ("eps", "epsilon value"), ("momentum", "momentum value"),
-                           ("weight_decay", "weight_decay value"), ("alpha", "alpha value")):
-            if not 0.0 <= group[key]:
-                raise ValueError(f"Invalid {label}: {group[key]}")
+        check_nonnegative(group, ("lr", "learning rate"), ("eps", "epsilon value"), ("momentum", "momentum value"),
+                          ("weight_decay", "weight_decay value"), ("alpha", "alpha value"))
 
     def flags(self, group: dict) -> tuple:
         return (bool(group["maximize"]), bool(group["centered"]), group["momentum"] > 0,
@@ -61,10 +58,9 @@ class RMSprop(Optimizer):
     @classmethod
     def update(cls, flags: tuple) -> list:
         maximize, centered, with_momentum, decays = flags
-        g = -GRAD if maximize else GRAD
-        if decays:
-            g = g + weight_decay * PARAM
-        steps = [("square_avg", square_avg * alpha + smoothing * g * g)]
+        steps = []
+        g = gradient(steps, maximize, decays)
+        steps.append(("square_avg", square_avg * alpha + smoothing * g * g))
         if centered:
             steps.append(("grad_avg", lerp(grad_avg, g, smoothing)))
             steps.append(("avg", sympy.sqrt(square_avg - grad_avg * grad_avg) + eps))

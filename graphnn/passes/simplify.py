@@ -15,7 +15,7 @@ def simplify(graph: Graph) -> Graph:
     """A new Graph computing the same outputs and updates with fewer nodes, numbered from 0 in
     order (so the same model always gives the same names in generated code)."""
     out = Graph()
-    out.checks = list(graph.checks)
+    out.checks, out.label_checks = list(graph.checks), list(graph.label_checks)
     mapping: dict[int, Node] = {}
     seen: dict[tuple, Node] = {}
     live = graph.live_nodes()

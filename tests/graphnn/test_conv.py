@@ -71,7 +71,7 @@ def gradients(model, x: np.ndarray, upstream: np.ndarray, backend: str) -> dict:
     loss = b.reshape(b.reduce("sum", b.pointwise(pw.mul, output, weights), range(len(output.shape))), ())
     params = graph.params
     wrt = graph.inputs[:1] + params
-    grads = autodiff.gradients(graph, loss, wrt)
+    graph, grads = autodiff.gradients(graph, loss, wrt)
     results = {"output": output}
     results.update({f"grad.{leaf.attrs['name']}": grads[leaf.id] for leaf in wrt})
     graphs = {"forward": graph.variant(results, {})}
