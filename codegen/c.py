@@ -1,7 +1,7 @@
 """C code generation: KernelPlans to one translation unit, one exported function per entry point.
 
 Each entry point (``train_step``, ``forward``, ...) is ``int name(int64_t B, void* const* bufs)``:
-``bufs`` holds one pointer per buffer of its plan in ``buffer_order(plan)`` and then the arena.
+``bufs`` holds one pointer per buffer of ``plan.arguments`` (the plan's calling order) and then the arena.
 Every kernel is a static function that starts with a comment naming the graph nodes and Module
 paths it came from. Loops run over the kernel's domain; matmuls accumulate a row at a time so the
 compiler vectorises the inner loop; large loops are split across threads with OpenMP.
@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 import sympy
 
 from codegen.c_gemm import GEMM
-from codegen.loops import (Binding, axis_names, binding_symbols, bindings, buffer_order, buffers_named, index,
+from codegen.loops import (Binding, axis_names, binding_symbols, bindings, buffers_named, index,
                            index_symbols, is_one, looped, numel, reduction_parts, symbols, unique_names,
                            uses_batch)
 from codegen.printers import BATCH, c_index, c_value
@@ -154,7 +154,7 @@ class KernelSource:
 class _Entry:
     def __init__(self, name: str, plan: KernelPlan, memory: MemoryPlan, profile: bool = False) -> None:
         self.name, self.plan, self.memory, self.profile = name, plan, memory, profile
-        self.slots = {b: k for k, b in enumerate(buffer_order(plan))}
+        self.slots = {b: k for k, b in enumerate(plan.arguments)}
         self.names = unique_names(plan.buffers)
         self.arena_slot = len(self.slots)
         self.invariant: set = set()

@@ -136,11 +136,6 @@ def reduction_parts(kernel: Kernel, hoisted: set = frozenset()) -> ReductionPart
 
 
 # -- buffers -------------------------------------------------------------------------------------
-def buffer_order(plan: KernelPlan) -> list[str]:
-    """The non-arena buffers of a plan in the order an entry point takes them."""
-    return sorted(name for name, b in plan.buffers.items() if b.kind != "arena")
-
-
 def unique_names(buffers: Iterable[str]) -> dict[str, str]:
     """Readable identifiers for buffers, made distinct ("fc.weight" and "fc_weight" both spell
     p_..._fc_weight; the second one in sorted order gets a suffix)."""

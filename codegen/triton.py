@@ -2,7 +2,7 @@
 
 The module has one kernel per fused kernel of the plan and a launcher, ``<entry>(B, buffers,
 arena)``, that launches them in order: ``buffers`` maps each non-arena buffer of the plan to a
-tensor (``buffer_order`` as for C), ``arena`` is a float32 tensor holding the intermediates at
+tensor (in ``plan.arguments`` order, as for C), ``arena`` is a float32 tensor holding the intermediates at
 the memory plan's offsets. Kernels take the tensors they touch, the batch size ``B`` and their
 block sizes as constexprs.
 
@@ -28,8 +28,7 @@ from __future__ import annotations
 import sympy
 from sympy.printing.pycode import PythonCodePrinter
 
-from codegen.loops import (axis_names, bindings, buffer_order, index, looped, numel, reduction_parts,
-                           unique_names)
+from codegen.loops import axis_names, bindings, index, looped, numel, reduction_parts, unique_names
 from codegen.printers import BATCH, ValuePrinting, c_index
 from graphnn.passes.memory import MemoryPlan
 from graphnn.passes.plan import Kernel, KernelPlan, Load, Store
@@ -173,7 +172,7 @@ class _Module:
     def __init__(self, name: str, plan: KernelPlan, memory: MemoryPlan) -> None:
         self.name, self.plan, self.memory = name, plan, memory
         self.names = unique_names(plan.buffers)
-        self.order = buffer_order(plan)
+        self.order = plan.arguments
         self.slots = {b: k for k, b in enumerate(self.order)}
         self.signatures: dict[str, tuple] = {}
 

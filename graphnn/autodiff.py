@@ -168,3 +168,12 @@ RULES: dict[str, Rule] = {
     "permute": _permute,
     "expand": _expand,
 }
+
+
+def with_gradients(graph: Graph, named_params: dict) -> tuple[Graph, dict]:
+    """(a new Graph: the traced ``graph`` and the backward of its loss, parameter name -> d loss /
+    d parameter node in it) for the parameters that require grad; ``graph`` is not changed."""
+    wrt = [n for n in graph.params if named_params[n.name].requires_grad]
+    backward, grads = gradients(graph, graph.outputs["loss"], wrt)
+    by_id = {n.id: n.name for n in wrt}
+    return backward, {by_id[i]: g for i, g in grads.items()}

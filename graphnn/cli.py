@@ -130,15 +130,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--target-shape", help="the target's shape (default: from the loss and the output)")
     p.add_argument("--target-dtype", choices=["float32", "int64"], help="the target's dtype")
     p.add_argument("--loss", choices=["cross_entropy", "mse", "l1", "nll", "bce_with_logits"])
-    from graphnn.dump import optimizer_classes
+    from graphnn.dump import STAGES, optimizer_classes
 
     p.add_argument("--optimizer", choices=sorted(optimizer_classes()), default="sgd",
                    help="the optimizer whose update the train step fuses (default: sgd)")
     p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--momentum", type=float, help="for optimizers that take one (default for sgd: 0.9)")
     p.add_argument("--eval", action="store_true", help="trace in eval mode (BatchNorm running stats, no dropout)")
-    p.add_argument("--stage", choices=["graph", "backward", "train", "plan", "memory", "c", "triton", "all"],
-                   default="graph")
+    p.add_argument("--stage", choices=[*STAGES, "all"], default="graph",
+                   help="a compiler stage, or the source a backend generates (default: graph)")
     p.add_argument("--format", choices=["text", "json", "dot", "svg", "png"], default="text")
     p.add_argument("-o", "--output", help="write to this file instead of stdout")
     p.add_argument("--traceback", action="store_true", help="show the Python traceback on errors")

@@ -2,8 +2,9 @@
 
 Stages: ``graph`` (the traced forward), ``backward`` (forward, loss and gradients), ``train`` (the
 whole train step after simplification), ``plan`` (the fused kernels), ``memory`` (buffers, arena
-offsets, peak bytes), ``c`` (the generated source). The text form is the graph's own jaxpr-like
-printing plus a summary; the JSON form follows ``graphnn/dump.schema.json`` ("graphnn.dump/1").
+offsets, peak bytes), then one per backend that generates source (``c``, ``triton``: what the
+backend registry's ``source`` gives). The text form is the graph's own jaxpr-like printing plus a
+summary; the JSON form follows ``graphnn/dump.schema.json`` ("graphnn.dump/1").
 """
 from __future__ import annotations
 
@@ -16,9 +17,13 @@ from typing import Any
 import numpy as np
 import sympy
 
+from graphnn import backends
+from graphnn.executable import ENTRY_NAMES, lower
 from graphnn.ir import B, LEAF_OPS, Graph, format_shape, numel
 
-STAGES = ("graph", "backward", "train", "plan", "memory", "c", "triton")
+GRAPH_STAGES = ("graph", "backward", "train")
+PLAN_STAGES = ("plan", "memory")
+STAGES = GRAPH_STAGES + PLAN_STAGES + backends.sources()
 SCHEMA = "graphnn.dump/1"
 
 
@@ -80,21 +85,14 @@ class Stages:
         model.train(not request.eval)
         x = np.zeros((2, *request.input_shape[1:]), np.float32)
         if request.loss is None:
-            self.program = InferenceProgram(model, "c")
-            self.key = self.program._key([x])
-            from graphnn.api import trace
-
-            self.graphs = {"forward": trace(model, x)}
-            self.program.graphs[self.key] = self.graphs
+            self.program = InferenceProgram(model, "numpy")
+            self.graphs = self.program.graphs_for(x)
             self.entry = "forward"
             return
         loss_fn = getattr(nn, LOSSES[request.loss])()
         opt = make_optimizer(model, request.optimizer)
-        self.program = TrainProgram(model, loss_fn, opt, "c")
-        target = self._target(model, x)
-        self.key, arrays = self.program._key([x, target]), [x, target]
-        self.graphs = self.program._build(self.key, arrays)
-        self.program.graphs[self.key] = self.graphs
+        self.program = TrainProgram(model, loss_fn, opt, "numpy")
+        self.graphs = self.program.graphs_for(x, self._target(model, x))
         self.entry = "step"
 
     def _target(self, model, x) -> np.ndarray:
@@ -105,7 +103,7 @@ class Stages:
             return np.zeros(shape, dtype)
         if request.loss in ("cross_entropy", "nll"):
             return np.zeros(2, np.int64)
-        from graphnn.api import trace
+        from graphnn.capture import trace
 
         out = trace(model, x).outputs["output"]
         return np.zeros((2, *out.shape[1:]), np.float32)
@@ -130,30 +128,24 @@ class Stages:
     def memory(self):
         return self._executable_plan()[1]
 
-    def c(self) -> str:
-        from codegen import c
-        from graphnn.executable import CExecutable
+    def source(self, backend: str) -> str:
+        """The source ``backend`` generates for the entry point's plan."""
+        return backends.get(backend).source(ENTRY_NAMES[self.entry], *self._executable_plan())
 
-        return c.generate({CExecutable.ENTRY_NAMES[self.entry]: self._executable_plan()})
-
-    def triton(self) -> str:
-        from codegen import triton
-        from graphnn.executable import CompiledExecutable
-
-        return triton.generate(CompiledExecutable.ENTRY_NAMES[self.entry], *self._executable_plan())
+    def value(self, stage: str):
+        """What a stage shows: a Graph, the KernelPlan, the MemoryPlan or generated source."""
+        if stage not in STAGES:
+            raise DumpError(f"unknown stage {stage!r}; the stages are {', '.join(STAGES)}")
+        return self.source(stage) if stage in backends.sources() else getattr(self, stage)()
 
     def _needs_loss(self, stage: str) -> None:
         if self.request.loss is None:
             raise DumpError(f"stage {stage!r} needs a loss: pass --loss (cross_entropy, mse, l1, nll, bce_with_logits)")
 
     def _executable_plan(self):
-        from graphnn.passes.fuse import build_plan
-        from graphnn.passes.memory import plan_memory
-        from graphnn.passes.simplify import simplify
-
+        """(KernelPlan, MemoryPlan) of the entry point, as a plan-based backend would build them."""
         if not hasattr(self, "_plan"):
-            plan = build_plan(simplify(self.graphs[self.entry]), self.program._storage(self.graphs))
-            self._plan = (plan, plan_memory(plan))
+            self._plan = lower(self.graphs[self.entry], self.program.storage(self.graphs))
         return self._plan
 
     # -- the summary ----------------------------------------------------------------------------
@@ -212,7 +204,7 @@ def _expr(value) -> str:
 
 # -- text -----------------------------------------------------------------------------------------
 def text(stages: Stages, stage: str) -> str:
-    value = getattr(stages, stage)()
+    value = stages.value(stage)
     if stage == "memory":
         plan, memory = stages._executable_plan()
         lines = [f"buffer {b.name}: {b.kind} {b.dtype}[{_expr(b.size)}]" +
@@ -235,19 +227,17 @@ def _summary_text(stages: Stages) -> str:
 # -- JSON -----------------------------------------------------------------------------------------
 def to_json(stages: Stages, stage: str) -> str:
     out: dict = {"schema": SCHEMA, "stage": stage, "batch_symbol": str(B)}
-    if stage in ("graph", "backward", "train"):
-        out.update(_graph_json(getattr(stages, stage)()))
-    elif stage in ("plan", "memory"):
+    if stage in GRAPH_STAGES:
+        out.update(_graph_json(stages.value(stage)))
+    elif stage in PLAN_STAGES:
         plan, memory = stages._executable_plan()
         out["kernels"] = [_kernel_json(k) for k in plan.kernels]
         out["buffers"] = [{"name": b.name, "kind": b.kind, "dtype": b.dtype, "size": _expr(b.size),
                            "offset": _expr(memory.offsets[b.name]) if b.name in memory.offsets else None}
                           for b in plan.buffers.values()]
         out["arena_size"] = _expr(memory.size)
-    elif stage in ("c", "triton"):
-        out["source"] = getattr(stages, stage)()
     else:
-        getattr(stages, stage)()
+        out["source"] = stages.value(stage)
     out["summary"] = stages.summary()
     return json.dumps(out, indent=1)
 
@@ -282,11 +272,11 @@ COLOURS = ["#fde2e4", "#e2ece9", "#dfe7fd", "#fff1e6", "#e9f5db", "#f0efeb", "#d
 
 
 def to_dot(stages: Stages, stage: str) -> str:
-    if stage in ("plan", "memory"):
+    if stage in PLAN_STAGES:
         return _plan_dot(stages)
-    if stage not in ("graph", "backward", "train"):
+    if stage not in GRAPH_STAGES:
         raise DumpError(f"stage {stage!r} has no graph to draw; use --format text")
-    graph = getattr(stages, stage)()
+    graph = stages.value(stage)
     live = graph.live_nodes()
     lines = ["digraph graphnn {", '  rankdir=TB; node [shape=box, fontname="monospace", fontsize=10];']
     clusters: dict[str, list] = {}

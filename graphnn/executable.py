@@ -4,8 +4,11 @@
 ``forward``) on the input arrays (in the order of the graph's inputs) and run-time scalars (by
 name), reads parameters and buffers through ``persistent`` (leaf or buffer name -> getter),
 writes the entry's updates into those arrays and returns its outputs. The numpy backend
-interprets the Graph; the C backend simplifies and fuses each graph into a KernelPlan, plans its
-memory, generates one C translation unit for all entries and calls it once per step.
+interprets the Graph; the others simplify and fuse each graph into a KernelPlan and plan its
+memory, and from then on read only the plan: the C backend generates one translation unit per
+entry and calls it once per step, the Triton backend generates a module of kernels, the plan
+backend interprets the plan with numpy. Bindings take their buffers from the plan's buffer
+table (runtime/binding.py).
 """
 from __future__ import annotations
 
@@ -15,13 +18,12 @@ from typing import TYPE_CHECKING, Mapping
 import numpy as np
 import sympy
 
-from graphnn.ir import B, Graph, evaluate_dim, evaluate_shape
+from graphnn.ir import B, Graph, evaluate_dim
 from runtime import reference
+from runtime.binding import NUMPY_DTYPES, check_array, classify, output_arrays
 
 if TYPE_CHECKING:
     from graphnn.passes.memory import MemoryPlan
-
-NUMPY_DTYPES = {"f32": np.float32, "i64": np.int64, "f64": np.float64, "bool": np.float32}
 
 
 def scalar_storage(graphs: Mapping[str, Graph]) -> dict:
@@ -54,34 +56,45 @@ class ReferenceExecutable:
         return outputs
 
 
+ENTRY_NAMES = {"step": "train_step", "grad": "grad_step", "loss": "loss_step", "evaluate": "evaluate_step",
+               "forward": "forward", "shard_grad": "shard_grad_step", "update": "update_step"}
+"""The function name of each entry point in generated code (and of its plan)."""
+
+
+def lower(graph: Graph, storage: dict) -> tuple:
+    """(KernelPlan, MemoryPlan) of one entry point's graph: simplified, fused, memory planned.
+    ``storage``: which values live in shared buffers (scalar_storage, the optimizer's)."""
+    from graphnn.passes.fuse import build_plan
+    from graphnn.passes.memory import plan_memory
+    from graphnn.passes.simplify import simplify
+
+    plan = build_plan(simplify(graph), storage)
+    return plan, plan_memory(plan)
+
+
 class CompiledExecutable:
-    """What the generated backends share: plans built per entry point on its first call, the
+    """What the plan-based backends share: plans built per entry point on its first call, the
     run-time scalars in one array per dtype (shared by all entries), and ``run``."""
 
-    ENTRY_NAMES = {"step": "train_step", "grad": "grad_step", "loss": "loss_step", "evaluate": "evaluate_step",
-                   "forward": "forward", "shard_grad": "shard_grad_step", "update": "update_step"}
+    ENTRY_NAMES = ENTRY_NAMES
 
     def __init__(self, graphs: Mapping[str, Graph], cache_dir, storage: dict, persistent: dict) -> None:
         self.graphs, self.cache_dir, self.storage, self.persistent = dict(graphs), cache_dir, storage, persistent
         self.plans: dict[str, tuple] = {}
         self.sources: dict[str, str] = {}
         self.bindings: dict[str, object] = {}
-        sizes = {buffer: size for buffer, _, size, kind in storage.values() if kind == "hyper"}
-        self.scalars = {b: np.zeros(size, np.float32 if b.endswith("f32") else np.int64) for b, size in sizes.items()}
+        dtypes = {leaf.attrs["name"]: leaf.dtype for graph in self.graphs.values() for leaf in graph.leaves("hyper")}
+        self.scalars = {buffer: np.zeros(size, NUMPY_DTYPES[dtypes[name]])
+                        for name, (buffer, _, size, kind) in storage.items() if kind == "hyper"}
         # name -> (array, index): every run-time scalar's slot; entries share the arrays
         self.scalar_slots = {name: (self.scalars[buffer], offset)
                              for name, (buffer, offset, _, kind) in storage.items() if kind == "hyper"}
 
     def plan(self, entry: str) -> tuple:
         """(entry point name, KernelPlan, MemoryPlan) of one entry point."""
-        from graphnn.passes.fuse import build_plan
-        from graphnn.passes.memory import plan_memory
-        from graphnn.passes.simplify import simplify
-
         name = self.ENTRY_NAMES[entry]
-        plan = build_plan(simplify(self.graphs[entry]), self.storage)
-        self.plans[name] = (plan, plan_memory(plan))
-        return name, plan, self.plans[name][1]
+        self.plans[name] = lower(self.graphs[entry], self.storage)
+        return (name, *self.plans[name])
 
     def build(self, entry: str):
         raise NotImplementedError
@@ -137,8 +150,7 @@ class CExecutable(CompiledExecutable):
                                                  c.units(self.sources[name]))
         self.ffi = library.ffi
         kind = _GuardedBinding if guarded else _Binding
-        binding = self.bindings[entry] = kind(self, library, name, self.graphs[entry], c.buffer_order(plan),
-                                              self.array_getters())
+        binding = self.bindings[entry] = kind(self, library, name, self.array_getters())
         return binding
 
     @property
@@ -175,61 +187,35 @@ class TritonExecutable(CompiledExecutable):
         self.modules: dict[str, object] = {}
 
     def build(self, entry: str):
-        from codegen import c, triton
+        from codegen import triton
         from runtime import gpu
 
         name, plan, memory = self.plan(entry)
         self.sources[name] = triton.generate(name, plan, memory)
         module = self.modules[name] = gpu.Module(self.sources[name], self.cache_dir)
         binding = self.bindings[entry] = gpu.Binding(self.device, module.function(name), plan, memory,
-                                                     self.graphs[entry], c.buffer_order(plan), self.array_getters())
+                                                     self.array_getters())
         return binding
 
-def check_array(array: np.ndarray, dtype: type, backend: str) -> None:
-    """Compiled code addresses persistent arrays directly: they must be C-contiguous, of the dtype."""
-    if not array.flags.c_contiguous or array.dtype != dtype:
-        raise ValueError(f"the {backend} backend needs C-contiguous {np.dtype(dtype).name} parameter and buffer "
-                         f"arrays, got a {'non-contiguous ' if not array.flags.c_contiguous else ''}"
-                         f"{array.dtype} array")
 
+class PlanExecutable(CompiledExecutable):
+    """Runs each entry point's KernelPlan kernel by kernel with numpy (runtime/interpreter.py):
+    the plans the code generators get, with no code generated, so that fusion and memory
+    planning are checked on their own against the reference."""
 
-def output_arrays(outputs: list, shapes: dict, batch: int):
-    """(slot, name, flat array, array in the output's shape) for each output at a batch size."""
-    for slot, name, size, dtype in outputs:
-        array = np.zeros(evaluate_dim(size, batch), dtype)
-        yield slot, name, array, array.reshape(evaluate_shape(shapes[name], batch))
+    def build(self, entry: str):
+        from runtime import interpreter
 
-
-def classify(order: list[str], plan, graph: Graph, getters: dict) -> tuple[list, list, list, list]:
-    """Where each buffer of an entry point comes from, by its slot in ``order``:
-    inputs (slot, position among the graph's inputs); fixed (slot, getter, dtype): scalars, flat
-    buffers and parameters, which stay where they are for the life of a binding (programs
-    rebuild when parameters move); arrays (slot, getter, dtype): model buffers, which the user
-    can reassign, so they are looked up on every call; outputs (slot, name, size, dtype)."""
-    positions = {leaf.attrs["name"]: k for k, leaf in enumerate(graph.inputs)}
-    inputs, fixed, arrays, outputs = [], [], [], []
-    for slot, buffer in enumerate(order):
-        kind, _, rest = buffer.partition(".")
-        spec = plan.buffers[buffer]
-        dtype = NUMPY_DTYPES[spec.dtype]
-        if kind == "input":
-            inputs.append((slot, positions[rest]))
-        elif kind == "out":
-            outputs.append((slot, rest, spec.size, dtype))
-        elif kind in ("scalars", "flat"):
-            fixed.append((slot, getters[buffer], dtype))
-        elif kind == "state":
-            arrays.append((slot, getters[rest], dtype))
-        else:
-            fixed.append((slot, getters[rest], dtype))
-    return inputs, fixed, arrays, outputs
+        name, plan, memory = self.plan(entry)
+        binding = self.bindings[entry] = interpreter.Binding(plan, memory, self.array_getters())
+        return binding
 
 
 class _Binding:
     """The pointer table of one entry point: inputs bound on every call, other arrays only when
     they change."""
 
-    def __init__(self, owner: CExecutable, library, name: str, graph: Graph, order: list[str], getters: dict) -> None:
+    def __init__(self, owner: CExecutable, library, name: str, getters: dict) -> None:
         self.owner, self.function, self.ffi = owner, library.function(name), library.ffi
         # cffi's FFI.cast parses its type argument in Python on every call; cast with the type object
         backend, void_pointer = self.ffi._backend, self.ffi.typeof("void*")
@@ -237,10 +223,9 @@ class _Binding:
         self.from_buffer = self.ffi.from_buffer  # a pointer to an input's data, holding it only while used
         plan, memory = owner.plans[name]
         self.plan, self.memory = plan, memory
-        self.table = self.ffi.new("void*[]", len(order) + 1)
-        self.arena_slot = len(order)
-        self.inputs, self.fixed, self.arrays, self.outputs = classify(order, plan, graph, getters)
-        self.shapes = {name: node.shape for name, node in graph.outputs.items()}
+        self.table = self.ffi.new("void*[]", len(plan.arguments) + 1)
+        self.arena_slot = len(plan.arguments)
+        self.inputs, self.fixed, self.arrays, self.outputs = classify(plan, getters)
         self.seen: dict[int, object] = {}
         self.batch = None
         self.arena_size = 0
@@ -274,7 +259,7 @@ class _Binding:
             table[slot] = from_buffer(inputs[position])
         if batch != self.batch:
             self.results = {}
-            for slot, name, array, shaped in output_arrays(self.outputs, self.shapes, batch):
+            for slot, name, array, shaped in output_arrays(self.outputs, batch):
                 self.results[name] = shaped
                 table[slot] = pointer(array.ctypes.data)
             self.arena_size = evaluate_dim(self.memory.size, batch)

@@ -13,10 +13,11 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from graphnn import flat, guard, random
-from graphnn.api import cache_dir, graph_dtype, input_names, trace, with_gradients
+from graphnn import backends, flat, guard, random
+from graphnn.autodiff import with_gradients
+from graphnn.capture import graph_dtype, input_names, trace
 from graphnn.errors import InputError
-from graphnn.executable import CExecutable, CompiledExecutable, ReferenceExecutable, TritonExecutable, scalar_storage
+from graphnn.executable import CompiledExecutable, scalar_storage
 from graphnn.ir import B, Graph
 
 
@@ -105,9 +106,9 @@ class Program:
             getters.update(optimizer.persistent(dict(self.model.named_parameters())))
         return getters
 
-    def _storage(self, graphs: dict) -> dict:
-        """Shared buffers for the C backend: the optimizer's flat buffers by parameter name, and
-        one array per dtype holding every run-time scalar."""
+    def storage(self, graphs: dict) -> dict:
+        """Shared buffers for the plan-based backends: the optimizer's flat buffers by parameter
+        name, and one array per dtype holding every run-time scalar."""
         storage = scalar_storage(graphs)
         optimizer = getattr(self, "optimizer", None)
         if optimizer is not None:
@@ -175,13 +176,14 @@ class Program:
         executable = self.executables.get(key)
         if executable is None:
             graphs = self.graphs[key]
-            if self.backend == "numpy":
-                executable = ReferenceExecutable(graphs, self._persistent())
-            else:
-                kind = TritonExecutable if self.backend == "triton" else CExecutable
-                executable = kind(graphs, cache_dir(), self._storage(graphs), self._persistent())
+            executable = backends.get(self.backend).executable(graphs, self.storage(graphs), self._persistent())
             self.executables[key] = executable
         return executable
+
+    def graphs_for(self, *args: Any) -> dict[str, Graph]:
+        """The graph of each entry point for a call on arrays like ``args`` (traced now if this
+        signature has not been seen), without running anything."""
+        raise NotImplementedError
 
     def _run(self, key: tuple, entry: str, arrays: list, hypers: dict | None = None, copy: bool = True) -> dict:
         """Run one entry point; its updates are written into the arrays they name. Returns its
@@ -279,14 +281,21 @@ class InferenceProgram(Program):
     def __call__(self, *inputs: Any):
         outputs = self._repeat("forward", inputs)
         if outputs is None:
-            arrays = self._arrays(inputs, self._input_names(len(inputs), target=False))
-            key = self._key(arrays)
-            self._refresh()
-            if key not in self.graphs:
-                self._traced(key, lambda: {"forward": trace(self.model, *arrays)})
+            key, arrays = self._prepare(inputs)
             outputs = self._run(key, "forward", arrays, copy=False)
         results = [outputs[k].copy() for k in sorted(outputs)]
         return results[0] if len(results) == 1 else tuple(results)
+
+    def _prepare(self, inputs: Sequence) -> tuple[tuple, list]:
+        arrays = self._arrays(inputs, self._input_names(len(inputs), target=False))
+        key = self._key(arrays)
+        self._refresh()
+        if key not in self.graphs:
+            self._traced(key, lambda: {"forward": trace(self.model, *arrays)})
+        return key, arrays
+
+    def graphs_for(self, *inputs: Any) -> dict[str, Graph]:
+        return self.graphs[self._prepare(inputs)[0]]
 
     def predict(self, x, batch_size: int | None = None) -> np.ndarray:
         """The outputs for every sample of ``x``, computed ``batch_size`` samples at a time."""
@@ -322,6 +331,9 @@ class TrainProgram(Program):
         if key not in self.graphs:
             self._traced(key, lambda: self._build(key, arrays))
         return key, arrays
+
+    def graphs_for(self, *args: Any) -> dict[str, Graph]:
+        return self.graphs[self._prepare(args)[0]]
 
     def _build(self, key: tuple, arrays: list) -> dict:
         """The entry points of one signature, each its own Graph: ``loss`` and ``evaluate`` over

@@ -42,7 +42,7 @@ def as_tensor(value: Any) -> "Tensor":
     if to_tensor is not None:
         return to_tensor()
     if isinstance(value, np.ndarray):
-        return trace.current().buffer(value)
+        return Tensor(trace.current().buffer(value))
     raise TypeError(f"expected a Tensor, got {type(value).__name__}")
 
 
@@ -190,19 +190,13 @@ class TensorOps:
         return MaxResult(reduce(self._traced(), "max", dim, keepdim, ties="first"), self.argmax(dim, keepdim))
 
     def argmax(self, dim=None, keepdim: bool = False):
-        from graphnn.nn import functional as F
-
-        return F.argmax(self._traced(), dim, keepdim)
+        return argmax(self._traced(), dim, keepdim)
 
     def softmax(self, dim):
-        from graphnn.nn import functional as F
-
-        return F.softmax(self._traced(), dim)
+        return softmax(self._traced(), dim)
 
     def log_softmax(self, dim):
-        from graphnn.nn import functional as F
-
-        return F.log_softmax(self._traced(), dim)
+        return log_softmax(self._traced(), dim)
 
     # -- movement ---------------------------------------------------------------------------
     def reshape(self, *shape):
@@ -406,6 +400,41 @@ def reduce(x: Tensor, kind: str, dim, keepdim: bool, ties: str = "split") -> Ten
     if keepdim:
         return out
     return Tensor(b.reshape(out.node, tuple(d for k, d in enumerate(x.shape) if k not in axes)))
+
+
+# -- composites the Tensor methods and nn.functional share -----------------------------------
+def _softmax_dim(x: Tensor, dim):
+    if dim is None:  # PyTorch's legacy implicit choice
+        return 0 if x.ndim in (0, 1, 3) else 1
+    return dim
+
+
+def _shifted(x: Tensor, dim) -> Tensor:
+    # the max only stabilises; no gradient flows through it (it cancels mathematically)
+    return x - x.amax(dim, keepdim=True).detach()
+
+
+def softmax(input, dim=None) -> Tensor:
+    x = as_tensor(input)
+    e = _shifted(x, _softmax_dim(x, dim)).exp()
+    return e / e.sum(_softmax_dim(x, dim), keepdim=True)
+
+
+def log_softmax(input, dim=None) -> Tensor:
+    x = as_tensor(input)
+    d = _softmax_dim(x, dim)
+    s = _shifted(x, d)
+    return s - s.exp().sum(d, keepdim=True).log()
+
+
+def argmax(input, dim=None, keepdim: bool = False) -> Tensor:
+    """The index of the first maximum along ``dim`` (of the flattened tensor when None)."""
+    x = as_tensor(input)
+    if dim is None:
+        x, dim = x.reshape(-1), 0
+    axis = _axes(x, dim)[0]
+    index = Tensor(trace.current().builder.first_argmax(x.node, axis))
+    return index if keepdim else index.squeeze(axis)
 
 
 def matmul(a: Tensor, b: Tensor) -> Tensor:

@@ -59,22 +59,18 @@ class Tracer:
         return _Scope(self, module)
 
     # -- leaves -----------------------------------------------------------------------------
-    def input(self, name: str, shape: tuple, dtype: str, **attrs):
-        from graphnn.tensor import Tensor
+    # leaves are returned as Nodes: the Tensor layer wraps them (it imports this module, not the
+    # other way round)
+    def input(self, name: str, shape: tuple, dtype: str, **attrs) -> Node:
+        return self.builder.leaf("input", name, shape, dtype, **attrs)
 
-        return Tensor(self.builder.leaf("input", name, shape, dtype, **attrs))
-
-    def param(self, p: Any):
-        from graphnn.tensor import Tensor
-
+    def param(self, p: Any) -> Node:
         name = self.param_names.get(id(p))
         if name is None:
             raise UnregisteredParameterError(_unregistered_message(self, p))
-        return Tensor(self.builder.leaf("param", name, tuple(p.shape), "f32"))
+        return self.builder.leaf("param", name, tuple(p.shape), "f32")
 
-    def buffer(self, array: np.ndarray):
-        from graphnn.tensor import Tensor
-
+    def buffer(self, array: np.ndarray) -> Node:
         name = self.buffer_names.get(id(array))
         if name is None:
             raise UnregisteredParameterError(
@@ -82,12 +78,10 @@ class Tracer:
                 "registered with the model; register it with register_buffer on a Module the model owns"
             )
         dtype = "i64" if array.dtype.kind in "iu" else "f32"
-        return Tensor(self.builder.leaf("buffer", name, tuple(array.shape), dtype))
+        return self.builder.leaf("buffer", name, tuple(array.shape), dtype)
 
-    def hyper(self, name: str, dtype: str = "f32"):
-        from graphnn.tensor import Tensor
-
-        return Tensor(self.builder.leaf("hyper", name, (), dtype))
+    def hyper(self, name: str, dtype: str = "f32") -> Node:
+        return self.builder.leaf("hyper", name, (), dtype)
 
     def update(self, array: np.ndarray, value) -> None:
         """Record the new value of a persistent buffer (written back after a successful run)."""

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import cffi
 
+from graphnn.files import atomic_write
+
 FLAG_SETS = (
     ["-O3", "-march=native", "-fopenmp", "-fno-math-errno"],
     ["-O3", "-fopenmp", "-fno-math-errno"],
@@ -288,6 +290,4 @@ def _compiler_environment() -> dict | None:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    from graphnn.checkpoint import atomic_write
-
     atomic_write(path, data, durable=False)

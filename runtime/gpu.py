@@ -28,8 +28,9 @@ from pathlib import Path
 import numpy as np
 
 from graphnn import flat
-from graphnn.executable import check_array, classify, output_arrays
-from graphnn.ir import Graph, evaluate_dim
+from graphnn.files import atomic_write
+from graphnn.ir import evaluate_dim
+from runtime.binding import check_array, classify, output_arrays
 
 # FMA contraction on (as in the C backend and PyTorch's CUDA kernels), chosen here rather than
 # left to Triton's default, which changes in Triton 3.10; a value the user set wins
@@ -158,8 +159,6 @@ class Module:
         directory.mkdir(parents=True, exist_ok=True)
         self.path = directory / f"graphnn_{self.key}.py"
         if not self.path.exists() or self.path.read_text() != source:
-            from graphnn.checkpoint import atomic_write
-
             atomic_write(self.path, source.encode(), durable=False)
         name = f"graphnn_triton_{self.key}"
         module = sys.modules.get(name)
@@ -180,16 +179,16 @@ class Binding:
     memory, persistent buffers are Mirrors (synchronised lazily), scalars are uploaded and
     outputs downloaded on every call."""
 
-    def __init__(self, device: Device, launcher, plan, memory, graph: Graph, order: list[str], getters: dict) -> None:
+    def __init__(self, device: Device, launcher, plan, memory, getters: dict) -> None:
         self.device, self.launcher, self.memory = device, launcher, memory
-        self.inputs, self.fixed, self.arrays, self.outputs = classify(order, plan, graph, getters)
+        self.inputs, self.fixed, self.arrays, self.outputs = classify(plan, getters)
+        order = plan.arguments
         written = {s.buffer for k in plan.kernels for s in k.stores}
         self.written = {slot for slot, buffer in enumerate(order) if buffer in written}
-        self.scalar_buffers = {slot for slot, buffer in enumerate(order) if buffer.startswith("scalars.")}
+        self.scalar_buffers = {slot for slot, buffer in enumerate(order) if plan.buffers[buffer].kind == "hyper"}
         self.tensors: list = [None] * len(order)
         self.hosts: list = [None] * len(order)  # the host array behind each bound slot
         self.mirrors: dict[int, Mirror] = {}  # slot -> the Mirror its tensor is a view of
-        self.shapes = {name: node.shape for name, node in graph.outputs.items()}
         self.batch = None
         self.results: dict[str, np.ndarray] = {}
         self.arena = None
@@ -217,7 +216,7 @@ class Binding:
             self.tensors[slot] = device.tensor(inputs[position])
         if batch != self.batch:
             self.results = {}
-            for slot, name, array, shaped in output_arrays(self.outputs, self.shapes, batch):
+            for slot, name, array, shaped in output_arrays(self.outputs, batch):
                 self.results[name] = shaped
                 self._bind(slot, array, array.dtype.type, resident=False)
             size = max(evaluate_dim(self.memory.size, batch), 1)
@@ -240,7 +239,7 @@ class Binding:
                 mirror = self.mirrors.get(slot)
                 if mirror is not None:
                     mirror.device_newer = True
-            for slot, _, _, _ in self.outputs:
+            for slot, *_ in self.outputs:
                 self.hosts[slot][...] = self.tensors[slot].cpu().numpy().reshape(self.hosts[slot].shape)
         if not copy:
             return self.results

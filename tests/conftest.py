@@ -64,13 +64,13 @@ def thermometer():
     return T_U * 0.1, T_C
 
 
-BACKENDS = ["numpy", "c", "triton"]
+BACKENDS = ["numpy", "c", "triton", "plan"]
 
 
 @pytest.fixture(params=BACKENDS)
 def backend(request):
-    """Each backend that must pass the same tests: the numpy reference, generated C and
-    generated Triton (in the interpreter when there is no GPU)."""
+    """Each backend that must pass the same tests: the numpy reference, generated C, generated
+    Triton (in the interpreter when there is no GPU) and the plan interpreter."""
     return request.param
 
 

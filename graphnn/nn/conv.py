@@ -23,7 +23,7 @@ import sympy
 from graphnn import pointwise as pw
 from graphnn import trace
 from graphnn.ir import format_shape
-from graphnn.nn.layers import reset_weight_and_bias
+from graphnn.nn.init import reset_weight_and_bias
 from graphnn.nn.module import Module, Parameter
 from graphnn.tensor import Tensor, as_tensor
 

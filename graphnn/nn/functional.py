@@ -9,9 +9,10 @@ from __future__ import annotations
 import sympy
 
 from graphnn import pointwise as pw
+from graphnn import tensor as _tensor
 from graphnn import trace
 from graphnn.ir import format_shape, numel
-from graphnn.tensor import Tensor, _axes, as_tensor
+from graphnn.tensor import Tensor, as_tensor
 
 
 def _b():
@@ -20,6 +21,10 @@ def _b():
 
 def _apply(fn: pw.PointwiseFn, *xs) -> Tensor:
     return Tensor(_b().apply(fn, *(as_tensor(x).node for x in xs)))
+
+
+# defined beside the Tensor methods of the same names, which use them too
+softmax, log_softmax, argmax = _tensor.softmax, _tensor.log_softmax, _tensor.argmax
 
 
 # -- layers ---------------------------------------------------------------------------------
@@ -76,41 +81,6 @@ def softplus(input, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
     return _apply(pw.softplus(beta, threshold), input)
 
 
-def _softmax_dim(x: Tensor, dim):
-    if dim is None:  # PyTorch's legacy implicit choice
-        return 0 if x.ndim in (0, 1, 3) else 1
-    return dim
-
-
-def _shifted(x: Tensor, dim) -> Tensor:
-    # the max only stabilises; no gradient flows through it (it cancels mathematically)
-    return x - x.amax(dim, keepdim=True).detach()
-
-
-def softmax(input, dim=None) -> Tensor:
-    x = as_tensor(input)
-    e = _shifted(x, _softmax_dim(x, dim)).exp()
-    return e / e.sum(_softmax_dim(x, dim), keepdim=True)
-
-
-def log_softmax(input, dim=None) -> Tensor:
-    x = as_tensor(input)
-    d = _softmax_dim(x, dim)
-    s = _shifted(x, d)
-    return s - s.exp().sum(d, keepdim=True).log()
-
-
-def argmax(input, dim=None, keepdim: bool = False) -> Tensor:
-    """The index of the first maximum along ``dim`` (of the flattened tensor when None)."""
-    x = as_tensor(input)
-    if dim is None:
-        x, dim = x.reshape(-1), 0
-    axis = _axes(x, dim)[0]
-    b = _b()
-    index = Tensor(b.first_argmax(x.node, axis))
-    return index if keepdim else index.squeeze(axis)
-
-
 def dropout(input, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
     """Zero each element with probability p and scale the rest by 1/(1-p) (training only).
 
@@ -124,7 +94,7 @@ def dropout(input, p: float = 0.5, training: bool = True, inplace: bool = False)
         return x
     tracer = trace.current()
     seed, step = tracer.hyper("rng.seed", "i64"), tracer.hyper("rng.step", "i64")
-    u = Tensor(tracer.builder.rand(x.shape, seed.node, step.node, tracer.next_stream()))
+    u = Tensor(tracer.builder.rand(x.shape, seed, step, tracer.next_stream()))
     return Tensor(tracer.builder.pointwise(pw.dropout(p), x.node, u.node))
 
 
@@ -184,7 +154,7 @@ def count_step(counter) -> None:
     """Record ``counter += 1`` for an int64 buffer (BatchNorm's num_batches_tracked)."""
     tracer = trace.current()
     old = tracer.buffer(counter)
-    tracer.update(counter, Tensor(tracer.builder.pointwise(pw.scalar_op("add", 1), old.node, dtype="i64")))
+    tracer.update(counter, Tensor(tracer.builder.pointwise(pw.scalar_op("add", 1), old, dtype="i64")))
 
 
 # -- losses ---------------------------------------------------------------------------------

@@ -87,3 +87,12 @@ def kaiming_normal_(tensor: Any, a: float = 0, mode: str = "fan_in", nonlinearit
     fan_in, fan_out = _fans(_array(tensor))
     fan = fan_in if mode == "fan_in" else fan_out
     return normal_(tensor, 0.0, calculate_gain(nonlinearity, a) / math.sqrt(fan))
+
+
+def reset_weight_and_bias(weight: Any, bias: Any, fan_in: int) -> None:
+    """PyTorch's default for Linear and convolutions: the weight from kaiming_uniform with
+    a=sqrt(5), the bias uniform in +-1/sqrt(fan_in) (drawn in that order)."""
+    kaiming_uniform_(weight, a=math.sqrt(5))
+    if bias is not None:
+        bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
+        uniform_(bias, -bound, bound)

@@ -1,12 +1,11 @@
 """Layers: Identity, Flatten, Linear, Dropout and the normalisation layers."""
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from graphnn.nn import functional as F
 from graphnn.nn import init
+from graphnn.nn.init import reset_weight_and_bias
 from graphnn.nn.module import Module, Parameter
 
 
@@ -32,15 +31,6 @@ class Flatten(Module):
 
     def extra_repr(self) -> str:
         return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
-
-
-def reset_weight_and_bias(weight: Parameter, bias: Parameter | None, fan_in: int) -> None:
-    """PyTorch's default for Linear and convolutions: the weight from kaiming_uniform with
-    a=sqrt(5), the bias uniform in +-1/sqrt(fan_in) (drawn in that order)."""
-    init.kaiming_uniform_(weight, a=math.sqrt(5))
-    if bias is not None:
-        bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
-        init.uniform_(bias, -bound, bound)
 
 
 class Linear(Module):

@@ -9,7 +9,17 @@ import numpy as np
 
 from graphnn import flat, guard, trace
 from graphnn.checkpoint import StateDictError
-from graphnn.tensor import TensorOps
+from graphnn.tensor import Tensor, TensorOps
+
+
+def _no_compiler(module: "Module", args: tuple, kwargs: dict) -> Any:
+    raise TypeError(f"calling {type(module).__name__} on arrays compiles it, which needs graphnn.api imported")
+
+
+eager_call: Callable[["Module", tuple, dict], Any] = _no_compiler
+"""How a Module runs when called outside tracing (on arrays): graphnn.api sets it to compile the
+module into a cached inference program. nn sits below the compiler, so it is told rather than
+importing it."""
 
 
 class Parameter(TensorOps):
@@ -91,7 +101,7 @@ class Parameter(TensorOps):
             raise TypeError(
                 "Parameter arithmetic outside a traced forward is not recorded; use p.data for its numpy values"
             )
-        return tracer.param(self)
+        return Tensor(tracer.param(self))
 
     def __repr__(self) -> str:
         body = np.array2string(self.data, precision=4, separator=", ", prefix="tensor(", floatmode="fixed")
@@ -194,9 +204,7 @@ class Module:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         tracer = trace.active()
         if tracer is None:
-            from graphnn.api import call_eagerly
-
-            return call_eagerly(self, args, kwargs)
+            return eager_call(self, args, kwargs)
         with tracer.scope(self):
             return self.forward(*args, **kwargs)
 

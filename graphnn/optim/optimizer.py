@@ -348,7 +348,7 @@ class Optimizer:
                 storage[name] = ("flat.params", store.offset_of(p.data), store.offsets[-1], "param")
             storage[f"grad.{name}"] = ("flat.step_grads", offset, self.step_grads.offsets[-1], "grad")
             for slot, buffer in self.slot_buffers.items():
-                storage[f"optim.{slot}.{name}"] = (f"flat.{slot}", offset, buffer.offsets[-1], "state")
+                storage[f"optim.{slot}.{name}"] = (f"flat.{slot}", offset, buffer.offsets[-1], "optim")
         return storage
 
     def persistent(self, named: dict) -> dict:

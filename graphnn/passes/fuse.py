@@ -77,7 +77,7 @@ class Fusion:
             if (name in self.storage and contiguous and base.op not in ("input", "param", "buffer", "hyper", *GENERATORS)
                     and base.id not in self.named and base.id not in self.placements):
                 buffer, offset, size, kind = self.storage[name]
-                self._buffer(buffer, kind, size, base.dtype)
+                self._buffer(buffer, kind, size, base.dtype, source=buffer)
                 self.placements[base.id] = (buffer, offset)
 
     def _direct(self, source: Node, base: Node) -> bool:
@@ -229,7 +229,7 @@ class Fusion:
             kind, name = self.named[node.id][0]
             if kind == "update":
                 return self._leaf_buffer(self.graph.leaf(name))
-            return self._buffer(f"out.{name}", "output", numel(node.shape), node.dtype), 0
+            return self._output_buffer(name, node), 0
         if node.id in self.placements:
             return self.placements[node.id]
         return self._buffer(f"tmp.{node.id}", "arena", numel(node.shape), node.dtype), 0
@@ -238,13 +238,17 @@ class Fusion:
         name = leaf.attrs["name"]
         if name in self.storage:
             buffer, offset, size, kind = self.storage[name]
-            self._buffer(buffer, kind, size, leaf.dtype)
+            self._buffer(buffer, kind, size, leaf.dtype, source=buffer)
             return buffer, offset
         kind = {"input": "input", "param": "param", "buffer": "state", "hyper": "hyper"}[leaf.op]
-        return self._buffer(f"{kind}.{name}", kind, numel(leaf.shape), leaf.dtype), 0
+        return self._buffer(f"{kind}.{name}", kind, numel(leaf.shape), leaf.dtype, source=name), 0
 
-    def _buffer(self, name: str, kind: str, size, dtype: str) -> str:
-        self.buffers.setdefault(name, Buffer(name, kind, size, dtype))
+    def _output_buffer(self, name: str, node: Node) -> str:
+        return self._buffer(f"out.{name}", "output", numel(node.shape), node.dtype, source=name,
+                            shape=tuple(node.shape))
+
+    def _buffer(self, name: str, kind: str, size, dtype: str, source: str = "", shape: tuple = ()) -> str:
+        self.buffers.setdefault(name, Buffer(name, kind, size, dtype, source, shape))
         return name
 
     def kernel(self, members: list[Node], index: int) -> Kernel:
@@ -343,7 +347,7 @@ class Fusion:
         if kind == "update":
             return self._leaf_buffer(self.graph.leaf(name))
         if kind == "output":
-            return self._buffer(f"out.{name}", "output", numel(node.shape), node.dtype), 0
+            return self._output_buffer(name, node), 0
         return self.location(node)
 
     def _operand_load(self, name: str, source: Node) -> Load:
@@ -410,7 +414,7 @@ class Fusion:
         for name, node in self.graph.outputs.items():  # an output that is a view or a leaf: copy it
             if f"out.{name}" not in self.buffers:
                 kernels.append(self._copy_kernel(name, node, len(kernels)))
-        return KernelPlan(kernels, self.buffers, outputs)
+        return KernelPlan(kernels, self.buffers, outputs, tuple(leaf.attrs["name"] for leaf in self.graph.inputs))
 
     def _copy_kernel(self, name: str, node: Node, index: int) -> Kernel:
         kernel = Kernel(f"k{index}_output_{_sanitize(name)}", "pointwise", tuple(node.shape))
@@ -418,7 +422,7 @@ class Fusion:
         buffer, offset = self.location(view.base)
         kernel.loads = [Load("l0", buffer, _add(offset, view.offset), view.strides, node.dtype,
                              guards=view.guards, fill=view.fill)]
-        out = self._buffer(f"out.{name}", "output", numel(node.shape), node.dtype)
+        out = self._output_buffer(name, node)
         kernel.stores = [Store(out, "l0", 0, views.contiguous_strides(node.shape), node.dtype)]
         return kernel
 

@@ -145,24 +145,60 @@ def _strides(strides: tuple) -> str:
     return "(" + ",".join(str(s).replace(" ", "") for s in strides) + ")"
 
 
+KINDS = {
+    "input": "an input array of the call, in the caller's memory, bound on every call",
+    "output": "an output, allocated by the runtime for each batch size",
+    "param": "parameters: one Parameter's array, or the flat parameter buffer",
+    "grad": "gradients: the flat buffer the step writes them to",
+    "optim": "optimizer state: a flat slot buffer (momentum, Adam's moments)",
+    "state": "a model buffer (BatchNorm's running statistics), which the user may reassign between calls",
+    "hyper": "run-time scalars (learning rate, dropout seed and step), one array per dtype",
+    "arena": "an intermediate, at its memory plan's offset in the arena",
+}
+"""What a buffer is for, by ``Buffer.kind``: it says how a runtime binds the buffer."""
+
+
 @dataclass(frozen=True)
 class Buffer:
-    """A named storage area. kind: input, output, param, momentum, grad, state, hyper, arena."""
+    """A named storage area of a plan, typed: ``kind`` is its role (one of KINDS), ``size`` its
+    element count (an int or an expression of B).
+
+    ``source`` names what a runtime binds to it: the input's or output's name (input, output),
+    the key of the persistent array the program supplies (param, grad, optim, state, hyper: a
+    leaf's name, or a shared buffer's own name for flat and scalar buffers); empty for the arena.
+    ``shape`` is an output's shape (what the caller gets back)."""
 
     name: str
     kind: str
     size: Dim
     dtype: str
+    source: str = ""
+    shape: tuple = ()
 
 
 @dataclass
 class KernelPlan:
-    """Fused kernels in execution order over named buffers, with where each graph value lives."""
+    """Fused kernels in execution order over named buffers: what a runtime needs and all it reads.
+
+    ``buffers`` is the typed table of every buffer; ``arguments`` the non-arena buffers in the
+    order an entry point takes them (then the arena); ``inputs`` the names of the call's input
+    arrays in calling order (a Buffer of kind "input" names its input in ``source``; an input no
+    kernel reads has none); ``outputs`` maps each output's name to its buffer, in calling order.
+    """
 
     kernels: list
     buffers: dict
     outputs: dict
     """output name -> buffer name"""
+    inputs: tuple = ()
+    arguments: tuple = None
+
+    def __post_init__(self) -> None:
+        if self.arguments is None:
+            self.arguments = tuple(sorted(name for name, b in self.buffers.items() if b.kind != "arena"))
+        unknown = {b.kind for b in self.buffers.values()} - set(KINDS)
+        if unknown:
+            raise ValueError(f"buffers of unknown kind {sorted(unknown)}; the kinds are {', '.join(KINDS)}")
 
     def __str__(self) -> str:
         lines = [f"buffer {b.name}: {b.kind} {b.dtype}[{str(b.size).replace(' ', '')}]" for b in self.buffers.values()]

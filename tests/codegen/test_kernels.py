@@ -8,8 +8,9 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from graphnn import backends
 from graphnn import pointwise as pw
-from graphnn.executable import CExecutable, ReferenceExecutable, TritonExecutable, scalar_storage
+from graphnn.executable import scalar_storage
 from graphnn.ir import B, Graph, evaluate_shape
 from graphnn.ops import Builder
 from graphnn.passes.fuse import build_plan
@@ -46,18 +47,11 @@ def compare(build, leaves: dict, batch: int, kinds: set | None = None, seed: int
 
 
 def run_backends(graphs, batch, inputs, scalars):
-    """The forward entry through the reference, generated C and generated Triton."""
-    return {
-        "numpy": ReferenceExecutable(graphs, {}).run("forward", batch, inputs, scalars),
-        "c": CExecutable(graphs, _cache(), scalar_storage(graphs), {}).run("forward", batch, inputs, scalars),
-        "triton": TritonExecutable(graphs, _cache(), scalar_storage(graphs), {}).run("forward", batch, inputs, scalars),
-    }
+    """The forward entry through every registered backend (the reference first)."""
+    names = ["numpy"] + [name for name in backends.names() if name != "numpy"]
+    return {name: backends.get(name).executable(graphs, scalar_storage(graphs), {}).run("forward", batch, inputs, scalars)
+            for name in names}
 
-
-def _cache():
-    import os
-
-    return os.environ["GRAPHNN_CACHE_DIR"]
 
 
 @KERNEL_SETTINGS

@@ -12,9 +12,9 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 import graphnn as gn
-from graphnn import autodiff, nn, optim
+from graphnn import autodiff, backends, nn, optim
 from graphnn import pointwise as pw
-from graphnn.executable import CExecutable, ReferenceExecutable, TritonExecutable, scalar_storage
+from graphnn.executable import scalar_storage
 from graphnn.nn.conv import empty_window
 from graphnn.ops import Builder, ShapeError
 from tests.conftest import assert_state_close, copy_torch_weights
@@ -58,10 +58,7 @@ def conv_pair(config):
 
 
 def executable(backend: str, graphs: dict, persistent: dict):
-    if backend == "numpy":
-        return ReferenceExecutable(graphs, persistent)
-    kind = {"c": CExecutable, "triton": TritonExecutable}[backend]
-    return kind(graphs, os.environ["GRAPHNN_CACHE_DIR"], scalar_storage(graphs), persistent)
+    return backends.get(backend).executable(graphs, scalar_storage(graphs), persistent)
 
 
 def gradients(model, x: np.ndarray, upstream: np.ndarray, backend: str) -> dict:

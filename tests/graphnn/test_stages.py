@@ -153,7 +153,7 @@ def planned():
     prog = program()
     x, y = data()
     graphs = prog._build(prog._key([x, y]), [x, y])
-    return graphs["step"], prog._storage(graphs)
+    return graphs["step"], prog.storage(graphs)
 
 
 def test_simplify_twice():
