@@ -230,10 +230,8 @@ def test_update_reading_its_own_matmul_operand_stays_apart():
     assert [k.kind for k in plan.kernels] == ["matmul", "pointwise"], str(plan)
 
 
-def test_absorbed_update_that_would_form_a_cycle_stays_apart():
-    """An update of leaf L that reads a matmul's product would join the matmul's kernel, but a
-    sum over L * product must read the old L first, and that sum needs the product: together they
-    would form a cycle, so the update stays a kernel of its own, after the sum."""
+def _update_reading_a_product() -> Graph:
+    """A leaf's update that reads a matmul's product, and a sum over the old leaf times it."""
     graph = Graph()
     b = Builder(graph)
     x, y = b.leaf("input", "x", (40, 40)), b.leaf("input", "y", (40, 40))
@@ -241,7 +239,14 @@ def test_absorbed_update_that_would_form_a_cycle_stays_apart():
     product = b.matmul(x, y)
     graph.outputs["total"] = b.reduce("sum", b.pointwise(pw.mul, state, product), (0, 1))
     graph.updates["state"] = b.pointwise(pw.add, state, product)
-    plan = build_plan(simplify(graph))
+    return graph
+
+
+def test_absorbed_update_that_would_form_a_cycle_stays_apart():
+    """An update of leaf L that reads a matmul's product would join the matmul's kernel, but a
+    sum over L * product must read the old L first, and that sum needs the product: together they
+    would form a cycle, so the update stays a kernel of its own, after the sum."""
+    plan = build_plan(simplify(_update_reading_a_product()))
     kinds = [k.kind for k in plan.kernels]
     assert kinds == ["matmul", "reduce", "pointwise"], str(plan)
     assert [op for _, op, _ in plan.kernels[2].sources] == ["add"]
@@ -253,14 +258,7 @@ def test_fusion_falls_back_by_its_cycle_check_and_lets_bugs_raise(monkeypatch):
     and reaches the caller."""
     from graphnn.passes.fuse import Fusion
 
-    graph = Graph()
-    b = Builder(graph)
-    x, y = b.leaf("input", "x", (40, 40)), b.leaf("input", "y", (40, 40))
-    state = b.leaf("buffer", "state", (40, 40))
-    product = b.matmul(x, y)
-    graph.outputs["total"] = b.reduce("sum", b.pointwise(pw.mul, state, product), (0, 1))
-    graph.updates["state"] = b.pointwise(pw.add, state, product)
-    graph = simplify(graph)
+    graph = simplify(_update_reading_a_product())
     fusion = Fusion(graph, {})
     fusion.analyse()
     assert [fusion.order(fusion.group(absorb, share)) is None for absorb, share in Fusion.GROUPINGS] == [True, True, False]
