@@ -1,4 +1,5 @@
-"""sympy printers shared by the backends: float32 C expressions and integer index expressions."""
+"""sympy printers shared by the backends: float32 C expressions and integer index expressions;
+and the C text of an address or index built from terms (``c_plus``, ``c_term``)."""
 from __future__ import annotations
 
 import sympy
@@ -127,3 +128,21 @@ def c_index(expr) -> str:
     if expr.is_Integer:
         return str(int(expr))
     return f"({_index.doprint(expr)})"
+
+
+def c_term(variable, coefficient) -> str | None:
+    """``variable * coefficient`` as C: None when either is 0, the bare variable for a
+    coefficient of 1, the product's value for a constant variable."""
+    coefficient = sympy.sympify(coefficient)
+    if coefficient == 0 or variable == 0:
+        return None
+    if isinstance(variable, int):
+        return c_index(variable * coefficient)
+    if coefficient == 1:
+        return variable
+    return f"({variable})*{c_index(coefficient)}" if " " in variable else f"{variable}*{c_index(coefficient)}"
+
+
+def c_plus(base: str, *terms) -> str:
+    """``base + terms...``, leaving out absent terms and a term "0"."""
+    return " + ".join([base] + [t for t in terms if t is not None and t != "0"])
