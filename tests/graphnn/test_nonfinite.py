@@ -68,14 +68,12 @@ def test_max_pool_gradient_goes_to_the_last_nan(backend):
     x = np.arange(2 * 1 * 4 * 4, dtype=np.float32).reshape(2, 1, 4, 4) / 7.0
     x[0, 0, 1, 1] = x[0, 0, 0, 3] = x[0, 0, 1, 2] = np.nan  # two NaNs in one window: torch's pooling takes the last
     x[1, 0, 2, 2] = np.inf
-    y = np.array([[0.5, -1.0, 2.0], [1.0, 0.0, -0.5]], np.float32)
 
     def make(lib):
-        return lib.Sequential(lib.Conv2d(1, 1, 1), lib.MaxPool2d(2), lib.Flatten(), lib.Linear(4, 3))
+        return lib.Sequential(lib.Conv2d(1, 1, 1), lib.MaxPool2d(2))
 
     torch.manual_seed(0)
     ref, model = make(torch.nn), make(nn)
-    copy_torch_weights(model, ref)
     with torch.no_grad():  # a positive scale keeps the maxima where the input put them
         ref[0].weight.fill_(2.0)
         ref[0].bias.fill_(0.0)
@@ -83,7 +81,7 @@ def test_max_pool_gradient_goes_to_the_last_nan(backend):
     xt = torch.from_numpy(x).requires_grad_(True)
     pooled = ref[1](ref[0](xt))
     pooled.sum().backward()
-    out = gn.compile(nn.Sequential(model[0], model[1]), backend=backend)(x)
+    out = gn.compile(model, backend=backend)(x)
     np.testing.assert_array_equal(np.isnan(out), np.isnan(pooled.detach().numpy()))
     # the input gradient of sum(pool(conv(x))): a model whose only parameter sees it
     ref_grad = xt.grad.numpy()
