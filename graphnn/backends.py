@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 from typing import Mapping
 
+from graphnn import device
 from graphnn.executable import CExecutable, PlanExecutable, ReferenceExecutable, TritonExecutable
 
 
@@ -143,6 +144,7 @@ def register(backend: Backend) -> Backend:
 
 for _backend in (NumpyBackend(), CBackend(), TritonBackend(), PlanBackend()):
     register(_backend)
+device.gpu_available = REGISTRY["triton"].preferred  # torch.cuda.is_available() asks the registry
 
 
 def names() -> tuple[str, ...]:
@@ -162,6 +164,11 @@ def resolve(name: str) -> str:
     """The backend a program runs on: ``name`` itself if it can run here, or for "auto" the
     preferred backend of lowest ``auto_rank``. An unknown or unavailable backend is a ValueError."""
     if name == "auto":
+        chosen = os.environ.get("GRAPHNN_BACKEND")
+        if chosen and chosen != "auto":
+            if chosen not in REGISTRY:
+                raise ValueError(f"GRAPHNN_BACKEND={chosen!r} names no backend; use one of auto, {', '.join(REGISTRY)}")
+            return resolve(chosen)
         ranked = sorted((b for b in REGISTRY.values() if b.auto_rank is not None), key=lambda b: b.auto_rank)
         return next(b.name for b in ranked if b.preferred())
     reason = get(name).unavailable()

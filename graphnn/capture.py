@@ -9,7 +9,7 @@ import numpy as np
 
 from graphnn.errors import InputError, TraceError
 from graphnn.ir import Graph, format_shape
-from graphnn.tensor import Tensor
+from graphnn.tensors import Tensor
 from graphnn.trace import Tracer, symbolic_shape
 
 
@@ -37,25 +37,27 @@ def graph_dtype(array: np.ndarray, what: str) -> str:
     raise InputError(f"{what}: expected a float or integer array, got dtype {array.dtype}")
 
 
-def _spec(example: Any, what: str) -> tuple[tuple, str]:
+def _spec(example: Any, what: str, static: bool = False) -> tuple[tuple, str]:
     if isinstance(example, tuple) and all(isinstance(d, int) for d in example):
-        return symbolic_shape(example), "f32"
+        return (example if static else symbolic_shape(example)), "f32"
     array = np.asarray(example)
-    if array.ndim == 0:
+    if array.ndim == 0 and not static:
         raise InputError(f"{what}: expected an array with a leading batch dimension, got a scalar")
-    return symbolic_shape(array.shape), graph_dtype(array, what)
+    return (tuple(array.shape) if static else symbolic_shape(array.shape)), graph_dtype(array, what)
 
 
-def trace(model: Any, *example_inputs: Any, loss_fn: Any = None, target: Any = None, training: bool | None = None) -> Graph:
+def trace(model: Any, *example_inputs: Any, loss_fn: Any = None, target: Any = None, training: bool | None = None,
+          static: bool = False) -> Graph:
     """Record ``model``'s forward (and ``loss_fn(output, target)``) on symbolic inputs.
 
     Example inputs are arrays or shape tuples; their leading dimension becomes the batch
-    symbol B. Returns the forward Graph with outputs "output" (and "loss").
+    symbol B (``static``: every dimension keeps its size, for inputs without a batch axis).
+    Returns the forward Graph with outputs "output" (and "loss").
     """
     if not example_inputs:
         raise TraceError("trace needs at least one example input (an array or a shape tuple)")
     names = input_names(model, len(example_inputs))
-    specs = [_spec(x, name) for x, name in zip(example_inputs, names)]
+    specs = [_spec(x, name, static) for x, name in zip(example_inputs, names)]
     if loss_fn is not None and target is None:
         raise TraceError("tracing a loss needs an example target")
     flags = [(m, m.training) for m in model.modules()]

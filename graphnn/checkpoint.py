@@ -163,8 +163,8 @@ def _encode(value: Any, arrays: dict, keys: tuple) -> Any:
         name = f"a{len(arrays)}"
         arrays[name] = array
         return {"array": name}
-    if hasattr(value, "_rebind"):  # a Parameter
-        return _encode(value.data, arrays, keys)
+    if hasattr(value, "array") and hasattr(value, "dtype") and not isinstance(value, np.ndarray):  # a Tensor
+        return _encode(np.asarray(value.array), arrays, keys)
     if isinstance(value, dict):
         items = []
         for key, item in value.items():

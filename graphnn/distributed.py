@@ -67,7 +67,7 @@ def broadcast_state(model: Any, optimizer: Any) -> None:
     """Make every rank's parameters (optimised or not), optimizer state and model buffers rank 0's."""
     arrays = [optimizer.flat_params.array]
     optimised = {id(p) for p in optimizer.params}
-    arrays += [p.data for p in model.parameters() if id(p) not in optimised]
+    arrays += [p.array for p in model.parameters() if id(p) not in optimised]
     arrays += optimizer.state_arrays()
     _broadcast(arrays + list(model.buffers()))
 

@@ -42,7 +42,7 @@ def store_of(params: Sequence) -> FlatBuffer | None:
     """The one flat buffer holding all of ``params`` (each as one of its views), or None."""
     params = list(params)
     store = getattr(params[0], "_flat", None) if params else None
-    if store is None or any(getattr(p, "_flat", None) is not store or store.offset_of(p.data) is None for p in params):
+    if store is None or any(getattr(p, "_flat", None) is not store or store.offset_of(p.array) is None for p in params):
         return None
     return store
 

@@ -23,8 +23,9 @@ from graphnn import pointwise as pw
 from graphnn.ir import B, Check, Graph, LabelCheck, Node, Shape, dim, format_shape, numel
 
 
-class ShapeError(ValueError):
-    """Shapes that do not fit an op, named with the Module path that produced the op."""
+class ShapeError(ValueError, RuntimeError):
+    """Shapes that do not fit an op, named with the Module path that produced the op. A
+    RuntimeError as PyTorch raises for shape mismatches, and a ValueError as before."""
 
 
 class Builder:
@@ -73,10 +74,10 @@ class Builder:
             attrs["grad_from_output"] = fn.grad_from_output
         return self.emit("pointwise", inputs, shape, dtype, **attrs)
 
-    def apply(self, fn: pw.PointwiseFn, *inputs: Node) -> Node:
+    def apply(self, fn: pw.PointwiseFn, *inputs: Node, dtype: str | None = None) -> Node:
         """Pointwise with numpy broadcasting made explicit by ``broadcast``."""
         shape = broadcast_shapes(*(i.shape for i in inputs), where=self)
-        return self.pointwise(fn, *(self.broadcast(i, shape) for i in inputs))
+        return self.pointwise(fn, *(self.broadcast(i, shape) for i in inputs), dtype=dtype)
 
     # -- reductions ---------------------------------------------------------------------------
     def reduce(self, kind: str, x: Node, axes: Sequence[int], ties: str = "split") -> Node:

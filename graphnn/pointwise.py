@@ -86,6 +86,11 @@ neg = fn("neg", -x0)
 identity = fn("identity", x0)
 
 
+power = fn("pow", x0**x1)
+floor_divide = fn("floor_divide", sympy.floor(x0 / x1))
+remainder = fn("remainder", sympy.Mod(x0, x1))
+
+
 def pow_(exponent: float) -> PointwiseFn:
     return fn("pow", x0 ** _f(exponent))
 
@@ -109,6 +114,16 @@ log = fn("log", sympy.log(x0))
 sqrt = fn("sqrt", sympy.sqrt(x0), x0=1 / (2 * Y))
 rsqrt = fn("rsqrt", 1 / sympy.sqrt(x0))
 abs_ = fn("abs", sympy.Abs(x0))
+sin = fn("sin", sympy.sin(x0))
+cos = fn("cos", sympy.cos(x0))
+log1p_ = fn("log1p", log1p(x0))
+expm1_ = fn("expm1", expm1(x0))
+log2 = fn("log2", sympy.log(x0) / sympy.log(2))
+log10 = fn("log10", sympy.log(x0) / sympy.log(10))
+floor = fn("floor", sympy.floor(x0))
+ceil = fn("ceil", sympy.ceiling(x0))
+sign = fn("sign", sympy.sign(x0))
+reciprocal = fn("reciprocal", 1 / x0)
 
 # -- activations (kinks pinned to PyTorch's one-sided derivatives) ------------------------
 # Branch conditions are written so that NaN, for which every comparison is false, falls to a
@@ -195,6 +210,17 @@ eq = fn("eq", sympy.Piecewise((1, sympy.Eq(x0, x1)), (0, True)), nargs=2)
 # x0 is a maximum x1 of its values: equal to it, or NaN (NaN is the maximum wherever one occurs)
 at_max = fn("at_max", sympy.Piecewise((1, sympy.Eq(x0, x1)), (1, isnan(x0) > 0), (0, True)), nargs=2)
 ne = fn("ne", sympy.Piecewise((0, sympy.Eq(x0, x1)), (1, True)), nargs=2)
+lt = fn("lt", sympy.Piecewise((1, x0 < x1), (0, True)), nargs=2)
+le = fn("le", sympy.Piecewise((1, x0 <= x1), (0, True)), nargs=2)
+gt = fn("gt", sympy.Piecewise((1, x0 > x1), (0, True)), nargs=2)
+ge = fn("ge", sympy.Piecewise((1, x0 >= x1), (0, True)), nargs=2)
+logical_and = fn("logical_and", sympy.Piecewise((1, sympy.Ne(x0, 0) & sympy.Ne(x1, 0)), (0, True)), nargs=2)
+logical_or = fn("logical_or", sympy.Piecewise((1, sympy.Ne(x0, 0) | sympy.Ne(x1, 0)), (0, True)), nargs=2)
+logical_xor = fn("logical_xor", sympy.Piecewise((1, sympy.Xor(sympy.Ne(x0, 0), sympy.Ne(x1, 0))), (0, True)), nargs=2)
+logical_not = fn("logical_not", sympy.Piecewise((1, sympy.Eq(x0, 0)), (0, True)), nargs=1)
+maximum = fn("maximum", sympy.Piecewise((x0, (x0 >= x1) | (isnan(x0) > 0)), (x1, True)), nargs=2)  # NaN wins, as torch.maximum
+minimum = fn("minimum", sympy.Piecewise((x0, (x0 <= x1) | (isnan(x0) > 0)), (x1, True)), nargs=2)
+where = fn("where", sympy.Piecewise((x1, sympy.Ne(x0, 0)), (X[2], True)), nargs=3)
 cast = fn("cast", x0)
 
 

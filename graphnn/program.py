@@ -97,7 +97,7 @@ class Program:
         """Getters for the arrays behind parameter and buffer leaves, by leaf name."""
         getters: dict[str, Callable[[], np.ndarray]] = {}
         for name, p in self.model.named_parameters():
-            getters[name] = lambda p=p: p.data
+            getters[name] = lambda p=p: p.array
         for path, module in self.model.named_modules():
             for attr in module._buffers:
                 getters[(path + "." if path else "") + attr] = lambda m=module, a=attr: m._buffers[a]
@@ -276,7 +276,17 @@ class _Repeat:
 
 
 class InferenceProgram(Program):
-    """``program(*inputs)``: the model's forward, in its train or eval mode at call time."""
+    """``program(*inputs)``: the model's forward, in its train or eval mode at call time.
+    ``static``: traced with every input dimension fixed (inputs without a batch axis, such as
+    one unbatched sample for a Linear), one graph per input shape."""
+
+    def __init__(self, model: Any, backend: str, static: bool = False) -> None:
+        super().__init__(model, backend)
+        self.static = static
+
+    def _key(self, arrays: Sequence[np.ndarray]) -> tuple:
+        key = super()._key(arrays)
+        return key + tuple(a.shape[:1] for a in arrays) if self.static else key
 
     def __call__(self, *inputs: Any):
         outputs = self._repeat("forward", inputs)
@@ -291,7 +301,7 @@ class InferenceProgram(Program):
         key = self._key(arrays)
         self._refresh()
         if key not in self.graphs:
-            self._traced(key, lambda: {"forward": trace(self.model, *arrays)})
+            self._traced(key, lambda: {"forward": trace(self.model, *arrays, static=self.static)})
         return key, arrays
 
     def graphs_for(self, *inputs: Any) -> dict[str, Graph]:

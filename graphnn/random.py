@@ -1,22 +1,60 @@
-"""The global random state: parameter initialisation and the seeds of dropout masks."""
+"""The global random state: parameter initialisation, random tensors, DataLoader shuffling and
+the seeds of dropout masks, all drawn from one generator that ``manual_seed`` resets."""
 from __future__ import annotations
 
 import numpy as np
 
-_generator = np.random.default_rng()
+
+class Generator:
+    """A random number generator (``torch.Generator``): pass it as ``generator=`` to random
+    factories, ``randperm``, ``random_split`` or a DataLoader to draw apart from the global one."""
+
+    def __init__(self, device: str = "cpu") -> None:
+        self._seed = int(np.random.SeedSequence().entropy % 2**63)
+        self.numpy = np.random.default_rng(self._seed)
+        self.device = device
+
+    def manual_seed(self, seed: int) -> "Generator":
+        self._seed = int(seed)
+        self.numpy = np.random.default_rng(self._seed)
+        return self
+
+    def seed(self) -> int:
+        return self.manual_seed(int(np.random.SeedSequence().entropy % 2**63)).initial_seed()
+
+    def initial_seed(self) -> int:
+        return self._seed
+
+    def get_state(self):
+        return self.numpy.bit_generator.state
+
+    def set_state(self, state) -> "Generator":
+        self.numpy.bit_generator.state = state
+        return self
 
 
-def manual_seed(seed: int) -> np.random.Generator:
-    """Make initialisation and dropout reproducible, like ``torch.manual_seed``."""
-    global _generator
-    _generator = np.random.default_rng(int(seed))
-    return _generator
+default_generator = Generator()
+
+
+def manual_seed(seed: int) -> Generator:
+    """Make initialisation, random tensors, shuffling and dropout reproducible, like
+    ``torch.manual_seed``."""
+    return default_generator.manual_seed(seed)
+
+
+def seed() -> int:
+    return default_generator.seed()
+
+
+def initial_seed() -> int:
+    return default_generator.initial_seed()
 
 
 def generator() -> np.random.Generator:
-    return _generator
+    """The numpy generator behind the global state."""
+    return default_generator.numpy
 
 
 def next_seed() -> int:
     """A fresh 63-bit seed for a compiled program's dropout stream."""
-    return int(_generator.integers(0, 2**63 - 1))
+    return int(generator().integers(0, 2**63 - 1))

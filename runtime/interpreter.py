@@ -25,7 +25,7 @@ from graphnn.passes.memory import MemoryPlan
 from graphnn.passes.plan import Kernel, KernelPlan, Load, Store
 from graphnn.pointwise import NUMPY_FUNCTIONS
 from runtime.binding import NUMPY_DTYPES, check_array, classify, output_arrays
-from runtime.reference import philox4x32
+from graphnn.evaluate import philox4x32
 
 
 def run(plan: KernelPlan, memory: MemoryPlan, batch: int, arrays: dict[str, np.ndarray], arena: np.ndarray) -> None:

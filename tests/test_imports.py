@@ -14,13 +14,15 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("graphnn", "codegen", "runtime")
 
 LAYERS = [
-    {"ir": ("graphnn.ir", "graphnn.ops", "graphnn.pointwise", "graphnn.errors")},
-    {"base": ("graphnn.files", "graphnn.flat", "graphnn.guard", "graphnn.random")},
+    {"ir": ("graphnn.ir", "graphnn.ops", "graphnn.pointwise", "graphnn.errors", "graphnn.evaluate", "graphnn.dtypes")},
+    {"base": ("graphnn.files", "graphnn.flat", "graphnn.guard", "graphnn.random", "graphnn.device", "graphnn.printing",
+              "graphnn.eager")},
     {"passes": ("graphnn.passes", "graphnn.autodiff")},
     # peers: the front end that records graphs, and the code generators and runtimes that turn
     # plans into calls; none of the three imports another
-    {"frontend": ("graphnn.trace", "graphnn.tensor", "graphnn.capture", "graphnn.nn", "graphnn.optim",
-                  "graphnn.checkpoint"),
+    {"frontend": ("graphnn.trace", "graphnn.tensors", "graphnn.tensor_methods", "graphnn.indexing",
+                  "graphnn.factories", "graphnn.functions", "graphnn.capture", "graphnn.nn", "graphnn.optim",
+                  "graphnn.checkpoint", "graphnn.utils"),
      "codegen": ("codegen",),
      "runtime": ("runtime",)},
     {"backends": ("graphnn.executable", "graphnn.backends")},

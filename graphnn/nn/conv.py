@@ -25,7 +25,7 @@ from graphnn import trace
 from graphnn.ir import format_shape
 from graphnn.nn.init import reset_weight_and_bias
 from graphnn.nn.module import Module, Parameter
-from graphnn.tensor import Tensor, as_tensor
+from graphnn.tensors import Tensor, _builder, _named, _wrap, as_tensor, current_builder
 
 
 def _pair(value, name: str) -> tuple[int, int]:
@@ -38,7 +38,7 @@ def _pair(value, name: str) -> tuple[int, int]:
 def _checked(x: Tensor, name: str) -> Tensor:
     """x if it is a float (N, C, H, W) tensor, else a clear error. The first dimension is always
     the batch, so unbatched (C, H, W) inputs are refused rather than read as C samples."""
-    b = trace.current().builder
+    b = _builder(x)
     if x.dtype.kind != "f":
         raise b.error(f"{name} expected a float32 input, got {x.dtype} (convert it with .astype(np.float32))")
     if x.ndim != 4:
@@ -48,7 +48,7 @@ def _checked(x: Tensor, name: str) -> Tensor:
 
 
 def _window(x: Tensor, kernel, stride, padding, dilation, fill: float = 0.0) -> Tensor:
-    return Tensor(trace.current().builder.window(x.node, kernel, stride, padding, dilation, fill))
+    return _wrap(_builder(x).window(x.node, kernel, stride, padding, dilation, fill), [x], "x")
 
 
 def _same_padding(kernel: tuple, dilation: tuple, stride: tuple) -> tuple[int, int]:
@@ -74,9 +74,9 @@ def _conv_padding(padding, kernel: tuple, dilation: tuple, stride: tuple) -> tup
 # -- functional ---------------------------------------------------------------------------------
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups: int = 1) -> Tensor:
     """2-D cross-correlation of (N, C, H, W) with weight (O, C/groups, kh, kw), as PyTorch's."""
-    b = trace.current().builder
-    x = _checked(as_tensor(input), "conv2d")
-    w = as_tensor(weight)
+    b = _builder(input, weight)
+    x = _checked(as_tensor(input, b), "conv2d")
+    w = as_tensor(weight, b)
     if w.ndim != 4:
         raise b.error(f"conv2d expected a 4-D weight (out_channels, in_channels/groups, kh, kw), got {format_shape(w.shape)}")
     out_channels, group_channels, kh, kw = (int(d) for d in w.shape)
@@ -100,7 +100,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups: in
         y = (per_group @ kernels).permute(1, 0, 2).reshape(rows, out_channels)
     if bias is not None:
         y = y + as_tensor(bias)
-    return y.reshape(n, ho, wo, out_channels).permute(0, 3, 1, 2)
+    return _named(y.reshape(n, ho, wo, out_channels).permute(0, 3, 1, 2), "ConvolutionBackward0")
 
 
 def _pool_arguments(name: str, kernel_size, stride, padding, dilation, ceil_mode: bool):
@@ -111,7 +111,7 @@ def _pool_arguments(name: str, kernel_size, stride, padding, dilation, ceil_mode
         raise NotImplementedError(f"{name} with ceil_mode=True is not supported yet")
     for k, p in zip(kernel, padding):
         if p > k // 2:  # so every window holds at least one input element
-            raise trace.current().builder.error(
+            raise current_builder().error(
                 f"{name}: pad should be smaller than or equal to half of kernel size, but got "
                 f"padding={padding} and kernel_size={kernel}")
     return kernel, stride, padding, dilation
@@ -119,8 +119,8 @@ def _pool_arguments(name: str, kernel_size, stride, padding, dilation, ceil_mode
 
 def _pooled(patches: Tensor, kind: str) -> Tensor:
     """Reduce the patch axes of (N, Ho, Wo, C, kh, kw) and read the result as (N, C, Ho, Wo)."""
-    b = trace.current().builder
-    reduced = Tensor(b.reduce(kind, patches.node, (4, 5), **({"ties": "pool"} if kind == "max" else {})))
+    b = _builder(patches)
+    reduced = _wrap(b.reduce(kind, patches.node, (4, 5), **({"ties": "pool"} if kind == "max" else {})), [patches], "x")
     return reduced.reshape(*patches.shape[:4]).permute(0, 3, 1, 2)
 
 
@@ -133,11 +133,12 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     kernel, stride, padding, dilation = _pool_arguments("max_pool2d", kernel_size, stride, padding, dilation, ceil_mode)
     empty = empty_window(x.shape[2:], kernel, stride, padding, dilation)
     if empty is not None:
-        raise trace.current().builder.error(
+        raise current_builder().error(
             f"max_pool2d: window {empty[1]} along dimension {empty[0] + 2} holds only padding (input size "
             f"{x.shape[2 + empty[0]]}, kernel_size={kernel}, stride={stride}, padding={padding}, dilation={dilation}); "
             "its maximum is undefined (PyTorch reads out of bounds there)")
-    return _pooled(_window(x, kernel, stride, padding, dilation, float("-inf")), "max")
+    return _named(_pooled(_window(x, kernel, stride, padding, dilation, float("-inf")), "max"),
+                  "MaxPool2DWithIndicesBackward0")
 
 
 def empty_window(spatial, kernel, stride, padding, dilation) -> tuple[int, int] | None:
@@ -162,16 +163,16 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode: bool = Fal
     if divisor_override is not None:
         if int(divisor_override) == 0:
             raise ValueError("divisor must be not zero")
-        return total / float(int(divisor_override))
+        return _named(total / float(int(divisor_override)), "AvgPool2DBackward0")
     if count_include_pad or padding == (0, 0):
-        return total / float(kernel[0] * kernel[1])
-    return total / _window_sizes(total, x.shape[2:], kernel, stride, padding)
+        return _named(total / float(kernel[0] * kernel[1]), "AvgPool2DBackward0")
+    return _named(total / _window_sizes(total, x.shape[2:], kernel, stride, padding), "AvgPool2DBackward0")
 
 
 def _window_sizes(pooled: Tensor, spatial: tuple, kernel: tuple, stride: tuple, padding: tuple) -> Tensor:
     """How many input elements each window covers, a function of the window's position: the
     product over axes of min(o*s - p + k, size) - max(o*s - p, 0)."""
-    b = trace.current().builder
+    b = _builder(pooled)
     shape = (1, 1) + tuple(pooled.shape[2:])
     factors = []
     for axis in range(2):

@@ -10,7 +10,7 @@ from graphnn.random import generator
 
 
 def _array(tensor: Any) -> np.ndarray:
-    return tensor.data if hasattr(tensor, "_rebind") else tensor
+    return getattr(tensor, "array", tensor)  # a Tensor's (or Parameter's) storage, or an array
 
 
 def _fill(tensor: Any, values: np.ndarray) -> Any:

@@ -9,7 +9,8 @@ import numpy as np
 
 from graphnn import flat, guard, trace
 from graphnn.checkpoint import StateDictError
-from graphnn.tensor import Tensor, TensorOps
+from graphnn.eager import constant
+from graphnn.tensors import Parameter, Tensor
 
 
 def _no_compiler(module: "Module", args: tuple, kwargs: dict) -> Any:
@@ -17,97 +18,9 @@ def _no_compiler(module: "Module", args: tuple, kwargs: dict) -> Any:
 
 
 eager_call: Callable[["Module", tuple, dict], Any] = _no_compiler
-"""How a Module runs when called outside tracing (on arrays): graphnn.api sets it to compile the
-module into a cached inference program. nn sits below the compiler, so it is told rather than
-importing it."""
-
-
-class Parameter(TensorOps):
-    """A trainable float32 array: ``.data`` is a numpy array, ``.grad`` None or an array.
-
-    After compiling, ``.data`` is a view into the flat parameter buffer; assigning to ``.data``
-    copies into that view so every compiled program keeps seeing the parameter.
-    """
-
-    def __init__(self, data: Any = None, requires_grad: bool = True) -> None:
-        array = np.zeros((0,), np.float32) if data is None else np.array(data, dtype=np.float32)
-        self._data = np.ascontiguousarray(array)
-        self.grad: np.ndarray | None = None
-        self._requires_grad = bool(requires_grad)
-        self._flat = None  # the FlatBuffer holding .data, once compiled
-
-    @property
-    def requires_grad(self) -> bool:
-        return self._requires_grad
-
-    @requires_grad.setter
-    def requires_grad(self, value: bool) -> None:
-        if bool(value) != self._requires_grad:
-            self._requires_grad = bool(value)
-            guard.changed()  # programs that compute (or skip) this gradient are retraced
-
-    def requires_grad_(self, requires_grad: bool = True) -> "Parameter":
-        self.requires_grad = requires_grad
-        return self
-
-    @property
-    def data(self) -> np.ndarray:
-        flat.host_access(self._data)
-        return self._data
-
-    @data.setter
-    def data(self, value: Any) -> None:
-        flat.host_access(self._data)
-        value = np.asarray(value, dtype=np.float32)
-        if value.shape != self._data.shape:
-            raise ValueError(f"cannot assign an array of shape {value.shape} to a Parameter of shape {self._data.shape}")
-        self._data[...] = value
-
-    def _rebind(self, view: np.ndarray) -> None:
-        """Move the parameter's storage into ``view`` (a slice of a flat buffer)."""
-        view[...] = self._data
-        self._data = view
-
-    @property
-    def shape(self) -> tuple:
-        return tuple(self._data.shape)
-
-    def size(self, dim: int | None = None):
-        return self.shape if dim is None else self.shape[dim]
-
-    def dim(self) -> int:
-        return self._data.ndim
-
-    @property
-    def ndim(self) -> int:
-        return self._data.ndim
-
-    def numel(self) -> int:
-        return int(self._data.size)
-
-    @property
-    def dtype(self) -> np.dtype:
-        return self._data.dtype
-
-    def numpy(self) -> np.ndarray:
-        return self.data
-
-    def __array__(self, dtype=None, copy=None):
-        return self.data if dtype is None else self.data.astype(dtype)
-
-    def _traced(self):
-        tracer = trace.active()
-        if tracer is None:
-            raise TypeError(
-                "Parameter arithmetic outside a traced forward is not recorded; use p.data for its numpy values"
-            )
-        return Tensor(tracer.param(self))
-
-    def __repr__(self) -> str:
-        body = np.array2string(self.data, precision=4, separator=", ", prefix="tensor(", floatmode="fixed")
-        return f"Parameter containing:\ntensor({body}, requires_grad={self.requires_grad})"
-
-    __hash__ = object.__hash__
+"""How a Module with parameters or buffers runs when called outside tracing (on arrays or
+tensors): graphnn.api sets it to compile the module into a cached inference program. nn sits
+below the compiler, so it is told rather than importing it."""
 
 
 class Module:
@@ -204,6 +117,8 @@ class Module:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         tracer = trace.active()
         if tracer is None:
+            if not self._parameters and not self._buffers and not self._modules and _all_tensors(args, kwargs):
+                return self.forward(*args, **kwargs)  # a loss or an activation: evaluated op by op
             return eager_call(self, args, kwargs)
         with tracer.scope(self):
             return self.forward(*args, **kwargs)
@@ -264,8 +179,9 @@ class Module:
             yield b
 
     # -- state ------------------------------------------------------------------------------
-    def state_dict(self, destination=None, prefix: str = "", keep_vars: bool = False) -> "OrderedDict[str, np.ndarray]":
-        """Parameters and persistent buffers by dotted name, as numpy arrays sharing storage."""
+    def state_dict(self, destination=None, prefix: str = "", keep_vars: bool = False) -> "OrderedDict[str, Tensor]":
+        """Parameters and persistent buffers by dotted name, as tensors sharing their storage
+        (``keep_vars``: the Parameters themselves)."""
         out = OrderedDict() if destination is None else destination
         for name, p in self._parameters.items():
             if p is not None:
@@ -273,7 +189,7 @@ class Module:
         for name, b in self._buffers.items():
             if b is not None and name not in self._non_persistent:
                 flat.host_access(b)
-                out[prefix + name] = b
+                out[prefix + name] = b if keep_vars else _buffer_tensor(b)
         for name, m in self._modules.items():
             if m is not None:
                 m.state_dict(out, prefix + name + ".", keep_vars)
@@ -302,7 +218,7 @@ class Module:
         for key, target in own.items():
             if key not in state_dict:
                 continue
-            current = target.data if isinstance(target, Parameter) else target
+            current = target.array if isinstance(target, Parameter) else target
             try:
                 value = np.asarray(state_dict[key])
             except (TypeError, ValueError) as error:
@@ -396,9 +312,21 @@ class Module:
         return sorted(set(object.__dir__(self)) | set(self._parameters) | set(self._buffers) | set(self._modules))
 
 
+def _all_tensors(args: tuple, kwargs: dict) -> bool:
+    values = list(args) + list(kwargs.values())
+    return bool(values) and all(isinstance(v, Tensor) or not isinstance(v, np.ndarray) for v in values) and \
+        any(isinstance(v, Tensor) for v in values)
+
+
+def _buffer_tensor(array: np.ndarray) -> Tensor:
+    return Tensor(constant(array, "i64" if array.dtype.kind in "iu" else ("bool" if array.dtype.kind == "b" else "f32")))
+
+
 def _buffer_array(value: Any, copy: bool = False) -> np.ndarray:
     """A buffer as graphnn stores it: floating arrays in float32 (the dtype every backend
     computes in), integer arrays in int64, C-contiguous."""
+    if isinstance(value, Tensor):
+        value = value.array
     array = np.array(value, copy=copy) if copy else np.asarray(value)
     if array.dtype.kind == "f" and array.dtype != np.float32:
         array = array.astype(np.float32)

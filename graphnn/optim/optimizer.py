@@ -239,14 +239,14 @@ class Optimizer:
                 if p.grad is None:
                     continue
                 state = self.state.get(p, {})
-                env = {"param": p.data, "grad": np.asarray(p.grad, np.float32)}
+                env = {"param": p.array, "grad": np.asarray(p.grad, np.float32)}
                 env.update(zip(self.scalars, (np.float32(v) for v in self.scalar_values(group, state))))
                 env.update((s, self.slot_view(s, p)) for s in self.slots)
                 with np.errstate(all="ignore"):
                     results = evaluate(steps, env)
                 for target, value in results.items():
                     if target == "param":
-                        p.data[...] = value
+                        p.array[...] = value
                     elif target in self.slot_buffers:
                         self.slot_view(target, p)[...] = value
                 self._advance(p, group, steps)
@@ -345,7 +345,7 @@ class Optimizer:
             if name is None:
                 continue
             if store is not None:
-                storage[name] = ("flat.params", store.offset_of(p.data), store.offsets[-1], "param")
+                storage[name] = ("flat.params", store.offset_of(p.array), store.offsets[-1], "param")
             storage[f"grad.{name}"] = ("flat.step_grads", offset, self.step_grads.offsets[-1], "grad")
             for slot, buffer in self.slot_buffers.items():
                 storage[f"optim.{slot}.{name}"] = (f"flat.{slot}", offset, buffer.offsets[-1], "optim")

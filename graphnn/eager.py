@@ -1,0 +1,164 @@
+"""Eager evaluation: the builder that computes each op as it is built, and grad mode.
+
+Outside a traced forward, a Tensor holds a value (a numpy array). Its methods build the same
+primitive Nodes they record while tracing, through an ``EagerBuilder`` whose ``emit`` evaluates
+each Node at once with ``graphnn.evaluate`` (the op set's one numpy definition) and returns it
+as a ``Concrete`` node carrying its value. Shapes are checked by the shared Builder code, so an
+eager op and a compiled one agree in results and in errors.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from graphnn.errors import ShapeError
+from graphnn.evaluate import NUMPY_DTYPES, evaluate
+from graphnn.ir import Node
+from graphnn.ops import Builder
+
+
+@dataclass(eq=False, repr=False)
+class Concrete(Node):
+    """A Node whose value is known: an eager tensor's. It keeps no inputs (its value is all
+    that later ops need), so a long eager computation holds no chain of intermediates."""
+
+    value: Any = None
+
+    def __repr__(self) -> str:
+        return f"<Concrete {self.type_str()}>"
+
+
+def constant(array: np.ndarray, ir: str) -> Concrete:
+    """The Concrete leaf holding ``array`` (of the numpy dtype of graph dtype ``ir``)."""
+    return Concrete("constant", (), tuple(int(d) for d in array.shape), ir, {}, value=array)
+
+
+class EagerBuilder(Builder):
+    """A Builder without a graph: every op is evaluated when it is emitted."""
+
+    def __init__(self) -> None:
+        super().__init__(None)
+
+    def where(self) -> str:
+        return ""
+
+    def error(self, message: str) -> ShapeError:
+        return ShapeError(message)
+
+    def emit(self, op: str, inputs, shape, dtype: str, /, **attrs) -> Concrete:
+        node = Concrete(op, (), tuple(int(d) for d in shape), dtype, attrs)
+        with np.errstate(all="ignore"):  # as torch: overflow gives inf, 0/0 NaN, no warnings
+            node.value = evaluate(node, [i.value for i in inputs])
+        return node
+
+    def leaf(self, op: str, name: str, shape, dtype: str = "f32", /, **attrs) -> Node:
+        raise TypeError(f"an eager computation has no {op} named {name!r}")
+
+    def check(self, condition, message: str) -> None:
+        if not bool(condition):
+            raise self.error(message)
+
+    def check_labels(self, labels: Concrete, classes: int, ignore_index: int) -> None:
+        values = np.asarray(labels.value)
+        bad = values[(values != ignore_index) & ((values < 0) | (values >= classes))]
+        if bad.size:
+            raise IndexError(f"Target {int(bad.flat[0])} is out of bounds.")
+
+
+EAGER = EagerBuilder()
+
+
+def cast(node: Concrete, ir: str) -> Concrete:
+    """``node`` converted to graph dtype ``ir`` (itself when it already is)."""
+    if node.dtype == ir:
+        return node
+    with np.errstate(all="ignore"):  # float -> int of NaN or out-of-range values: as C casts them
+        return constant(np.asarray(node.value).astype(NUMPY_DTYPES[ir]), ir)
+
+
+# -- grad mode --------------------------------------------------------------------------------
+_mode = threading.local()
+
+
+def is_grad_enabled() -> bool:
+    return getattr(_mode, "enabled", True)
+
+
+class set_grad_enabled:
+    """Turn gradient recording on or off: a function call, a context manager or a decorator."""
+
+    def __init__(self, mode: bool) -> None:
+        self.previous = is_grad_enabled()
+        self.mode = bool(mode)
+        _mode.enabled = self.mode
+
+    def __enter__(self) -> None:
+        _mode.enabled = self.mode
+
+    def __exit__(self, *exc) -> None:
+        _mode.enabled = self.previous
+
+    def __call__(self, function):
+        import functools
+
+        mode = self.mode
+
+        @functools.wraps(function)
+        def wrapper(*args, **kwargs):
+            with set_grad_enabled(mode):
+                return function(*args, **kwargs)
+
+        return wrapper
+
+
+class no_grad(set_grad_enabled):
+    """``with graphnn.no_grad():`` (or ``@graphnn.no_grad()``): results do not require grad."""
+
+    def __init__(self) -> None:
+        self.previous, self.mode = is_grad_enabled(), False
+
+    def __enter__(self) -> None:
+        self.previous = is_grad_enabled()
+        _mode.enabled = False
+
+
+class enable_grad(set_grad_enabled):
+    """The opposite of ``no_grad``, inside one."""
+
+    def __init__(self) -> None:
+        self.previous, self.mode = is_grad_enabled(), True
+
+    def __enter__(self) -> None:
+        self.previous = is_grad_enabled()
+        _mode.enabled = True
+
+
+class inference_mode(set_grad_enabled):
+    """``torch.inference_mode``: no gradients (graphnn has no separate inference tensors)."""
+
+    def __init__(self, mode: bool = True) -> None:
+        self.previous, self.mode = is_grad_enabled(), not mode
+
+    def __enter__(self) -> None:
+        self.previous = is_grad_enabled()
+        _mode.enabled = self.mode
+
+
+class GradFn:
+    """What PyTorch shows as a result's ``grad_fn`` (``<AddmmBackward0 object at ...>``): the
+    op that computed it. graphnn differentiates whole graphs symbolically, so this only names
+    the op (loss.backward() arrives with the recorded-graph state)."""
+
+    __slots__ = ("_name",)
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def name(self) -> str:
+        return self._name
+
+    def __repr__(self) -> str:
+        return f"<{self._name} object at {hex(id(self))}>"

@@ -1,0 +1,358 @@
+"""Making tensors: ``tensor``, ``zeros``, ``arange``, ``randn``, ``cat``... as PyTorch's.
+
+Every random factory draws from graphnn's one generator (graphnn.random), which
+``graphnn.manual_seed`` also resets for initialisation, DataLoader shuffling and dropout, or
+from a ``Generator`` passed as ``generator=``.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import numpy as np
+
+from graphnn import dtypes, random
+from graphnn.eager import constant
+from graphnn.errors import ShapeError
+from graphnn.tensors import Tensor, _constant_of, _wrap, as_tensor
+
+Generator = random.Generator
+
+
+def _sizes(size: Sequence) -> tuple[int, ...]:
+    if len(size) == 1 and isinstance(size[0], (tuple, list)):
+        size = tuple(size[0])
+    out = []
+    for d in size:
+        if isinstance(d, Tensor):
+            d = d.item()
+        if not isinstance(d, (int, np.integer)) or isinstance(d, bool):
+            raise TypeError(f"size must be a tuple of ints, but got an element of type {type(d).__name__}")
+        if d < 0:
+            raise RuntimeError(f"Trying to create tensor with negative dimension {d}: {list(size)}")
+        out.append(int(d))
+    return tuple(out)
+
+
+def _make(array: np.ndarray, dtype: Any, requires_grad: bool = False, default: Any = None) -> Tensor:
+    d = dtypes.as_dtype(dtype) if dtype is not None else (default or dtypes.get_default_dtype())
+    t = Tensor(_constant_of(array, d))
+    if requires_grad:
+        t.requires_grad = True
+    return t
+
+
+def _check_device(device: Any) -> None:
+    if device is not None:
+        from graphnn.device import device as as_device
+
+        as_device(device).check_tensor_placement()
+
+
+def tensor(data: Any, dtype=None, device=None, requires_grad: bool = False, pin_memory: bool = False) -> Tensor:
+    """A new tensor holding a copy of ``data`` (nested lists, numbers, arrays, tensors)."""
+    _check_device(device)
+    if isinstance(data, Tensor):
+        array = data.array.copy()
+    elif isinstance(data, (list, tuple)) and any(isinstance(v, Tensor) for v in _flat(data)):
+        array = np.array(_plain(data))
+    else:
+        array = np.array(data)
+    if isinstance(data, (int, np.integer)) and not isinstance(data, bool) and not -2**63 <= int(data) < 2**63:
+        raise RuntimeError(f"Overflow when unpacking long")
+    if array.dtype == object:
+        raise TypeError(f"Could not infer dtype of {type(np.asarray(data, dtype=object).flat[0]).__name__}")
+    if array.dtype.kind in "US":
+        raise TypeError(f"new(): invalid data type '{array.dtype.kind == 'U' and 'str' or 'bytes'}'")
+    if dtype is None and array.dtype.kind == "f" and not isinstance(data, np.ndarray) \
+            and not isinstance(data, Tensor):
+        default = dtypes.get_default_dtype()
+    else:
+        default = dtypes.of_array(array) if not isinstance(data, Tensor) else data.dtype
+    return _make(array, dtype, requires_grad, default)
+
+
+def _flat(data):
+    for v in data:
+        if isinstance(v, (list, tuple)):
+            yield from _flat(v)
+        else:
+            yield v
+
+
+def _plain(data):
+    if isinstance(data, (list, tuple)):
+        return [_plain(v) for v in data]
+    return data.item() if isinstance(data, Tensor) else data
+
+
+def as_tensor_(data: Any, dtype=None, device=None) -> Tensor:
+    """``torch.as_tensor``: the tensor itself or a tensor sharing a numpy array's memory when
+    the dtype allows, else a copy."""
+    _check_device(device)
+    if isinstance(data, Tensor):
+        return data if dtype is None else data.to(dtype)
+    if isinstance(data, np.ndarray):
+        return _make(data, dtype, default=dtypes.of_array(data))
+    return tensor(data, dtype)
+
+
+def from_numpy(array: np.ndarray) -> Tensor:
+    """A tensor sharing ``array``'s memory (writes through either show in both)."""
+    if not isinstance(array, np.ndarray):
+        raise TypeError(f"expected np.ndarray (got {type(array).__name__})")
+    d = dtypes.of_array(array)
+    if d.numpy != array.dtype:
+        raise TypeError(f"can't convert np.ndarray of type numpy.{array.dtype}. The only supported types are: "
+                        "float64, float32, int64, int32, and bool.")
+    return Tensor(constant(array, d.ir))
+
+
+def _filled(size, value, dtype, requires_grad, default=None) -> Tensor:
+    shape = _sizes(size)
+    d = dtypes.as_dtype(dtype) if dtype is not None else (default or dtypes.get_default_dtype())
+    return _make(np.full(shape, value, d.numpy), d, requires_grad)
+
+
+def zeros(*size, dtype=None, device=None, requires_grad: bool = False, out=None) -> Tensor:
+    _check_device(device)
+    return _filled(size, 0, dtype, requires_grad)
+
+
+def ones(*size, dtype=None, device=None, requires_grad: bool = False, out=None) -> Tensor:
+    _check_device(device)
+    return _filled(size, 1, dtype, requires_grad)
+
+
+def empty(*size, dtype=None, device=None, requires_grad: bool = False, out=None) -> Tensor:
+    """Like ``zeros`` (graphnn initialises what PyTorch leaves undefined)."""
+    _check_device(device)
+    return _filled(size, 0, dtype, requires_grad)
+
+
+def full(size, fill_value, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    _check_device(device)
+    default = dtypes.scalar_dtype(fill_value) if dtype is None else None
+    return _filled((size,) if not isinstance(size, (tuple, list)) else (tuple(size),), fill_value, dtype,
+                   requires_grad, default)
+
+
+def _like(t: Tensor, value, dtype, requires_grad) -> Tensor:
+    return _filled((tuple(t.shape),), value, dtype if dtype is not None else t.dtype, requires_grad)
+
+
+def zeros_like(input: Tensor, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    return _like(as_tensor(input), 0, dtype, requires_grad)
+
+
+def ones_like(input: Tensor, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    return _like(as_tensor(input), 1, dtype, requires_grad)
+
+
+def empty_like(input: Tensor, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    return _like(as_tensor(input), 0, dtype, requires_grad)
+
+
+def full_like(input: Tensor, fill_value, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    return _like(as_tensor(input), fill_value, dtype, requires_grad)
+
+
+def arange(start, end=None, step=1, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    """``arange(end)``, ``arange(start, end, step)``: int64 from ints, else the default float."""
+    _check_device(device)
+    if end is None:
+        start, end = 0, start
+    values = [v.item() if isinstance(v, Tensor) else v for v in (start, end, step)]
+    if values[2] == 0:
+        raise RuntimeError("step must be nonzero")
+    if (values[1] - values[0]) * values[2] < 0:
+        raise RuntimeError("upper bound and larger bound inconsistent with step sign")
+    integral = all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values)
+    d = dtypes.as_dtype(dtype) if dtype is not None else (dtypes.int64 if integral else dtypes.get_default_dtype())
+    count = max(0, math.ceil((values[1] - values[0]) / values[2]))
+    # computed as torch does, start + i * step in double, then converted
+    array = (values[0] + np.arange(count, dtype=np.float64 if not integral else np.int64) * values[2])
+    return _make(array, d, requires_grad)
+
+
+def linspace(start, end, steps: int, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    _check_device(device)
+    if steps < 0:
+        raise RuntimeError("number of steps must be non-negative")
+    d = dtypes.as_dtype(dtype) if dtype is not None else dtypes.get_default_dtype()
+    start, end = (v.item() if isinstance(v, Tensor) else v for v in (start, end))
+    if steps == 1:
+        return _make(np.array([start], np.float64), d, requires_grad)
+    # torch fills the first half from the start and the second half from the end
+    step = (end - start) / (steps - 1)
+    index = np.arange(steps, dtype=np.float64)
+    half = steps // 2
+    values = np.where(index < half, start + step * index, end - step * (steps - 1 - index))
+    if d.is_floating_point:
+        values = values.astype(d.numpy)
+    return _make(values, d, requires_grad)
+
+
+def logspace(start, end, steps: int, base: float = 10.0, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    return _make(np.power(base, linspace(start, end, steps, dtype=dtypes.float64).array), dtype, requires_grad)
+
+
+def eye(n: int, m: int | None = None, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    _check_device(device)
+    return _make(np.eye(n, n if m is None else m), dtype, requires_grad)
+
+
+def _generator(generator) -> np.random.Generator:
+    return random.generator() if generator is None else generator.numpy
+
+
+def rand(*size, generator=None, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    """Uniform [0, 1) draws."""
+    _check_device(device)
+    return _make(_generator(generator).random(_sizes(size)), dtype, requires_grad)
+
+
+def randn(*size, generator=None, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    """Standard normal draws."""
+    _check_device(device)
+    return _make(_generator(generator).standard_normal(_sizes(size)), dtype, requires_grad)
+
+
+def randint(low, high=None, size=None, generator=None, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    """Integers in [low, high) (``randint(high, size)`` starts at 0), int64 by default."""
+    _check_device(device)
+    if size is None:
+        low, high, size = 0, low, high
+    if size is None:
+        raise TypeError("randint() missing 1 required positional argument: 'size'")
+    if high <= low:
+        raise RuntimeError(f"random_ expects 'from' to be less than 'to', but got from={low} >= to={high}")
+    return _make(_generator(generator).integers(low, high, _sizes((size,) if isinstance(size, int) else (tuple(size),))),
+                 dtype, requires_grad, dtypes.int64)
+
+
+def randperm(n: int, generator=None, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    """A random permutation of 0..n-1 (int64)."""
+    _check_device(device)
+    return _make(_generator(generator).permutation(int(n)), dtype, requires_grad, dtypes.int64)
+
+
+def rand_like(input: Tensor, dtype=None, generator=None) -> Tensor:
+    return rand(*input.shape, generator=generator, dtype=dtype or input.dtype)
+
+
+def randn_like(input: Tensor, dtype=None, generator=None) -> Tensor:
+    return randn(*input.shape, generator=generator, dtype=dtype or input.dtype)
+
+
+def normal(mean=0.0, std=1.0, size=None, generator=None, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    """Normal draws: ``normal(mean, std, size)`` with numbers, or elementwise means and deviations
+    given as tensors (broadcast together)."""
+    _check_device(device)
+    g = _generator(generator)
+    if isinstance(mean, Tensor) or isinstance(std, Tensor):
+        m = mean.array if isinstance(mean, Tensor) else mean
+        s = std.array if isinstance(std, Tensor) else std
+        shape = np.broadcast_shapes(np.shape(m), np.shape(s))
+        if np.any(np.asarray(s) < 0):
+            raise RuntimeError("normal expects all elements of std >= 0.0")
+        source = mean if isinstance(mean, Tensor) else std
+        return _make(m + s * g.standard_normal(shape), dtype or source.dtype, requires_grad)
+    if size is None:
+        raise TypeError("normal() with number mean and std needs a size")
+    if std < 0:
+        raise RuntimeError(f"normal expects std >= 0.0, but found std {std}")
+    return _make(mean + std * g.standard_normal(_sizes((tuple(size),) if isinstance(size, (tuple, list)) else (size,))),
+                 dtype, requires_grad)
+
+
+def bernoulli(input: Tensor, p=None, generator=None) -> Tensor:
+    probs = input.array if p is None else np.full(input.shape, p)
+    return _make((_generator(generator).random(probs.shape) < probs).astype(np.float64), input.dtype)
+
+
+def multinomial(input: Tensor, num_samples: int, replacement: bool = False, generator=None) -> Tensor:
+    weights = np.asarray(input.array, np.float64)
+    g = _generator(generator)
+    rows = weights.reshape(-1, weights.shape[-1])
+    picks = [g.choice(rows.shape[1], num_samples, replace=replacement, p=r / r.sum()) for r in rows]
+    return _make(np.array(picks).reshape(weights.shape[:-1] + (num_samples,)), dtypes.int64)
+
+
+# -- joining ------------------------------------------------------------------------------------------
+def cat(tensors: Sequence, dim: int = 0, out=None) -> Tensor:
+    """Join tensors along an existing dimension (dtypes promote as in arithmetic)."""
+    tensors = [as_tensor(t) for t in tensors]
+    if not tensors:
+        raise RuntimeError("torch.cat(): expected a non-empty list of Tensors")
+    if any(t._symbolic() for t in tensors):
+        raise ShapeError("torch.cat inside a traced forward is not supported yet")
+    # torch skips 1-D empty tensors in cat (legacy behaviour)
+    kept = [t for t in tensors if not (t.ndim == 1 and t.numel() == 0)] or tensors[:1]
+    rank = kept[0].ndim
+    if rank == 0:
+        raise RuntimeError("zero-dimensional tensor (at position 0) cannot be concatenated")
+    d = _dim(dim, rank)
+    for k, t in enumerate(kept):
+        if t.ndim != rank:
+            raise RuntimeError(f"Tensors must have same number of dimensions: got {rank} and {t.ndim}")
+        for axis in range(rank):
+            if axis != d and t.shape[axis] != kept[0].shape[axis]:
+                raise RuntimeError(f"Sizes of tensors must match except in dimension {d}. Expected size "
+                                   f"{kept[0].shape[axis]} but got size {t.shape[axis]} for tensor number {k} in the list.")
+    common = kept[0].dtype
+    for t in kept[1:]:
+        common = dtypes.promote_types(common, t.dtype)
+    array = np.concatenate([t.array for t in kept], axis=d).astype(common.numpy, copy=False)
+    return _wrap(constant(array, common.ir), tensors, "CatBackward0")
+
+
+concat = concatenate = cat
+
+
+def stack(tensors: Sequence, dim: int = 0, out=None) -> Tensor:
+    """Join same-shaped tensors along a new dimension."""
+    tensors = [as_tensor(t) for t in tensors]
+    if not tensors:
+        raise RuntimeError("stack expects a non-empty TensorList")
+    for k, t in enumerate(tensors):
+        if tuple(t.shape) != tuple(tensors[0].shape):
+            raise RuntimeError(f"stack expects each tensor to be equal size, but got {list(tensors[0].shape)} at entry 0 "
+                               f"and {list(t.shape)} at entry {k}")
+    d = _dim(dim, tensors[0].ndim + 1)
+    return _named(cat([t.unsqueeze(d) for t in tensors], d), "StackBackward0")
+
+
+def _named(t: Tensor, name: str) -> Tensor:
+    from graphnn.tensors import _named as rename
+
+    return rename(t, name)
+
+
+def _dim(dim: int, rank: int) -> int:
+    if not -rank <= dim < rank:
+        raise IndexError(f"Dimension out of range (expected to be in range of [{-rank}, {rank - 1}], but got {dim})")
+    return dim % rank
+
+
+def where(condition: Tensor, input=None, other=None) -> Tensor:
+    """Elements of ``input`` where ``condition`` holds, else of ``other``; with only a condition,
+    the indices where it holds (a tuple of int64 tensors)."""
+    condition = as_tensor(condition)
+    if input is None and other is None:
+        return tuple(Tensor(constant(i, "i64")) for i in np.nonzero(condition.array))
+    from graphnn import pointwise as pw
+    from graphnn.eager import EAGER, cast
+    from graphnn.tensors import _operand_dtype, _eager_node
+
+    d = dtypes.result_type([_operand_dtype(input), _operand_dtype(other)])
+    nodes = [cast(condition.node, "bool")] + [cast(_eager_node(v, d), d.ir) for v in (input, other)]
+    return _wrap(EAGER.apply(pw.where, *nodes, dtype=d.ir), [input, other], "WhereBackward0")
+
+
+def is_tensor(obj: Any) -> bool:
+    return isinstance(obj, Tensor)
+
+
+def numel(input: Tensor) -> int:
+    return int(input.numel())

@@ -1,0 +1,98 @@
+"""Indexing concrete tensors: ``x[i]``, ``x[:, 0]``, ``x[None, ..., ::2]``, ``x[mask]``, ``x[idx]``
+and assignment to them, with PyTorch's semantics (basic indexing is a view sharing memory,
+integer and boolean tensors index as numpy's advanced indexing, which PyTorch follows). Inside a
+traced forward, indexing is not supported yet.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from graphnn import tensors as T
+from graphnn.eager import constant, is_grad_enabled
+from graphnn.errors import TraceError
+
+
+def _index_part(part: Any) -> Any:
+    if isinstance(part, T.Tensor):
+        array = part.array
+        if array.dtype.kind == "f":
+            raise IndexError("tensors used as indices must be long, int, byte or bool tensors")
+        return array
+    if isinstance(part, slice):
+        if part.step is not None and int(part.step) <= 0:
+            raise ValueError("step must be greater than zero")
+        return slice(*(None if v is None else int(v) for v in (part.start, part.stop, part.step)))
+    if isinstance(part, (list, tuple)):
+        array = np.asarray([p.item() if isinstance(p, T.Tensor) else p for p in part])
+        if array.dtype.kind == "f":
+            raise IndexError("tensors used as indices must be long, int, byte or bool tensors")
+        return array
+    if isinstance(part, (bool, np.bool_)) or part is None or part is Ellipsis:
+        return part
+    if isinstance(part, (int, np.integer)):
+        return int(part)
+    raise IndexError(f"only integers, slices (`:`), ellipsis (`...`), None and long or bool tensors are valid "
+                     f"indices, got {type(part).__name__}")
+
+
+def _numpy_index(index: Any) -> Any:
+    parts = index if isinstance(index, tuple) else (index,)
+    return tuple(_index_part(p) for p in parts)
+
+
+def _grad_name(index: Any) -> str:
+    parts = index if isinstance(index, tuple) else (index,)
+    if any(isinstance(p, (T.Tensor, list, np.ndarray)) for p in parts):
+        return "IndexBackward0"
+    if any(isinstance(p, (int, np.integer)) and not isinstance(p, bool) for p in parts):
+        return "SelectBackward0"
+    if any(isinstance(p, slice) for p in parts):
+        return "SliceBackward0"
+    return "AliasBackward0"
+
+
+def _checked(x: "T.Tensor", index: Any) -> tuple:
+    if x._symbolic():
+        raise TraceError("indexing and slicing tensors inside a traced forward are not supported yet")
+    return _numpy_index(index)
+
+
+def get(x: "T.Tensor", index: Any) -> "T.Tensor":
+    """``x[index]``: a view for ints, slices, None and ``...``; a copy for index tensors and masks."""
+    parts = _checked(x, index)
+    array = x.array
+    try:
+        value = array[parts]
+    except IndexError as error:
+        raise IndexError(_message(error, array.shape, parts)) from None
+    value = np.asarray(value) if not isinstance(value, np.ndarray) else value
+    return T._wrap(constant(value, x._node.dtype), [x], _grad_name(index))
+
+
+def put(x: "T.Tensor", index: Any, value: Any) -> None:
+    """``x[index] = value``, in place: ``value`` (a number or a tensor broadcast to the selection)
+    converted to x's dtype."""
+    parts = _checked(x, index)
+    if x.requires_grad and x.is_leaf and is_grad_enabled():
+        raise RuntimeError("a leaf Variable that requires grad is being used in an in-place operation.")
+    array = x.array
+    source = value.array if isinstance(value, T.Tensor) else np.asarray(value)
+    try:
+        with np.errstate(all="ignore"):
+            array[parts] = source.astype(array.dtype, copy=False)
+    except IndexError as error:
+        raise IndexError(_message(error, array.shape, parts)) from None
+    except ValueError as error:
+        raise RuntimeError(f"shape mismatch: value tensor of shape {list(source.shape)} cannot be broadcast to "
+                           f"the indexed result ({error})") from None
+
+
+def _message(error: IndexError, shape: tuple, parts: tuple) -> str:
+    for axis, part in enumerate(p for p in parts if p is not None and p is not Ellipsis):
+        if isinstance(part, int) and axis < len(shape) and not -shape[axis] <= part < shape[axis]:
+            return f"index {part} is out of bounds for dimension {axis} with size {shape[axis]}"
+    if sum(1 for p in parts if p is not None and p is not Ellipsis) > len(shape):
+        return f"too many indices for tensor of dimension {len(shape)}"
+    return str(error)

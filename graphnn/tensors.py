@@ -1,0 +1,414 @@
+"""The Tensor users' code sees: symbolic while a forward is traced, concrete everywhere else.
+
+One type, two states here (the recorded state, for ``loss.backward()``, builds on them):
+
+- symbolic: a Node of the graph being traced. Shapes hold ints and the batch symbol ``B``;
+  anything that needs a value in Python (``if x.sum() > 0``, ``float(x)``) raises a TraceError
+  explaining why a static graph cannot follow it.
+- concrete: a ``Concrete`` node holding a numpy array (float32 by default). Every operation
+  builds the same primitive Nodes it records while tracing, through the eager builder, which
+  evaluates each one with the op set's numpy definition (graphnn.evaluate): eager and compiled
+  results follow one definition.
+
+Each method is written once for both states: ``_builder`` picks the tracer's builder when an
+operand is symbolic and the eager one otherwise. dtypes promote as PyTorch's do
+(graphnn.dtypes); the graph code of traced forwards keeps computing in float32.
+"""
+from __future__ import annotations
+
+from collections import namedtuple
+from typing import Any, Sequence
+
+import numpy as np
+import sympy
+
+from graphnn import dtypes, trace
+from graphnn import pointwise as pw
+from graphnn.eager import EAGER, Concrete, GradFn, cast, constant, is_grad_enabled
+from graphnn.errors import ShapeError, TraceError
+from graphnn.ir import Node, dim, format_shape, numel
+from graphnn.ops import Builder, normalize_axis
+
+
+class Size(tuple):
+    """A shape: a tuple of ints (and, while tracing, expressions of the batch symbol ``B``)."""
+
+    def __repr__(self) -> str:
+        return "torch.Size([" + ", ".join(str(d) for d in self) + "])"
+
+    def numel(self):
+        return numel(self)
+
+
+class _ReturnType(tuple):
+    def __repr__(self) -> str:
+        fields = ",\n".join(f"{name}={value!r}" for name, value in zip(self._fields, self))
+        return f"torch.return_types.{self._name}(\n{fields})"
+
+
+def _return_type(name: str):
+    base = namedtuple(name, ["values", "indices"])
+    return type(name, (_ReturnType, base), {"_name": name, "__slots__": ()})
+
+
+MaxResult = _return_type("max")
+MinResult = _return_type("min")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, bool, np.integer, np.floating, np.bool_))
+
+
+# -- which builder, and each operand as a node of it --------------------------------------------
+def _builder(*values: Any) -> Builder:
+    """The tracer's builder when any operand is symbolic (or a buffer array being traced),
+    otherwise the eager one."""
+    tracer = trace.active()
+    if tracer is not None:
+        for v in values:
+            if isinstance(v, Tensor) and v._symbolic():
+                return tracer.builder
+            if isinstance(v, np.ndarray) and id(v) in tracer.buffer_names:
+                return tracer.builder
+    return EAGER
+
+
+def current_builder() -> Builder:
+    """The builder errors are reported through: the tracer's while tracing, else the eager one."""
+    tracer = trace.active()
+    return tracer.builder if tracer is not None else EAGER
+
+
+def as_tensor(value: Any, builder: Builder | None = None) -> "Tensor":
+    """``value`` as a Tensor whose node ``builder`` can use: a symbolic Tensor itself, a
+    Parameter as its graph leaf (while traced) or its value, a buffer array as its leaf, data
+    (arrays, numbers, lists) as a concrete tensor."""
+    b = _builder(value) if builder is None else builder
+    if isinstance(value, Tensor):
+        if b is EAGER:
+            return value
+        if isinstance(value, Parameter):
+            return Tensor(trace.current().param(value))
+        if value._symbolic():
+            return value
+        raise trace.current().builder.error(
+            f"a tensor with a value (shape {list(value.shape)}) that was not computed from the forward's inputs "
+            "is used in the traced graph; register it with self.register_buffer(name, tensor) so the compiled "
+            "program reads it, or pass it as an input")
+    if b is not EAGER and isinstance(value, np.ndarray):
+        return Tensor(trace.current().buffer(value))
+    return Tensor(_constant_of(value))
+
+
+def _constant_of(data: Any, dtype: dtypes.dtype | None = None) -> Concrete:
+    """A Concrete node holding ``data`` (copied from lists and numbers, shared from float32 and
+    int64 arrays of the right dtype)."""
+    if isinstance(data, Tensor):
+        array = data.array
+    else:
+        array = np.asarray(data)
+        if array.dtype == object:
+            raise TypeError(f"can't build a tensor from {type(data).__name__} holding {type(array.flat[0]).__name__}")
+    if dtype is None:
+        if array.dtype.kind == "f" and not isinstance(data, np.ndarray):
+            dtype = dtypes.get_default_dtype()  # Python floats take the default dtype
+        else:
+            dtype = dtypes.of_array(array)
+    if array.dtype != dtype.numpy:
+        with np.errstate(all="ignore"):
+            array = array.astype(dtype.numpy)
+    return constant(array, dtype.ir)
+
+
+def _scalar_node(value: Any, d: dtypes.dtype) -> Concrete:
+    return constant(np.asarray(value, d.numpy), d.ir)
+
+
+def _wrap(node: Node, sources: Sequence, grad: str | None = None, builder: Builder | None = None) -> "Tensor":
+    """A result Tensor; an eager one requires grad (named by ``grad``, PyTorch's backward node)
+    when grad mode is on and a source requires grad."""
+    out = Tensor(node)
+    if grad is not None and isinstance(node, Concrete) and is_grad_enabled():
+        if any(isinstance(s, Tensor) and s.requires_grad for s in sources):
+            out._requires_grad = True
+            out.grad_fn = GradFn(grad)
+    return out
+
+
+def _named(t: "Tensor", grad: str) -> "Tensor":
+    """Rename the grad_fn of a composite's result to the one op PyTorch computes it with."""
+    if t.grad_fn is not None:
+        t.grad_fn = GradFn(grad)
+    return t
+
+
+_BINARY = {"add": (pw.add, "AddBackward0"), "sub": (pw.sub, "SubBackward0"), "mul": (pw.mul, "MulBackward0"),
+           "div": (pw.div, "DivBackward0"), "pow": (pw.power, "PowBackward0"),
+           "floor_divide": (pw.floor_divide, None), "remainder": (pw.remainder, "RemainderBackward0"),
+           "maximum": (pw.maximum, "MaximumBackward0"), "minimum": (pw.minimum, "MinimumBackward0"),
+           "eq": (pw.eq, None), "ne": (pw.ne, None), "lt": (pw.lt, None), "le": (pw.le, None),
+           "gt": (pw.gt, None), "ge": (pw.ge, None),
+           "logical_and": (pw.logical_and, None), "logical_or": (pw.logical_or, None),
+           "logical_xor": (pw.logical_xor, None)}
+_COMPARISONS = ("eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or", "logical_xor")
+_SYMBOLS = {"add": "+", "sub": "-", "mul": "*", "div": "/", "pow": "**"}
+
+
+def _operand_dtype(value: Any):
+    if isinstance(value, Tensor):
+        return (value.dtype, value.ndim)
+    if isinstance(value, np.ndarray):
+        return (dtypes.of_array(value), value.ndim)
+    if isinstance(value, (list, tuple)):
+        return (dtypes.of_array(np.asarray(value)), 1)
+    return value
+
+
+def binary(a: Any, b: Any, name: str) -> "Tensor":
+    """``a <name> b`` with broadcasting and PyTorch's type promotion."""
+    builder = _builder(a, b)
+    fn, grad = _BINARY[name]
+    if builder is not EAGER:
+        return _traced_binary(builder, a, b, name, fn)
+    result = dtypes.result_type([_operand_dtype(a), _operand_dtype(b)])
+    compute = result
+    if name == "div" and not result.is_floating_point:
+        compute = result = dtypes.get_default_dtype()  # true division
+    if name in _COMPARISONS:
+        result = dtypes.bool_
+        if name.startswith("logical"):
+            compute = dtypes.bool_
+    if name == "sub" and compute is dtypes.bool_:
+        raise TypeError("Subtraction, the `-` operator, with two bool tensors is not supported. "
+                        "Use the `^` or `logical_xor()` operator instead.")
+    nodes = [cast(_eager_node(v, compute), compute.ir) for v in (a, b)]
+    if name == "pow" and not compute.is_floating_point and np.any(np.asarray(nodes[1].value) < 0):
+        raise ValueError("Integers to negative integer powers are not allowed.")
+    if name in ("floor_divide", "remainder") and not compute.is_floating_point and np.any(nodes[1].value == 0):
+        raise ZeroDivisionError("ZeroDivisionError")
+    return _wrap(builder.apply(fn, *nodes, dtype=result.ir), [a, b], grad)
+
+
+def _eager_node(value: Any, d: dtypes.dtype) -> Concrete:
+    if isinstance(value, Tensor):
+        return value.node
+    if _is_number(value):
+        return _scalar_node(value, d)
+    return _constant_of(value)
+
+
+def _traced_binary(b: Builder, x: Any, y: Any, name: str, fn) -> "Tensor":
+    """The recorded form: Python numbers (and one-element tensors with a value) are folded
+    into the pointwise expression; everything computes in float32."""
+    if name not in _SYMBOLS:
+        raise TraceError(f"{b.where()}: {name} is not supported inside a traced forward yet")
+    reverse = not (isinstance(x, Tensor) and x._symbolic()) and not isinstance(x, np.ndarray)
+    tensor, other = (y, x) if reverse else (x, y)
+    if isinstance(other, Tensor) and not other._symbolic() and other.numel() == 1 and not isinstance(other, Parameter):
+        other = other.item()
+    if _is_number(other):
+        return Tensor(b.pointwise(pw.scalar_op(name, other, reverse), as_tensor(tensor, b).node))
+    if name == "pow":
+        raise TraceError(f"{b.where()}: a tensor exponent is not supported in a traced forward; use a Python number")
+    return Tensor(b.apply(fn, as_tensor(x, b).node, as_tensor(y, b).node))
+
+
+def _float_dtype(x: "Tensor") -> dtypes.dtype:
+    return x.dtype if x.dtype.is_floating_point else dtypes.get_default_dtype()
+
+
+def unary(x: Any, fn: pw.PointwiseFn, grad: str | None, floating: bool = True) -> "Tensor":
+    """An elementwise function of one tensor: in float (ints become float32) when ``floating``."""
+    b = _builder(x)
+    t = as_tensor(x, b)
+    if b is EAGER:
+        d = _float_dtype(t) if floating else t.dtype
+        return _wrap(b.pointwise(fn, cast(t.node, d.ir), dtype=d.ir), [x], grad)
+    return Tensor(b.pointwise(fn, t.node))
+
+
+from graphnn.tensor_methods import TensorMethods  # noqa: E402  (the methods use the helpers above)
+
+
+class Tensor(TensorMethods):
+    """A tensor (see the module docstring). ``Tensor(data)`` makes a float32 tensor from data
+    and ``Tensor(*sizes)`` an uninitialised one (zeros), as PyTorch's legacy constructor."""
+
+    __array_priority__ = 1000  # numpy defers to our operators: ``array + tensor`` is a Tensor
+    __hash__ = object.__hash__
+
+    def __init__(self, *data: Any, requires_grad: bool = False) -> None:
+        if len(data) == 1 and isinstance(data[0], Node):
+            node = data[0]
+        elif data and all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) for d in data):
+            node = constant(np.zeros(tuple(int(d) for d in data), np.float32), "f32")
+        elif len(data) == 1 and isinstance(data[0], (tuple, list)) and not data[0]:
+            node = constant(np.zeros((0,), np.float32), "f32")
+        elif len(data) == 1:
+            node = _constant_of(data[0], dtypes.float32)
+        else:
+            node = constant(np.zeros((0,), np.float32), "f32")
+        self._node = node
+        self._requires_grad = bool(requires_grad)
+        self._grad = None
+        self.grad_fn = None
+
+    # -- state ----------------------------------------------------------------------------------
+    def _symbolic(self) -> bool:
+        return not isinstance(self._node, Concrete)
+
+    @property
+    def node(self) -> Node:
+        return self._node
+
+    @property
+    def array(self) -> np.ndarray:
+        """The numpy array holding this tensor's values (shared, not copied): what graphnn's own
+        code reads values through. A symbolic tensor has none."""
+        if self._symbolic():
+            self._no_value("reading values")
+        return self._node.value
+
+    @property
+    def requires_grad(self) -> bool:
+        return self._requires_grad
+
+    @requires_grad.setter
+    def requires_grad(self, value: bool) -> None:
+        if self.grad_fn is not None and not value:
+            raise RuntimeError("you can only change requires_grad flags of leaf variables. If you want to use a "
+                               "computed variable in a subgraph that doesn't require differentiation use "
+                               "var_no_grad = var.detach().")
+        if value and not self.dtype.is_floating_point:
+            raise RuntimeError("only Tensors of floating point dtype can require gradients")
+        self._requires_grad = bool(value)
+
+    @property
+    def is_leaf(self) -> bool:
+        return self.grad_fn is None
+
+    @property
+    def grad(self) -> "Tensor | None":
+        return self._grad
+
+    @grad.setter
+    def grad(self, value: Any) -> None:
+        self._grad = None if value is None else (value if isinstance(value, Tensor) else Tensor(_constant_of(value, self.dtype)))
+
+    @property
+    def shape(self) -> Size:
+        return Size(self._node.shape)
+
+    @property
+    def dtype(self) -> dtypes.dtype:
+        return dtypes.of_ir(self._node.dtype)
+
+    def __repr__(self) -> str:
+        if self._symbolic():
+            path = f", path={self._node.path!r}" if self._node.path else ""
+            return f"Tensor({self._node.ref}:{self._node.type_str()}{path})"
+        from graphnn.printing import tensor_repr
+
+        return tensor_repr(self)
+
+    def __str__(self) -> str:
+        return repr(self)
+
+    def __format__(self, spec: str) -> str:
+        if not self._symbolic() and self.ndim == 0 and spec:
+            return format(self.item(), spec)
+        return format(repr(self), spec)
+
+    def __reduce_ex__(self, protocol):
+        return (_rebuild, (self.array.copy(), self.dtype.name, self.requires_grad))
+
+
+def _rebuild(array: np.ndarray, dtype_name: str, requires_grad: bool) -> Tensor:
+    t = Tensor(_constant_of(array, dtypes.as_dtype(dtype_name)))
+    t._requires_grad = requires_grad
+    return t
+
+
+class Parameter(Tensor):
+    """A trainable float32 tensor, registered by the Module it is assigned to. Inside a traced
+    forward it is the graph's ``param`` leaf; elsewhere a tensor whose values are its array.
+
+    After compiling, its array is a view into a flat parameter buffer; assigning ``.data``
+    copies into that view so every compiled program keeps seeing the parameter.
+    """
+
+    def __init__(self, data: Any = None, requires_grad: bool = True) -> None:
+        array = np.zeros((0,), np.float32) if data is None else np.array(
+            data.array if isinstance(data, Tensor) else data, dtype=np.float32)
+        self._data = np.ascontiguousarray(array)
+        self._grad = None
+        self._requires_grad = bool(requires_grad)
+        self._flat = None  # the FlatBuffer holding the array, once compiled
+        self.grad_fn = None
+
+    def _symbolic(self) -> bool:
+        return trace.active() is not None
+
+    @property
+    def _node(self) -> Node:
+        tracer = trace.active()
+        if tracer is not None:
+            return tracer.param(self)
+        return constant(self.array, "f32")
+
+    @property
+    def array(self) -> np.ndarray:
+        from graphnn import flat
+
+        flat.host_access(self._data)
+        return self._data
+
+    @property
+    def requires_grad(self) -> bool:
+        return self._requires_grad
+
+    @requires_grad.setter
+    def requires_grad(self, value: bool) -> None:
+        from graphnn import guard
+
+        if bool(value) != self._requires_grad:
+            self._requires_grad = bool(value)
+            guard.changed()  # programs that compute (or skip) this gradient are retraced
+
+    @property
+    def data(self) -> Tensor:
+        """The values as a tensor that does not require grad, sharing the parameter's storage."""
+        return Tensor(constant(self.array, "f32"))
+
+    @data.setter
+    def data(self, value: Any) -> None:
+        array = self.array
+        value = np.asarray(value.array if isinstance(value, Tensor) else value, dtype=np.float32)
+        if value.shape != array.shape:
+            raise ValueError(f"cannot assign an array of shape {value.shape} to a Parameter of shape {array.shape}")
+        array[...] = value
+
+    def _rebind(self, view: np.ndarray) -> None:
+        """Move the parameter's storage into ``view`` (a slice of a flat buffer)."""
+        view[...] = self._data
+        self._data = view
+
+    @property
+    def shape(self) -> Size:
+        return Size(self._data.shape)
+
+    @property
+    def dtype(self) -> dtypes.dtype:
+        return dtypes.float32
+
+    def __repr__(self) -> str:
+        if trace.active() is not None:
+            return f"Parameter({tuple(self.shape)})"
+        from graphnn.printing import tensor_repr
+
+        return "Parameter containing:\n" + tensor_repr(self, requires_grad=self.requires_grad)
+
+    def __reduce_ex__(self, protocol):
+        return (Parameter, (self.array.copy(), self.requires_grad))
+
+    __hash__ = object.__hash__
