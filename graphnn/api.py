@@ -10,7 +10,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from graphnn import backends
+from graphnn import backends, guard
 from graphnn.autodiff import with_gradients
 from graphnn.backends import cache_dir
 from graphnn.capture import graph_dtype, input_names, trace
@@ -80,12 +80,21 @@ def call_eagerly(module: Any, args: Sequence, kwargs: dict):
             module.__dict__.setdefault("_eager_unbatched", set()).add(_signature(arrays))
     else:
         outputs = program(*arrays)
-    grad = is_grad_enabled() and (any(isinstance(a, Tensor) and a.requires_grad for a in args)
-                                  or any(p.requires_grad for p in module.parameters()))
+    grad = is_grad_enabled() and (_trains(module) or any(isinstance(a, Tensor) and a.requires_grad for a in args))
     results = outputs if isinstance(outputs, tuple) else (outputs,)
-    names = _grad_names(program, arrays) if grad else [None] * len(results)
+    names = _grad_names(program) if grad else [None] * len(results)
     tensors = tuple(_result(array, name) for array, name in zip(results, names))
     return tensors if isinstance(outputs, tuple) else tensors[0]
+
+
+def _trains(module: Any) -> bool:
+    """Whether any parameter of ``module`` requires grad (remembered until a module changes:
+    flipping requires_grad moves graphnn.guard's version)."""
+    cached = module.__dict__.get("_eager_trains")
+    if cached is None or cached[0] != guard.version:
+        cached = (guard.version, any(p.requires_grad for p in module.parameters()))
+        object.__setattr__(module, "_eager_trains", cached)
+    return cached[1]
 
 
 def _program(module: Any, attribute: str, static: bool) -> InferenceProgram:
@@ -124,13 +133,19 @@ _OP_GRADS = {"reshape": "ViewBackward0", "permute": "PermuteBackward0", "matmul"
              "expand": "ExpandBackward0", "reduce": "SumBackward1"}
 
 
-def _grad_names(program: InferenceProgram, arrays: Sequence) -> list:
-    """PyTorch's grad_fn name for each output: the op (or layer) that computed it."""
-    graphs = next((g for g in reversed(list(program.graphs.values()))), None)
-    if graphs is None:
-        return ["AddmmBackward0"]
+def _grad_names(program: InferenceProgram) -> list:
+    """PyTorch's grad_fn name for each output: the op (or layer) that computed it (in the graph
+    traced last, which is the one just run but for a program called with several signatures)."""
+    graphs = next(reversed(program.graphs.values()))
+    names = program.__dict__.get("_grad_names", {}).get(id(graphs))
+    if names is None:
+        names = program.__dict__.setdefault("_grad_names", {})[id(graphs)] = _output_grads(graphs["forward"])
+    return names
+
+
+def _output_grads(graph) -> list:
     names = []
-    for node in graphs["forward"].outputs.values():
+    for node in graph.outputs.values():
         if node.module == "Linear":
             name = {"pointwise": "AddmmBackward0", "matmul": "MmBackward0"}.get(node.op, "ViewBackward0")
         elif node.module in _MODULE_GRADS:

@@ -28,7 +28,10 @@ from typing import Any
 
 import numpy as np
 
+from graphnn import dtypes
+from graphnn.eager import constant
 from graphnn.files import atomic_write
+from graphnn.tensors import Tensor
 
 FORMAT = "graphnn.checkpoint"
 VERSION = 1
@@ -61,9 +64,11 @@ def save(obj: Any, path) -> None:
     atomic_write(Path(path), buffer.getvalue())
 
 
-def load(path) -> Any:
-    """Read a checkpoint written by ``save``; arrays come back as numpy arrays. A file that is not
-    a whole checkpoint raises CheckpointError (a missing or unreadable one the usual OSError)."""
+def load(path, map_location: Any = None, weights_only: bool | None = None, **pickle_load_args: Any) -> Any:
+    """Read a checkpoint written by ``save``; arrays come back as numpy arrays and tensors as
+    tensors. A file that is not a whole checkpoint raises CheckpointError (a missing or
+    unreadable one the usual OSError). ``map_location`` and ``weights_only`` are accepted as
+    torch.load's: a checkpoint holds only arrays and plain values, so loading one runs no code."""
     path = Path(path)
     try:
         with zipfile.ZipFile(path) as archive:
@@ -163,8 +168,8 @@ def _encode(value: Any, arrays: dict, keys: tuple) -> Any:
         name = f"a{len(arrays)}"
         arrays[name] = array
         return {"array": name}
-    if hasattr(value, "array") and hasattr(value, "dtype") and not isinstance(value, np.ndarray):  # a Tensor
-        return _encode(np.asarray(value.array), arrays, keys)
+    if isinstance(value, Tensor):  # stored as its array, read back as a tensor
+        return {"tensor": _encode(np.asarray(value.array), arrays, keys)["array"]}
     if isinstance(value, dict):
         items = []
         for key, item in value.items():
@@ -191,6 +196,8 @@ def _decode(tree: Any, array, depth: int) -> Any:
     (kind, content), = tree.items()
     if kind == "array" and isinstance(content, str):
         return array(content)
+    if kind == "tensor" and isinstance(content, str):
+        return _tensor(array(content))
     if kind == "dict" and isinstance(content, list):
         out = {}
         for pair in content:
@@ -205,6 +212,11 @@ def _decode(tree: Any, array, depth: int) -> Any:
     if kind == "value" and (content is None or isinstance(content, (bool, int, float, str))):
         return content
     raise CheckpointError(f"malformed header: {_brief(tree)}")
+
+
+def _tensor(array: np.ndarray) -> Tensor:
+    d = dtypes.of_array(array)
+    return Tensor(constant(array.astype(d.numpy, copy=False), d.ir))
 
 
 def _brief(value: Any) -> str:

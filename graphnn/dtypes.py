@@ -59,6 +59,19 @@ def _by_name(name: str) -> dtype:
     return _ALIASES[name]
 
 
+_TYPE_NAMES = {"float32": "Float", "float64": "Double", "int64": "Long", "int32": "Int", "bool": "Bool"}
+
+
+def torch_type_name(d: dtype) -> str:
+    """The scalar type name torch's messages use ("Float", "Long")."""
+    return _TYPE_NAMES[d.name]
+
+
+def tensor_type_name(d: dtype) -> str:
+    """The legacy tensor type name ``Tensor.type()`` returns ("torch.FloatTensor")."""
+    return f"torch.{_TYPE_NAMES[d.name]}Tensor"
+
+
 def get_default_dtype() -> dtype:
     return _default
 

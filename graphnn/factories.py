@@ -50,40 +50,109 @@ def _check_device(device: Any) -> None:
 
 
 def tensor(data: Any, dtype=None, device=None, requires_grad: bool = False, pin_memory: bool = False) -> Tensor:
-    """A new tensor holding a copy of ``data`` (nested lists, numbers, arrays, tensors)."""
+    """A new tensor holding a copy of ``data`` (nested lists, numbers, arrays, tensors). Its dtype
+    is torch's inference: the promotion of every element's own (Python floats the default float
+    dtype, ints int64, numpy scalars, arrays and tensors theirs)."""
     _check_device(device)
+    target = None if dtype is None else dtypes.as_dtype(dtype)
     if isinstance(data, Tensor):
-        array = data.array.copy()
-    elif isinstance(data, (list, tuple)) and any(isinstance(v, Tensor) for v in _flat(data)):
-        array = np.array(_plain(data))
+        array, inferred = data.array.copy(), data.dtype
+    elif isinstance(data, np.ndarray):
+        array, inferred = np.array(data), dtypes.of_array(data)
     else:
-        array = np.array(data)
-    if isinstance(data, (int, np.integer)) and not isinstance(data, bool) and not -2**63 <= int(data) < 2**63:
-        raise RuntimeError(f"Overflow when unpacking long")
-    if array.dtype == object:
-        raise TypeError(f"Could not infer dtype of {type(np.asarray(data, dtype=object).flat[0]).__name__}")
-    if array.dtype.kind in "US":
-        raise TypeError(f"new(): invalid data type '{array.dtype.kind == 'U' and 'str' or 'bytes'}'")
-    if dtype is None and array.dtype.kind == "f" and not isinstance(data, np.ndarray) \
-            and not isinstance(data, Tensor):
-        default = dtypes.get_default_dtype()
-    else:
-        default = dtypes.of_array(array) if not isinstance(data, Tensor) else data.dtype
-    return _make(array, dtype, requires_grad, default)
+        _check_nesting(data)
+        leaves = list(_flat(data))
+        inferred = _inferred_dtype(leaves)
+        _check_range(leaves, target or inferred)
+        # floats are gathered in float64 and rounded once to their dtype
+        array = np.array(_plain(data), dtype=np.float64 if inferred.is_floating_point else inferred.numpy)
+    return _make(array, target, requires_grad, inferred)
+
+
+_SEQUENCES = (list, tuple, range)
 
 
 def _flat(data):
-    for v in data:
-        if isinstance(v, (list, tuple)):
+    """The elements of nested sequences (a tensor or an array is one element)."""
+    if isinstance(data, _SEQUENCES):
+        for v in data:
             yield from _flat(v)
-        else:
-            yield v
+    else:
+        yield data
 
 
 def _plain(data):
-    if isinstance(data, (list, tuple)):
+    """Nested lists of numbers and arrays: a tensor inside is one number, as torch reads it."""
+    if isinstance(data, _SEQUENCES):
         return [_plain(v) for v in data]
-    return data.item() if isinstance(data, Tensor) else data
+    if isinstance(data, Tensor):
+        if data.numel() != 1:
+            raise ValueError("only one element tensors can be converted to Python scalars")
+        return data.array.reshape(())
+    return data
+
+
+def _length(value) -> int | None:
+    if isinstance(value, _SEQUENCES):
+        return len(value)
+    if isinstance(value, np.ndarray) and value.ndim > 0:
+        return len(value)
+    return None
+
+
+def _check_nesting(data, depth: int = 0) -> None:
+    """Nested sequences must be rectangular (torch's message names the first ragged one)."""
+    if not isinstance(data, _SEQUENCES) or not data:
+        return
+    lengths = [_length(v) for v in data]
+    for n in lengths[1:]:
+        if n != lengths[0]:
+            raise ValueError(f"expected sequence of length {lengths[0]} at dim {depth + 1} (got {n or 0})")
+    for v in data:
+        _check_nesting(v, depth + 1)
+
+
+def _leaf_dtype(value) -> dtypes.dtype:
+    if isinstance(value, (bool, np.bool_)):
+        return dtypes.bool_
+    if isinstance(value, (Tensor,)):
+        return value.dtype
+    if isinstance(value, (np.ndarray, np.generic)) and np.asarray(value).dtype.kind in "biuf":
+        return dtypes.of_array(np.asarray(value))
+    if isinstance(value, int):
+        return dtypes.int64
+    if isinstance(value, float):
+        return dtypes.get_default_dtype()
+    if isinstance(value, (str, bytes)):
+        raise TypeError(f"new(): invalid data type '{type(value).__name__}'")
+    if isinstance(value, (complex, np.complexfloating)):
+        raise TypeError("complex tensors are not supported by graphnn")
+    raise RuntimeError(f"Could not infer dtype of {type(value).__name__}")
+
+
+def _inferred_dtype(leaves: list) -> dtypes.dtype:
+    found = None
+    for v in leaves:
+        d = _leaf_dtype(v)
+        found = d if found is None else dtypes.promote_types(found, d)
+    return found or dtypes.get_default_dtype()
+
+
+def _check_range(leaves: list, target: dtypes.dtype) -> None:
+    """Python numbers converted to an integer dtype must fit it (torch raises, not wraps)."""
+    if target.is_floating_point or target is dtypes.bool_:
+        for v in leaves:  # ints are unpacked as int64 first
+            if isinstance(v, int) and not -2**63 <= v < 2**63:
+                raise ValueError("Overflow when unpacking long long")
+        return
+    info = np.iinfo(target.numpy)
+    for v in leaves:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            continue
+        if isinstance(v, int) and not -2**63 <= v < 2**63:
+            raise ValueError("Overflow when unpacking long long")
+        if not (math.isfinite(v) and info.min <= math.trunc(v) <= info.max):
+            raise RuntimeError(f"value cannot be converted to type {target.name} without overflow")
 
 
 def as_tensor_(data: Any, dtype=None, device=None) -> Tensor:
@@ -131,10 +200,12 @@ def empty(*size, dtype=None, device=None, requires_grad: bool = False, out=None)
 
 
 def full(size, fill_value, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    """A tensor of ``size`` (a sequence) filled with ``fill_value``, of its dtype by default."""
     _check_device(device)
+    if not isinstance(size, (tuple, list)):
+        raise TypeError(f"full(): argument 'size' (position 1) must be tuple of ints, not {type(size).__name__}")
     default = dtypes.scalar_dtype(fill_value) if dtype is None else None
-    return _filled((size,) if not isinstance(size, (tuple, list)) else (tuple(size),), fill_value, dtype,
-                   requires_grad, default)
+    return _filled((tuple(size),), fill_value, dtype, requires_grad, default)
 
 
 def _like(t: Tensor, value, dtype, requires_grad) -> Tensor:
@@ -158,39 +229,83 @@ def full_like(input: Tensor, fill_value, dtype=None, device=None, requires_grad:
 
 
 def arange(start, end=None, step=1, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
-    """``arange(end)``, ``arange(start, end, step)``: int64 from ints, else the default float."""
+    """``arange(end)``, ``arange(start, end, step)``: int64 from ints, else the default float;
+    the values torch's CPU kernel computes (see ``_arange_values``)."""
     _check_device(device)
     if end is None:
         start, end = 0, start
     values = [v.item() if isinstance(v, Tensor) else v for v in (start, end, step)]
-    if values[2] == 0:
-        raise RuntimeError("step must be nonzero")
-    if (values[1] - values[0]) * values[2] < 0:
-        raise RuntimeError("upper bound and larger bound inconsistent with step sign")
     integral = all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values)
     d = dtypes.as_dtype(dtype) if dtype is not None else (dtypes.int64 if integral else dtypes.get_default_dtype())
-    count = max(0, math.ceil((values[1] - values[0]) / values[2]))
-    # computed as torch does, start + i * step in double, then converted
-    array = (values[0] + np.arange(count, dtype=np.float64 if not integral else np.int64) * values[2])
-    return _make(array, d, requires_grad)
+    if d is dtypes.bool_:
+        raise NotImplementedError("\"arange_cpu\" not implemented for 'Bool'")
+    first, last, by = (v if d.is_floating_point else math.trunc(v) for v in values)  # torch's accumulate type
+    if by == 0:
+        raise RuntimeError("step must be nonzero")
+    if (values[1] - values[0]) * by < 0:
+        raise RuntimeError("upper bound and larger bound inconsistent with step sign")
+    if d is dtypes.int64:
+        count = -(-(last - first) // by)
+    else:
+        count = max(0, math.ceil((values[1] - values[0]) / values[2]))
+    if not d.is_floating_point:
+        return _make(first + np.arange(count, dtype=np.int64) * by, d, requires_grad)
+    return _make(_arange_values(float(first), float(by), count, d.numpy), d, requires_grad)
+
+
+def _fma(a, b, c) -> np.ndarray:
+    """``a * b + c`` in float64 rounded once, as a fused multiply-add: the product's rounding
+    error is recovered exactly (Dekker's split) and added back with the sum's (Knuth's TwoSum)."""
+    a, b, c = (np.asarray(v, np.float64) for v in (a, b, c))
+    product = a * b
+    split = 134217729.0  # 2**27 + 1
+    a_hi = a * split - (a * split - a)
+    b_hi = b * split - (b * split - b)
+    a_lo, b_lo = a - a_hi, b - b_hi
+    product_error = ((a_hi * b_hi - product) + a_hi * b_lo + a_lo * b_hi) + a_lo * b_lo
+    total = product + c
+    back = total - product
+    sum_error = (product - (total - back)) + (c - back)
+    return total + (sum_error + product_error)
+
+
+def _arange_values(start: float, step: float, count: int, numpy_dtype) -> np.ndarray:
+    """What torch's x86 CPU kernel computes for a float arange: ``start + i * step`` fused in
+    double, except in its vectorised loop (runs of two 256-bit vectors), where each vector
+    starts from ``start + p * step`` rounded to the dtype and adds ``k * step`` (fused) to it.
+    Printing shows the difference (``-1.5 + 5 * 0.3`` is -5.55e-17 there, not 0)."""
+    width = 32 // np.dtype(numpy_dtype).itemsize
+    vectorised = count // (2 * width) * (2 * width)
+    index = np.arange(count, dtype=np.float64)
+    base = _fma(step, index - index % width, start).astype(numpy_dtype).astype(np.float64)
+    out = _fma(index % width, step, base)
+    out[vectorised:] = _fma(step, index[vectorised:], start)
+    return out.astype(numpy_dtype)
 
 
 def linspace(start, end, steps: int, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    """``steps`` values from ``start`` to ``end``, computed as torch's CPU kernel does: in the
+    dtype (double for integer dtypes), the first half stepping up from ``start`` and the second
+    down from ``end``, each ``a + step * i`` fused (its rounding shows: the middle of
+    linspace(-1, 1, 7) is -2.98e-08)."""
     _check_device(device)
     if steps < 0:
         raise RuntimeError("number of steps must be non-negative")
     d = dtypes.as_dtype(dtype) if dtype is not None else dtypes.get_default_dtype()
-    start, end = (v.item() if isinstance(v, Tensor) else v for v in (start, end))
+    if d is dtypes.bool_:
+        raise NotImplementedError("\"linspace_cpu\" not implemented for 'Bool'")
+    first, last = (v.item() if isinstance(v, Tensor) else v for v in (start, end))
+    if not d.is_floating_point:
+        first, last = math.trunc(first), math.trunc(last)
+    work = d.numpy if d.is_floating_point else np.float64
+    first, last = work(first), work(last)
     if steps == 1:
-        return _make(np.array([start], np.float64), d, requires_grad)
-    # torch fills the first half from the start and the second half from the end
-    step = (end - start) / (steps - 1)
+        return _make(np.array([first]), d, requires_grad)
+    step = work((last - first) / work(steps - 1))
     index = np.arange(steps, dtype=np.float64)
-    half = steps // 2
-    values = np.where(index < half, start + step * index, end - step * (steps - 1 - index))
-    if d.is_floating_point:
-        values = values.astype(d.numpy)
-    return _make(values, d, requires_grad)
+    up = _fma(step, index, first).astype(work)
+    down = _fma(-step, steps - 1 - index, last).astype(work)
+    return _make(np.where(index < steps // 2, up, down), d, requires_grad)
 
 
 def logspace(start, end, steps: int, base: float = 10.0, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
@@ -206,16 +321,26 @@ def _generator(generator) -> np.random.Generator:
     return random.generator() if generator is None else generator.numpy
 
 
+def _floating(dtype, kernel: str):
+    """The dtype of a continuous draw: a float one (torch has no kernel for the others)."""
+    d = dtypes.as_dtype(dtype) if dtype is not None else dtypes.get_default_dtype()
+    if not d.is_floating_point:
+        raise NotImplementedError(f"\"{kernel}\" not implemented for '{dtypes.torch_type_name(d)}'")
+    return d
+
+
 def rand(*size, generator=None, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     """Uniform [0, 1) draws."""
     _check_device(device)
-    return _make(_generator(generator).random(_sizes(size)), dtype, requires_grad)
+    d = _floating(dtype, "check_uniform_bounds")
+    return _make(_generator(generator).random(_sizes(size)), d, requires_grad)
 
 
 def randn(*size, generator=None, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     """Standard normal draws."""
     _check_device(device)
-    return _make(_generator(generator).standard_normal(_sizes(size)), dtype, requires_grad)
+    d = _floating(dtype, "normal_kernel_cpu")
+    return _make(_generator(generator).standard_normal(_sizes(size)), d, requires_grad)
 
 
 def randint(low, high=None, size=None, generator=None, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
@@ -257,13 +382,15 @@ def normal(mean=0.0, std=1.0, size=None, generator=None, dtype=None, device=None
         if np.any(np.asarray(s) < 0):
             raise RuntimeError("normal expects all elements of std >= 0.0")
         source = mean if isinstance(mean, Tensor) else std
-        return _make(m + s * g.standard_normal(shape), dtype or source.dtype, requires_grad)
+        d = _floating(dtype or source.dtype, "normal_kernel_cpu")
+        return _make(m + s * g.standard_normal(shape), d, requires_grad)
     if size is None:
         raise TypeError("normal() with number mean and std needs a size")
     if std < 0:
         raise RuntimeError(f"normal expects std >= 0.0, but found std {std}")
-    return _make(mean + std * g.standard_normal(_sizes((tuple(size),) if isinstance(size, (tuple, list)) else (size,))),
-                 dtype, requires_grad)
+    d = _floating(dtype, "normal_kernel_cpu")
+    shape = _sizes((tuple(size),) if isinstance(size, (tuple, list)) else (size,))
+    return _make(mean + std * g.standard_normal(shape), d, requires_grad)
 
 
 def bernoulli(input: Tensor, p=None, generator=None) -> Tensor:
@@ -284,7 +411,7 @@ def cat(tensors: Sequence, dim: int = 0, out=None) -> Tensor:
     """Join tensors along an existing dimension (dtypes promote as in arithmetic)."""
     tensors = [as_tensor(t) for t in tensors]
     if not tensors:
-        raise RuntimeError("torch.cat(): expected a non-empty list of Tensors")
+        raise ValueError("torch.cat(): expected a non-empty list of Tensors")
     if any(t._symbolic() for t in tensors):
         raise ShapeError("torch.cat inside a traced forward is not supported yet")
     # torch skips 1-D empty tensors in cat (legacy behaviour)
@@ -339,6 +466,9 @@ def where(condition: Tensor, input=None, other=None) -> Tensor:
     """Elements of ``input`` where ``condition`` holds, else of ``other``; with only a condition,
     the indices where it holds (a tuple of int64 tensors)."""
     condition = as_tensor(condition)
+    if condition.dtype is not dtypes.bool_:
+        raise RuntimeError("where expected condition to be a boolean tensor, but got a tensor with dtype "
+                           + dtypes.torch_type_name(condition.dtype))
     if input is None and other is None:
         return tuple(Tensor(constant(i, "i64")) for i in np.nonzero(condition.array))
     from graphnn import pointwise as pw

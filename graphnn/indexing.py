@@ -9,9 +9,11 @@ from typing import Any
 
 import numpy as np
 
-from graphnn import tensors as T
 from graphnn.eager import constant, is_grad_enabled
 from graphnn.errors import TraceError
+
+T: Any = None
+"""graphnn.tensors, set by it when it is loaded (it imports this module for Tensor's indexing)."""
 
 
 def _index_part(part: Any) -> Any:
@@ -24,6 +26,10 @@ def _index_part(part: Any) -> Any:
         if part.step is not None and int(part.step) <= 0:
             raise ValueError("step must be greater than zero")
         return slice(*(None if v is None else int(v) for v in (part.start, part.stop, part.step)))
+    if isinstance(part, np.ndarray):
+        if part.dtype.kind not in "iub":
+            raise IndexError("arrays used as indices must be of integer or boolean type")
+        return part
     if isinstance(part, (list, tuple)):
         array = np.asarray([p.item() if isinstance(p, T.Tensor) else p for p in part])
         if array.dtype.kind == "f":

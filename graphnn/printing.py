@@ -212,7 +212,9 @@ def tensor_repr(t, requires_grad: bool | None = None) -> str:
 
     ``requires_grad`` overrides the tensor's own flag (Parameters pass True).
     """
+    from graphnn.dtypes import get_default_dtype
+
     grad_fn = t.grad_fn.name() if t.grad_fn is not None else None
     return format_tensor(t.array, t.dtype.name,
                          requires_grad=t.requires_grad if requires_grad is None else requires_grad,
-                         grad_fn=grad_fn)
+                         grad_fn=grad_fn, default_dtype_name=get_default_dtype().name)

@@ -19,6 +19,7 @@ from graphnn.capture import graph_dtype, input_names, trace
 from graphnn.errors import InputError
 from graphnn.executable import CompiledExecutable, scalar_storage
 from graphnn.ir import B, Graph
+from graphnn.tensors import Tensor
 
 
 class Program:
@@ -50,7 +51,9 @@ class Program:
     def _arrays(self, args: Sequence, names: Sequence[str]) -> list[np.ndarray]:
         arrays = []
         for value, name in zip(args, names):
-            if not isinstance(value, np.ndarray):
+            if isinstance(value, Tensor):
+                value = value.array
+            elif not isinstance(value, np.ndarray):
                 if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch tensor
                     value = value.detach().cpu().numpy()
                 value = np.asarray(value)
@@ -505,7 +508,7 @@ class TrainProgram(Program):
         outputs = self._run(key, "evaluate", arrays)
         return float(outputs["loss"][()]), outputs["output"]
 
-    def fit(self, x, y, batch_size: int = 64, epochs: int = 1, shuffle: bool = True,
+    def fit(self, x, y=None, batch_size: int = 64, epochs: int = 1, shuffle: bool = True,
             validation_data: tuple | None = None, seed: int = 0, verbose: int = 1, scheduler: Any = None,
             checkpoint=None, checkpoint_every: int = 1, resume=None, stop_on_nan: bool = False,
             scheduler_interval: str = "epoch"):
@@ -520,7 +523,7 @@ class TrainProgram(Program):
         return fit(self, x, y, batch_size, epochs, shuffle, validation_data, seed, verbose, scheduler,
                    checkpoint, checkpoint_every, resume, stop_on_nan, scheduler_interval=scheduler_interval)
 
-    def evaluate(self, x, y, batch_size: int = 256) -> tuple[float, float | None]:
+    def evaluate(self, x, y=None, batch_size: int = 256) -> tuple[float, float | None]:
         """(mean loss, accuracy) over a data set in eval mode; accuracy is None for regression."""
         from graphnn.training import evaluate
 

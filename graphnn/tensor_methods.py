@@ -1,8 +1,8 @@
 """The methods of Tensor, written once for symbolic and concrete tensors (graphnn.tensors).
 
 Each builds primitive Nodes through the builder its operands call for: recorded into the graph
-being traced, or evaluated at once. ``T`` is graphnn.tensors, imported at the end of this module
-because it imports this one to define Tensor.
+being traced, or evaluated at once. ``T`` is graphnn.tensors, which imports this module to define
+Tensor and then sets ``T``.
 """
 from __future__ import annotations
 
@@ -12,406 +12,17 @@ import numpy as np
 import sympy
 
 from graphnn import dtypes, trace
-from graphnn import pointwise as pw
-from graphnn.eager import EAGER, cast, constant, is_grad_enabled
+from graphnn.eager import EAGER, cast, constant
 from graphnn.errors import ShapeError, TraceError
-from graphnn.ir import dim, format_shape, numel
+from graphnn.ir import dim, numel
 from graphnn.ops import normalize_axis
+from graphnn.tensor_math import ArithmeticMethods, matmul  # noqa: F401  (matmul: nn.functional's)
+from graphnn.tensor_reductions import ReductionMethods, argmax, log_softmax, reduce, softmax  # noqa: F401
 
 
-class TensorMethods:
-    """Operators, math, reductions, movement, conversions and value access (see the module)."""
-
-    # -- arithmetic and comparisons -------------------------------------------------------------
-    def __add__(self, other):
-        return T.binary(self, other, "add")
-
-    def __radd__(self, other):
-        return T.binary(other, self, "add")
-
-    def __sub__(self, other):
-        return T.binary(self, other, "sub")
-
-    def __rsub__(self, other):
-        return T._named(T.binary(other, self, "sub"), "RsubBackward1")
-
-    def __mul__(self, other):
-        return T.binary(self, other, "mul")
-
-    def __rmul__(self, other):
-        return T.binary(other, self, "mul")
-
-    def __truediv__(self, other):
-        return T.binary(self, other, "div")
-
-    def __rtruediv__(self, other):
-        return T._named(T.binary(other, self, "div"), "MulBackward0")
-
-    def __floordiv__(self, other):
-        return T.binary(self, other, "floor_divide")
-
-    def __rfloordiv__(self, other):
-        return T.binary(other, self, "floor_divide")
-
-    def __mod__(self, other):
-        return T.binary(self, other, "remainder")
-
-    def __rmod__(self, other):
-        return T.binary(other, self, "remainder")
-
-    def __pow__(self, other):
-        return T.binary(self, other, "pow")
-
-    def __rpow__(self, other):
-        return T.binary(other, self, "pow")
-
-    def __neg__(self):
-        if T._builder(self) is EAGER and self.dtype is dtypes.bool_:
-            raise TypeError("Negation, the `-` operator, on a bool tensor is not supported. "
-                            "If you are trying to invert a mask, use the `~` or `logical_not()` operator instead.")
-        return T.unary(self, pw.neg, "NegBackward0", floating=False)
-
-    def __pos__(self):
-        return self
-
-    def __abs__(self):
-        return self.abs()
-
-    def __matmul__(self, other):
-        return matmul(self, other)
-
-    def __rmatmul__(self, other):
-        return matmul(other, self)
-
-    def __eq__(self, other):
-        return T.binary(self, other, "eq")
-
-    def __ne__(self, other):
-        return T.binary(self, other, "ne")
-
-    def __lt__(self, other):
-        return T.binary(self, other, "lt")
-
-    def __le__(self, other):
-        return T.binary(self, other, "le")
-
-    def __gt__(self, other):
-        return T.binary(self, other, "gt")
-
-    def __ge__(self, other):
-        return T.binary(self, other, "ge")
-
-    def _logical(self, other, name: str, symbol: str):
-        if self.dtype is not dtypes.bool_ or (isinstance(other, T.Tensor) and other.dtype is not dtypes.bool_):
-            raise TypeError(f"`{symbol}` on {self.dtype} tensors (bitwise arithmetic) is not supported by graphnn; "
-                            "it works on bool tensors (masks)")
-        return T.binary(self, other, name)
-
-    def __and__(self, other):
-        return self._logical(other, "logical_and", "&")
-
-    __rand__ = __and__
-
-    def __or__(self, other):
-        return self._logical(other, "logical_or", "|")
-
-    __ror__ = __or__
-
-    def __xor__(self, other):
-        return self._logical(other, "logical_xor", "^")
-
-    __rxor__ = __xor__
-
-    def __invert__(self):
-        if self.dtype is not dtypes.bool_:
-            raise TypeError(f"`~` on {self.dtype} tensors (bitwise not) is not supported by graphnn; it works on bool tensors")
-        return self.logical_not()
-
-    def add(self, other, alpha=1):
-        return self + (other if alpha == 1 else other * alpha)
-
-    def sub(self, other, alpha=1):
-        return self - (other if alpha == 1 else other * alpha)
-
-    def mul(self, other):
-        return self * other
-
-    def div(self, other, rounding_mode=None):
-        if rounding_mode is None:
-            return self / other
-        if rounding_mode == "floor":
-            return self // other
-        raise NotImplementedError(f"div(rounding_mode={rounding_mode!r}) is not supported; use None or 'floor'")
-
-    multiply, divide, subtract, true_divide = mul, div, sub, div
-
-    def pow(self, exponent):
-        return self**exponent
-
-    def floor_divide(self, other):
-        return self // other
-
-    def remainder(self, other):
-        return self % other
-
-    def fmod(self, other):  # C's remainder: the sign of the dividend
-        return self - (self / other).trunc() * other
-
-    def matmul(self, other):
-        return self @ other
-
-    def mm(self, other):
-        return self @ other
-
-    def dot(self, other):
-        return T._named((self * other).sum(), "DotBackward0")
-
-    def maximum(self, other):
-        return T.binary(self, other, "maximum")
-
-    def minimum(self, other):
-        return T.binary(self, other, "minimum")
-
-    def eq(self, other):
-        return self == other
-
-    def ne(self, other):
-        return self != other
-
-    def lt(self, other):
-        return self < other
-
-    def le(self, other):
-        return self <= other
-
-    def gt(self, other):
-        return self > other
-
-    def ge(self, other):
-        return self >= other
-
-    greater, less, greater_equal, less_equal, not_equal = gt, lt, ge, le, ne
-
-    def logical_and(self, other):
-        return T.binary(self, other, "logical_and")
-
-    def logical_or(self, other):
-        return T.binary(self, other, "logical_or")
-
-    def logical_xor(self, other):
-        return T.binary(self, other, "logical_xor")
-
-    def logical_not(self):
-        b = T._builder(self)
-        return T.Tensor(b.pointwise(pw.logical_not, T.as_tensor(self, b).node, dtype="bool"))
-
-    def equal(self, other) -> bool:
-        return tuple(self.shape) == tuple(other.shape) and bool((self == other).all())
-
-    def allclose(self, other, rtol=1e-05, atol=1e-08, equal_nan=False) -> bool:
-        return bool(np.allclose(self.array, T.as_tensor(other).array, rtol, atol, equal_nan))
-
-    def isclose(self, other, rtol=1e-05, atol=1e-08, equal_nan=False):
-        return T.Tensor(constant(np.isclose(self.array, T.as_tensor(other).array, rtol, atol, equal_nan), "bool"))
-
-    # -- elementwise math ---------------------------------------------------------------------------
-    def exp(self):
-        return T.unary(self, pw.exp, "ExpBackward0")
-
-    def log(self):
-        return T.unary(self, pw.log, "LogBackward0")
-
-    def log2(self):
-        return T.unary(self, pw.log2, "Log2Backward0")
-
-    def log10(self):
-        return T.unary(self, pw.log10, "Log10Backward0")
-
-    def log1p(self):
-        return T.unary(self, pw.log1p_, "Log1PBackward0")
-
-    def expm1(self):
-        return T.unary(self, pw.expm1_, "Expm1Backward0")
-
-    def sqrt(self):
-        return T.unary(self, pw.sqrt, "SqrtBackward0")
-
-    def rsqrt(self):
-        return T.unary(self, pw.rsqrt, "RsqrtBackward0")
-
-    def sin(self):
-        return T.unary(self, pw.sin, "SinBackward0")
-
-    def cos(self):
-        return T.unary(self, pw.cos, "CosBackward0")
-
-    def tanh(self):
-        return T.unary(self, pw.tanh, "TanhBackward0")
-
-    def sigmoid(self):
-        return T.unary(self, pw.sigmoid, "SigmoidBackward0")
-
-    def reciprocal(self):
-        return T.unary(self, pw.reciprocal, "ReciprocalBackward0")
-
-    def relu(self):
-        return T.unary(self, pw.relu, "ReluBackward0", floating=False)
-
-    def abs(self):
-        return T.unary(self, pw.abs_, "AbsBackward0", floating=False)
-
-    absolute = abs
-
-    def neg(self):
-        return -self
-
-    negative = neg
-
-    def sign(self):
-        return T.unary(self, pw.sign, "SignBackward0", floating=False)
-
-    def floor(self):
-        return self if self._is_integral() else T.unary(self, pw.floor, "FloorBackward0")
-
-    def ceil(self):
-        return self if self._is_integral() else T.unary(self, pw.ceil, "CeilBackward0")
-
-    def trunc(self):
-        return self if self._is_integral() else T.unary(self, pw.sign, None) * T.unary(self.abs(), pw.floor, "TruncBackward0")
-
-    def round(self, decimals: int = 0):
-        if self._is_integral():
-            return self
-        return T.Tensor(constant(np.round(self.array, decimals), self._node.dtype))
-
-    def _is_integral(self) -> bool:
-        return not self._symbolic() and not self.dtype.is_floating_point
-
-    def square(self):
-        return self * self if not self._symbolic() else T.Tensor(T._builder(self).pointwise(pw.pow_(2), self.node))
-
-    def clamp(self, min=None, max=None):
-        if min is None and max is None:
-            raise RuntimeError("torch.clamp: At least one of 'min' or 'max' must not be None")
-        if isinstance(min, T.Tensor) or isinstance(max, T.Tensor):
-            out = self if min is None else self.maximum(min)
-            return out if max is None else out.minimum(max)
-        return T.unary(self, pw.clamp(min, max), "ClampBackward1", floating=False)
-
-    clip = clamp
-
-    def clamp_min(self, min):
-        return self.clamp(min=min)
-
-    def clamp_max(self, max):
-        return self.clamp(max=max)
-
-    def isnan(self):
-        return self != self
-
-    def isinf(self):
-        return self.abs() == float("inf")
-
-    def isfinite(self):
-        return ~(self.isnan() | self.isinf())
-
-    def softmax(self, dim):
-        return softmax(self, dim)
-
-    def log_softmax(self, dim):
-        return log_softmax(self, dim)
-
-    # -- reductions ---------------------------------------------------------------------------------
-    def sum(self, dim=None, keepdim: bool = False, dtype=None):
-        x = self if dtype is None else self.to(dtype)
-        if not x._symbolic() and not x.dtype.is_floating_point:
-            x = x.to(dtypes.int64)  # torch sums bools and ints in int64
-        return T._named(reduce(x, "sum", dim, keepdim), "SumBackward0" if dim is None else "SumBackward1")
-
-    def mean(self, dim=None, keepdim: bool = False, dtype=None):
-        x = self if dtype is None else self.to(dtype)
-        if not x._symbolic() and not x.dtype.is_floating_point:
-            raise RuntimeError("mean(): could not infer output dtype. Input dtype must be either a floating point "
-                               f"or complex dtype. Got: {_torch_type_name(x.dtype)}")
-        axes = _axes(x, dim)
-        count = numel(tuple(x.shape[a] for a in axes))
-        total = reduce(x, "sum", dim, keepdim)
-        b = T._builder(total)
-        out = T._wrap(b.pointwise(pw.scale(1 / sympy.sympify(count)), total.node), [total], "x")
-        return T._named(out, "MeanBackward0" if dim is None else "MeanBackward1")
-
-    def var(self, dim=None, unbiased: bool | None = None, keepdim: bool = False, *, correction=None):
-        correction = (1 if unbiased is None or unbiased else 0) if correction is None else correction
-        if not self._symbolic() and not self.dtype.is_floating_point:
-            raise RuntimeError(f"std and var only support floating point and complex dtypes; got {_torch_type_name(self.dtype)}")
-        axes = _axes(self, dim)
-        count = numel(tuple(self.shape[a] for a in axes))
-        centred = self - self.mean(axes, keepdim=True)
-        total = (centred * centred).sum(axes, keepdim=keepdim)
-        return T._named(total / max(count - correction, 0) if isinstance(count, int) else total / (count - correction),
-                        "VarBackward0")
-
-    def std(self, dim=None, unbiased: bool | None = None, keepdim: bool = False, *, correction=None):
-        return T._named(self.var(dim, unbiased, keepdim, correction=correction).sqrt(), "StdBackward0")
-
-    def prod(self, dim=None, keepdim: bool = False):
-        if self._symbolic():
-            raise TraceError("prod is not supported inside a traced forward yet")
-        values = np.prod(self.array, axis=dim, keepdims=keepdim)
-        d = self.dtype if self.dtype.is_floating_point else dtypes.int64
-        return T.Tensor(constant(np.asarray(values, d.numpy), d.ir))
-
-    def amax(self, dim=None, keepdim: bool = False):
-        return T._named(reduce(self, "max", dim if dim != () else None, keepdim), "AmaxBackward0")
-
-    def amin(self, dim=None, keepdim: bool = False):
-        return T._named(-(-self).amax(dim, keepdim), "AminBackward0")
-
-    def max(self, dim=None, keepdim: bool = False):
-        """The maximum; with ``dim`` (values, indices) like PyTorch, the gradient and the index
-        going to the first maximum; with a tensor, the elementwise maximum."""
-        if isinstance(dim, T.Tensor):
-            return self.maximum(dim)
-        if dim is None:
-            return T._named(reduce(self, "max", None, False), "MaxBackward1")
-        if not isinstance(dim, (int, np.integer)):
-            raise TypeError(f"max(dim) takes one int dimension, got {dim!r}; use amax for several")
-        values = T._named(reduce(self, "max", int(dim), keepdim, ties="first"), "MaxBackward0")
-        return T.MaxResult(values, self.argmax(dim, keepdim))
-
-    def min(self, dim=None, keepdim: bool = False):
-        if isinstance(dim, T.Tensor):
-            return self.minimum(dim)
-        if dim is None:
-            return T._named(-(reduce(-self, "max", None, False)), "MinBackward1")
-        values = T._named(-(reduce(-self, "max", int(dim), keepdim, ties="first")), "MinBackward0")
-        return T.MinResult(values, self.argmin(dim, keepdim))
-
-    def argmax(self, dim=None, keepdim: bool = False):
-        return argmax(self, dim, keepdim)
-
-    def argmin(self, dim=None, keepdim: bool = False):
-        if self.dtype is dtypes.bool_:
-            return argmax(~self, dim, keepdim)
-        return argmax(-self, dim, keepdim)
-
-    def all(self, dim=None, keepdim: bool = False):
-        return (self == 0).logical_not().to(dtypes.int64).min(dim, keepdim)[0].to(dtypes.bool_) if dim is not None \
-            else T.Tensor(constant(np.asarray(bool(np.all(self.array))), "bool"))
-
-    def any(self, dim=None, keepdim: bool = False):
-        return (self != 0).to(dtypes.int64).amax(dim, keepdim).to(dtypes.bool_) if dim is not None \
-            else T.Tensor(constant(np.asarray(bool(np.any(self.array))), "bool"))
-
-    def count_nonzero(self, dim=None):
-        return (self != 0).sum(dim)
-
-    def norm(self, p=2, dim=None, keepdim: bool = False):
-        if p == 2 or p == "fro":
-            return T._named((self * self).sum(dim, keepdim).sqrt(), "LinalgVectorNormBackward0")
-        if p == 1:
-            return self.abs().sum(dim, keepdim)
-        raise NotImplementedError(f"norm(p={p!r}) is not supported; use p=2 or p=1")
+class TensorMethods(ArithmeticMethods, ReductionMethods):
+    """Movement, conversions, shape and value access, on top of the operators and math
+    (graphnn.tensor_math) and the reductions (graphnn.tensor_reductions)."""
 
     # -- movement --------------------------------------------------------------------------------
     def reshape(self, *shape):
@@ -589,10 +200,12 @@ class TensorMethods:
         return T._wrap(cast(self.node, target.ir), [self], "ToCopyBackward0")
 
     def type(self, dtype=None):
+        """The legacy type name ("torch.FloatTensor"), or a conversion to ``dtype`` (a dtype or
+        such a name)."""
         if dtype is None:
-            return "torch." + _tensor_type_name(self.dtype)
-        if isinstance(dtype, str) and dtype.startswith("torch.") and dtype.endswith("Tensor"):
-            dtype = {v: k for k, v in _TYPE_NAMES.items()}.get(dtype[len("torch."):])
+            return dtypes.tensor_type_name(self.dtype)
+        if isinstance(dtype, str):
+            dtype = next((d for d in dtypes.DTYPES if dtypes.tensor_type_name(d) == dtype), dtype)
         return self.to(dtypes.as_dtype(dtype))
 
     def type_as(self, other):
@@ -702,7 +315,9 @@ class TensorMethods:
 
     def __array__(self, dtype=None, copy=None):
         array = self._value("converting to a numpy array")
-        return array if dtype is None else array.astype(dtype)
+        if dtype is not None and np.dtype(dtype) != array.dtype:
+            return array.astype(dtype)
+        return array.copy() if copy else array  # numpy trusts __array__ to honour copy=True
 
     def __bool__(self):
         array = self._value("Python control flow (`if`, `while`, `and`/`or`, bool())")
@@ -756,18 +371,6 @@ class TensorMethods:
         put(self, index, value)
 
 
-_TYPE_NAMES = {"float32": "FloatTensor", "float64": "DoubleTensor", "int64": "LongTensor", "int32": "IntTensor",
-               "bool": "BoolTensor"}
-
-
-def _tensor_type_name(d: dtypes.dtype) -> str:
-    return _TYPE_NAMES[d.name]
-
-
-def _torch_type_name(d: dtypes.dtype) -> str:
-    return {"float32": "Float", "float64": "Double", "int64": "Long", "int32": "Int", "bool": "Bool"}[d.name]
-
-
 # -- helpers shared by methods and nn.functional -----------------------------------------------
 def _shape_args(args) -> tuple:
     if len(args) == 1 and isinstance(args[0], (tuple, list)):
@@ -793,114 +396,6 @@ def _infer_shape(x, shape: tuple, b) -> tuple:
     return tuple(dim(missing) if isinstance(d, int) and d == -1 else dim(d) for d in shape)
 
 
-def _axes(x, dim) -> tuple:
-    rank = x.ndim
-    if dim is None:
-        return tuple(range(rank))
-    dims = (dim,) if isinstance(dim, (int, np.integer)) else tuple(dim)
-    b = T._builder(x)
-    return tuple(sorted({normalize_axis(int(d), rank, b if b is not EAGER else None) for d in dims}))
-
-
-def reduce(x, kind: str, dim, keepdim: bool, ties: str = "split"):
-    b = T._builder(x)
-    t = T.as_tensor(x, b)
-    if t.ndim == 0:
-        return t.clone() if b is EAGER else t
-    axes = _axes(t, dim)
-    if b is EAGER and any(t.shape[a] == 0 for a in axes) and kind == "max":
-        raise RuntimeError("max(): Expected reduction dim to be specified for input.numel() == 0. Specify the "
-                           "reduction dim with the 'dim' argument.")
-    out = T._wrap(b.reduce(kind, t.node, axes, ties=ties), [x], "x")
-    if keepdim:
-        return out
-    return T._wrap(b.reshape(out.node, tuple(d for k, d in enumerate(t.shape) if k not in axes)), [out], "x")
-
-
-# -- composites the Tensor methods and nn.functional share -----------------------------------
-def _softmax_dim(x, dim):
-    if dim is None:  # PyTorch's legacy implicit choice
-        return 0 if x.ndim in (0, 1, 3) else 1
-    return dim
-
-
-def _shifted(x, dim):
-    # the max only stabilises; no gradient flows through it (it cancels mathematically)
-    return x - x.amax(dim, keepdim=True).detach()
-
-
-def _floating(x):
-    return x if x._symbolic() or x.dtype.is_floating_point else x.float()
-
-
-def softmax(input, dim=None, dtype=None):
-    x = _floating(T.as_tensor(input))
-    e = _shifted(x, _softmax_dim(x, dim)).exp()
-    return T._named(e / e.sum(_softmax_dim(x, dim), keepdim=True), "SoftmaxBackward0")
-
-
-def log_softmax(input, dim=None, dtype=None):
-    x = _floating(T.as_tensor(input))
-    d = _softmax_dim(x, dim)
-    s = _shifted(x, d)
-    return T._named(s - s.exp().sum(d, keepdim=True).log(), "LogSoftmaxBackward0")
-
-
-def argmax(input, dim=None, keepdim: bool = False):
-    """The index of the first maximum along ``dim`` (of the flattened tensor when None)."""
-    x = T.as_tensor(input)
-    if dim is None:
-        x, dim = x.reshape(-1), 0
-        keepdim = False
-    if x.ndim == 0:
-        return T.Tensor(constant(np.zeros((), np.int64), "i64"))
-    b = T._builder(x)
-    if b is EAGER and x.dtype is dtypes.bool_:
-        x = x.to(dtypes.int64)
-    axis = _axes(x, dim)[0]
-    index = T.Tensor(b.first_argmax(T.as_tensor(x, b).node, axis))
-    return index if keepdim else index.squeeze(axis)
-
-
-def matmul(a, b):
-    """torch.matmul: 1-D operands are promoted and the added axis removed; batch axes broadcast."""
-    from graphnn.ops import broadcast_shapes
-
-    builder = T._builder(a, b)
-    a, b = T.as_tensor(a, builder), T.as_tensor(b, builder)
-    if builder is EAGER:
-        common = dtypes.promote_types(a.dtype, b.dtype)
-        if a.dtype is not b.dtype:
-            raise RuntimeError(f"expected m1 and m2 to have the same dtype, but got: {_full_name(a.dtype)} != "
-                               f"{_full_name(b.dtype)}")
-        del common
-    if a.ndim == 0 or b.ndim == 0:
-        raise RuntimeError(f"both arguments to matmul need to be at least 1D, but they are {a.ndim}D and {b.ndim}D")
-    squeeze_a, squeeze_b = a.ndim == 1, b.ndim == 1
-    grad = "DotBackward0" if squeeze_a and squeeze_b else ("MvBackward0" if squeeze_b and a.ndim == 2 else "MmBackward0")
-    sources = [a, b]
-    if squeeze_a:
-        a = a.unsqueeze(0)
-    if squeeze_b:
-        b = b.unsqueeze(-1)
-    if a.shape[-1] != b.shape[-2]:
-        raise builder.error(
-            f"mat1 and mat2 shapes cannot be multiplied ({format_shape(a.shape[-2:]).strip('[]').replace(',', 'x')} "
-            f"and {format_shape(b.shape[-2:]).strip('[]').replace(',', 'x')})"
-        )
-    batch = broadcast_shapes(tuple(a.shape[:-2]), tuple(b.shape[:-2]), where=builder)
-    an = builder.broadcast(a.node, batch + tuple(a.shape[-2:]))
-    bn = builder.broadcast(b.node, batch + tuple(b.shape[-2:]))
-    out = T._wrap(builder.matmul(an, bn), sources, grad if not batch else "BmmBackward0")
-    if squeeze_a:
-        out = T._named(out.squeeze(-2), grad)
-    if squeeze_b:
-        out = T._named(out.squeeze(-1), grad)
-    return out
-
-
-def _full_name(d: dtypes.dtype) -> str:
-    return _torch_type_name(d)
-
-
-import graphnn.tensors as T  # noqa: E402  (see the module docstring)
+T: Any = None
+"""graphnn.tensors, which defines Tensor on these methods and so sets this when it is loaded
+(it is told rather than imported: the two would import each other)."""

@@ -16,6 +16,7 @@ operand is symbolic and the eager one otherwise. dtypes promote as PyTorch's do
 """
 from __future__ import annotations
 
+import sys
 from collections import namedtuple
 from typing import Any, Sequence
 
@@ -200,17 +201,21 @@ def _eager_node(value: Any, d: dtypes.dtype) -> Concrete:
 def _traced_binary(b: Builder, x: Any, y: Any, name: str, fn) -> "Tensor":
     """The recorded form: Python numbers (and one-element tensors with a value) are folded
     into the pointwise expression; everything computes in float32."""
-    if name not in _SYMBOLS:
-        raise TraceError(f"{b.where()}: {name} is not supported inside a traced forward yet")
     reverse = not (isinstance(x, Tensor) and x._symbolic()) and not isinstance(x, np.ndarray)
     tensor, other = (y, x) if reverse else (x, y)
     if isinstance(other, Tensor) and not other._symbolic() and other.numel() == 1 and not isinstance(other, Parameter):
         other = other.item()
+    dtype = "bool" if name in _COMPARISONS else None
     if _is_number(other):
-        return Tensor(b.pointwise(pw.scalar_op(name, other, reverse), as_tensor(tensor, b).node))
+        if name in _SYMBOLS:
+            return Tensor(b.pointwise(pw.scalar_op(name, other, reverse), as_tensor(tensor, b).node))
+        # the number folded into the op's expression, the tensor as its one argument
+        value = pw._f(other)
+        expr = fn.expr.subs({pw.x0: value, pw.x1: pw.x0} if reverse else {pw.x1: value}, simultaneous=True)
+        return Tensor(b.pointwise(pw.fn(fn.name, expr, nargs=1), as_tensor(tensor, b).node, dtype=dtype))
     if name == "pow":
         raise TraceError(f"{b.where()}: a tensor exponent is not supported in a traced forward; use a Python number")
-    return Tensor(b.apply(fn, as_tensor(x, b).node, as_tensor(y, b).node))
+    return Tensor(b.apply(fn, as_tensor(x, b).node, as_tensor(y, b).node, dtype=dtype))
 
 
 def _float_dtype(x: "Tensor") -> dtypes.dtype:
@@ -227,7 +232,8 @@ def unary(x: Any, fn: pw.PointwiseFn, grad: str | None, floating: bool = True) -
     return Tensor(b.pointwise(fn, t.node))
 
 
-from graphnn.tensor_methods import TensorMethods  # noqa: E402  (the methods use the helpers above)
+from graphnn import indexing, tensor_methods  # noqa: E402  (the methods use the helpers above)
+from graphnn.tensor_methods import TensorMethods  # noqa: E402
 
 
 class Tensor(TensorMethods):
@@ -412,3 +418,6 @@ class Parameter(Tensor):
         return (Parameter, (self.array.copy(), self.requires_grad))
 
     __hash__ = object.__hash__
+
+
+tensor_methods.T = indexing.T = sys.modules[__name__]  # the methods reach Tensor and the helpers here

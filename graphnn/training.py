@@ -1,9 +1,9 @@
 """The training loop people write around a step, done once: ``fit``, ``evaluate``, ``predict``.
 
-``fit`` shuffles with a seeded generator, runs the compiled step on each batch (the last, smaller
-batch of an epoch runs on the same compiled program), evaluates on validation data in eval mode,
-steps an optional learning-rate scheduler after each epoch (or after each batch) and shows a
-progress bar per epoch when the output is a terminal.
+``fit`` shuffles with a seeded generator (or reads a DataLoader's batches), runs the compiled
+step on each batch (the last, smaller batch of an epoch runs on the same compiled program),
+evaluates on validation data in eval mode, steps an optional learning-rate scheduler after each
+epoch (or after each batch) and shows a progress bar per epoch when the output is a terminal.
 """
 from __future__ import annotations
 
@@ -65,6 +65,50 @@ def _batches(count: int, batch_size: int, order: np.ndarray | None):
         yield order[index] if order is not None else index
 
 
+def _is_loader(x: Any) -> bool:
+    from graphnn.utils.data import DataLoader
+
+    return isinstance(x, DataLoader)
+
+
+def _array_batches(x: np.ndarray, y: np.ndarray, batch_size: int, order: np.ndarray | None = None,
+                   rank: int = 0, ranks: int = 1):
+    """(this rank's (x, y) of each batch, the batch's sample count over all ranks)."""
+    for index in _batches(len(x), batch_size * ranks, order):
+        shard = _shard(index, rank, batch_size) if ranks > 1 else index
+        yield (x[shard], y[shard]), (len(range(*index.indices(len(x)))) if isinstance(index, slice) else len(index))
+
+
+def _loader_batches(loader: Any):
+    """(the batch's (inputs..., target) as numpy arrays, its sample count) for each batch of a DataLoader."""
+    from graphnn.tensors import Tensor
+
+    for batch in loader:
+        if not isinstance(batch, (list, tuple)) or len(batch) < 2:
+            raise TypeError(f"fit and evaluate read each DataLoader batch as (inputs..., target), a list or tuple of "
+                            f"at least 2, but got a {type(batch).__name__}" +
+                            (f" of {len(batch)}" if isinstance(batch, (list, tuple)) else ""))
+        arrays = tuple(b.array if isinstance(b, Tensor) else np.asarray(b) for b in batch)
+        yield arrays, len(arrays[0])
+
+
+def _checked_data(x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
+    """x and y as arrays of as many samples."""
+    from graphnn.errors import InputError
+
+    if y is None:
+        raise TypeError("y (the targets) is needed unless x is a graphnn.utils.data.DataLoader")
+    x, y = np.asarray(x), np.asarray(y)
+    if len(x) != len(y):
+        raise InputError(f"x has {len(x)} samples but y has {len(y)}")
+    return x, y
+
+
+def _loader_alone(loader: Any, y: Any) -> None:
+    if y is not None:
+        raise TypeError("x is a DataLoader, whose batches hold the targets: pass y=None")
+
+
 def _shard(index, rank: int, batch_size: int):
     """A rank's part of a global batch (an index array or a slice)."""
     if isinstance(index, slice):
@@ -84,22 +128,26 @@ def _progress(total: int, epoch: int, epochs: int, verbose: int):
     return tqdm(total=total, desc=f"Epoch {epoch}/{epochs}", unit="batch", leave=True, file=sys.stdout)
 
 
-def evaluate(program: Any, x: np.ndarray, y: np.ndarray, batch_size: int = 256) -> tuple[float, float | None]:
-    """(mean loss, accuracy or None) over a data set, in batches, with the model in eval mode."""
+def evaluate(program: Any, x, y=None, batch_size: int = 256) -> tuple[float, float | None]:
+    """(mean loss, accuracy or None) over a data set, in batches, with the model in eval mode.
+    ``x`` may be a DataLoader (with ``y=None``), whose batches are then used as they come."""
     check_count("batch_size", batch_size)
-    x, y = np.asarray(x), np.asarray(y)
+    if _is_loader(x):
+        _loader_alone(x, y)
+        batches = _loader_batches(x)
+    else:
+        batches = _array_batches(*_checked_data(x, y), batch_size)
     model = program.model
     flags = [(m, m.training) for m in model.modules()]
     model.eval()
+    reduction = getattr(program.loss_fn, "reduction", "mean")
     total, correct, count = 0.0, 0.0, 0
     accuracy_known = True
     try:
-        for index in _batches(len(x), batch_size, None):
-            loss, output = program.loss_and_output(x[index], y[index])
-            n = len(x[index])
-            reduction = getattr(program.loss_fn, "reduction", "mean")
+        for arrays, n in batches:
+            loss, output = program.loss_and_output(*arrays)
             total += loss * (n if reduction == "mean" else 1)
-            accuracy = classification_accuracy(program.loss_fn, output, y[index])
+            accuracy = classification_accuracy(program.loss_fn, output, arrays[-1])
             if accuracy is None:
                 accuracy_known = False
             else:
@@ -108,15 +156,19 @@ def evaluate(program: Any, x: np.ndarray, y: np.ndarray, batch_size: int = 256) 
     finally:
         for m, flag in flags:
             object.__setattr__(m, "training", flag)
-    reduction = getattr(program.loss_fn, "reduction", "mean")
     return (total / count if reduction == "mean" else total), (correct / count if accuracy_known else None)
 
 
-def fit(program: Any, x, y, batch_size: int = 64, epochs: int = 1, shuffle: bool = True,
-        validation_data: tuple | None = None, seed: int = 0, verbose: int = 1, scheduler: Any = None,
+def fit(program: Any, x, y=None, batch_size: int = 64, epochs: int = 1, shuffle: bool = True,
+        validation_data: Any = None, seed: int = 0, verbose: int = 1, scheduler: Any = None,
         checkpoint=None, checkpoint_every: int = 1, resume=None, stop_on_nan: bool = False,
         scheduler_interval: str = "epoch") -> History:
     """Train until ``epochs`` passes over (x, y) are done; returns the History.
+
+    ``x`` may be a DataLoader (graphnn.utils.data) with ``y=None``: each epoch then runs on its
+    batches, each a list or tuple (inputs..., target), in the loader's order and sizes
+    (``batch_size``, ``shuffle`` and ``seed`` do not apply to it). ``validation_data``: (x, y) or
+    a DataLoader. A distributed program needs arrays.
 
     ``scheduler``: any of graphnn.optim.lr_scheduler's, stepped after each epoch, or after each
     batch with ``scheduler_interval="batch"`` (which OneCycleLR needs); ReduceLROnPlateau is
@@ -127,7 +179,10 @@ def fit(program: Any, x, y, batch_size: int = 64, epochs: int = 1, shuffle: bool
     the run depends on. ``resume``: such a path to continue from; the run then goes on from the
     epoch after the saved one, with the same data order and dropout draws as a run that was never
     stopped, so its final parameters are the same bit for bit. A checkpoint that does not fit the
-    run raises CheckpointError before anything is loaded.
+    run raises CheckpointError before anything is loaded. Checkpoints are taken at epoch ends
+    only, so a run resumes at an epoch's start. With a DataLoader, the resumed data order is the
+    same when the loader shuffles from the global generator or from its sampler's ``generator``
+    (both are in the checkpoint); other random state of a custom dataset or sampler is not saved.
 
     A batch whose loss is NaN or infinite is stepped like any other, as in a PyTorch loop (its
     update may make parameters NaN). ``stop_on_nan=True`` raises NonFiniteLossError, naming the
@@ -137,38 +192,46 @@ def fit(program: Any, x, y, batch_size: int = 64, epochs: int = 1, shuffle: bool
     check_count("epochs", epochs, minimum=0)
     check_count("checkpoint_every", checkpoint_every)
     per_batch = _check_scheduler(program, scheduler, scheduler_interval)
-    x, y = np.asarray(x), np.asarray(y)
-    if len(x) != len(y):
+    loader = x if _is_loader(x) else None
+    if loader is not None:
+        _loader_alone(loader, y)
+        empty = "a DataLoader of no batches" if len(loader) == 0 else None
+    else:
+        x, y = _checked_data(x, y)
+        empty = "an empty x" if len(x) == 0 else None
+    if empty:
         from graphnn.errors import InputError
 
-        raise InputError(f"x has {len(x)} samples but y has {len(y)}")
-    if len(x) == 0:
-        from graphnn.errors import InputError
-
-        raise InputError("fit needs at least one sample, got an empty x")
-    rng = np.random.default_rng(seed)
+        raise InputError(f"fit needs at least one sample, got {empty}")
+    rng = _shuffle_generator(loader, seed)
     history = History(loss=[], val_loss=[], val_accuracy=[], lr=[], epoch_time=[])
     rank, ranks = 0, 1
     if getattr(program, "distributed", False):  # each global batch: batch_size samples per rank
         from graphnn import distributed
 
+        if loader is not None:
+            raise NotImplementedError("fit does not split a DataLoader's batches among ranks: give a distributed "
+                                      "program arrays x and y (each global batch is batch_size samples per rank)")
         rank, ranks = distributed.rank(), distributed.world_size()
         verbose = verbose if rank == 0 else 0
         checkpoint = checkpoint if rank == 0 else None
     first = 1
     if resume is not None:
         first = _collective(program, _restore, program, scheduler, rng, history, resume) + 1
-    batches = -(-len(x) // (batch_size * ranks))
+    batches = len(loader) if loader is not None else -(-len(x) // (batch_size * ranks))
     if per_batch and resume is None:
         _check_total_steps(scheduler, (epochs - first + 1) * batches)
     for epoch in range(first, epochs + 1):
         start = time.perf_counter()
-        order = rng.permutation(len(x)) if shuffle else None
+        if loader is not None:
+            epoch_batches = _loader_batches(loader)
+        else:
+            order = rng.permutation(len(x)) if shuffle else None
+            epoch_batches = _array_batches(x, y, batch_size, order, rank, ranks)
         bar = _progress(batches, epoch, epochs, verbose)
-        total = 0.0
-        for batch, index in enumerate(_batches(len(x), batch_size * ranks, order), 1):
-            shard = _shard(index, rank, batch_size) if ranks > 1 else index
-            loss = program.step(x[shard], y[shard])  # distributed: the mean over the whole batch
+        total, samples = 0.0, 0
+        for batch, (arrays, n) in enumerate(epoch_batches, 1):
+            loss = program.step(*arrays)  # distributed: the mean over the whole batch
             if per_batch:
                 lr = program.optimizer.param_groups[0]["lr"]
                 scheduler.step()
@@ -176,14 +239,15 @@ def fit(program: Any, x, y, batch_size: int = 64, epochs: int = 1, shuffle: bool
                 if bar is not None:
                     bar.close()
                 raise NonFiniteLossError(epoch, batch, batches, loss)
-            total += loss * (len(range(*index.indices(len(x)))) if isinstance(index, slice) else len(index))
+            total, samples = total + loss * n, samples + n
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.4f}")
-        history["loss"].append(total / len(x))
+        history["loss"].append(total / samples)
         history["lr"].append(lr if per_batch else program.optimizer.param_groups[0]["lr"])
         if validation_data is not None:
-            val_loss, val_accuracy = evaluate(program, *validation_data, batch_size=max(batch_size, 256))
+            data = (validation_data,) if _is_loader(validation_data) else validation_data
+            val_loss, val_accuracy = evaluate(program, *data, batch_size=max(batch_size, 256))
             history["val_loss"].append(val_loss)
             history["val_accuracy"].append(val_accuracy)
         history["epoch_time"].append(time.perf_counter() - start)
@@ -203,6 +267,14 @@ def fit(program: Any, x, y, batch_size: int = 64, epochs: int = 1, shuffle: bool
         if checkpoint is not None and (epoch % checkpoint_every == 0 or epoch == epochs):
             _collective(program, _save, program, scheduler, rng, history, epoch, checkpoint)
     return history
+
+
+def _shuffle_generator(loader: Any, seed: int) -> np.random.Generator:
+    """What checkpoints save as "shuffle": fit's own seeded generator for arrays, or the one a
+    DataLoader's sampler draws from when it has its own (otherwise the loader shuffles from the
+    global generator, saved as "random")."""
+    generator = getattr(getattr(loader, "sampler", None), "generator", None)
+    return np.random.default_rng(seed) if generator is None else generator.numpy
 
 
 def _is_plateau(scheduler: Any) -> bool:

@@ -18,3 +18,12 @@ def test_fma_peak_runs_its_compiled_loop_on_each_thread_count():
 
 def test_sgemm_rate_measures_the_product():
     assert peak.sgemm_rate(8, 8, 8, repeats=3) > 0
+
+
+def test_data_loader_benchmark_times_each_loader_in_both_orders():
+    import data_loader
+
+    results = data_loader.measure(samples=640, features=8, batch=64, rounds=1)
+    assert set(results) == {False, True}
+    for row in results.values():
+        assert set(row) == {"graphnn", "torch", "numpy copy"} and all(t > 0 for t in row.values())

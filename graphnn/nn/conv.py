@@ -40,7 +40,7 @@ def _checked(x: Tensor, name: str) -> Tensor:
     the batch, so unbatched (C, H, W) inputs are refused rather than read as C samples."""
     b = _builder(x)
     if x.dtype.kind != "f":
-        raise b.error(f"{name} expected a float32 input, got {x.dtype} (convert it with .astype(np.float32))")
+        raise b.error(f"{name} expected a float32 input, got {x.dtype.name} (convert it with .float())")
     if x.ndim != 4:
         raise b.error(f"{name} expected a 4-D (N, C, H, W) input, got shape {format_shape(x.shape)}"
                       + (" (an unbatched (C, H, W) input needs a leading batch axis)" if x.ndim == 3 else ""))

@@ -40,7 +40,7 @@ def linear(input, weight, bias=None) -> Tensor:
     b = _b(input, weight)
     x, w = as_tensor(input, b), as_tensor(weight, b)
     if x.dtype.kind != "f":
-        raise b.error(f"Linear expected a float32 input, got {x.dtype} (convert it with .float())")
+        raise b.error(f"Linear expected a float32 input, got {x.dtype.name} (convert it with .float())")
     if x.ndim == 0 or x.shape[-1] != w.shape[-1]:
         raise b.error(
             f"Linear expected input with last dimension {w.shape[-1]}, got input of shape {format_shape(x.shape)}"

@@ -268,6 +268,51 @@ class Module:
     def eval(self) -> "Module":
         return self.train(False)
 
+    # -- devices and dtypes ------------------------------------------------------------------------
+    def to(self, *args, **kwargs) -> "Module":
+        """``to(device)``: run this module's programs on that device's backend (Triton for
+        "cuda", C for "cpu"); ``to(dtype)``: float32 only (every backend computes in it).
+        Returns the module, as PyTorch's."""
+        from graphnn import dtypes
+        from graphnn.device import device as as_device
+
+        for value in list(args) + [kwargs.get("device"), kwargs.get("dtype")]:
+            if value is None or isinstance(value, bool):
+                continue
+            if isinstance(value, Tensor):
+                value = value.dtype
+            if isinstance(value, dtypes.dtype) or value in (float, int):
+                if dtypes.as_dtype(value) is not dtypes.float32:
+                    raise TypeError(f"Module.to({dtypes.as_dtype(value)!r}): graphnn modules compute in float32; "
+                                    "keep the model in torch.float32")
+                continue
+            target = as_device(value)
+            target.check_tensor_placement()
+            for m in self.modules():
+                if m.__dict__.get("_backend") != target.backend:
+                    object.__setattr__(m, "_backend", target.backend)
+                    for program in ("_eager_program", "_eager_static_program"):  # built for the old backend
+                        m.__dict__.pop(program, None)
+        return self
+
+    def cpu(self) -> "Module":
+        return self.to("cpu")
+
+    def cuda(self, device=None) -> "Module":
+        return self.to("cuda" if device is None else device)
+
+    def float(self) -> "Module":
+        return self
+
+    def double(self) -> "Module":
+        return self.to(float64_dtype())
+
+    def half(self) -> "Module":
+        raise TypeError("Module.half(): graphnn modules compute in float32; float16 is not supported")
+
+    def type(self, dst_type) -> "Module":
+        return self.to(dst_type)
+
     def zero_grad(self, set_to_none: bool = True) -> None:
         for p in self.parameters():
             if p.grad is not None:
@@ -310,6 +355,12 @@ class Module:
 
     def __dir__(self):
         return sorted(set(object.__dir__(self)) | set(self._parameters) | set(self._buffers) | set(self._modules))
+
+
+def float64_dtype():
+    from graphnn import dtypes
+
+    return dtypes.float64
 
 
 def _all_tensors(args: tuple, kwargs: dict) -> bool:

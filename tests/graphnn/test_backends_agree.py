@@ -46,10 +46,10 @@ def test_a_fused_step_leaves_p_grad_alone():
         model = nn.Sequential(nn.Linear(4, 3), nn.Tanh(), nn.Linear(3, 2))
         train = gn.compile(model, nn.MSELoss(), optim.SGD(model.parameters(), lr=0.1), backend=backend)
         train.grad(X[:4], Y[:4])
-        before = model[0].weight.grad.copy()
+        before = model[0].weight.grad.clone()
         train.step(X[4:], Y[4:])
         np.testing.assert_array_equal(model[0].weight.grad, before)
-        results[backend] = model[0].weight.data.copy()
+        results[backend] = model[0].weight.data.clone()
     np.testing.assert_allclose(results["c"], results["numpy"], rtol=1e-5, atol=1e-6)
 
 
@@ -133,7 +133,7 @@ def test_add_param_group_keeps_momentum_and_trains_the_new_group():
     run_both(mlp, train)
     gn.manual_seed(0)
     model = mlp()
-    before = model[2].weight.data.copy()
+    before = model[2].weight.data.clone()
     opt = optim.SGD(model[0].parameters(), lr=0.1)
     program = gn.compile(model, nn.MSELoss(), opt, backend="c")
     program.step(X, Y)

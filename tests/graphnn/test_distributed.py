@@ -47,7 +47,7 @@ SCRIPT = textwrap.dedent("""
                 ys[shard.start] = 7  # out of range in this rank's shard only
             losses.append(train.step(xs[shard], ys[shard]))
             if distributed:
-                digest = hashlib.sha256(b"".join(v.tobytes() for v in model.state_dict().values())).hexdigest()
+                digest = hashlib.sha256(b"".join(v.numpy().tobytes() for v in model.state_dict().values())).hexdigest()
                 identical.append(len(set(gn.distributed.init().comm.allgather(digest))) == 1)
     if rank == 0:
         np.savez(out, losses=np.array(losses), identical=np.array(identical, bool),

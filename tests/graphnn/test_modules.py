@@ -441,7 +441,7 @@ def test_apply_can_reinitialise_linears():
     ours.apply(init_weights)
     for name, p in ours.named_parameters():
         expected = 0.25 if name.endswith("weight") else 0.0
-        assert np.all(p.data == expected), name
+        assert bool((p.data == expected).all()), name
 
 
 def test_zero_grad_sets_grads_to_none():
@@ -464,7 +464,7 @@ def test_linear_default_init_distribution():
     layers = [nn.Linear(100, 50) for _ in range(20)]
     bound = 1 / math.sqrt(100)
     uniform_std = bound / math.sqrt(3)
-    weight = layers[0].weight.data
+    weight = layers[0].weight.data.numpy()
     assert weight.shape == (50, 100) and weight.dtype == np.float32
     assert np.all(np.abs(weight) <= bound)
     assert abs(weight.std() - uniform_std) < 0.1 * uniform_std
@@ -473,7 +473,7 @@ def test_linear_default_init_distribution():
     assert np.all(np.abs(biases) <= bound)
     assert abs(biases.std() - uniform_std) < 0.1 * uniform_std
     for layer in layers:
-        assert np.all(np.abs(layer.weight.data) <= bound) and np.all(np.abs(layer.bias.data) <= bound)
+        assert np.all(np.abs(np.asarray(layer.weight.data)) <= bound) and np.all(np.abs(np.asarray(layer.bias.data)) <= bound)
     # torch's layer draws from the same range
     ref = torch.nn.Linear(100, 50)
     ref_w, ref_b = ref.weight.detach().numpy(), ref.bias.detach().numpy()
@@ -514,9 +514,9 @@ def _param(shape=(200, 300)):
 def test_init_uniform_normal_constant():
     gn.manual_seed(0)
     p = _param()
-    storage = p.data
+    storage = p.array
     assert nn.init.uniform_(p, -0.5, 0.5) is p
-    assert p.data is storage and p.data.dtype == np.float32
+    assert p.array is storage and p.data.dtype == gn.float32
     assert p.data.min() >= -0.5 and p.data.max() <= 0.5
     assert abs(p.data.std() - 1 / math.sqrt(12)) < 0.05 / math.sqrt(12)
     assert nn.init.uniform_(p) is p
@@ -525,10 +525,10 @@ def test_init_uniform_normal_constant():
     assert abs(p.data.mean() - 2.0) < 0.02 and abs(p.data.std() - 0.5) < 0.02
     assert nn.init.normal_(p) is p
     assert abs(p.data.mean()) < 0.02 and abs(p.data.std() - 1.0) < 0.02
-    assert nn.init.zeros_(p) is p and np.all(p.data == 0)
-    assert nn.init.ones_(p) is p and np.all(p.data == 1)
-    assert nn.init.constant_(p, 3.5) is p and np.all(p.data == 3.5)
-    assert p.data is storage
+    assert nn.init.zeros_(p) is p and bool((p.data == 0).all())
+    assert nn.init.ones_(p) is p and bool((p.data == 1).all())
+    assert nn.init.constant_(p, 3.5) is p and bool((p.data == 3.5).all())
+    assert p.array is storage
 
 
 @pytest.mark.parametrize("shape", [(200, 300), (64, 32)])
@@ -536,7 +536,7 @@ def test_init_xavier_and_kaiming_uniform_bounds(shape):
     gn.manual_seed(0)
     fan_out, fan_in = shape
     p = _param(shape)
-    storage = p.data
+    storage = p.array
     assert nn.init.xavier_uniform_(p) is p
     bound = math.sqrt(6.0 / (fan_in + fan_out))
     assert np.abs(p.data).max() <= bound and np.abs(p.data).max() > 0.95 * bound
@@ -548,7 +548,7 @@ def test_init_xavier_and_kaiming_uniform_bounds(shape):
     assert nn.init.kaiming_uniform_(p, a=math.sqrt(5)) is p
     bound = 1 / math.sqrt(fan_in)
     assert np.abs(p.data).max() <= bound and np.abs(p.data).max() > 0.95 * bound
-    assert p.data is storage
+    assert p.array is storage
     # torch's bounds agree
     t = torch.empty(shape)
     torch.nn.init.xavier_uniform_(t)
@@ -568,20 +568,20 @@ def test_parameter_repr_shape_and_data():
         assert text.endswith("requires_grad=True)")
     assert repr(ref).startswith("Parameter containing:\ntensor(") and repr(ref).endswith("requires_grad=True)")
     assert isinstance(p.shape, tuple) and p.shape == tuple(ref.shape) == (2, 2)
-    assert isinstance(p.data, np.ndarray) and p.data.dtype == np.float32
+    assert isinstance(p.data, gn.Tensor) and p.data.dtype == gn.float32 and not p.data.requires_grad
     linear = nn.Linear(3, 2)
     assert isinstance(linear.weight.shape, tuple) and linear.weight.shape == (2, 3)
-    assert linear.weight.data.dtype == np.float32
+    assert linear.weight.data.dtype == gn.float32
     assert linear.weight.requires_grad is True
 
 
 def test_parameter_data_assignment_copies_in_place(capsys):
     linear = nn.Linear(3, 2)
-    storage = linear.weight.data
+    storage = linear.weight.array
     new = np.arange(6, dtype=np.float64).reshape(2, 3)
     linear.weight.data = new
-    assert linear.weight.data is storage
-    assert linear.weight.data.dtype == np.float32
+    assert linear.weight.array is storage and np.shares_memory(linear.weight.data, storage)
+    assert linear.weight.data.dtype == gn.float32
     np.testing.assert_array_equal(linear.weight.data, new.astype(np.float32))
     new[0, 0] = 99.0  # the parameter holds a copy, not the caller's array
     assert linear.weight.data[0, 0] == 0.0

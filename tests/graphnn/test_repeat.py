@@ -42,7 +42,7 @@ def scenario(backend: str) -> tuple[list, dict, np.ndarray]:
     log += [train.step(x[:3], y[:3]), train.step(x, y)]  # another batch size and back
     bad = y.copy()
     bad[2] = 3
-    before = {k: v.copy() for k, v in model.state_dict().items()}
+    before = {k: v.clone() for k, v in model.state_dict().items()}
     with pytest.raises(InputError, match=r"class labels must be in \[0, 3\)"):
         train.step(x, bad)
     for k, v in model.state_dict().items():
@@ -57,7 +57,7 @@ def scenario(backend: str) -> tuple[list, dict, np.ndarray]:
     log += [train.step(x, y), train.step(x, y.astype(np.int32))]  # an int32 target is converted
     np.testing.assert_array_equal(first, second)  # the first result was not overwritten
     assert not np.allclose(first, third)
-    return log, {k: v.copy() for k, v in model.state_dict().items()}, third
+    return log, {k: v.clone() for k, v in model.state_dict().items()}, third
 
 
 def test_repeated_calls_see_every_change():

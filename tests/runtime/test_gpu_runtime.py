@@ -69,7 +69,7 @@ def session(backend: str) -> tuple[list, dict]:
     x = rng.standard_normal((10, 6)).astype(np.float32)
     y = rng.integers(0, 3, 10)
     seen = [train.step(x, y) for _ in range(3)]
-    seen.append(model[0].weight.data.copy())  # read after device-side updates
+    seen.append(model[0].weight.data.clone())  # read after device-side updates
     model[0].weight.data[:2] = 0.5  # written in place through the getter
     seen.append(train.step(x, y))
     seen.append(model[1].running_mean.copy())  # a model buffer by attribute
@@ -85,7 +85,7 @@ def session(backend: str) -> tuple[list, dict]:
     seen.append(train.grad(x, y))  # the eager path: p.grad, then optimizer.step() on the host
     sgd.step()
     seen.append(train.step(x, y))
-    return seen, {k: v.copy() for k, v in model.state_dict().items()}
+    return seen, {k: v.clone() for k, v in model.state_dict().items()}
 
 
 def test_device_copies_stay_in_step_with_the_host(monkeypatch):
@@ -116,7 +116,7 @@ def test_moving_parameters_to_a_new_flat_buffer_keeps_device_updates(monkeypatch
         regrouped = optim.SGD([{"params": model[0].parameters(), "lr": 0.05}, {"params": model[2].parameters()}],
                               lr=0.1)
         again = gn.compile(model, nn.MSELoss(), regrouped, backend=backend)
-        return [again.step(x, x[:, :2]) for _ in range(2)], {k: v.copy() for k, v in model.state_dict().items()}
+        return [again.step(x, x[:, :2]) for _ in range(2)], {k: v.clone() for k, v in model.state_dict().items()}
 
     monkeypatch.setattr(gpu.Device, "SEPARATE_ON_CPU", True)
     got, got_state = run("triton")

@@ -1,0 +1,200 @@
+"""Tensor reductions: sum, mean, var/std, max/min with indices, argmax, all/any, and the
+softmax composites nn.functional shares (a mixin of graphnn.tensor_methods.TensorMethods)."""
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import numpy as np
+import sympy
+
+from graphnn import dtypes
+from graphnn import pointwise as pw
+from graphnn.eager import EAGER, constant
+from graphnn.errors import TraceError
+from graphnn.ir import numel
+from graphnn.ops import normalize_axis
+
+
+class _Tensors:
+    """graphnn.tensors, looked up when used: it imports this module (through tensor_methods)
+    to define Tensor, so it cannot be imported here."""
+
+    def __getattr__(self, name: str):
+        return getattr(sys.modules["graphnn.tensors"], name)
+
+
+T: Any = _Tensors()
+
+
+class ReductionMethods:
+    """Reductions of Tensor (each over all elements, or over ``dim`` keeping it with ``keepdim``)."""
+
+    def softmax(self, dim):
+        return softmax(self, dim)
+
+    def log_softmax(self, dim):
+        return log_softmax(self, dim)
+
+    # -- reductions ---------------------------------------------------------------------------------
+    def sum(self, dim=None, keepdim: bool = False, dtype=None):
+        x = self if dtype is None else self.to(dtype)
+        if not x._symbolic() and not x.dtype.is_floating_point:
+            x = x.to(dtypes.int64)  # torch sums bools and ints in int64
+        return T._named(reduce(x, "sum", dim, keepdim), "SumBackward0" if dim is None else "SumBackward1")
+
+    def mean(self, dim=None, keepdim: bool = False, dtype=None):
+        x = self if dtype is None else self.to(dtype)
+        if not x._symbolic() and not x.dtype.is_floating_point:
+            raise RuntimeError("mean(): could not infer output dtype. Input dtype must be either a floating point "
+                               f"or complex dtype. Got: {dtypes.torch_type_name(x.dtype)}")
+        axes = _axes(x, dim)
+        count = numel(tuple(x.shape[a] for a in axes))
+        total = reduce(x, "sum", dim, keepdim)
+        b = T._builder(total)
+        out = T._wrap(b.pointwise(pw.scale(1 / sympy.sympify(count)), total.node), [total], "x")
+        return T._named(out, "MeanBackward0" if dim is None else "MeanBackward1")
+
+    def var(self, dim=None, unbiased: bool | None = None, keepdim: bool = False, *, correction=None):
+        correction = (1 if unbiased is None or unbiased else 0) if correction is None else correction
+        if not self._symbolic() and not self.dtype.is_floating_point:
+            raise RuntimeError(f"std and var only support floating point and complex dtypes; got {dtypes.torch_type_name(self.dtype)}")
+        axes = _axes(self, dim)
+        count = numel(tuple(self.shape[a] for a in axes))
+        centred = self - self.mean(axes, keepdim=True)
+        total = (centred * centred).sum(axes, keepdim=keepdim)
+        return T._named(total / max(count - correction, 0) if isinstance(count, int) else total / (count - correction),
+                        "VarBackward0")
+
+    def std(self, dim=None, unbiased: bool | None = None, keepdim: bool = False, *, correction=None):
+        return T._named(self.var(dim, unbiased, keepdim, correction=correction).sqrt(), "StdBackward0")
+
+    def prod(self, dim=None, keepdim: bool = False):
+        if self._symbolic():
+            raise TraceError("prod is not supported inside a traced forward yet")
+        values = np.prod(self.array, axis=dim, keepdims=keepdim)
+        d = self.dtype if self.dtype.is_floating_point else dtypes.int64
+        return T.Tensor(constant(np.asarray(values, d.numpy), d.ir))
+
+    def amax(self, dim=None, keepdim: bool = False):
+        return T._named(reduce(self, "max", dim if dim != () else None, keepdim), "AmaxBackward0")
+
+    def amin(self, dim=None, keepdim: bool = False):
+        return T._named(-(-self).amax(dim, keepdim), "AminBackward0")
+
+    def max(self, dim=None, keepdim: bool = False):
+        """The maximum; with ``dim`` (values, indices) like PyTorch, the gradient and the index
+        going to the first maximum; with a tensor, the elementwise maximum."""
+        if isinstance(dim, T.Tensor):
+            return self.maximum(dim)
+        if dim is None:
+            return T._named(reduce(self, "max", None, False), "MaxBackward1")
+        if not isinstance(dim, (int, np.integer)):
+            raise TypeError(f"max(dim) takes one int dimension, got {dim!r}; use amax for several")
+        values = T._named(reduce(self, "max", int(dim), keepdim, ties="first"), "MaxBackward0")
+        return T.MaxResult(values, self.argmax(dim, keepdim))
+
+    def min(self, dim=None, keepdim: bool = False):
+        if isinstance(dim, T.Tensor):
+            return self.minimum(dim)
+        if dim is None:
+            return T._named(-(reduce(-self, "max", None, False)), "MinBackward1")
+        values = T._named(-(reduce(-self, "max", int(dim), keepdim, ties="first")), "MinBackward0")
+        return T.MinResult(values, self.argmin(dim, keepdim))
+
+    def argmax(self, dim=None, keepdim: bool = False):
+        return argmax(self, dim, keepdim)
+
+    def argmin(self, dim=None, keepdim: bool = False):
+        if self.dtype is dtypes.bool_:
+            return argmax(~self, dim, keepdim)
+        return argmax(-self, dim, keepdim)
+
+    def all(self, dim=None, keepdim: bool = False):
+        return (self == 0).logical_not().to(dtypes.int64).min(dim, keepdim)[0].to(dtypes.bool_) if dim is not None \
+            else T.Tensor(constant(np.asarray(bool(np.all(self.array))), "bool"))
+
+    def any(self, dim=None, keepdim: bool = False):
+        return (self != 0).to(dtypes.int64).amax(dim, keepdim).to(dtypes.bool_) if dim is not None \
+            else T.Tensor(constant(np.asarray(bool(np.any(self.array))), "bool"))
+
+    def count_nonzero(self, dim=None):
+        return (self != 0).sum(dim)
+
+    def norm(self, p=2, dim=None, keepdim: bool = False):
+        if p == 2 or p == "fro":
+            return T._named((self * self).sum(dim, keepdim).sqrt(), "LinalgVectorNormBackward0")
+        if p == 1:
+            return self.abs().sum(dim, keepdim)
+        raise NotImplementedError(f"norm(p={p!r}) is not supported; use p=2 or p=1")
+
+
+
+
+def _axes(x, dim) -> tuple:
+    rank = x.ndim
+    if dim is None:
+        return tuple(range(rank))
+    dims = (dim,) if isinstance(dim, (int, np.integer)) else tuple(dim)
+    b = T._builder(x)
+    return tuple(sorted({normalize_axis(int(d), rank, b if b is not EAGER else None) for d in dims}))
+
+
+def reduce(x, kind: str, dim, keepdim: bool, ties: str = "split"):
+    b = T._builder(x)
+    t = T.as_tensor(x, b)
+    if t.ndim == 0:
+        return t.clone() if b is EAGER else t
+    axes = _axes(t, dim)
+    if b is EAGER and any(t.shape[a] == 0 for a in axes) and kind == "max":
+        raise RuntimeError("max(): Expected reduction dim to be specified for input.numel() == 0. Specify the "
+                           "reduction dim with the 'dim' argument.")
+    out = T._wrap(b.reduce(kind, t.node, axes, ties=ties), [x], "x")
+    if keepdim:
+        return out
+    return T._wrap(b.reshape(out.node, tuple(d for k, d in enumerate(t.shape) if k not in axes)), [out], "x")
+
+
+# -- composites the Tensor methods and nn.functional share -----------------------------------
+def _softmax_dim(x, dim):
+    if dim is None:  # PyTorch's legacy implicit choice
+        return 0 if x.ndim in (0, 1, 3) else 1
+    return dim
+
+
+def _shifted(x, dim):
+    # the max only stabilises; no gradient flows through it (it cancels mathematically)
+    return x - x.amax(dim, keepdim=True).detach()
+
+
+def _floating(x):
+    return x if x._symbolic() or x.dtype.is_floating_point else x.float()
+
+
+def softmax(input, dim=None, dtype=None):
+    x = _floating(T.as_tensor(input))
+    e = _shifted(x, _softmax_dim(x, dim)).exp()
+    return T._named(e / e.sum(_softmax_dim(x, dim), keepdim=True), "SoftmaxBackward0")
+
+
+def log_softmax(input, dim=None, dtype=None):
+    x = _floating(T.as_tensor(input))
+    d = _softmax_dim(x, dim)
+    s = _shifted(x, d)
+    return T._named(s - s.exp().sum(d, keepdim=True).log(), "LogSoftmaxBackward0")
+
+
+def argmax(input, dim=None, keepdim: bool = False):
+    """The index of the first maximum along ``dim`` (of the flattened tensor when None)."""
+    x = T.as_tensor(input)
+    if dim is None:
+        x, dim = x.reshape(-1), 0
+        keepdim = False
+    if x.ndim == 0:
+        return T.Tensor(constant(np.zeros((), np.int64), "i64"))
+    b = T._builder(x)
+    if b is EAGER and x.dtype is dtypes.bool_:
+        x = x.to(dtypes.int64)
+    axis = _axes(x, dim)[0]
+    index = T.Tensor(b.first_argmax(T.as_tensor(x, b).node, axis))
+    return index if keepdim else index.squeeze(axis)
