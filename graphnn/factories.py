@@ -64,8 +64,9 @@ def tensor(data: Any, dtype=None, device=None, requires_grad: bool = False, pin_
         leaves = list(_flat(data))
         inferred = _inferred_dtype(leaves)
         _check_range(leaves, target or inferred)
-        # floats are gathered in float64 and rounded once to their dtype
-        array = np.array(_plain(data), dtype=np.float64 if inferred.is_floating_point else inferred.numpy)
+        # numbers are gathered as float64 (rounded once to their dtype) unless they stay integers
+        integral = not inferred.is_floating_point and (target is None or target.kind in "iu")
+        array = np.array(_plain(data), dtype=inferred.numpy if integral else np.float64)
     return _make(array, target, requires_grad, inferred)
 
 
@@ -105,9 +106,12 @@ def _check_nesting(data, depth: int = 0) -> None:
     if not isinstance(data, _SEQUENCES) or not data:
         return
     lengths = [_length(v) for v in data]
-    for n in lengths[1:]:
+    for v, n in zip(data[1:], lengths[1:]):
+        if (n is None) != (lengths[0] is None):  # a number where a sequence is expected, or the reverse
+            raise TypeError(f"not a sequence: expected {'a number' if lengths[0] is None else 'a sequence'} at "
+                            f"dim {depth + 1} like the first element, got {type(v).__name__}")
         if n != lengths[0]:
-            raise ValueError(f"expected sequence of length {lengths[0]} at dim {depth + 1} (got {n or 0})")
+            raise ValueError(f"expected sequence of length {lengths[0]} at dim {depth + 1} (got {n})")
     for v in data:
         _check_nesting(v, depth + 1)
 
@@ -115,7 +119,7 @@ def _check_nesting(data, depth: int = 0) -> None:
 def _leaf_dtype(value) -> dtypes.dtype:
     if isinstance(value, (bool, np.bool_)):
         return dtypes.bool_
-    if isinstance(value, (Tensor,)):
+    if isinstance(value, Tensor):
         return value.dtype
     if isinstance(value, (np.ndarray, np.generic)) and np.asarray(value).dtype.kind in "biuf":
         return dtypes.of_array(np.asarray(value))
@@ -141,9 +145,6 @@ def _inferred_dtype(leaves: list) -> dtypes.dtype:
 def _check_range(leaves: list, target: dtypes.dtype) -> None:
     """Python numbers converted to an integer dtype must fit it (torch raises, not wraps)."""
     if target.is_floating_point or target is dtypes.bool_:
-        for v in leaves:  # ints are unpacked as int64 first
-            if isinstance(v, int) and not -2**63 <= v < 2**63:
-                raise ValueError("Overflow when unpacking long long")
         return
     info = np.iinfo(target.numpy)
     for v in leaves:
@@ -239,9 +240,11 @@ def arange(start, end=None, step=1, dtype=None, device=None, requires_grad: bool
     d = dtypes.as_dtype(dtype) if dtype is not None else (dtypes.int64 if integral else dtypes.get_default_dtype())
     if d is dtypes.bool_:
         raise NotImplementedError("\"arange_cpu\" not implemented for 'Bool'")
-    first, last, by = (v if d.is_floating_point else math.trunc(v) for v in values)  # torch's accumulate type
-    if by == 0:
+    if values[2] == 0:
         raise RuntimeError("step must be nonzero")
+    first, last, by = (v if d.is_floating_point else math.trunc(v) for v in values)  # torch's accumulate type
+    if by == 0 and d is dtypes.int64:
+        raise ValueError("step must be nonzero")
     if (values[1] - values[0]) * by < 0:
         raise RuntimeError("upper bound and larger bound inconsistent with step sign")
     if d is dtypes.int64:
@@ -297,7 +300,7 @@ def linspace(start, end, steps: int, dtype=None, device=None, requires_grad: boo
     first, last = (v.item() if isinstance(v, Tensor) else v for v in (start, end))
     if not d.is_floating_point:
         first, last = math.trunc(first), math.trunc(last)
-    work = d.numpy if d.is_floating_point else np.float64
+    work = d.numpy.type if d.is_floating_point else np.float64
     first, last = work(first), work(last)
     if steps == 1:
         return _make(np.array([first]), d, requires_grad)

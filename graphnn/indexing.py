@@ -9,11 +9,24 @@ from typing import Any
 
 import numpy as np
 
-from graphnn.eager import constant, is_grad_enabled
+from graphnn.eager import EAGER, constant, is_grad_enabled
 from graphnn.errors import TraceError
+from graphnn.ops import normalize_axis
 
 T: Any = None
 """graphnn.tensors, set by it when it is loaded (it imports this module for Tensor's indexing)."""
+
+
+def wrap_dim(dim: int, rank: int, builder=None) -> int:
+    """``dim`` (negative from the end) as an index in [0, rank): torch's IndexError outside
+    [-rank, rank) (a 0-d tensor takes -1 and 0); while tracing, the builder's error naming the
+    traced line."""
+    if builder is not None and builder is not EAGER:
+        return normalize_axis(dim, rank, builder)
+    size = max(rank, 1)
+    if not -size <= dim < size:
+        raise IndexError(f"Dimension out of range (expected to be in range of [{-size}, {size - 1}], but got {dim})")
+    return dim % size
 
 
 def _index_part(part: Any) -> Any:
@@ -21,6 +34,8 @@ def _index_part(part: Any) -> Any:
         array = part.array
         if array.dtype.kind == "f":
             raise IndexError("tensors used as indices must be long, int, byte or bool tensors")
+        if array.ndim == 0 and array.dtype.kind in "iu":
+            return int(array)  # torch selects with a 0-d integer tensor as with an int (a view)
         return array
     if isinstance(part, slice):
         if part.step is not None and int(part.step) <= 0:
@@ -39,6 +54,8 @@ def _index_part(part: Any) -> Any:
         return part
     if isinstance(part, (int, np.integer)):
         return int(part)
+    if isinstance(part, (str, bytes)):  # torch tries to make a tensor of it
+        raise TypeError(f"new(): invalid data type '{type(part).__name__}'")
     raise IndexError(f"only integers, slices (`:`), ellipsis (`...`), None and long or bool tensors are valid "
                      f"indices, got {type(part).__name__}")
 
@@ -48,15 +65,27 @@ def _numpy_index(index: Any) -> Any:
     return tuple(_index_part(p) for p in parts)
 
 
-def _grad_name(index: Any) -> str:
-    parts = index if isinstance(index, tuple) else (index,)
-    if any(isinstance(p, (T.Tensor, list, np.ndarray)) for p in parts):
+def _grad_name(parts: tuple, shape: tuple, in_tuple: bool) -> str:
+    """The op torch's indexing ends with, which names the result's grad_fn. Index arrays and
+    masks are applied last (IndexBackward0); before them each part in turn: an int selects, None
+    unsqueezes, a slice slices (except, in a tuple index, one keeping a whole dimension, which
+    torch skips). An alias when nothing applied."""
+    if any(isinstance(p, (np.ndarray, bool, np.bool_)) for p in parts):
         return "IndexBackward0"
-    if any(isinstance(p, (int, np.integer)) and not isinstance(p, bool) for p in parts):
-        return "SelectBackward0"
-    if any(isinstance(p, slice) for p in parts):
-        return "SliceBackward0"
-    return "AliasBackward0"
+    consumed = sum(1 for p in parts if p is not None and p is not Ellipsis)
+    axis, name = 0, None
+    for p in parts:
+        if p is None:
+            name = "UnsqueezeBackward0"
+        elif p is Ellipsis:
+            axis += len(shape) - consumed
+        elif isinstance(p, slice):
+            if not (in_tuple and p.indices(shape[axis]) == (0, shape[axis], 1)):
+                name = "SliceBackward0"
+            axis += 1
+        else:
+            name, axis = "SelectBackward0", axis + 1
+    return name or "AliasBackward0"
 
 
 def _checked(x: "T.Tensor", index: Any) -> tuple:
@@ -74,7 +103,7 @@ def get(x: "T.Tensor", index: Any) -> "T.Tensor":
     except IndexError as error:
         raise IndexError(_message(error, array.shape, parts)) from None
     value = np.asarray(value) if not isinstance(value, np.ndarray) else value
-    return T._wrap(constant(value, x._node.dtype), [x], _grad_name(index))
+    return T._wrap(constant(value, x._node.dtype), [x], _grad_name(parts, array.shape, isinstance(index, tuple)))
 
 
 def put(x: "T.Tensor", index: Any, value: Any) -> None:

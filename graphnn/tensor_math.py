@@ -69,14 +69,16 @@ class ArithmeticMethods:
         return T.binary(other, self, "remainder")
 
     def __pow__(self, other):
-        return T.binary(self, other, "pow")
+        # torch names the backward of each form apart: tensor ** number, tensor ** tensor
+        out = T.binary(self, other, "pow")
+        return T._named(out, "PowBackward1") if isinstance(other, T.Tensor) else out
 
     def __rpow__(self, other):
-        return T.binary(other, self, "pow")
+        return T._named(T.binary(other, self, "pow"), "PowBackward2")
 
     def __neg__(self):
         if T._builder(self) is EAGER and self.dtype is dtypes.bool_:
-            raise TypeError("Negation, the `-` operator, on a bool tensor is not supported. "
+            raise RuntimeError("Negation, the `-` operator, on a bool tensor is not supported. "
                             "If you are trying to invert a mask, use the `~` or `logical_not()` operator instead.")
         return T.unary(self, pw.neg, "NegBackward0", floating=False)
 
@@ -264,9 +266,12 @@ class ArithmeticMethods:
         return T.unary(self, pw.reciprocal, "ReciprocalBackward0")
 
     def relu(self):
+        if self._is_bool():
+            raise RuntimeError("Boolean inputs not supported for relu")
         return T.unary(self, pw.relu, "ReluBackward0", floating=False)
 
     def abs(self):
+        self._no_bool_kernel("abs_cpu")
         return T.unary(self, pw.abs_, "AbsBackward0", floating=False)
 
     absolute = abs
@@ -277,24 +282,41 @@ class ArithmeticMethods:
     negative = neg
 
     def sign(self):
+        if self._is_bool():
+            return self.clone()  # a bool is its own sign
         return T.unary(self, pw.sign, "SignBackward0", floating=False)
 
+    # integers are their own floor, ceil, trunc and round (a copy, as torch returns)
     def floor(self):
-        return self if self._is_integral() else T.unary(self, pw.floor, "FloorBackward0")
+        self._no_bool_kernel("floor_vml_cpu")
+        return self.clone() if self._is_integral() else T.unary(self, pw.floor, "FloorBackward0")
 
     def ceil(self):
-        return self if self._is_integral() else T.unary(self, pw.ceil, "CeilBackward0")
+        self._no_bool_kernel("ceil_vml_cpu")
+        return self.clone() if self._is_integral() else T.unary(self, pw.ceil, "CeilBackward0")
 
     def trunc(self):
-        return self if self._is_integral() else T.unary(self, pw.sign, None) * T.unary(self.abs(), pw.floor, "TruncBackward0")
+        self._no_bool_kernel("trunc_cpu")
+        if self._is_integral():
+            return self.clone()
+        return T.unary(self, pw.sign, None) * T.unary(self.abs(), pw.floor, "TruncBackward0")
 
     def round(self, decimals: int = 0):
+        self._no_bool_kernel("round_cpu")
         if self._is_integral():
-            return self
+            return self.clone()
         return T.Tensor(constant(np.round(self.array, decimals), self._node.dtype))
 
     def _is_integral(self) -> bool:
         return not self._symbolic() and not self.dtype.is_floating_point
+
+    def _is_bool(self) -> bool:
+        return not self._symbolic() and self.dtype is dtypes.bool_
+
+    def _no_bool_kernel(self, kernel: str) -> None:
+        """torch has no kernel named ``kernel`` for bool tensors: raise its error."""
+        if self._is_bool():
+            raise NotImplementedError(f"\"{kernel}\" not implemented for 'Bool'")
 
     def square(self):
         return self * self if not self._symbolic() else T.Tensor(T._builder(self).pointwise(pw.pow_(2), self.node))
@@ -305,7 +327,11 @@ class ArithmeticMethods:
         if isinstance(min, T.Tensor) or isinstance(max, T.Tensor):
             out = self if min is None else self.maximum(min)
             return out if max is None else out.minimum(max)
-        return T.unary(self, pw.clamp(min, max), "ClampBackward1", floating=False)
+        x = self
+        if not self._symbolic():  # bounds promote as operands do: an int tensor clamped to 0.5 is float
+            bounds = [b for b in (min, max) if b is not None]
+            x = self.to(dtypes.result_type([(self.dtype, self.ndim)] + bounds))
+        return T.unary(x, pw.clamp(min, max), "ClampBackward1", floating=False)
 
     clip = clamp
 
@@ -338,7 +364,7 @@ def matmul(a, b):
     if a.ndim == 0 or b.ndim == 0:
         raise RuntimeError(f"both arguments to matmul need to be at least 1D, but they are {a.ndim}D and {b.ndim}D")
     squeeze_a, squeeze_b = a.ndim == 1, b.ndim == 1
-    grad = "DotBackward0" if squeeze_a and squeeze_b else ("MvBackward0" if squeeze_b and a.ndim == 2 else "MmBackward0")
+    grad = _matmul_grad_name(a, b)
     sources = [a, b]
     if squeeze_a:
         a = a.unsqueeze(0)
@@ -352,9 +378,20 @@ def matmul(a, b):
     batch = broadcast_shapes(tuple(a.shape[:-2]), tuple(b.shape[:-2]), where=builder)
     an = builder.broadcast(a.node, batch + tuple(a.shape[-2:]))
     bn = builder.broadcast(b.node, batch + tuple(b.shape[-2:]))
-    out = T._wrap(builder.matmul(an, bn), sources, grad if not batch else "BmmBackward0")
+    out = T._wrap(builder.matmul(an, bn), sources, grad)
     if squeeze_a:
         out = T._named(out.squeeze(-2), grad)
     if squeeze_b:
         out = T._named(out.squeeze(-1), grad)
     return out
+
+
+def _matmul_grad_name(a, b) -> str:
+    """The op torch's matmul ends with for these ranks: dot, mv, mm, a squeeze after mm for
+    1-D @ 2-D; with batch axes a view of a folded mm or of bmm, except that 2-D @ batched, when
+    the matrix requires grad, is computed transposed and made contiguous (a clone)."""
+    ranks = (a.ndim, b.ndim)
+    names = {(1, 1): "DotBackward0", (2, 1): "MvBackward0", (1, 2): "SqueezeBackward4", (2, 2): "MmBackward0"}
+    if ranks in names:
+        return names[ranks]
+    return "CloneBackward0" if a.ndim == 2 and a.requires_grad else "UnsafeViewBackward0"

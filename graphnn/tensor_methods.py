@@ -15,7 +15,7 @@ from graphnn import dtypes, trace
 from graphnn.eager import EAGER, cast, constant
 from graphnn.errors import ShapeError, TraceError
 from graphnn.ir import dim, numel
-from graphnn.ops import normalize_axis
+from graphnn.indexing import wrap_dim
 from graphnn.tensor_math import ArithmeticMethods, matmul  # noqa: F401  (matmul: nn.functional's)
 from graphnn.tensor_reductions import ReductionMethods, argmax, log_softmax, reduce, softmax  # noqa: F401
 
@@ -32,12 +32,34 @@ class TensorMethods(ArithmeticMethods, ReductionMethods):
         return T._wrap(b.reshape(x.node, _infer_shape(x, shape, b)), [self], "ViewBackward0")
 
     def view(self, *shape):
+        """The same values in another shape, sharing memory; as torch, an error where the
+        strides cannot express it without a copy (use reshape). ``view(dtype)`` reinterprets the
+        bytes."""
         if len(shape) == 1 and not isinstance(shape[0], (int, np.integer, tuple, list, sympy.Basic)):
-            return self.to(shape[0])  # view(dtype)
-        return self.reshape(*shape)
+            return self._view_dtype(dtypes.as_dtype(shape[0]))
+        out = self.reshape(*shape)
+        if not self._symbolic() and not np.may_share_memory(out.array, self.array) and self.numel() > 0:
+            raise RuntimeError("view size is not compatible with input tensor's size and stride (at least one "
+                               "dimension spans across two contiguous subspaces). Use .reshape(...) instead.")
+        return out
+
+    def _view_dtype(self, d):
+        if self._symbolic():
+            raise TraceError(f"view({d}) inside a traced forward is not supported")
+        if d is self.dtype:
+            return T._wrap(constant(self.array.view(), d.ir), [self], "AliasBackward0")
+        if self.requires_grad:
+            raise RuntimeError(f"Tensor.view(dtype) is not differentiable from {self.dtype} to {d}")
+        try:
+            return T.Tensor(constant(self.array.view(d.numpy), d.ir))
+        except ValueError:
+            names = dtypes.torch_type_name(self.dtype), dtypes.torch_type_name(d)
+            raise RuntimeError(f"self.size(-1) must be divisible by {d.itemsize // self.dtype.itemsize} to view "
+                               f"{names[0]} as {names[1]} (different element sizes), but got "
+                               f"{self.shape[-1] if self.ndim else 1}") from None
 
     def view_as(self, other):
-        return self.reshape(*other.shape)
+        return self.view(*other.shape)
 
     def reshape_as(self, other):
         return self.reshape(*other.shape)
@@ -46,9 +68,10 @@ class TensorMethods(ArithmeticMethods, ReductionMethods):
         rank = self.ndim
         if rank == 0:
             return self.reshape(1)
-        s, e = normalize_axis(start_dim, rank), normalize_axis(end_dim, rank)
+        b = T._builder(self)
+        s, e = wrap_dim(start_dim, rank, b), wrap_dim(end_dim, rank, b)
         if s > e:
-            raise ShapeError(f"flatten() has invalid args: start_dim cannot come after end_dim")
+            raise RuntimeError("flatten() has invalid args: start_dim cannot come after end_dim")
         shape = tuple(self.shape)
         return self.reshape(*(shape[:s] + (numel(shape[s: e + 1]),) + shape[e + 1:]))
 
@@ -63,12 +86,13 @@ class TensorMethods(ArithmeticMethods, ReductionMethods):
             raise ShapeError(f"permute(sparse_coo): number of dimensions in the tensor input does not match the "
                              f"length of the desired ordering of dimensions i.e. input.dim() = {self.ndim} is not "
                              f"equal to len(dims) = {len(dims)}")
+        dims = tuple(wrap_dim(d, self.ndim, b) for d in dims)
         return T._wrap(b.permute(x.node, dims), [self], "PermuteBackward0")
 
     def transpose(self, dim0: int, dim1: int):
         rank = self.ndim
         perm = list(range(rank))
-        a, c = normalize_axis(dim0, rank), normalize_axis(dim1, rank)
+        a, c = wrap_dim(dim0, rank, T._builder(self)), wrap_dim(dim1, rank, T._builder(self))
         perm[a], perm[c] = perm[c], perm[a]
         return T._named(self.permute(*perm), "TransposeBackward0")
 
@@ -88,7 +112,7 @@ class TensorMethods(ArithmeticMethods, ReductionMethods):
         return self.transpose(-2, -1)
 
     def unsqueeze(self, dim: int):
-        d = normalize_axis(dim, self.ndim + 1)
+        d = wrap_dim(dim, self.ndim + 1, T._builder(self))
         shape = tuple(self.shape)
         return T._named(self.reshape(*(shape[:d] + (1,) + shape[d:])), "UnsqueezeBackward0")
 
@@ -97,7 +121,8 @@ class TensorMethods(ArithmeticMethods, ReductionMethods):
         if dim is None:
             new = tuple(d for d in shape if d != 1)
         else:
-            axes = {normalize_axis(a, len(shape)) for a in ((dim,) if isinstance(dim, (int, np.integer)) else dim)}
+            dims = (dim,) if isinstance(dim, (int, np.integer)) else dim
+            axes = {wrap_dim(a, len(shape), T._builder(self)) for a in dims}
             new = tuple(d for k, d in enumerate(shape) if not (k in axes and d == 1))
         return T._named(self.reshape(*new), "SqueezeBackward0" if dim is None else "SqueezeBackward1")
 
@@ -124,7 +149,9 @@ class TensorMethods(ArithmeticMethods, ReductionMethods):
     def contiguous(self, memory_format=None):
         if self._symbolic():
             return self
-        return self if self.array.flags.c_contiguous else T.Tensor(constant(np.ascontiguousarray(self.array), self._node.dtype))
+        if self.array.flags.c_contiguous:
+            return self
+        return T._wrap(constant(np.ascontiguousarray(self.array), self._node.dtype), [self], "CloneBackward0")
 
     def is_contiguous(self, memory_format=None) -> bool:
         return self._symbolic() or bool(self.array.flags.c_contiguous)
@@ -135,8 +162,8 @@ class TensorMethods(ArithmeticMethods, ReductionMethods):
         return self.split(step, dim)
 
     def split(self, split_size, dim: int = 0):
-        size = self.shape[dim]
-        d = normalize_axis(dim, self.ndim)
+        d = wrap_dim(dim, self.ndim, T._builder(self))
+        size = self.shape[d]
         sizes = list(split_size) if isinstance(split_size, (list, tuple)) else \
             [min(split_size, size - s) for s in range(0, size, split_size)]
         out, start = [], 0
@@ -146,8 +173,17 @@ class TensorMethods(ArithmeticMethods, ReductionMethods):
         return tuple(out)
 
     def unbind(self, dim: int = 0):
-        d = normalize_axis(dim, self.ndim)
-        return tuple(self[(slice(None),) * d + (k,)] for k in range(self.shape[d]))
+        d = wrap_dim(dim, self.ndim, T._builder(self))
+        return tuple(T._named(self[(slice(None),) * d + (k,)], "UnbindBackward0") for k in range(self.shape[d]))
+
+    @property
+    def data(self):
+        """The values as a tensor that does not require grad, sharing this one's memory."""
+        return self.detach()
+
+    @data.setter
+    def data(self, value) -> None:
+        self._node = T.as_tensor(value).node
 
     def detach(self):
         b = T._builder(self)
@@ -266,7 +302,7 @@ class TensorMethods(ArithmeticMethods, ReductionMethods):
     def size(self, dim: int | None = None):
         if dim is None:
             return self.shape
-        return self.shape[normalize_axis(dim, self.ndim)]
+        return self.shape[wrap_dim(dim, self.ndim, T._builder(self))]
 
     def dim(self) -> int:
         return len(self.shape)
@@ -315,6 +351,8 @@ class TensorMethods(ArithmeticMethods, ReductionMethods):
 
     def __array__(self, dtype=None, copy=None):
         array = self._value("converting to a numpy array")
+        if self.requires_grad:
+            raise RuntimeError("Can't call numpy() on Tensor that requires grad. Use tensor.detach().numpy() instead.")
         if dtype is not None and np.dtype(dtype) != array.dtype:
             return array.astype(dtype)
         return array.copy() if copy else array  # numpy trusts __array__ to honour copy=True

@@ -13,7 +13,7 @@ from graphnn import pointwise as pw
 from graphnn.eager import EAGER, constant
 from graphnn.errors import TraceError
 from graphnn.ir import numel
-from graphnn.ops import normalize_axis
+from graphnn.indexing import wrap_dim
 
 
 class _Tensors:
@@ -51,14 +51,18 @@ class ReductionMethods:
         axes = _axes(x, dim)
         count = numel(tuple(x.shape[a] for a in axes))
         total = reduce(x, "sum", dim, keepdim)
-        b = T._builder(total)
-        out = T._wrap(b.pointwise(pw.scale(1 / sympy.sympify(count)), total.node), [total], "x")
+        if count == 0:
+            out = total / 0.0  # the mean of nothing: 0 / 0, NaN
+        else:
+            b = T._builder(total)
+            out = T._wrap(b.pointwise(pw.scale(1 / sympy.sympify(count)), total.node), [total], "x")
         return T._named(out, "MeanBackward0" if dim is None else "MeanBackward1")
 
     def var(self, dim=None, unbiased: bool | None = None, keepdim: bool = False, *, correction=None):
         correction = (1 if unbiased is None or unbiased else 0) if correction is None else correction
         if not self._symbolic() and not self.dtype.is_floating_point:
-            raise RuntimeError(f"std and var only support floating point and complex dtypes; got {dtypes.torch_type_name(self.dtype)}")
+            raise RuntimeError("std and var only support floating point and complex dtypes; got "
+                               + dtypes.torch_type_name(self.dtype))
         axes = _axes(self, dim)
         count = numel(tuple(self.shape[a] for a in axes))
         centred = self - self.mean(axes, keepdim=True)
@@ -77,46 +81,56 @@ class ReductionMethods:
         return T.Tensor(constant(np.asarray(values, d.numpy), d.ir))
 
     def amax(self, dim=None, keepdim: bool = False):
-        return T._named(reduce(self, "max", dim if dim != () else None, keepdim), "AmaxBackward0")
+        dim = None if dim == () else dim
+        _nonempty(self, dim, "amax")
+        return T._named(reduce(self, "max", dim, keepdim), "AmaxBackward0")
 
     def amin(self, dim=None, keepdim: bool = False):
-        return T._named(-(-self).amax(dim, keepdim), "AminBackward0")
+        dim = None if dim == () else dim
+        _nonempty(self, dim, "amin")
+        return T._named(_reversed(reduce(_reversed(self), "max", dim, keepdim)), "AminBackward0")
 
     def max(self, dim=None, keepdim: bool = False):
         """The maximum; with ``dim`` (values, indices) like PyTorch, the gradient and the index
-        going to the first maximum; with a tensor, the elementwise maximum."""
+        going to the first maximum (NaN counting as the greatest); with a tensor, the
+        elementwise maximum."""
         if isinstance(dim, T.Tensor):
             return self.maximum(dim)
         if dim is None:
+            _nonempty(self, None, "max")
             return T._named(reduce(self, "max", None, False), "MaxBackward1")
-        if not isinstance(dim, (int, np.integer)):
-            raise TypeError(f"max(dim) takes one int dimension, got {dim!r}; use amax for several")
+        _nonempty(self, _one_dim(dim, "max"), "max")
         values = T._named(reduce(self, "max", int(dim), keepdim, ties="first"), "MaxBackward0")
-        return T.MaxResult(values, self.argmax(dim, keepdim))
+        return T.MaxResult(values, _first_argmax(self, dim, keepdim))
 
     def min(self, dim=None, keepdim: bool = False):
+        """The minimum, as ``max``: the maximum of the order-reversed tensor, reversed back."""
         if isinstance(dim, T.Tensor):
             return self.minimum(dim)
         if dim is None:
-            return T._named(-(reduce(-self, "max", None, False)), "MinBackward1")
-        values = T._named(-(reduce(-self, "max", int(dim), keepdim, ties="first")), "MinBackward0")
-        return T.MinResult(values, self.argmin(dim, keepdim))
+            _nonempty(self, None, "min")
+            return T._named(_reversed(reduce(_reversed(self), "max", None, False)), "MinBackward1")
+        _nonempty(self, _one_dim(dim, "min"), "min")
+        values = _reversed(reduce(_reversed(self), "max", int(dim), keepdim, ties="first"))
+        return T.MinResult(T._named(values, "MinBackward0"), _first_argmax(_reversed(self), dim, keepdim))
 
     def argmax(self, dim=None, keepdim: bool = False):
         return argmax(self, dim, keepdim)
 
     def argmin(self, dim=None, keepdim: bool = False):
-        if self.dtype is dtypes.bool_:
-            return argmax(~self, dim, keepdim)
-        return argmax(-self, dim, keepdim)
+        _no_bool(self, "argmin")
+        _nonempty(self, dim, "argmin", IndexError)
+        return _first_argmax(_reversed(self), dim, keepdim)
 
     def all(self, dim=None, keepdim: bool = False):
-        return (self == 0).logical_not().to(dtypes.int64).min(dim, keepdim)[0].to(dtypes.bool_) if dim is not None \
-            else T.Tensor(constant(np.asarray(bool(np.all(self.array))), "bool"))
+        """Whether every element (along ``dim``) is nonzero: True for none."""
+        zeros = (self == 0).sum(dim, keepdim) if dim is not None else (self == 0).sum()
+        return zeros == 0
 
     def any(self, dim=None, keepdim: bool = False):
-        return (self != 0).to(dtypes.int64).amax(dim, keepdim).to(dtypes.bool_) if dim is not None \
-            else T.Tensor(constant(np.asarray(bool(np.any(self.array))), "bool"))
+        """Whether some element (along ``dim``) is nonzero: False for none."""
+        nonzeros = (self != 0).sum(dim, keepdim) if dim is not None else (self != 0).sum()
+        return nonzeros > 0
 
     def count_nonzero(self, dim=None):
         return (self != 0).sum(dim)
@@ -136,19 +150,46 @@ def _axes(x, dim) -> tuple:
     if dim is None:
         return tuple(range(rank))
     dims = (dim,) if isinstance(dim, (int, np.integer)) else tuple(dim)
-    b = T._builder(x)
-    return tuple(sorted({normalize_axis(int(d), rank, b if b is not EAGER else None) for d in dims}))
+    return tuple(sorted({wrap_dim(int(d), rank, T._builder(x)) for d in dims}))
+
+
+def _one_dim(dim, name: str) -> int:
+    if not isinstance(dim, (int, np.integer)) or isinstance(dim, bool):
+        raise TypeError(f"{name}() received an invalid combination of arguments - got ({type(dim).__name__}), but "
+                        "expected one of: (), (Tensor other), (int dim, bool keepdim = False)")
+    return int(dim)
+
+
+def _nonempty(x, dim, name: str, whole_error: type = RuntimeError) -> None:
+    """A maximum (or minimum) needs elements: torch's errors for an empty tensor or dim."""
+    if x._symbolic() or x.ndim == 0:
+        return
+    if dim is None and x.numel() == 0:
+        raise whole_error(f"{name}(): Expected reduction dim to be specified for input.numel() == 0. Specify the "
+                          "reduction dim with the 'dim' argument.")
+    for axis in _axes(x, dim) if dim is not None else ():
+        if x.shape[axis] == 0:
+            raise IndexError(f"{name}(): Expected reduction dim {axis} to have non-zero size.")
+
+
+def _no_bool(x, name: str) -> None:
+    if not x._symbolic() and x.dtype is dtypes.bool_:
+        raise RuntimeError(f"{name}(): does not support bool input")
+
+
+def _reversed(x):
+    """``x`` with its order reversed (a minimum is the maximum of it): negated, or for bools
+    inverted (a bool cannot be negated)."""
+    return ~x if not x._symbolic() and x.dtype is dtypes.bool_ else -x
 
 
 def reduce(x, kind: str, dim, keepdim: bool, ties: str = "split"):
+    """Sum or max of ``x`` over ``dim`` (all axes when None), keeping them with ``keepdim``."""
     b = T._builder(x)
     t = T.as_tensor(x, b)
+    axes = _axes(t, dim)
     if t.ndim == 0:
         return t.clone() if b is EAGER else t
-    axes = _axes(t, dim)
-    if b is EAGER and any(t.shape[a] == 0 for a in axes) and kind == "max":
-        raise RuntimeError("max(): Expected reduction dim to be specified for input.numel() == 0. Specify the "
-                           "reduction dim with the 'dim' argument.")
     out = T._wrap(b.reduce(kind, t.node, axes, ties=ties), [x], "x")
     if keepdim:
         return out
@@ -185,12 +226,20 @@ def log_softmax(input, dim=None, dtype=None):
 
 
 def argmax(input, dim=None, keepdim: bool = False):
-    """The index of the first maximum along ``dim`` (of the flattened tensor when None)."""
+    """The index of the first maximum along ``dim`` (of the flattened tensor when None; NaN
+    counts as the greatest)."""
     x = T.as_tensor(input)
+    _no_bool(x, "argmax")
+    _nonempty(x, dim, "argmax", IndexError)
+    return _first_argmax(x, dim, keepdim)
+
+
+def _first_argmax(x, dim, keepdim: bool):
     if dim is None:
         x, dim = x.reshape(-1), 0
         keepdim = False
     if x.ndim == 0:
+        _axes(x, dim)  # a 0-d tensor still checks its dim
         return T.Tensor(constant(np.zeros((), np.int64), "i64"))
     b = T._builder(x)
     if b is EAGER and x.dtype is dtypes.bool_:

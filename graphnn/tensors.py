@@ -233,10 +233,11 @@ def unary(x: Any, fn: pw.PointwiseFn, grad: str | None, floating: bool = True) -
 
 
 from graphnn import indexing, tensor_methods  # noqa: E402  (the methods use the helpers above)
+from graphnn.tensor_inplace import InPlaceMethods  # noqa: E402
 from graphnn.tensor_methods import TensorMethods  # noqa: E402
 
 
-class Tensor(TensorMethods):
+class Tensor(InPlaceMethods, TensorMethods):
     """A tensor (see the module docstring). ``Tensor(data)`` makes a float32 tensor from data
     and ``Tensor(*sizes)`` an uninitialised one (zeros), as PyTorch's legacy constructor."""
 

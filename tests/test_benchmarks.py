@@ -27,3 +27,11 @@ def test_data_loader_benchmark_times_each_loader_in_both_orders():
     assert set(results) == {False, True}
     for row in results.values():
         assert set(row) == {"graphnn", "torch", "numpy copy"} and all(t > 0 for t in row.values())
+
+
+def test_eager_call_benchmark_times_every_contender():
+    import eager_call
+
+    row = eager_call.measure(batch=2, rounds=1, calls=3)
+    assert set(row) == {"compiled(array)", "model(tensor)", "no_grad model(tensor)", "torch no_grad"}
+    assert all(t > 0 for t in row.values())

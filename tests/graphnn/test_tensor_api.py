@@ -1,119 +1,21 @@
-"""The eager Tensor API against PyTorch, table-driven: each case runs one function on the same
-inputs in both libraries and compares what comes back (values, dtype, shape, repr with its
-grad_fn, named tuples, Python scalars) or, when torch raises, that graphnn raises the same type.
+"""The eager Tensor API against PyTorch, table-driven: each row runs one function on the same
+inputs in both libraries (tests.graphnn.torch_oracle.check) and compares what comes back, or
+the type of the error torch raises. Rows graphnn still gets wrong are xfail(strict) with why.
 """
 from __future__ import annotations
 
-import math
-import warnings
 from functools import partial
 
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import graphnn as gn
+from tests.graphnn.torch_oracle import In, check
 
 NAN, INF = float("nan"), float("inf")
-
-
-# -- inputs built alike in both libraries -----------------------------------------------------
-class In:
-    """A tensor input: ``data`` as ``dtype`` (a name; float data defaults to float32), made
-    with ``from_numpy`` in each library, requiring grad when ``grad``."""
-
-    def __init__(self, data, dtype: str | None = None, grad: bool = False) -> None:
-        self.data, self.dtype, self.grad = data, dtype, grad
-
-    def build(self, lib):
-        array = np.array(self.data)
-        if self.dtype is not None:
-            array = array.astype(self.dtype)
-        elif array.dtype.kind == "f":
-            array = array.astype(np.float32)
-        t = lib.from_numpy(array)
-        return t.requires_grad_() if self.grad else t
-
-    def __repr__(self) -> str:
-        return f"In({self.data!r}, {self.dtype!r}, grad={self.grad})"
-
-
-def build(value, lib):
-    """``value`` for ``lib``: In built, arrays copied (each library gets its own), the rest as is."""
-    if isinstance(value, In):
-        return value.build(lib)
-    if isinstance(value, np.ndarray):
-        return value.copy()
-    return value
-
-
-def run(fn, lib, inputs):
-    """(result, None) or (None, exception) of ``fn`` on ``inputs`` built for ``lib``."""
-    args = [build(v, lib) for v in inputs]
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return fn(*args), None
-    except Exception as error:  # noqa: BLE001 - the error is what is compared
-        return None, error
-
-
-def check(g_fn, t_fn, *inputs) -> None:
-    """Run ``g_fn`` with graphnn and ``t_fn`` with torch on the same inputs and compare."""
-    t_out, t_err = run(t_fn, torch, inputs)
-    g_out, g_err = run(g_fn, gn, inputs)
-    if t_err is not None:
-        assert g_err is not None, f"torch raised {t_err!r}, graphnn returned {g_out!r}"
-        assert isinstance(g_err, type(t_err)), \
-            f"torch raised {type(t_err).__name__}({t_err}), graphnn {type(g_err).__name__}({g_err})"
-        assert str(g_err), "graphnn's error has no message"
-        return
-    if g_err is not None:
-        raise AssertionError(f"torch returned {t_out!r}, graphnn raised {g_err!r}") from g_err
-    assert_same(g_out, t_out)
-
-
-def _values(g: np.ndarray, t: np.ndarray, where: str) -> None:
-    assert g.shape == t.shape, f"{where}: shape {g.shape} != {t.shape}"
-    if t.dtype.kind == "f":
-        np.testing.assert_allclose(g, t, rtol=1e-6, atol=1e-6, equal_nan=True, err_msg=where)
-    else:
-        np.testing.assert_array_equal(g, t, err_msg=where)
-
-
-def assert_same(g, t, where: str = "result") -> None:
-    """graphnn's ``g`` is what torch's ``t`` is: same kind, dtype, shape, values and repr."""
-    if isinstance(t, torch.Tensor):
-        assert isinstance(g, gn.Tensor), f"{where}: torch gave a tensor, graphnn {g!r}"
-        assert repr(g.dtype) == repr(t.dtype), f"{where}: dtype {g.dtype} != {t.dtype}"
-        assert tuple(g.shape) == tuple(t.shape), f"{where}: shape {tuple(g.shape)} != {tuple(t.shape)}"
-        assert g.requires_grad == t.requires_grad, f"{where}: requires_grad {g.requires_grad}"
-        _values(g.array, t.detach().numpy(), where)
-        assert repr(g) == repr(t), f"{where}: repr\n{g!r}\n!=\n{t!r}"
-    elif isinstance(t, torch.Size):
-        assert isinstance(g, gn.Size) and repr(g) == repr(t), f"{where}: {g!r} != {t!r}"
-    elif type(t).__module__ == "torch.return_types":
-        assert repr(g) == repr(t), f"{where}: repr\n{g!r}\n!=\n{t!r}"
-        assert_same(tuple(g), tuple(t), where)
-        assert_same((g.values, g.indices), (t.values, t.indices), where)
-    elif isinstance(t, (tuple, list)):
-        assert type(g) is type(t) and len(g) == len(t), f"{where}: {g!r} != {t!r}"
-        for k, (a, b) in enumerate(zip(g, t)):
-            assert_same(a, b, f"{where}[{k}]")
-    elif isinstance(t, torch.dtype):
-        assert repr(g) == repr(t), f"{where}: {g!r} != {t!r}"
-    elif isinstance(t, torch.device):
-        assert (repr(g), str(g)) == (repr(t), str(t)), f"{where}: {g!r} != {t!r}"
-    elif isinstance(t, np.ndarray):
-        assert isinstance(g, np.ndarray) and g.dtype == t.dtype, f"{where}: {g!r} != {t!r}"
-        _values(g, t, where)
-    elif isinstance(t, float):
-        assert type(g) is float and (g == t or math.isclose(g, t, rel_tol=1e-6) or (g != g and t != t)), \
-            f"{where}: {g!r} != {t!r}"
-    else:
-        assert type(g) is type(t) and g == t, f"{where}: {g!r} != {t!r}"
 
 
 # -- the table ------------------------------------------------------------------------------------
@@ -171,6 +73,25 @@ CREATION = [
     *[case(f"tensor-numpy-{d}", lambda L, d=d: L.tensor(np.array([1, 2], d)),
            xfail=f"graphnn has no {d} dtype") for d in ("uint8", "int16", "float16")],
     case("tensor-numpy-0d", lambda L: L.tensor(np.array(2.5))),
+    case("tensor-bool-int32-scalars", lambda L: L.tensor([True, np.int32(2)])),
+    case("tensor-int32-int-scalars", lambda L: L.tensor([np.int32(1), 2])),
+    case("tensor-int32-float-scalars", lambda L: L.tensor([np.int32(1), 2.5])),
+    case("tensor-float64-0d-tensor-in-list", lambda L: L.tensor([L.tensor(1.5, dtype=L.float64), 2.0])),
+    case("tensor-list-of-arrays", lambda L: L.tensor([np.array([1, 2], np.int32), np.array([3, 4], np.int32)])),
+    case("tensor-array-and-list", lambda L: L.tensor([np.array([1, 2], np.int32), [3, 4]])),
+    case("tensor-range", lambda L: L.tensor(range(3))),
+    case("tensor-tuple", lambda L: L.tensor((1.5, 2))),
+    case("tensor-generator-error", lambda L: L.tensor(i for i in range(2))),
+    case("tensor-dict-error", lambda L: L.tensor({1: 2})),
+    case("tensor-nested-scalar-error", lambda L: L.tensor([[1, 2], 3])),
+    case("tensor-multi-element-tensors-error", lambda L: L.tensor([L.tensor([1.0, 2.0]), L.tensor([3.0, 4.0])])),
+    case("tensor-one-element-tensors", lambda L: L.tensor([L.tensor([1.0]), L.tensor([3.0])])),
+    case("tensor-int32-overflow-error", lambda L: L.tensor([2**40], dtype=L.int32)),
+    case("tensor-float-to-int64-overflow-error", lambda L: L.tensor([1e20], dtype=L.int64)),
+    case("tensor-nan-to-int-error", lambda L: L.tensor(NAN, dtype=L.int64)),
+    case("tensor-big-int-to-float", lambda L: L.tensor(2**63, dtype=L.float32)),
+    case("tensor-big-int-to-bool", lambda L: L.tensor([2**70], dtype=L.bool)),
+    case("tensor-array-to-int32-wraps", lambda L: L.tensor(np.array([3e10]), dtype=L.int32)),
     case("as-tensor-list", lambda L: L.as_tensor([1, 2])),
     case("as-tensor-dtype", lambda L: L.as_tensor([1, 2], dtype=L.float64)),
     case("as-tensor-numpy-dtype", lambda L: L.as_tensor(np.array([1.5, 2.5]), dtype=L.float32)),
@@ -207,12 +128,23 @@ CREATION = [
     case("arange-dtype-int32", lambda L: L.arange(0, 7, 2, dtype=L.int32)),
     case("arange-float-to-int64", lambda L: L.arange(0, 2.5, 0.5, dtype=L.int64)),
     case("arange-float64", lambda L: L.arange(0, 1, 0.1, dtype=L.float64)),
+    case("arange-long-float32", lambda L: L.arange(-3, 7.3, 0.1)),
+    case("arange-long-float64", lambda L: L.arange(-3, 7.3, 0.1, dtype=L.float64)),
+    case("arange-int32-float-args", lambda L: L.arange(0.7, 5.2, 1.5, dtype=L.int32)),
+    case("arange-int32-zero-step", lambda L: L.arange(0, 2.5, 0.5, dtype=L.int32)),
+    case("arange-int64-float-args", lambda L: L.arange(-0.7, 5.2, 1.5, dtype=L.int64)),
+    case("arange-bool-error", lambda L: L.arange(3, dtype=L.bool)),
+    case("arange-tensor-args", lambda L: L.arange(L.tensor(1), L.tensor(4))),
     case("arange-requires-grad", lambda L: L.arange(3.0, requires_grad=True)),
     *[case(f"linspace{args}".replace(" ", ""), lambda L, a=args: L.linspace(*a)) for args in [
         (0, 1, 5), (-1, 1, 7), (0, 10, 1), (0, 1, 0), (3, -3, 4), (0, 1, 11), (0, 1, 100), (0, 1, -1)]],
     case("linspace-int64", lambda L: L.linspace(0, 10, 5, dtype=L.int64)),
     case("linspace-int64-truncates", lambda L: L.linspace(0, 10, 4, dtype=L.int64)),
     case("linspace-float64", lambda L: L.linspace(0, 1, 7, dtype=L.float64)),
+    case("linspace-long", lambda L: L.linspace(-2.5, 7.1, 333)),
+    case("linspace-int64-float-args", lambda L: L.linspace(-0.5, 5.7, 5, dtype=L.int64)),
+    case("linspace-int64-descending", lambda L: L.linspace(5, -5, 4, dtype=L.int64)),
+    case("linspace-bool-error", lambda L: L.linspace(0, 1, 3, dtype=L.bool)),
     case("eye", lambda L: L.eye(3)),
     case("eye-rect", lambda L: L.eye(2, 3)),
     case("eye-int64", lambda L: L.eye(3, dtype=L.int64)),
@@ -244,7 +176,7 @@ CREATION = [
     case("dtype-properties", lambda L: [(d.is_floating_point, d.is_signed, d.itemsize)
                                         for d in (L.float32, L.float64, L.int32, L.int64, L.bool)]),
     case("size", lambda L: (L.Size([2, 3]), L.Size([2, 3]) == (2, 3), L.Size([2, 3]).numel(), L.Size([]))),
-    case("size-slice-is-size", lambda L, x: x.shape[1:], F, xfail="Size[1:] is a tuple (Size is in tensors.py)"),
+    case("size-slice-is-size", lambda L, x: (x.shape[1:], x.shape + (4,)), F),
 ]
 
 ATTRIBUTES = [
@@ -275,6 +207,7 @@ ATTRIBUTES = [
     case("numpy-shares", lambda L, x: (x.numpy().__setitem__((0, 0), 9.0), x)[1], F),
     case("data", lambda L, x: x.data, FG),
     case("data-shares", lambda L, x: (x.data.__setitem__((0, 0), 9.0), x.detach())[1], FG),
+    case("data-assign", lambda L, x: (setattr(x, "data", L.zeros(3)), x)[1], FG),
     case("detach", lambda L, x: x.detach(), FG),
     case("detach-of-result", lambda L, x: (x * 2).detach(), FG),
     case("detach-shares", lambda L, x: (x.detach().__setitem__((0, 0), 9.0), x.detach())[1], FG),
@@ -327,7 +260,10 @@ SHAPES = [
     case("view-as", lambda L, x, y: x.view_as(y), F, In(np.zeros((3, 2)))),
     case("view-of-transposed-error", lambda L, x: x.t().view(-1), F),
     case("view-of-transposed-keeps-last", lambda L, x: x.transpose(0, 1).view(2, 2, 3), F3),
-    case("view-dtype-error", lambda L, x: x.view(L.int32), F, xfail="view(dtype) reinterprets bits; graphnn converts"),
+    case("view-dtype-int32", lambda L, x: x.view(L.int32), F),
+    case("view-dtype-bool", lambda L, x: x.view(L.bool), F),
+    case("view-dtype-float64", lambda L, x: x.view(L.float64), In(np.ones((2, 4)))),
+    case("view-dtype-size-error", lambda L, x: x.view(L.float64), F),
     case("reshape-of-transposed", lambda L, x: x.t().reshape(-1), F),
     case("flatten-start", lambda L, x: x.flatten(1), F3),
     case("flatten-range", lambda L, x: x.flatten(0, 1), F3),
@@ -348,6 +284,11 @@ SHAPES = [
     case("permute-neg", lambda L, x: x.permute(-1, 0, 1), F3),
     case("permute-length-error", lambda L, x: x.permute(1, 0), F3),
     case("permute-repeat-error", lambda L, x: x.permute(0, 0, 1), F3),
+    case("permute-dim-error", lambda L, x: x.permute(0, 3, 1), F3),
+    case("flatten-dim-error", lambda L, x: x.flatten(0, 5), F3),
+    case("split-chunk-unbind", lambda L, x: (x.split(2, dim=2), x.chunk(2, -1), x.unbind(1), x.split([1, 2], 1)), F3),
+    case("split-dim-error", lambda L, x: x.split(2, dim=3), F3),
+    case("unbind-dim-error", lambda L, x: x.unbind(3), F3),
     case("transpose-3d", lambda L, x: x.transpose(0, 2), F3),
     case("transpose-error", lambda L, x: x.transpose(0, 3), F3),
     case("t-1d", lambda L, x: x.t(), V),
@@ -391,6 +332,11 @@ INDEXING = [
     case("get-mask-shape-error", lambda L, x: x[L.tensor([True, False])], IDX),
     case("get-str-error", lambda L, x: x["a"], IDX),
     case("get-view-shares", lambda L, x: (x[0].__setitem__(1, 100.0), x)[1], IDX),
+    case("get-0d-index-tensor-shares", lambda L, x: (x[L.tensor(1)].__setitem__(1, 100.0), x)[1], IDX),
+    case("get-names", lambda L, x: [x[i].grad_fn.name() for i in [slice(None), (slice(None), slice(None)), slice(0, 3),
+                                                                   (slice(0, 100), 1), (None, slice(1, None)), (0, None),
+                                                                   (..., slice(None)), (slice(1, None), L.tensor(1))]],
+         IDXG),
     case("set-int", lambda L, x: (x.__setitem__(0, 5.0), x)[1], IDX),
     case("set-neg-int", lambda L, x: (x.__setitem__(-1, -1), x)[1], IDX),
     case("set-col-tensor", lambda L, x: (x.__setitem__((slice(None), 1), L.tensor([7.0, 8.0, 9.0])), x)[1], IDX),
@@ -443,7 +389,9 @@ ARITHMETIC = [
                    "float-0d-float64", "shape-error")],
     case("cmp-nan", lambda L, a: (a == a, a != a, a < 1.0), NANS),
     case("int-pow-neg-scalar-error", lambda L, x: x ** -1, I),
-    case("int-pow-neg-tensor-error", lambda L, x: x ** L.tensor([1, -1, 2]), VI),
+    case("int-pow-neg-tensor", lambda L, x: x ** L.tensor([1, -1, 2, -3, -2]), In([7, -7, 5, -1, 1])),
+    case("bool-pow-scalar", lambda L, x: (x ** True, x ** False, x ** 2), BO),
+    case("maximum-0d-first", lambda L, a, b: (L.maximum(a, b), L.minimum(a, b)), In(1.0), V),
     case("int-pow-neg-float", lambda L, x: x ** -1.0, PI),
     case("int-floordiv-zero-error", lambda L, x: x // 0, I),
     case("int-mod-zero-error", lambda L, x: x % 0, I),
@@ -461,7 +409,7 @@ ARITHMETIC = [
     case("maximum", lambda L, a, b: (L.maximum(a, b), L.minimum(a, b)), F, I),
     case("maximum-nan", lambda L, a, b: (L.maximum(a, b), L.minimum(a, b)), NANS, F),
     case("inplace-add", lambda L, a: _iadd(a, 1.5), F),
-    case("inplace-int-float-error", lambda L, a: _iadd(a, 1.5), I, xfail="in-place ops rebind: int += float makes float"),
+    case("inplace-int-float-error", lambda L, a: _iadd(a, 1.5), I),
     *[case(f"grad-{name}", fn, FG, POS) for name, fn in [
         ("add", lambda L, a, b: a + b), ("radd", lambda L, a, b: 1 + a), ("sub", lambda L, a, b: a - b),
         ("rsub", lambda L, a, b: 2 - a), ("mul", lambda L, a, b: a * 2), ("div", lambda L, a, b: a / b),
@@ -494,6 +442,10 @@ MATMUL = [
     case("grad-1d", lambda L, a, b: a @ b, In([1.0, 2.0, 3.0, 4.0], grad=True), M42),
     case("grad-dot", lambda L, a, b: a @ b, In([1.0, 2.0], grad=True), In([3.0, 4.0])),
     case("grad-batched", lambda L, a, b: a @ b, In(np.ones((2, 3, 4)), grad=True), M42),
+    case("grad-2d-batched", lambda L, a, b: a @ b, In(np.ones((3, 2)), grad=True), F3),
+    case("grad-2d-batched-rhs", lambda L, a, b: a @ b, In(np.ones((3, 2))), In(F3.data, grad=True)),
+    case("grad-1d-batched", lambda L, a, b: a @ b, In([1.0, 2.0, 3.0], grad=True), F3),
+    case("grad-batched-batched", lambda L, a, b: a @ b, In(np.ones((2, 3, 4)), grad=True), In(np.ones((2, 4, 2)))),
     case("function", lambda L, a, b: (L.matmul(a, b), a.matmul(b), a.mm(b)), M34, M42),
     case("dtype-mismatch-error", lambda L, a, b: a @ b, M34, In(np.ones((4, 2), np.int64))),
     case("float64-float32-error", lambda L, a, b: a @ b, D, M34),
@@ -524,6 +476,8 @@ MATH = [
     case("clamp-grad-both", lambda L, x: x.clamp(0, 1), FG),
     case("clamp-function", lambda L, x: (L.clamp(x, min=0), L.clamp(x, -1, 1), L.clamp(x, max=2)), F),
     case("clip", lambda L, x: x.clip(0, 1), F),
+    case("integral-ops-copy", lambda L, x: (lambda y: (y.__setitem__((0, 0), 99), x)[1])(x.floor()), I),
+    case("round", lambda L, x: (x.round(), x.trunc(), L.tensor([2.5, -0.5, 1.5]).round()), F),
 ]
 
 RED = In([[1.0, 5.0, -2.0, 5.0], [3.0, 0.5, 7.0, -1.0], [2.0, 2.0, 2.0, 2.0]])
@@ -569,6 +523,19 @@ REDUCTIONS = [
     case("max-dim-empty-error", lambda L: L.zeros(2, 0).max(1)),
     case("max-tensor", lambda L, x, y: x.max(y), F, POS),
     case("max-dim-error", lambda L, x: x.max(2), F),
+    case("max-tuple-dim-error", lambda L, x: x.max((0, 1)), F),
+    case("sum-0d-dim", lambda L: (L.tensor(3.0).sum(0), L.tensor(3.0).sum(-1))),
+    case("sum-0d-dim-error", lambda L: L.tensor(3.0).sum(1)),
+    case("argmax-0d-dim-error", lambda L: L.tensor(3.0).argmax(1)),
+    *[case(f"{name}-empty-dim-error", lambda L, n=name: getattr(L.zeros(2, 0), n)(1))
+      for name in ("argmax", "argmin", "amax", "amin", "max", "min")],
+    *[case(f"{name}-empty-error", lambda L, n=name: getattr(L.zeros(2, 0), n)())
+      for name in ("argmax", "amax", "max", "min")],
+    case("max-empty-other-dim", lambda L: (L.zeros(2, 0).max(0), L.zeros(2, 0).amax(0))),
+    case("mean-empty-dim", lambda L: L.zeros(2, 0).mean(1)),
+    case("min-amin-bool", lambda L, x: (x.min(), x.max(), x.amin(1), x.amax(0)), BO),
+    case("unbind-grad", lambda L, x: (x.unbind(), x.unbind(1)), FG),
+    case("all-any-grad", lambda L, x: (x.all(), x.any(1)), FG),
     case("all-any", lambda L, x: (x.all(), x.any(), x.all(1), x.any(0), x.all(-1, keepdim=True)), BO),
     case("all-any-float", lambda L, x: (x.all(), x.any(), x.all(0), x.any(1)), F),
     case("all-any-empty", lambda L: (L.zeros(0).all(), L.zeros(0).any())),
@@ -590,7 +557,7 @@ DUNDERS = [
     case("index-range", lambda L: list(range(10))[L.tensor(1):L.tensor(4)]),
     case("index-float-error", lambda L: [10, 20][L.tensor(1.0)]),
     case("index-many-error", lambda L: [10, 20][L.tensor([0, 1])]),
-    case("index-bool-error", lambda L: [10, 20][L.tensor(True)], xfail="bool tensors are indexes in graphnn"),
+    case("index-bool", lambda L: [10, 20][L.tensor(True)]),
     case("float", lambda L: (float(L.tensor(2.5)), float(L.tensor([[3]])), float(L.tensor(True)))),
     case("float-many-error", lambda L, x: float(x), F),
     case("int", lambda L: (int(L.tensor(2.7)), int(L.tensor(-2.7)), int(L.tensor([7])))),
@@ -655,8 +622,44 @@ TABLE = [(group, p) for group, rows in [
     ("arithmetic", ARITHMETIC), ("matmul", MATMUL), ("math", MATH), ("reductions", REDUCTIONS),
     ("dunders", DUNDERS), ("functions", FUNCTIONS)] for p in rows]
 
+# What graphnn still does differently where the fix belongs to a module this file's owner does
+# not edit (graphnn.tensors' binary and Tensor.__format__, graphnn.pointwise's remainder,
+# graphnn.evaluate's pointwise): each row fails until that change lands, then xpasses strictly.
+_BOOL_SUB = "tensors.binary: subtracting a bool tensor or a bool number raises TypeError or nothing, torch RuntimeError"
+_ZERO_DIV = "tensors.binary: integer // and % by zero raise ZeroDivisionError, torch RuntimeError('ZeroDivisionError')"
+_BOOL_KERNEL = "tensors.binary: bool // % ** bool compute, torch raises NotImplementedError (no bool kernel)"
+_SIGNED_ZERO = "pointwise.remainder evaluates as numpy.mod: a zero takes the divisor's sign, torch's the dividend's"
+_INT_POW = "tensors.binary: an int tensor ** negative exponents raises ValueError; torch: RuntimeError for a " \
+    "number, 0/1/-1 (C's integer pow) for a tensor"
+KNOWN = {
+    **{f"arithmetic-sub-{pair}": _BOOL_SUB for pair in ("bool-int", "bool-bool", "bool-2", "bool-True", "int-True")},
+    **{f"arithmetic-{op}-{pair}": _ZERO_DIV for op in ("floordiv", "mod") for pair in ("int-int32", "int32-int32")},
+    "arithmetic-int-floordiv-zero-error": _ZERO_DIV, "arithmetic-int-mod-zero-error": _ZERO_DIV,
+    **{f"arithmetic-{op}-{pair}": _BOOL_KERNEL for op in ("floordiv", "mod") for pair in ("bool-bool", "bool-True")},
+    "arithmetic-pow-bool-bool": _BOOL_KERNEL,
+    **{f"arithmetic-mod-{pair}": _SIGNED_ZERO for pair in ("float-float", "float-int", "float-2", "float-float64",
+                                                           "0d-int-float", "float-numpy-float64", "size-1",
+                                                           "float-neg")},
+    "arithmetic-grad-mod": _SIGNED_ZERO,
+    **{f"arithmetic-{name}": _INT_POW for name in ("pow-int-int32", "pow-int32-int32", "pow-int-neg",
+                                                   "int-pow-neg-scalar-error", "int-pow-neg-tensor")},
+    "arithmetic-grad-floordiv": "tensors._BINARY: floor_divide records no grad; torch's result requires grad "
+                                "(grad_fn=<NotImplemented>)",
+    "arithmetic-maximum-0d-first": "evaluate._pointwise: a 0-d first operand of a Piecewise op (maximum, minimum) "
+                                   "meets numpy.select's one-shape rule and raises ValueError",
+    "dunders-format-many-error": "Tensor.__format__ formats a many-element tensor's repr with the spec (ValueError); "
+                                 "torch raises TypeError",
+    "creation-size-slice-is-size": "Size (tensors.py) slices and adds as a tuple; torch's are torch.Size",
+}
 
-@pytest.mark.parametrize("fn, inputs", [pytest.param(*p.values, id=f"{g}-{p.id}", marks=p.marks) for g, p in TABLE])
+
+def _row(group: str, p):
+    name = f"{group}-{p.id}"
+    marks = list(p.marks) + ([pytest.mark.xfail(strict=True, reason=KNOWN[name])] if name in KNOWN else [])
+    return pytest.param(*p.values, id=name, marks=marks)
+
+
+@pytest.mark.parametrize("fn, inputs", [_row(g, p) for g, p in TABLE])
 def test_matches_torch(fn, inputs):
     check(partial(fn, gn), partial(fn, torch), *inputs)
 
@@ -824,7 +827,11 @@ def test_broadcasting_binary_ops(data):
     if not isinstance(a, In) and not isinstance(b, In):
         b = In(np.array(1.5, np.float32))
     op = data.draw(st.sampled_from(sorted(_BINARY)))
-    fn = _BINARY[op]
     if op == "maximum" and not (isinstance(a, In) and isinstance(b, In)):
-        fn = _BINARY["add"]
-    check(fn, fn, a, b)
+        op = "add"  # maximum takes tensors
+    bools = [isinstance(v, (bool, np.bool_)) or (isinstance(v, In) and v.dtype == "bool") for v in (a, b)]
+    # two gaps the table pins as KNOWN rows, until their fixes land: subtracting bools raises
+    # the wrong error type, and a 0-d first operand of maximum fails in evaluation
+    assume(not (op == "sub" and any(bools)))
+    assume(not (op == "maximum" and np.ndim(a.data) == 0 and np.ndim(b.data) > 0))
+    check(_BINARY[op], _BINARY[op], a, b)
