@@ -36,6 +36,9 @@ def _accumulator(dtype: type) -> type:
 
 def _pointwise(node, args, shape, dtype, batch):
     fn = numpy_function(node.attrs["expr"], len(args))
+    # a 0-d operand (a number) meets shaped ones: numpy.select, which Piecewise prints as,
+    # needs its conditions in one shape
+    args = [np.broadcast_to(a, shape) if np.ndim(a) == 0 and len(shape) else a for a in args]
     value = fn(*args, batch, None)
     return np.broadcast_to(np.asarray(value), shape).astype(dtype)
 

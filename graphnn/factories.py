@@ -246,7 +246,7 @@ def arange(start, end=None, step=1, dtype=None, device=None, requires_grad: bool
     if by == 0 and d is dtypes.int64:
         raise ValueError("step must be nonzero")
     if (values[1] - values[0]) * by < 0:
-        raise RuntimeError("upper bound and larger bound inconsistent with step sign")
+        raise RuntimeError("upper bound and lower bound inconsistent with step sign")
     if d is dtypes.int64:
         count = -(-(last - first) // by)
     else:

@@ -38,7 +38,9 @@ def _index_part(part: Any) -> Any:
             return int(array)  # torch selects with a 0-d integer tensor as with an int (a view)
         return array
     if isinstance(part, slice):
-        if part.step is not None and int(part.step) <= 0:
+        if part.step is not None and int(part.step) == 0:
+            raise ValueError("slice step cannot be zero")
+        if part.step is not None and int(part.step) < 0:
             raise ValueError("step must be greater than zero")
         return slice(*(None if v is None else int(v) for v in (part.start, part.stop, part.step)))
     if isinstance(part, np.ndarray):
@@ -125,9 +127,16 @@ def put(x: "T.Tensor", index: Any, value: Any) -> None:
 
 
 def _message(error: IndexError, shape: tuple, parts: tuple) -> str:
+    """torch's words for numpy's indexing error."""
+    if not shape:
+        return "invalid index of a 0-dim tensor. Use `tensor.item()` in Python or `tensor.item<T>()` in C++ to " \
+               "convert a 0-dim tensor to a number"
     for axis, part in enumerate(p for p in parts if p is not None and p is not Ellipsis):
         if isinstance(part, int) and axis < len(shape) and not -shape[axis] <= part < shape[axis]:
             return f"index {part} is out of bounds for dimension {axis} with size {shape[axis]}"
+        if isinstance(part, np.ndarray) and part.dtype == np.bool_ and part.shape != shape[axis:axis + part.ndim]:
+            return (f"The shape of the mask {list(part.shape)} at index {axis} does not match the shape of the "
+                    f"indexed tensor {list(shape)} at index {axis}")
     if sum(1 for p in parts if p is not None and p is not Ellipsis) > len(shape):
         return f"too many indices for tensor of dimension {len(shape)}"
-    return str(error)
+    return str(error).replace(" for axis ", " for dimension ")

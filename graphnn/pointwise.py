@@ -262,8 +262,16 @@ def numpy_function(expr: sympy.Expr, nargs: int):
     return sympy.lambdify(args, expr, modules=[NUMPY_FUNCTIONS, "numpy"])
 
 
+def _remainder(a, b):
+    """sympy's Mod as torch computes it: C's fmod moved to the divisor's sign, so a zero keeps
+    the dividend's sign (-2.0 % 0.5 is -0.0); numpy.mod gives it the divisor's."""
+    m = np.fmod(a, b)
+    return np.where((m != 0) & ((b < 0) != (m < 0)), m + b, m)
+
+
 NUMPY_FUNCTIONS = {
     "erf": _erf,
+    "mod": _remainder,
     "isnan": lambda v: np.isnan(v).astype(np.float64),
     # sign(NaN) is 0 in C's comparisons, Triton's and PyTorch's; numpy's is NaN
     "sign": lambda v: np.where(np.isnan(v), 0.0, np.sign(v)),

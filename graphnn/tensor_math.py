@@ -6,7 +6,6 @@ and unary): recorded into the graph being traced, or evaluated at once.
 """
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import numpy as np
@@ -17,15 +16,9 @@ from graphnn.eager import EAGER, constant
 from graphnn.ir import format_shape
 
 
-class _Tensors:
-    """graphnn.tensors, looked up when used: it imports this module (through tensor_methods)
-    to define Tensor, so it cannot be imported here."""
-
-    def __getattr__(self, name: str):
-        return getattr(sys.modules["graphnn.tensors"], name)
-
-
-T: Any = _Tensors()
+T: Any = None
+"""graphnn.tensors, set by it when it is loaded (it imports this module, through tensor_methods,
+to define Tensor)."""
 
 
 class ArithmeticMethods:
@@ -359,11 +352,15 @@ def matmul(a, b):
     a, b = T.as_tensor(a, builder), T.as_tensor(b, builder)
     if builder is EAGER:
         if a.dtype is not b.dtype:
-            raise RuntimeError(f"expected m1 and m2 to have the same dtype, but got: {dtypes.torch_type_name(a.dtype)} "
-                               f"!= {dtypes.torch_type_name(b.dtype)}")
+            names = {"float32": "float", "float64": "double", "int64": "long int", "int32": "int", "bool": "bool"}
+            raise RuntimeError(f"expected m1 and m2 to have the same dtype, but got: {names[a.dtype.name]} != "
+                               f"{names[b.dtype.name]}")
     if a.ndim == 0 or b.ndim == 0:
         raise RuntimeError(f"both arguments to matmul need to be at least 1D, but they are {a.ndim}D and {b.ndim}D")
     squeeze_a, squeeze_b = a.ndim == 1, b.ndim == 1
+    if squeeze_a and squeeze_b and a.shape[0] != b.shape[0]:
+        raise RuntimeError(f"inconsistent tensor size, expected tensor [{a.shape[0]}] and src [{b.shape[0]}] to have "
+                           f"the same number of elements, but got {a.shape[0]} and {b.shape[0]} elements respectively")
     grad = _matmul_grad_name(a, b)
     sources = [a, b]
     if squeeze_a:

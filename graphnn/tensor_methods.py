@@ -16,8 +16,8 @@ from graphnn.eager import EAGER, cast, constant
 from graphnn.errors import ShapeError, TraceError
 from graphnn.ir import dim, numel
 from graphnn.indexing import wrap_dim
-from graphnn.tensor_math import ArithmeticMethods, matmul  # noqa: F401  (matmul: nn.functional's)
-from graphnn.tensor_reductions import ReductionMethods, argmax, log_softmax, reduce, softmax  # noqa: F401
+from graphnn.tensor_math import ArithmeticMethods
+from graphnn.tensor_reductions import ReductionMethods
 
 
 class TensorMethods(ArithmeticMethods, ReductionMethods):
@@ -360,7 +360,8 @@ class TensorMethods(ArithmeticMethods, ReductionMethods):
     def __bool__(self):
         array = self._value("Python control flow (`if`, `while`, `and`/`or`, bool())")
         if array.size != 1:
-            raise RuntimeError(f"Boolean value of Tensor with more than one value is ambiguous")
+            raise RuntimeError(f"Boolean value of Tensor with {'no values' if array.size == 0 else 'more than one value'} "
+                               "is ambiguous")
         return bool(array.reshape(()))
 
     def __float__(self):
@@ -378,7 +379,7 @@ class TensorMethods(ArithmeticMethods, ReductionMethods):
     def _scalar(self, what: str):
         array = self._value(what)
         if array.size != 1:
-            raise ValueError(f"only one element tensors can be converted to Python scalars")
+            raise ValueError("only one element tensors can be converted to Python scalars")
         return array.reshape(()).item()
 
     def __len__(self):

@@ -2,7 +2,6 @@
 softmax composites nn.functional shares (a mixin of graphnn.tensor_methods.TensorMethods)."""
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import numpy as np
@@ -16,15 +15,9 @@ from graphnn.ir import numel
 from graphnn.indexing import wrap_dim
 
 
-class _Tensors:
-    """graphnn.tensors, looked up when used: it imports this module (through tensor_methods)
-    to define Tensor, so it cannot be imported here."""
-
-    def __getattr__(self, name: str):
-        return getattr(sys.modules["graphnn.tensors"], name)
-
-
-T: Any = _Tensors()
+T: Any = None
+"""graphnn.tensors, set by it when it is loaded (it imports this module, through tensor_methods,
+to define Tensor)."""
 
 
 class ReductionMethods:

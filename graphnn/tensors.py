@@ -21,14 +21,13 @@ from collections import namedtuple
 from typing import Any, Sequence
 
 import numpy as np
-import sympy
 
 from graphnn import dtypes, trace
 from graphnn import pointwise as pw
 from graphnn.eager import EAGER, Concrete, GradFn, cast, constant, is_grad_enabled
-from graphnn.errors import ShapeError, TraceError
-from graphnn.ir import Node, dim, format_shape, numel
-from graphnn.ops import Builder, normalize_axis
+from graphnn.errors import TraceError
+from graphnn.ir import Node, numel
+from graphnn.ops import Builder
 
 
 class Size(tuple):
@@ -39,6 +38,13 @@ class Size(tuple):
 
     def numel(self):
         return numel(self)
+
+    def __getitem__(self, index):
+        item = tuple.__getitem__(self, index)
+        return Size(item) if isinstance(index, slice) else item  # a slice of a shape is a shape
+
+    def __add__(self, other):
+        return Size(tuple.__add__(self, tuple(other)))
 
 
 class _ReturnType(tuple):
@@ -145,7 +151,7 @@ def _named(t: "Tensor", grad: str) -> "Tensor":
 
 _BINARY = {"add": (pw.add, "AddBackward0"), "sub": (pw.sub, "SubBackward0"), "mul": (pw.mul, "MulBackward0"),
            "div": (pw.div, "DivBackward0"), "pow": (pw.power, "PowBackward0"),
-           "floor_divide": (pw.floor_divide, None), "remainder": (pw.remainder, "RemainderBackward0"),
+           "floor_divide": (pw.floor_divide, "NotImplemented"), "remainder": (pw.remainder, "RemainderBackward0"),
            "maximum": (pw.maximum, "MaximumBackward0"), "minimum": (pw.minimum, "MinimumBackward0"),
            "eq": (pw.eq, None), "ne": (pw.ne, None), "lt": (pw.lt, None), "le": (pw.le, None),
            "gt": (pw.gt, None), "ge": (pw.ge, None),
@@ -179,15 +185,53 @@ def binary(a: Any, b: Any, name: str) -> "Tensor":
         result = dtypes.bool_
         if name.startswith("logical"):
             compute = dtypes.bool_
-    if name == "sub" and compute is dtypes.bool_:
-        raise TypeError("Subtraction, the `-` operator, with two bool tensors is not supported. "
-                        "Use the `^` or `logical_xor()` operator instead.")
+    _check_operands(a, b, name, compute)
     nodes = [cast(_eager_node(v, compute), compute.ir) for v in (a, b)]
-    if name == "pow" and not compute.is_floating_point and np.any(np.asarray(nodes[1].value) < 0):
-        raise ValueError("Integers to negative integer powers are not allowed.")
+    if name == "pow" and not compute.is_floating_point:
+        return _wrap(_integer_pow(builder, *nodes), [a, b], grad)
     if name in ("floor_divide", "remainder") and not compute.is_floating_point and np.any(nodes[1].value == 0):
-        raise ZeroDivisionError("ZeroDivisionError")
+        raise RuntimeError("ZeroDivisionError")
     return _wrap(builder.apply(fn, *nodes, dtype=result.ir), [a, b], grad)
+
+
+_BOOL_KERNELS = {"floor_divide": "div_floor_cpu", "remainder": "remainder_cpu", "pow": "pow"}
+
+
+def _check_operands(a: Any, b: Any, name: str, compute: dtypes.dtype) -> None:
+    """The operand dtypes torch refuses for an op, with its errors."""
+    bools = [isinstance(v, (bool, np.bool_)) or (isinstance(v, Tensor) and v.dtype is dtypes.bool_) for v in (a, b)]
+    if name == "sub" and all(bools):
+        raise RuntimeError("Subtraction, the `-` operator, with two bool tensors is not supported. "
+                           "Use the `^` or `logical_xor()` operator instead.")
+    if name == "sub" and any(bools):
+        raise RuntimeError("Subtraction, the `-` operator, with a bool tensor is not supported. "
+                           "If you are trying to invert a mask, use the `~` or `logical_not()` operator instead.")
+    if name in _BOOL_KERNELS and compute is dtypes.bool_ and not (name == "pow" and _is_number(b)):
+        raise NotImplementedError(f"\"{_BOOL_KERNELS[name]}\" not implemented for 'Bool'")
+    if name == "pow" and not compute.is_floating_point and _is_number(b) and b < 0:
+        raise RuntimeError("Integers to negative integer powers are not allowed.")
+
+
+def _integer_pow(builder: Builder, base: Concrete, exponent: Concrete) -> Concrete:
+    """``base ** exponent`` in integers as torch computes it: a negative exponent (only an
+    exponent tensor can have one) gives 1 for base 1, +-1 for base -1 and 0 otherwise."""
+    d = base.dtype
+
+    def number(value: int) -> Concrete:
+        return constant(np.full((), value, base.value.dtype), d)
+
+    zero, one, minus_one = number(0), number(1), number(-1)
+    power = builder.apply(pw.power, base, builder.apply(pw.maximum, exponent, zero, dtype=d), dtype=d)
+    negative = builder.apply(pw.lt, exponent, zero, dtype="bool")
+    if not np.any(negative.value):
+        return power
+    odd = builder.apply(pw.ne, builder.apply(pw.remainder, exponent, number(2), dtype=d), zero, dtype="bool")
+    of_minus_one = builder.apply(pw.where, odd, minus_one, one, dtype=d)
+    is_one = builder.apply(pw.eq, base, one, dtype="bool")
+    is_minus_one = builder.apply(pw.eq, base, minus_one, dtype="bool")
+    special = builder.apply(pw.where, is_one, one, builder.apply(pw.where, is_minus_one, of_minus_one, zero, dtype=d),
+                            dtype=d)
+    return builder.apply(pw.where, negative, special, power, dtype=d)
 
 
 def _eager_node(value: Any, d: dtypes.dtype) -> Concrete:
@@ -232,7 +276,7 @@ def unary(x: Any, fn: pw.PointwiseFn, grad: str | None, floating: bool = True) -
     return Tensor(b.pointwise(fn, t.node))
 
 
-from graphnn import indexing, tensor_methods  # noqa: E402  (the methods use the helpers above)
+from graphnn import indexing, tensor_math, tensor_methods, tensor_reductions  # noqa: E402  (the methods use the helpers above)
 from graphnn.tensor_inplace import InPlaceMethods  # noqa: E402
 from graphnn.tensor_methods import TensorMethods  # noqa: E402
 
@@ -324,7 +368,9 @@ class Tensor(InPlaceMethods, TensorMethods):
     def __format__(self, spec: str) -> str:
         if not self._symbolic() and self.ndim == 0 and spec:
             return format(self.item(), spec)
-        return format(repr(self), spec)
+        if spec:  # as torch: a format spec needs one number
+            raise TypeError("unsupported format string passed to Tensor.__format__")
+        return repr(self)
 
     def __reduce_ex__(self, protocol):
         return (_rebuild, (self.array.copy(), self.dtype.name, self.requires_grad))
@@ -421,4 +467,6 @@ class Parameter(Tensor):
     __hash__ = object.__hash__
 
 
-tensor_methods.T = indexing.T = sys.modules[__name__]  # the methods reach Tensor and the helpers here
+# the methods reach Tensor and the helpers here (they cannot import this module, which imports them)
+for _module in (tensor_methods, tensor_math, tensor_reductions, indexing):
+    _module.T = sys.modules[__name__]

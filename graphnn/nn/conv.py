@@ -21,7 +21,6 @@ import numpy as np
 import sympy
 
 from graphnn import pointwise as pw
-from graphnn import trace
 from graphnn.ir import format_shape
 from graphnn.nn.init import reset_weight_and_bias
 from graphnn.nn.module import Module, Parameter

@@ -12,7 +12,7 @@ import numpy as np
 
 from graphnn import pointwise as pw
 from graphnn import random, trace
-from graphnn import tensor_methods as _methods
+from graphnn import tensor_reductions as _reductions
 from graphnn.eager import EAGER
 from graphnn.ir import format_shape, numel
 from graphnn.tensors import Tensor, _builder, _named, _wrap, as_tensor, unary
@@ -31,7 +31,7 @@ def _apply(fn: pw.PointwiseFn, *xs, grad: str | None = None) -> Tensor:
 
 
 # defined beside the Tensor methods of the same names, which use them too
-softmax, log_softmax, argmax = _methods.softmax, _methods.log_softmax, _methods.argmax
+softmax, log_softmax, argmax = _reductions.softmax, _reductions.log_softmax, _reductions.argmax
 
 
 # -- layers ---------------------------------------------------------------------------------

@@ -312,7 +312,7 @@ def test_split_source_compiles_in_parallel_units_and_steps_the_same(monkeypatch,
         train = gn.compile(model, nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1, momentum=0.9), backend="c")
         rng = np.random.default_rng(1)
         losses = [train.step(rng.standard_normal((24, 20)).astype(np.float32), rng.integers(0, 4, 24)) for _ in range(3)]
-        return losses, [p.data.copy() for p in model.parameters()], next(iter(train.executables.values())).source
+        return losses, [p.data.clone() for p in model.parameters()], next(iter(train.executables.values())).source
 
     losses, params, source = steps(split=True)
     assert source.count(c.UNIT_MARKER) == c.UNITS + 1 and len(c.units(source)) == c.UNITS + 1
