@@ -87,15 +87,13 @@ def is_grad_enabled() -> bool:
     return getattr(_mode, "enabled", True)
 
 
-class set_grad_enabled:
-    """Turn gradient recording on or off: a function call, a context manager or a decorator."""
+class _GradMode:
+    """A grad mode as a context manager and a decorator: ``mode`` holds inside it."""
 
-    def __init__(self, mode: bool) -> None:
-        self.previous = is_grad_enabled()
-        self.mode = bool(mode)
-        _mode.enabled = self.mode
+    mode = True
 
     def __enter__(self) -> None:
+        self.previous = is_grad_enabled()
         _mode.enabled = self.mode
 
     def __exit__(self, *exc) -> None:
@@ -108,43 +106,48 @@ class set_grad_enabled:
 
         @functools.wraps(function)
         def wrapper(*args, **kwargs):
-            with set_grad_enabled(mode):
+            scope = _GradMode()
+            scope.mode = mode
+            with scope:
                 return function(*args, **kwargs)
 
         return wrapper
 
 
-class no_grad(set_grad_enabled):
-    """``with graphnn.no_grad():`` (or ``@graphnn.no_grad()``): results do not require grad."""
+class set_grad_enabled(_GradMode):
+    """Turn gradient recording on or off: as a call it holds until changed again; as a context
+    manager (or decorator), inside it only."""
 
-    def __init__(self) -> None:
-        self.previous, self.mode = is_grad_enabled(), False
+    def __init__(self, mode: bool) -> None:
+        self.previous, self.mode = is_grad_enabled(), bool(mode)
+        _mode.enabled = self.mode
 
     def __enter__(self) -> None:
-        self.previous = is_grad_enabled()
-        _mode.enabled = False
+        _mode.enabled = self.mode  # the previous mode was recorded by the call
 
 
-class enable_grad(set_grad_enabled):
+class no_grad(_GradMode):
+    """``with graphnn.no_grad():`` (or ``@graphnn.no_grad()``, ``@graphnn.no_grad``): results do
+    not require grad."""
+
+    mode = False
+
+    def __new__(cls, function=None):
+        scope = super().__new__(cls)
+        return scope if function is None else scope(function)  # used as a decorator without a call
+
+
+class enable_grad(_GradMode):
     """The opposite of ``no_grad``, inside one."""
 
-    def __init__(self) -> None:
-        self.previous, self.mode = is_grad_enabled(), True
-
-    def __enter__(self) -> None:
-        self.previous = is_grad_enabled()
-        _mode.enabled = True
+    mode = True
 
 
-class inference_mode(set_grad_enabled):
+class inference_mode(_GradMode):
     """``torch.inference_mode``: no gradients (graphnn has no separate inference tensors)."""
 
     def __init__(self, mode: bool = True) -> None:
-        self.previous, self.mode = is_grad_enabled(), not mode
-
-    def __enter__(self) -> None:
-        self.previous = is_grad_enabled()
-        _mode.enabled = self.mode
+        self.mode = not mode
 
 
 class GradFn:

@@ -242,26 +242,23 @@ def test_a_custom_dataset_is_collated_as_torch_collates_it():
     assert len(loader) == 3
 
 
-class Stream(gd.IterableDataset):
-    def __init__(self, n: int) -> None:
-        self.n = n
+def stream(base):
+    """An iterable dataset of 0..n-1 on either library's base class."""
 
-    def __iter__(self):
-        return iter(range(self.n))
+    class Stream(base):
+        def __init__(self, n: int) -> None:
+            self.n = n
 
-    def __len__(self) -> int:
-        return self.n
+        def __iter__(self):
+            return iter(range(self.n))
+
+        def __len__(self) -> int:
+            return self.n
+
+    return Stream
 
 
-class TorchStream(td.IterableDataset):
-    def __init__(self, n: int) -> None:
-        self.n = n
-
-    def __iter__(self):
-        return iter(range(self.n))
-
-    def __len__(self) -> int:
-        return self.n
+Stream, TorchStream = stream(gd.IterableDataset), stream(td.IterableDataset)
 
 
 @pytest.mark.parametrize("kwargs", [dict(batch_size=3), dict(batch_size=3, drop_last=True), dict(batch_size=None)])
