@@ -10,7 +10,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from graphnn import backends, guard
+from graphnn import backends, guard, lazy, recording
 from graphnn.autodiff import with_gradients
 from graphnn.backends import cache_dir
 from graphnn.capture import graph_dtype, input_names, trace
@@ -159,3 +159,4 @@ def _output_grads(graph) -> list:
 
 
 _module.eager_call = call_eagerly
+recording.runner = lazy.run_tape

@@ -57,7 +57,8 @@ class ReferenceExecutable:
 
 
 ENTRY_NAMES = {"step": "train_step", "grad": "grad_step", "loss": "loss_step", "evaluate": "evaluate_step",
-               "forward": "forward", "shard_grad": "shard_grad_step", "update": "update_step"}
+               "forward": "forward", "shard_grad": "shard_grad_step", "update": "update_step",
+               "recorded": "recorded_step"}
 """The function name of each entry point in generated code (and of its plan)."""
 
 

@@ -5,10 +5,14 @@ traced forward, indexing is not supported yet.
 """
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
+import sympy
 
+from graphnn import pointwise as pw
+from graphnn import recording
 from graphnn.eager import EAGER, constant, is_grad_enabled
 from graphnn.errors import TraceError
 from graphnn.ops import normalize_axis
@@ -96,8 +100,42 @@ def _checked(x: "T.Tensor", index: Any) -> tuple:
     return _numpy_index(index)
 
 
+def _select(x: "T.Tensor", index: Any):
+    """``x[k]`` or ``x[:, ..., k]`` (full slices, then one int) as primitive ops, for a tensor the
+    result of which is recorded for backward: a mask along the axis summed over it (the gradient
+    goes to the selected slice). None for other indices."""
+    parts = index if isinstance(index, tuple) else (index,)
+    *lead, last = parts
+    if not isinstance(last, (int, np.integer)) or isinstance(last, bool) or \
+            any(not (isinstance(p, slice) and p == slice(None)) for p in lead) or len(parts) > x.ndim:
+        return None
+    axis = len(lead)
+    size = x.shape[axis]
+    if not -size <= last < size:
+        raise IndexError(f"index {last} is out of bounds for dimension {axis} with size {size}")
+    b = T._builder(x)
+    node = T.as_tensor(x, b).node
+    position = b.iota(tuple(node.shape), axis, "i64")
+    picked = b.pointwise(_selection(int(last) % size), node, position)
+    summed = b.reduce("sum", picked, (axis,))
+    shape = tuple(d for k, d in enumerate(node.shape) if k != axis)
+    return T._wrap(b.reshape(summed, shape), [x], "SelectBackward0")
+
+
+@functools.lru_cache(maxsize=None)
+def _selection(k: int) -> pw.PointwiseFn:
+    """x0 where the position x1 along the axis is ``k``, else 0."""
+    return pw.fn("select", sympy.Piecewise((pw.x0, sympy.Eq(pw.x1, k)), (0, True)))
+
+
 def get(x: "T.Tensor", index: Any) -> "T.Tensor":
     """``x[index]``: a view for ints, slices, None and ``...``; a copy for index tensors and masks."""
+    if isinstance(x._node, recording.Recorded) or (x.requires_grad and is_grad_enabled()):
+        selected = _select(x, index)
+        if selected is None:
+            raise TraceError("indexing a tensor recorded for backward supports x[k] and x[:, k] (an int after "
+                             "full slices) so far; index its value with x.detach()[...]")
+        return selected
     parts = _checked(x, index)
     array = x.array
     try:

@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 import sympy
 
-from graphnn import dtypes, trace
+from graphnn import dtypes, recording, trace
+from graphnn import pointwise as pw
 from graphnn.eager import EAGER, cast, constant
 from graphnn.errors import ShapeError, TraceError
 from graphnn.ir import dim, numel
@@ -208,9 +209,11 @@ class TensorMethods(ArithmeticMethods, ReductionMethods):
         pass
 
     def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
-        raise NotImplementedError(
-            "loss.backward() on graphnn tensors is not supported yet; train with graphnn.compile(model, loss_fn, "
-            "optimizer).step(x, y), which computes the gradient and the update in one compiled call")
+        """Accumulate the gradient of this (recorded) tensor into ``.grad`` of every leaf that
+        requires grad (graphnn.recording)."""
+        if create_graph or inputs is not None:
+            raise NotImplementedError("backward(create_graph=True) and backward(inputs=...) are not supported yet")
+        recording.backward(self, gradient, retain_graph)
 
     # -- conversions ------------------------------------------------------------------------------
     def to(self, *args, **kwargs):
@@ -232,7 +235,11 @@ class TensorMethods(ArithmeticMethods, ReductionMethods):
             return self
         target = dtypes.as_dtype(target)
         if self._symbolic():
-            raise TraceError(f"converting a traced tensor to {target} is not supported inside forward")
+            if target.ir not in ("f32", "i64", "bool"):
+                raise TraceError(f"converting a traced or recorded tensor to {target} is not supported; graphs "
+                                 "compute in float32, int64 and bool")
+            b = T._builder(self)
+            return T._wrap(b.pointwise(pw.cast, T.as_tensor(self, b).node, dtype=target.ir), [self], "ToCopyBackward0")
         return T._wrap(cast(self.node, target.ir), [self], "ToCopyBackward0")
 
     def type(self, dtype=None):
@@ -330,7 +337,8 @@ class TensorMethods(ArithmeticMethods, ReductionMethods):
         )
 
     def _value(self, what: str) -> np.ndarray:
-        if self._symbolic():
+        node = self._node
+        if self._symbolic() and not (isinstance(node, recording.Recorded) and trace.active() is not node.tape):
             self._no_value(what)
         return self.array
 

@@ -22,12 +22,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from graphnn import dtypes, trace
+from graphnn import dtypes, recording, trace
 from graphnn import pointwise as pw
 from graphnn.eager import EAGER, Concrete, GradFn, cast, constant, is_grad_enabled
 from graphnn.errors import TraceError
 from graphnn.ir import Node, numel
 from graphnn.ops import Builder
+from graphnn.recording import Recorded
 
 
 class Size(tuple):
@@ -68,8 +69,9 @@ def _is_number(value: Any) -> bool:
 
 # -- which builder, and each operand as a node of it --------------------------------------------
 def _builder(*values: Any) -> Builder:
-    """The tracer's builder when any operand is symbolic (or a buffer array being traced),
-    otherwise the eager one."""
+    """Where an operation goes: the tracer's builder when an operand is symbolic (or a buffer
+    array being traced); the tape's when an operand is recorded, or requires grad while grad mode
+    is on (graphnn.recording); otherwise the eager one."""
     tracer = trace.active()
     if tracer is not None:
         for v in values:
@@ -77,6 +79,16 @@ def _builder(*values: Any) -> Builder:
                 return tracer.builder
             if isinstance(v, np.ndarray) and id(v) in tracer.buffer_names:
                 return tracer.builder
+    grad = None
+    for v in values:
+        if isinstance(v, Tensor):
+            node = v.__dict__.get("_node")
+            if isinstance(node, Recorded) and not node.tape.backwarded:
+                return node.tape.builder
+            if v._requires_grad:
+                grad = True if grad is None else grad
+    if grad and is_grad_enabled():
+        return recording.current().builder
     return EAGER
 
 
@@ -94,16 +106,20 @@ def as_tensor(value: Any, builder: Builder | None = None) -> "Tensor":
     if isinstance(value, Tensor):
         if b is EAGER:
             return value
+        owner = getattr(b, "tape", None) or trace.current()
         if isinstance(value, Parameter):
-            return Tensor(trace.current().param(value))
+            return Tensor(owner.param(value))
+        node = value.__dict__.get("_node")
+        if isinstance(node, Recorded) and node.tape is not owner:  # an earlier iteration's: its value
+            return Tensor(owner.concrete(Tensor(constant(value.array, node.dtype))))
         if value._symbolic():
             return value
-        raise trace.current().builder.error(
-            f"a tensor with a value (shape {list(value.shape)}) that was not computed from the forward's inputs "
-            "is used in the traced graph; register it with self.register_buffer(name, tensor) so the compiled "
-            "program reads it, or pass it as an input")
+        return Tensor(owner.concrete(value))
     if b is not EAGER and isinstance(value, np.ndarray):
-        return Tensor(trace.current().buffer(value))
+        return Tensor((getattr(b, "tape", None) or trace.current()).buffer(value))
+    if b is not EAGER and not _is_number(value):
+        owner = getattr(b, "tape", None) or trace.current()
+        return Tensor(owner.concrete(Tensor(_constant_of(value))))
     return Tensor(_constant_of(value))
 
 
@@ -135,7 +151,10 @@ def _wrap(node: Node, sources: Sequence, grad: str | None = None, builder: Build
     """A result Tensor; an eager one requires grad (named by ``grad``, PyTorch's backward node)
     when grad mode is on and a source requires grad."""
     out = Tensor(node)
-    if grad is not None and isinstance(node, Concrete) and is_grad_enabled():
+    if isinstance(node, Recorded):
+        if out._requires_grad and grad is not None:
+            out.grad_fn = GradFn(grad)
+    elif grad is not None and isinstance(node, Concrete) and is_grad_enabled():
         if any(isinstance(s, Tensor) and s.requires_grad for s in sources):
             out._requires_grad = True
             out.grad_fn = GradFn(grad)
@@ -148,6 +167,10 @@ def _named(t: "Tensor", grad: str) -> "Tensor":
         t.grad_fn = GradFn(grad)
     return t
 
+
+_RECORDED_GRADS = {"pointwise": "PointwiseBackward0", "reduce": "SumBackward1", "matmul": "MmBackward0",
+                   "reshape": "ViewBackward0", "permute": "PermuteBackward0", "expand": "ExpandBackward0"}
+"""grad_fn names of recorded results that no method named (PyTorch's name is set where known)."""
 
 _BINARY = {"add": (pw.add, "AddBackward0"), "sub": (pw.sub, "SubBackward0"), "mul": (pw.mul, "MulBackward0"),
            "div": (pw.div, "DivBackward0"), "pow": (pw.power, "PowBackward0"),
@@ -303,6 +326,11 @@ class Tensor(InPlaceMethods, TensorMethods):
         self._requires_grad = bool(requires_grad)
         self._grad = None
         self.grad_fn = None
+        if isinstance(node, Recorded):
+            node.tape.alive.add(self)
+            if node.requires_grad and node.op != "param":
+                self._requires_grad = True
+                self.grad_fn = GradFn(_RECORDED_GRADS.get(node.op, "BackwardNode"))
 
     # -- state ----------------------------------------------------------------------------------
     def _symbolic(self) -> bool:
@@ -316,9 +344,12 @@ class Tensor(InPlaceMethods, TensorMethods):
     def array(self) -> np.ndarray:
         """The numpy array holding this tensor's values (shared, not copied): what graphnn's own
         code reads values through. A symbolic tensor has none."""
-        if self._symbolic():
-            self._no_value("reading values")
-        return self._node.value
+        node = self._node
+        if isinstance(node, Concrete):
+            return node.value
+        if isinstance(node, Recorded) and trace.active() is not node.tape:
+            return node.tape.value(node)  # recorded: computed now
+        self._no_value("reading values")
 
     @property
     def requires_grad(self) -> bool:
@@ -355,7 +386,7 @@ class Tensor(InPlaceMethods, TensorMethods):
         return dtypes.of_ir(self._node.dtype)
 
     def __repr__(self) -> str:
-        if self._symbolic():
+        if self._symbolic() and not (isinstance(self._node, Recorded) and trace.active() is not self._node.tape):
             path = f", path={self._node.path!r}" if self._node.path else ""
             return f"Tensor({self._node.ref}:{self._node.type_str()}{path})"
         from graphnn.printing import tensor_repr

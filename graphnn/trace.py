@@ -80,6 +80,13 @@ class Tracer:
         dtype = "i64" if array.dtype.kind in "iu" else "f32"
         return self.builder.leaf("buffer", name, tuple(array.shape), dtype)
 
+    def concrete(self, tensor: Any) -> Node:
+        """A tensor with a value read by the traced forward: a compiled program cannot hold it."""
+        raise self.builder.error(
+            f"a tensor with a value (shape {list(tensor.shape)}) that was not computed from the forward's inputs "
+            "is used in the traced graph; register it with self.register_buffer(name, tensor) so the compiled "
+            "program reads it, or pass it as an input")
+
     def hyper(self, name: str, dtype: str = "f32") -> Node:
         return self.builder.leaf("hyper", name, (), dtype)
 

@@ -23,11 +23,11 @@ LAYERS = [
     {"frontend": ("graphnn.trace", "graphnn.tensors", "graphnn.tensor_methods", "graphnn.tensor_math",
                   "graphnn.tensor_reductions", "graphnn.tensor_inplace", "graphnn.indexing",
                   "graphnn.factories", "graphnn.functions", "graphnn.capture", "graphnn.nn", "graphnn.optim",
-                  "graphnn.checkpoint", "graphnn.utils"),
+                  "graphnn.checkpoint", "graphnn.utils", "graphnn.recording"),
      "codegen": ("codegen",),
      "runtime": ("runtime",)},
     {"backends": ("graphnn.executable", "graphnn.backends")},
-    {"programs": ("graphnn.program", "graphnn.training", "graphnn.distributed")},
+    {"programs": ("graphnn.program", "graphnn.training", "graphnn.distributed", "graphnn.lazy")},
     {"api": ("graphnn.api",)},
     {"tools": ("graphnn", "graphnn.dump", "graphnn.cli")},
 ]

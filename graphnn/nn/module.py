@@ -9,7 +9,8 @@ import numpy as np
 
 from graphnn import flat, guard, trace
 from graphnn.checkpoint import StateDictError
-from graphnn.eager import constant
+from graphnn import recording
+from graphnn.eager import constant, is_grad_enabled
 from graphnn.tensors import Parameter, Tensor
 
 
@@ -119,6 +120,8 @@ class Module:
         if tracer is None:
             if not self._parameters and not self._buffers and not self._modules and _all_tensors(args, kwargs):
                 return self.forward(*args, **kwargs)  # a loss or an activation: evaluated op by op
+            if _records(self, args, kwargs):
+                return recording.current().forward(self, args, kwargs)  # traced into this iteration's tape
             return eager_call(self, args, kwargs)
         with tracer.scope(self):
             return self.forward(*args, **kwargs)
@@ -355,6 +358,16 @@ class Module:
 
     def __dir__(self):
         return sorted(set(object.__dir__(self)) | set(self._parameters) | set(self._buffers) | set(self._modules))
+
+
+def _records(module: "Module", args: tuple, kwargs: dict) -> bool:
+    """Whether a call outside tracing is recorded for backward: grad mode is on and a parameter
+    or an input requires grad (PyTorch would build an autograd graph)."""
+    if not is_grad_enabled():
+        return False
+    if any(isinstance(v, Tensor) and v.requires_grad for v in list(args) + list(kwargs.values())):
+        return True
+    return any(isinstance(v, Tensor) for v in args) and any(p.requires_grad for p in module.parameters())
 
 
 def float64_dtype():

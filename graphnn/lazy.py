@@ -1,0 +1,110 @@
+"""Running recorded work: a tape's graph compiled by the backend's pipeline, cached by structure.
+
+``run_tape(tape, {"value": node})`` computes one recorded value; ``{"backward": loss}``
+differentiates the tape's graph (graphnn.autodiff) and computes the gradient of every leaf that
+requires grad. The first run of a tape also applies its buffer updates (BatchNorm's running
+statistics), once. The graph each run needs is compiled once per structure: two iterations of a
+training loop record graphs that print alike (the same ops, shapes and leaves in the same order)
+and that read the same parameter and buffer objects, so the second finds the first's executable.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from graphnn import backends, flat
+from graphnn.autodiff import gradients
+from graphnn.evaluate import NUMPY_DTYPES
+from graphnn.executable import scalar_storage
+from graphnn.ir import Graph
+from graphnn.recording import Tape
+
+CACHE_LIMIT = 64
+
+
+_runs: dict[tuple, tuple] = {}
+"""A tape's structural key -> (executable, the input leaves' names in the order it takes them):
+a tape recorded like an earlier one runs without autodiff, pruning or lowering."""
+
+
+def run_tape(tape: Tape, requested: dict) -> dict:
+    """The requested values of ``tape`` (see the module docstring), as numpy arrays."""
+    key = _key(tape, requested)
+    found = _runs.get(key)
+    if found is not None:
+        executable, inputs, dtypes = found
+        outputs = _execute(executable, tape, inputs, dtypes)
+        tape.updates_applied = True
+        return outputs
+    updates = {} if tape.updates_applied else dict(tape.graph.updates)
+    if "backward" in requested:
+        loss = requested["backward"]
+        wrt = [leaf for leaf in tape.graph.params if tape.leaves[leaf.attrs["name"]].requires_grad]
+        backward, grads = gradients(tape.graph, loss, wrt)
+        names = {leaf.id: leaf.attrs["name"] for leaf in wrt}
+        values = {name: node for name, node in requested.items() if name != "backward"}
+        graph = backward.variant({**values, **{names[i]: g for i, g in grads.items()}}, updates)
+    else:
+        graph = tape.graph.variant(dict(requested), updates)
+    executable, inputs, dtypes = _compile(_live(graph), tape)
+    if len(_runs) >= CACHE_LIMIT:
+        _runs.pop(next(iter(_runs)))
+    _runs[key] = (executable, inputs, dtypes)
+    outputs = _execute(executable, tape, inputs, dtypes)
+    tape.updates_applied = True
+    return outputs
+
+
+def _key(tape: Tape, requested: dict) -> tuple:
+    """What decides the graph a run compiles: the tape's signature, the requested nodes, which
+    leaves require grad, the leaf objects, whether updates are still to apply, the backend and
+    the parameters' flat layout."""
+    leaves = tuple((name, id(holder), bool(getattr(holder, "requires_grad", False)))
+                   for name, holder in tape.leaves.items())
+    wanted = tuple((name, node.index) for name, node in requested.items())
+    return (tuple(tape.signature), wanted, leaves, tape.updates_applied, tuple(sorted(tape.graph.updates)),
+            backends.resolve("auto"), flat.generation)
+
+
+def _live(graph: Graph) -> Graph:
+    """The graph with only the nodes its outputs and updates need (its inputs are then the
+    live ones, in order, as the compiled entry point takes them)."""
+    pruned = Graph()
+    for node in graph.live_nodes():
+        pruned.add(node)
+    pruned.outputs, pruned.updates = dict(graph.outputs), dict(graph.updates)
+    pruned.checks, pruned.label_checks = list(graph.checks), list(graph.label_checks)
+    return pruned
+
+
+def _compile(graph: Graph, tape: Tape) -> tuple:
+    """(executable, input names, output dtypes) of a pruned graph; the executable's persistent
+    arrays are read from the leaf objects of ``tape`` (the key holds their identities)."""
+    persistent = {name: _getter(tape.leaves[name]) for name in _persistent_names(graph)}
+    graphs = {"recorded": graph}
+    executable = backends.get(backends.resolve("auto")).executable(graphs, scalar_storage(graphs), persistent)
+    dtypes = {name: NUMPY_DTYPES[node.dtype] for name, node in graph.outputs.items()}
+    return executable, [(leaf.attrs["name"], leaf.dtype) for leaf in graph.inputs], dtypes
+
+
+def _execute(executable: Any, tape: Tape, inputs: list, dtypes: dict) -> dict:
+    arrays = [_input(tape.input_values[name], dtype) for name, dtype in inputs]
+    outputs = executable.run("recorded", 1, arrays, {"rng.seed": tape.seed, "rng.step": 0})
+    return {name: np.asarray(value).astype(dtypes[name], copy=False) for name, value in outputs.items()}
+
+
+def _persistent_names(graph: Graph) -> list:
+    return [leaf.attrs["name"] for kind in ("param", "buffer") for leaf in graph.leaves(kind)]
+
+
+def _getter(holder: Any):
+    if isinstance(holder, np.ndarray):
+        return lambda: holder
+    return lambda: holder.array
+
+
+def _input(array: np.ndarray, dtype: str) -> np.ndarray:
+    """An input as the backends take it: C-contiguous, float32 (bool as 0/1) or int64."""
+    target = np.int64 if dtype == "i64" else np.float32
+    return np.ascontiguousarray(array, dtype=target)

@@ -1,0 +1,240 @@
+"""The recorded state of tensors: work on tensors that require grad is recorded, not executed.
+
+While grad mode is on, an operation with an operand that requires grad (a Parameter, a tensor
+made with ``requires_grad=True``, or a tensor recorded before) appends primitive Nodes to the
+current ``Tape`` instead of computing: a module called on tensors traces its forward into it
+(the Tape is a Tracer), losses and arithmetic record their ops. The tape's leaves are the
+parameters and leaf tensors (``param`` leaves, by identity), model buffers, and the data tensors
+the recorded ops read (``input`` leaves, their values taken when recorded). Shapes are the
+concrete shapes of this iteration.
+
+Values are produced when something needs one (``item()``, printing, ``numpy()``, a comparison in
+Python control flow) and ``loss.backward()`` differentiates the tape with graphnn's symbolic
+autodiff and accumulates each leaf's gradient into its ``.grad``. Both run the tape's graph
+through ``runner`` (graphnn.lazy compiles it with the backend's pipeline, cached by the graph's
+structure); this module sits below the compiler and is told how to run graphs.
+"""
+from __future__ import annotations
+
+import threading
+import weakref
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from graphnn import pointwise as pw
+from graphnn import random, trace
+from graphnn.errors import TraceError
+from graphnn.ir import Graph, Node
+from graphnn.ops import Builder
+
+
+@dataclass(eq=False, repr=False)
+class Recorded(Node):
+    """A Node of a tape: the value of a recorded tensor, computed when it is needed."""
+
+    tape: Any = None
+    requires_grad: bool = False
+    index: int = -1
+    """Its position in the tape: what the structural key of a later node names it by."""
+    """Whether the value depends on a leaf that requires grad (through float ops, not detach)."""
+
+    def __repr__(self) -> str:
+        return f"<Recorded {self.ref}:{self.type_str()}>"
+
+
+class TapeBuilder(Builder):
+    """A Builder whose nodes are Recorded nodes of its tape."""
+
+    def __init__(self, tape: "Tape") -> None:
+        super().__init__(tape.graph)
+        self.tape = tape
+
+    def emit(self, op: str, inputs, shape, dtype: str, /, **attrs) -> Node:
+        grad = dtype in ("f32", "f64") and op != "detach" and any(getattr(i, "requires_grad", False) for i in inputs)
+        node = Recorded(op, tuple(inputs), tuple(int(d) for d in shape), dtype, attrs, self.path, self.module,
+                        tape=self.tape, requires_grad=grad, index=len(self.graph.nodes))
+        self.tape.signature.append((op, dtype, node.shape, tuple(i.index for i in inputs), _attrs_key(attrs)))
+        return self.graph.add(node)
+
+    def leaf(self, op: str, name: str, shape, dtype: str = "f32", /, **attrs) -> Node:
+        existing = self.graph.leaf(name)
+        if existing is not None:
+            return existing
+        node = Recorded(op, (), tuple(int(d) for d in shape), dtype, dict(name=name, **attrs), tape=self.tape,
+                        index=len(self.graph.nodes))
+        self.tape.signature.append((op, dtype, node.shape, name))
+        return self.graph.add(node)
+
+    def check(self, condition, message: str) -> None:
+        if not bool(condition):
+            raise self.error(message)
+
+    def check_labels(self, labels: Node, classes: int, ignore_index: int) -> None:
+        if labels.op == "input":
+            values = np.asarray(self.tape.input_values[labels.attrs["name"]])
+            bad = values[(values != ignore_index) & ((values < 0) | (values >= classes))]
+            if bad.size:
+                raise IndexError(f"Target {int(bad.flat[0])} is out of bounds.")
+
+
+def _attrs_key(attrs: dict) -> tuple:
+    return tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in attrs.items())
+
+
+runner: Callable[["Tape", dict], dict] | None = None
+"""Runs a tape's graph for the named outputs (name -> node), applying its buffer updates the
+first time: graphnn.lazy sets it."""
+
+
+class Tape(trace.Tracer):
+    """One iteration's recorded work (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.graph = Graph()
+        self.builder = TapeBuilder(self)
+        self.model = None
+        self.param_names: dict[int, str] = {}
+        self.buffer_names: dict[int, str] = {}
+        self.module_paths: dict[int, str] = {}
+        self.updated: dict[str, Node] = {}
+        self.dropout_streams = 0
+        self.leaves: dict[str, Any] = {}  # param and buffer leaf name -> the object holding its value
+        self.input_values: dict[str, np.ndarray] = {}
+        self.inputs_by_id: dict[int, Node] = {}
+        self.input_owners: list = []
+        self.values: dict[int, np.ndarray] = {}  # node id -> value, once computed
+        self.updates_applied = False
+        self.backwarded = False
+        self.alive: weakref.WeakSet = weakref.WeakSet()
+        """The tensors wrapping this tape's nodes that Python still holds: backward computes their
+        values in the same run, so reading one after optimizer.step() gives the value it had when
+        it was recorded, as in PyTorch (``loss.item()`` after the step is the loss before it)."""
+        self.seed = random.next_seed()
+        self.signature: list = []
+        """One entry per node (op, dtype, shape, input positions, attributes): two tapes with equal
+        signatures (and the same leaf objects) record the same graph, so the compiled run of one
+        serves the other (graphnn.lazy)."""
+
+    # -- leaves ------------------------------------------------------------------------------------
+    def param(self, p: Any) -> Node:
+        """The leaf of a Parameter or a leaf tensor that requires grad, named by first use."""
+        name = self.param_names.get(id(p))
+        if name is None:
+            name = self.param_names[id(p)] = f"p{len(self.param_names)}"
+            self.leaves[name] = p
+            self.builder.leaf("param", name, tuple(p.shape), "f32").requires_grad = bool(p.requires_grad)
+        return self.graph.leaf(name)
+
+    def buffer(self, array: np.ndarray) -> Node:
+        """A model buffer: its leaf, or the value a forward earlier in this tape updated it to
+        (a second forward in one iteration sees the first one's running statistics)."""
+        name = self.buffer_names.get(id(array))
+        if name is None:
+            name = self.buffer_names[id(array)] = f"b{len(self.buffer_names)}"
+            self.leaves[name] = array
+        if name in self.graph.updates:
+            return self.graph.updates[name]
+        dtype = "i64" if array.dtype.kind in "iu" else "f32"
+        return self.builder.leaf("buffer", name, tuple(array.shape), dtype)
+
+    def update(self, array: np.ndarray, value) -> None:
+        name = self.buffer_names[id(array)]
+        self.graph.updates[name] = value.node
+
+    def concrete(self, tensor: Any) -> Node:
+        """A tensor with a value read by recorded work: an input leaf holding that value (a
+        tensor that requires grad is a leaf to differentiate instead)."""
+        if tensor.requires_grad:
+            return self.param(tensor)
+        node = self.inputs_by_id.get(id(tensor))
+        if node is None:
+            array = tensor.array
+            name = f"x{len(self.input_values)}"
+            node = self.builder.leaf("input", name, tuple(array.shape), tensor._node.dtype)
+            self.input_values[name] = array.copy()  # its value now, as torch's autograd saves it
+            self.inputs_by_id[id(tensor)] = node
+            self.input_owners.append(tensor)  # held, so no other tensor reuses its id in this tape
+        return node
+
+    # -- scopes --------------------------------------------------------------------------------------
+    def forward(self, module: Any, args: tuple, kwargs: dict) -> Any:
+        """``module(*args)`` traced into this tape."""
+        with self:
+            with self.scope(module):
+                return module.forward(*args, **kwargs)
+
+    def scope(self, module: Any) -> trace._Scope:
+        self.module_paths.setdefault(id(module), type(module).__name__)
+        return trace._Scope(self, module)
+
+    # -- values ----------------------------------------------------------------------------------------
+    def value(self, node: Node) -> np.ndarray:
+        """The value of one of this tape's nodes (running the recorded work for it once)."""
+        found = self.values.get(node.id)
+        if found is None:
+            outputs = run(self, {"value": node})
+            found = self.values[node.id] = outputs["value"]
+        return found
+
+
+_state = threading.local()
+
+
+def current() -> Tape:
+    """The tape recording this iteration: the open one, or a new one when the last was
+    differentiated (a new iteration starts)."""
+    tape = getattr(_state, "tape", None)
+    if tape is None or tape.backwarded:
+        tape = _state.tape = Tape()
+    return tape
+
+
+def run(tape: Tape, outputs: dict) -> dict:
+    if runner is None:  # pragma: no cover - graphnn.api sets it on import
+        raise RuntimeError("recorded tensors need graphnn.api imported to run")
+    return runner(tape, outputs)
+
+
+def backward(loss: Any, gradient: Any = None, retain_graph: bool | None = None) -> None:
+    """``loss.backward()``: accumulate d loss / d leaf into the ``.grad`` of every leaf of
+    ``loss``'s tape that requires grad."""
+    node = loss._node
+    if not isinstance(node, Recorded) or not loss.requires_grad:
+        raise RuntimeError("element 0 of tensors does not require grad and does not have a grad_fn")
+    tape = node.tape
+    if tape.backwarded and not retain_graph:
+        raise RuntimeError("Trying to backward through the graph a second time (or directly access saved tensors "
+                           "after they have already been freed). Saved intermediate values of the graph are freed "
+                           "when you call .backward() or autograd.grad(). Specify retain_graph=True if you need to "
+                           "backward through the graph a second time or if you need to access saved tensors after "
+                           "calling backward.")
+    if gradient is not None:
+        weight = tape.builder.leaf("input", f"x{len(tape.input_values)}", tuple(node.shape), "f32")
+        tape.input_values[weight.attrs["name"]] = np.asarray(gradient.array if hasattr(gradient, "array") else gradient,
+                                                             np.float32).copy()
+        # the vector-Jacobian product with ``gradient``: the gradient of sum(loss * gradient)
+        b = tape.builder
+        node = b.reshape(b.reduce("sum", b.apply(pw.mul, node, weight), tuple(range(len(node.shape)))), ())
+    elif node.shape != ():
+        raise RuntimeError("grad can be implicitly created only for scalar outputs")
+    # named by their order in the tape, so the next iteration's graph prints (and caches) alike
+    nodes = {t._node.id: t._node for t in list(tape.alive)
+             if t._node.id not in tape.values and t._node.op not in ("param", "input", "buffer")}
+    order = {n.id: k for k, n in enumerate(tape.graph.nodes)}
+    wanted = {f"value{k}": nodes[i] for k, i in enumerate(sorted(nodes, key=order.__getitem__))}
+    outputs = run(tape, {"backward": node, **wanted})
+    for key in wanted:
+        tape.values[wanted[key].id] = outputs.pop(key)
+    for name, value in outputs.items():
+        leaf = tape.leaves[name]
+        if leaf.grad is None:
+            leaf.grad = value
+        else:
+            leaf.grad.array[...] += value
+    tape.backwarded = not retain_graph or tape.backwarded
+
+
+def recorded_error(what: str) -> TraceError:
+    return TraceError(f"{what} on a tensor recorded for backward is not supported yet")
