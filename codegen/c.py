@@ -60,6 +60,12 @@ static inline float graphnn_uniform(int64_t seed, int64_t step, uint32_t stream,
     return (float)(c0 >> 8) * (1.0f / 16777216.0f);
 }
 
+/* PyTorch's remainder: C's fmod moved to the divisor's sign (a zero keeps the dividend's). */
+static inline float graphnn_remainder(float a, float b) {
+    float m = fmodf(a, b);
+    return (m != 0.0f && ((b < 0.0f) != (m < 0.0f))) ? m + b : m;
+}
+
 /* The larger of two floats, NaN if either is NaN (fmaxf drops NaN; PyTorch's max keeps it). */
 static inline float graphnn_max(float acc, float v) {
     return (v > acc || v != v) ? v : acc;

@@ -95,6 +95,9 @@ class FloatPrinter(ValuePrinting, C99CodePrinter):
     def _print_isnan(self, expr):
         return f"(isnan({self._print(expr.args[0])}) ? 1.0F : 0.0F)"
 
+    def _print_Mod(self, expr):
+        return f"graphnn_remainder({self._print(expr.args[0])}, {self._print(expr.args[1])})"
+
     def _print_BooleanTrue(self, expr):
         return "1"
 

@@ -110,6 +110,11 @@ class TritonPrinter(ValuePrinting, PythonCodePrinter):
         x = self._print(expr.args[0])
         return f"tl.where({x} != {x}, 1.0, 0.0)"
 
+    def _print_Mod(self, expr):
+        a, b = (self._print(x) for x in expr.args)
+        m = f"({a} - tl.math.trunc({a} / {b}) * {b})"  # C's fmod, then moved to the divisor's sign
+        return f"tl.where(({m} != 0) & (({b} < 0) != ({m} < 0)), {m} + {b}, {m})"
+
     def _print_sign(self, expr):
         x = self._print(expr.args[0])
         return f"tl.where({x} > 0, 1.0, tl.where({x} < 0, -1.0, 0.0))"

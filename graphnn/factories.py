@@ -11,8 +11,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from graphnn import dtypes, random
-from graphnn.eager import constant
+from graphnn import dtypes, random, recording
+from graphnn.eager import constant, is_grad_enabled
 from graphnn.errors import ShapeError
 from graphnn.tensors import Tensor, _constant_of, _wrap, as_tensor
 
@@ -415,7 +415,9 @@ def cat(tensors: Sequence, dim: int = 0, out=None) -> Tensor:
     tensors = [as_tensor(t) for t in tensors]
     if not tensors:
         raise ValueError("torch.cat(): expected a non-empty list of Tensors")
-    if any(t._symbolic() for t in tensors):
+    recorded = any(isinstance(t._node, recording.Recorded) for t in tensors) or \
+        (is_grad_enabled() and any(t.requires_grad for t in tensors))
+    if any(t._symbolic() for t in tensors) and not recorded:
         raise ShapeError("torch.cat inside a traced forward is not supported yet")
     # torch skips 1-D empty tensors in cat (legacy behaviour)
     kept = [t for t in tensors if not (t.ndim == 1 and t.numel() == 0)] or tensors[:1]
@@ -433,8 +435,32 @@ def cat(tensors: Sequence, dim: int = 0, out=None) -> Tensor:
     common = kept[0].dtype
     for t in kept[1:]:
         common = dtypes.promote_types(common, t.dtype)
+    if recorded:
+        return _recorded_cat(kept, d, tensors)
     array = np.concatenate([t.array for t in kept], axis=d).astype(common.numpy, copy=False)
     return _wrap(constant(array, common.ir), tensors, "CatBackward0")
+
+
+def _recorded_cat(kept: list, d: int, tensors: list) -> Tensor:
+    """cat of tensors recorded for backward, as primitive ops: where each element lands is found
+    with numpy on element numbers; each piece, flattened, is placed by a 0/1 matrix (a matmul,
+    whose gradient hands each element's gradient back to its piece) and the placed pieces summed."""
+    from graphnn import pointwise as pw
+    from graphnn.tensors import _builder
+
+    counts = [int(np.prod(t.shape)) for t in kept]
+    offsets = np.cumsum([0] + counts[:-1])
+    numbers = np.concatenate([o + np.arange(n).reshape(tuple(t.shape)) for o, n, t in zip(offsets, counts, kept)], d)
+    b = _builder(*kept)
+    total, out = numbers.size, None
+    where = as_tensor(Tensor(constant(numbers.reshape(1, -1).astype(np.int64), "i64")), b).node
+    for t, o, n in zip(kept, offsets, counts):
+        rows = b.pointwise(pw.scalar_op("add", int(o)), b.iota((n, total), 0, "i64"), dtype="i64")
+        placing = b.apply(pw.eq, rows, b.broadcast(where, (n, total)), dtype="f32")
+        flat = b.reshape(as_tensor(t, b).node, (1, n))
+        placed = b.matmul(b.pointwise(pw.cast, flat, dtype="f32") if flat.dtype != "f32" else flat, placing)
+        out = placed if out is None else b.apply(pw.add, out, placed)
+    return _wrap(b.reshape(out, numbers.shape), tensors, "CatBackward0")
 
 
 concat = concatenate = cat

@@ -128,13 +128,37 @@ def _selection(k: int) -> pw.PointwiseFn:
     return pw.fn("select", sympy.Piecewise((pw.x0, sympy.Eq(pw.x1, k)), (0, True)))
 
 
+GATHER_LIMIT = 1 << 24
+"""The largest (elements of x) * (elements picked) a recorded gather expresses as a selection
+matrix; larger ones wait for a gather primitive."""
+
+
+def _gather(x: "T.Tensor", parts: tuple, grad: str) -> "T.Tensor":
+    """Any index of a recorded tensor as primitive ops: the positions it picks, found by indexing
+    an array of element numbers with numpy, select x's elements through a 0/1 matrix (a matmul,
+    whose gradient sends each picked element's gradient back to its place)."""
+    positions = np.arange(int(np.prod(x.shape)), dtype=np.int64).reshape(tuple(x.shape))[parts]
+    positions = np.asarray(positions)
+    count, picked = int(np.prod(x.shape)), max(positions.size, 1)
+    if count * picked > GATHER_LIMIT:
+        raise TraceError(f"indexing a recorded tensor of {count} elements for {positions.size} of them is too large "
+                         "for graphnn's recorded gather so far; index x.detach() if no gradient is needed")
+    b = T._builder(x)
+    flat = b.reshape(T.as_tensor(x, b).node, (1, count))
+    wanted = T.as_tensor(T.Tensor(constant(positions.reshape(1, -1), "i64")), b).node
+    rows = b.iota((count, positions.size), 0, "i64")
+    selection = b.apply(pw.eq, rows, b.broadcast(wanted, (count, positions.size)), dtype="f32")
+    out = b.reshape(b.matmul(flat, selection), positions.shape)
+    return T._wrap(out, [x], grad)
+
+
 def get(x: "T.Tensor", index: Any) -> "T.Tensor":
     """``x[index]``: a view for ints, slices, None and ``...``; a copy for index tensors and masks."""
     if isinstance(x._node, recording.Recorded) or (x.requires_grad and is_grad_enabled()):
         selected = _select(x, index)
         if selected is None:
-            raise TraceError("indexing a tensor recorded for backward supports x[k] and x[:, k] (an int after "
-                             "full slices) so far; index its value with x.detach()[...]")
+            parts = _numpy_index(index)
+            selected = _gather(x, parts, _grad_name(parts, tuple(x.shape), isinstance(index, tuple)))
         return selected
     parts = _checked(x, index)
     array = x.array

@@ -25,6 +25,7 @@ import numpy as np
 
 from graphnn import pointwise as pw
 from graphnn import random, trace
+from graphnn.eager import Concrete
 from graphnn.errors import TraceError
 from graphnn.ir import Graph, Node
 from graphnn.ops import Builder
@@ -52,6 +53,7 @@ class TapeBuilder(Builder):
         self.tape = tape
 
     def emit(self, op: str, inputs, shape, dtype: str, /, **attrs) -> Node:
+        inputs = [self.tape.constant(i) if isinstance(i, Concrete) else i for i in inputs]
         grad = dtype in ("f32", "f64") and op != "detach" and any(getattr(i, "requires_grad", False) for i in inputs)
         node = Recorded(op, tuple(inputs), tuple(int(d) for d in shape), dtype, attrs, self.path, self.module,
                         tape=self.tape, requires_grad=grad, index=len(self.graph.nodes))
@@ -157,6 +159,12 @@ class Tape(trace.Tracer):
             self.inputs_by_id[id(tensor)] = node
             self.input_owners.append(tensor)  # held, so no other tensor reuses its id in this tape
         return node
+
+    def constant(self, node: Concrete) -> Node:
+        """A value computed eagerly (a number, a tensor's value) read by recorded work: an input leaf."""
+        name = f"x{len(self.input_values)}"
+        self.input_values[name] = np.asarray(node.value)
+        return self.builder.leaf("input", name, tuple(node.shape), node.dtype)
 
     # -- scopes --------------------------------------------------------------------------------------
     def forward(self, module: Any, args: tuple, kwargs: dict) -> Any:

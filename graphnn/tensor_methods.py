@@ -13,7 +13,7 @@ import sympy
 
 from graphnn import dtypes, recording, trace
 from graphnn import pointwise as pw
-from graphnn.eager import EAGER, cast, constant
+from graphnn.eager import EAGER, Concrete, cast, constant
 from graphnn.errors import ShapeError, TraceError
 from graphnn.ir import dim, numel
 from graphnn.indexing import wrap_dim
@@ -39,7 +39,7 @@ class TensorMethods(ArithmeticMethods, ReductionMethods):
         if len(shape) == 1 and not isinstance(shape[0], (int, np.integer, tuple, list, sympy.Basic)):
             return self._view_dtype(dtypes.as_dtype(shape[0]))
         out = self.reshape(*shape)
-        if not self._symbolic() and not np.may_share_memory(out.array, self.array) and self.numel() > 0:
+        if isinstance(out._node, Concrete) and not np.may_share_memory(out.array, self.array) and self.numel() > 0:
             raise RuntimeError("view size is not compatible with input tensor's size and stride (at least one "
                                "dimension spans across two contiguous subspaces). Use .reshape(...) instead.")
         return out
@@ -145,14 +145,17 @@ class TensorMethods(ArithmeticMethods, ReductionMethods):
 
     def repeat(self, *sizes):
         sizes = _shape_args(sizes)
+        T.value_only(self, "repeat")
         return T.Tensor(constant(np.tile(self.array, sizes), self._node.dtype))
 
     def contiguous(self, memory_format=None):
+        if isinstance(self._node, recording.Recorded) and self._node.op == "permute":
+            return self.clone()  # torch copies a permuted tensor into contiguous memory
         if self._symbolic():
             return self
         if self.array.flags.c_contiguous:
             return self
-        return T._wrap(constant(np.ascontiguousarray(self.array), self._node.dtype), [self], "CloneBackward0")
+        return self.clone()
 
     def is_contiguous(self, memory_format=None) -> bool:
         return self._symbolic() or bool(self.array.flags.c_contiguous)
@@ -187,9 +190,12 @@ class TensorMethods(ArithmeticMethods, ReductionMethods):
         self._node = T.as_tensor(value).node
 
     def detach(self):
+        """The same values without gradient: sharing memory (a tensor with a value), or a
+        detach node (a symbolic or recorded one)."""
+        node = self._node
+        if isinstance(node, Concrete):
+            return T.Tensor(node)
         b = T._builder(self)
-        if b is EAGER:
-            return T.Tensor(T.as_tensor(self, b).node)
         return T.Tensor(b.detach(T.as_tensor(self, b).node))
 
     def detach_(self):
@@ -197,9 +203,12 @@ class TensorMethods(ArithmeticMethods, ReductionMethods):
         return self
 
     def clone(self, memory_format=None):
-        if self._symbolic():
-            return self
-        return T._wrap(constant(self.array.copy(), self._node.dtype), [self], "CloneBackward0")
+        b = T._builder(self)
+        if b is EAGER:
+            return T._wrap(constant(self.array.copy(), self._node.dtype), [self], "CloneBackward0")
+        if isinstance(b, recording.TapeBuilder):  # a recorded copy: an identity node
+            return T._wrap(b.pointwise(pw.identity, T.as_tensor(self, b).node), [self], "CloneBackward0")
+        return self
 
     def requires_grad_(self, requires_grad: bool = True):
         self.requires_grad = requires_grad

@@ -69,6 +69,7 @@ class ReductionMethods:
     def prod(self, dim=None, keepdim: bool = False):
         if self._symbolic():
             raise TraceError("prod is not supported inside a traced forward yet")
+        T.value_only(self, "prod")
         values = np.prod(self.array, axis=dim, keepdims=keepdim)
         d = self.dtype if self.dtype.is_floating_point else dtypes.int64
         return T.Tensor(constant(np.asarray(values, d.numpy), d.ir))

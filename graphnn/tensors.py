@@ -199,7 +199,7 @@ def binary(a: Any, b: Any, name: str) -> "Tensor":
     builder = _builder(a, b)
     fn, grad = _BINARY[name]
     if builder is not EAGER:
-        return _traced_binary(builder, a, b, name, fn)
+        return _named(_traced_binary(builder, a, b, name, fn), grad or "NotImplemented")
     result = dtypes.result_type([_operand_dtype(a), _operand_dtype(b)])
     compute = result
     if name == "div" and not result.is_floating_point:
@@ -265,12 +265,25 @@ def _eager_node(value: Any, d: dtypes.dtype) -> Concrete:
     return _constant_of(value)
 
 
+def value_only(t: "Tensor", what: str) -> None:
+    """Raise for an op computed on values only (not recorded) when ``t`` needs its gradient."""
+    if isinstance(t._node, Recorded) or (t.requires_grad and is_grad_enabled()):
+        raise TraceError(f"{what} of a tensor that requires grad is not recorded for backward yet; apply it to "
+                         f"x.detach() if no gradient should flow through it")
+
+
+def _in_graph(value: Any) -> bool:
+    """Whether an operand is a value of the graph being built (symbolic, recorded, or a leaf that
+    requires grad, or a buffer array), not data to fold in."""
+    return isinstance(value, np.ndarray) or (isinstance(value, Tensor) and (value._symbolic() or value.requires_grad))
+
+
 def _traced_binary(b: Builder, x: Any, y: Any, name: str, fn) -> "Tensor":
     """The recorded form: Python numbers (and one-element tensors with a value) are folded
     into the pointwise expression; everything computes in float32."""
-    reverse = not (isinstance(x, Tensor) and x._symbolic()) and not isinstance(x, np.ndarray)
+    reverse = not _in_graph(x)
     tensor, other = (y, x) if reverse else (x, y)
-    if isinstance(other, Tensor) and not other._symbolic() and other.numel() == 1 and not isinstance(other, Parameter):
+    if isinstance(other, Tensor) and not _in_graph(other) and other.numel() == 1:
         other = other.item()
     dtype = "bool" if name in _COMPARISONS else None
     if _is_number(other):
@@ -280,7 +293,7 @@ def _traced_binary(b: Builder, x: Any, y: Any, name: str, fn) -> "Tensor":
         value = pw._f(other)
         expr = fn.expr.subs({pw.x0: value, pw.x1: pw.x0} if reverse else {pw.x1: value}, simultaneous=True)
         return Tensor(b.pointwise(pw.fn(fn.name, expr, nargs=1), as_tensor(tensor, b).node, dtype=dtype))
-    if name == "pow":
+    if name == "pow" and not isinstance(b, recording.TapeBuilder):
         raise TraceError(f"{b.where()}: a tensor exponent is not supported in a traced forward; use a Python number")
     return Tensor(b.apply(fn, as_tensor(x, b).node, as_tensor(y, b).node, dtype=dtype))
 
@@ -296,7 +309,7 @@ def unary(x: Any, fn: pw.PointwiseFn, grad: str | None, floating: bool = True) -
     if b is EAGER:
         d = _float_dtype(t) if floating else t.dtype
         return _wrap(b.pointwise(fn, cast(t.node, d.ir), dtype=d.ir), [x], grad)
-    return Tensor(b.pointwise(fn, t.node))
+    return _named(Tensor(b.pointwise(fn, t.node)), grad or "NotImplemented")
 
 
 from graphnn import indexing, tensor_math, tensor_methods, tensor_reductions  # noqa: E402  (the methods use the helpers above)
@@ -328,9 +341,9 @@ class Tensor(InPlaceMethods, TensorMethods):
         self.grad_fn = None
         if isinstance(node, Recorded):
             node.tape.alive.add(self)
-            if node.requires_grad and node.op != "param":
+            if node.requires_grad:  # a leaf's node wrapped anew (a no-op view of it) is an alias of it
                 self._requires_grad = True
-                self.grad_fn = GradFn(_RECORDED_GRADS.get(node.op, "BackwardNode"))
+                self.grad_fn = GradFn(_RECORDED_GRADS.get(node.op, "AliasBackward0"))
 
     # -- state ----------------------------------------------------------------------------------
     def _symbolic(self) -> bool:
