@@ -2,8 +2,8 @@
 
 ``run_tape(tape, {"value": node})`` computes one recorded value; ``{"backward": loss}``
 differentiates the tape's graph (graphnn.autodiff) and computes the gradient of every leaf that
-requires grad. The first run of a tape also applies its buffer updates (BatchNorm's running
-statistics), once. The graph each run needs is compiled once per structure: two iterations of a
+requires grad. A run also applies the buffer updates (BatchNorm's running statistics) recorded since
+the last run, once. The graph each run needs is compiled once per structure: two iterations of a
 training loop record graphs that print alike (the same ops, shapes and leaves in the same order)
 and that read the same parameter and buffer objects, so the second finds the first's executable.
 """
@@ -35,9 +35,9 @@ def run_tape(tape: Tape, requested: dict) -> dict:
     if found is not None:
         executable, inputs, dtypes = found
         outputs = _execute(executable, tape, inputs, dtypes)
-        tape.updates_applied = True
+        tape.graph.updates.clear()
         return outputs
-    updates = {} if tape.updates_applied else dict(tape.graph.updates)
+    updates = dict(tape.graph.updates)
     if "backward" in requested:
         loss = requested["backward"]
         wrt = [leaf for leaf in tape.graph.params if tape.leaves[leaf.attrs["name"]].requires_grad]
@@ -52,7 +52,7 @@ def run_tape(tape: Tape, requested: dict) -> dict:
         _runs.pop(next(iter(_runs)))
     _runs[key] = (executable, inputs, dtypes)
     outputs = _execute(executable, tape, inputs, dtypes)
-    tape.updates_applied = True
+    tape.graph.updates.clear()  # applied once: later runs of this tape read the buffers they wrote
     return outputs
 
 
@@ -63,7 +63,8 @@ def _key(tape: Tape, requested: dict) -> tuple:
     leaves = tuple((name, id(holder), bool(getattr(holder, "requires_grad", False)))
                    for name, holder in tape.leaves.items())
     wanted = tuple((name, node.index) for name, node in requested.items())
-    return (tuple(tape.signature), wanted, leaves, tape.updates_applied, tuple(sorted(tape.graph.updates)),
+    updates = tuple((name, node.index) for name, node in tape.graph.updates.items())
+    return (tuple(tape.signature), wanted, leaves, updates,
             backends.resolve("auto"), flat.generation)
 
 

@@ -107,7 +107,6 @@ class Tape(trace.Tracer):
         self.inputs_by_id: dict[int, Node] = {}
         self.input_owners: list = []
         self.values: dict[int, np.ndarray] = {}  # node id -> value, once computed
-        self.updates_applied = False
         self.backwarded = False
         self.alive: weakref.WeakSet = weakref.WeakSet()
         """The tensors wrapping this tape's nodes that Python still holds: backward computes their
@@ -195,8 +194,18 @@ def current() -> Tape:
     differentiated (a new iteration starts)."""
     tape = getattr(_state, "tape", None)
     if tape is None or tape.backwarded:
+        flush()
         tape = _state.tape = Tape()
     return tape
+
+
+def flush() -> None:
+    """Apply the buffer updates the last tape recorded, if nothing has run it yet (a forward
+    whose output was never read still moves BatchNorm's running statistics, as in PyTorch).
+    Called before a new tape starts and before Python reads model buffers."""
+    tape = getattr(_state, "tape", None)
+    if tape is not None and tape.graph.updates and trace.active() is None:
+        run(tape, {})
 
 
 def run(tape: Tape, outputs: dict) -> dict:

@@ -77,8 +77,8 @@ def _builder(*values: Any) -> Builder:
         for v in values:
             if isinstance(v, Tensor) and v._symbolic():
                 return tracer.builder
-            if isinstance(v, np.ndarray) and id(v) in tracer.buffer_names:
-                return tracer.builder
+            if isinstance(v, np.ndarray) and (id(v) in tracer.buffer_names or isinstance(tracer, recording.Tape)):
+                return tracer.builder  # a model buffer (a tape names the buffers it meets)
     grad = None
     for v in values:
         if isinstance(v, Tensor):

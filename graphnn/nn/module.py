@@ -74,6 +74,7 @@ class Module:
             if table in d and name in d[table]:
                 value = d[table][name]
                 if table == "_buffers":
+                    recording.flush()
                     flat.host_access(value)
                 return value
         raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
@@ -122,6 +123,7 @@ class Module:
                 return self.forward(*args, **kwargs)  # a loss or an activation: evaluated op by op
             if _records(self, args, kwargs):
                 return recording.current().forward(self, args, kwargs)  # traced into this iteration's tape
+            recording.flush()  # the program reads the buffers recorded work may still update
             return eager_call(self, args, kwargs)
         with tracer.scope(self):
             return self.forward(*args, **kwargs)
@@ -173,6 +175,7 @@ class Module:
             yield p
 
     def named_buffers(self, prefix: str = "", recurse: bool = True):
+        recording.flush()
         for name, b in self._named_members("_buffers", prefix, recurse):
             flat.host_access(b)
             yield name, b
@@ -186,6 +189,7 @@ class Module:
         """Parameters and persistent buffers by dotted name, as tensors sharing their storage
         (``keep_vars``: the Parameters themselves)."""
         out = OrderedDict() if destination is None else destination
+        recording.flush()
         for name, p in self._parameters.items():
             if p is not None:
                 out[prefix + name] = p if keep_vars else p.data

@@ -1,0 +1,189 @@
+"""The PyTorch training loop on graphnn tensors: ``loss.backward()`` and ``optimizer.step()``
+against torch from the same initial weights on the same data."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import graphnn as gn
+from graphnn import nn
+
+RNG = np.random.default_rng(0)
+X = RNG.standard_normal((16, 5)).astype(np.float32)
+LABELS = RNG.integers(0, 3, 16)
+
+
+def pair(build):
+    """The same model in both libraries, graphnn's holding torch's initial weights."""
+    torch.manual_seed(0)
+    theirs = build(torch.nn)
+    ours = build(nn)
+    ours.load_state_dict({k: v.detach().numpy() for k, v in theirs.state_dict().items()})
+    return ours, theirs
+
+
+def mlp(m):
+    return m.Sequential(m.Linear(5, 8), m.ReLU(), m.Linear(8, 3))
+
+
+def loop(lib, model, optimizer, steps: int = 4, batch: int = 8):
+    """The five steps of the books, on a few batches; the losses read after each step."""
+    criterion = lib.nn.CrossEntropyLoss()
+    losses = []
+    for step in range(steps):
+        start = (step * batch) % len(X)
+        x, y = lib.tensor(X[start:start + batch]), lib.tensor(LABELS[start:start + batch])
+        out = model(x)
+        loss = criterion(out, y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())  # after the step: the loss before it, as torch
+    return losses
+
+
+def same_state(ours, theirs, rtol=2e-5, atol=2e-6):
+    for (name, a), (_, b) in zip(ours.state_dict().items(), theirs.state_dict().items()):
+        np.testing.assert_allclose(np.asarray(a), b.detach().numpy(), rtol=rtol, atol=atol, err_msg=name)
+
+
+OPTIMIZERS = [
+    ("SGD", {"lr": 0.1}),
+    ("SGD", {"lr": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 1e-3}),
+    ("Adam", {"lr": 0.01}),
+    ("AdamW", {"lr": 0.01, "weight_decay": 0.1}),
+    ("RMSprop", {"lr": 0.01, "momentum": 0.5}),
+    ("Adagrad", {"lr": 0.1}),
+]
+
+
+@pytest.mark.parametrize("name,kwargs", OPTIMIZERS, ids=[f"{n}-{i}" for i, (n, _) in enumerate(OPTIMIZERS)])
+def test_the_five_steps_train_as_torch(name, kwargs):
+    ours, theirs = pair(mlp)
+    a = loop(gn, ours, getattr(gn.optim, name)(ours.parameters(), **kwargs))
+    b = loop(torch, theirs, getattr(torch.optim, name)(theirs.parameters(), **kwargs))
+    np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-6)
+    same_state(ours, theirs)
+    for p, q in zip(ours.parameters(), theirs.parameters()):  # the gradient the last step used
+        np.testing.assert_allclose(np.asarray(p.grad), q.grad.numpy(), rtol=2e-5, atol=1e-6)
+
+
+def test_the_books_chapter_4_loop_on_a_leaf_tensor():
+    """Deep Learning with PyTorch, chapter 5: params = torch.tensor([1.0, 0.0], requires_grad=True)."""
+    t_c = gn.tensor([0.5, 14.0, 15.0, 28.0, 11.0, 8.0, 3.0, -4.0, 6.0, 13.0, 21.0])
+    t_u = gn.tensor([35.7, 55.9, 58.2, 81.9, 56.3, 48.9, 33.9, 21.8, 48.4, 60.4, 68.4])
+    t_un = 0.1 * t_u
+
+    def model(t_u, w, b):
+        return w * t_u + b
+
+    def loss_fn(t_p, t_c):
+        squared_diffs = (t_p - t_c) ** 2
+        return squared_diffs.mean()
+
+    params = gn.tensor([1.0, 0.0], requires_grad=True)
+    for epoch in range(1, 5001):
+        if params.grad is not None:
+            params.grad.zero_()
+        t_p = model(t_un, *params)
+        loss = loss_fn(t_p, t_c)
+        loss.backward()
+        with gn.no_grad():
+            params -= 1e-2 * params.grad
+    assert repr(params) == "tensor([  5.3671, -17.3012], requires_grad=True)"
+    assert float(loss) == pytest.approx(2.927647, abs=1e-5)
+
+
+def test_gradients_accumulate_over_two_backward_calls():
+    ours, theirs = pair(mlp)
+    for lib, model in ((gn, ours), (torch, theirs)):
+        x, y = lib.tensor(X), lib.tensor(LABELS)
+        for half in (slice(0, 8), slice(8, 16)):
+            lib.nn.CrossEntropyLoss()(model(x[half]), y[half]).backward()
+    for p, q in zip(ours.parameters(), theirs.parameters()):
+        np.testing.assert_allclose(np.asarray(p.grad), q.grad.numpy(), rtol=2e-5, atol=1e-6)
+
+
+def test_a_custom_loss_with_an_l2_penalty_and_two_terms():
+    ours, theirs = pair(mlp)
+    results = []
+    for lib, model in ((gn, ours), (torch, theirs)):
+        x, target = lib.tensor(X), lib.tensor(X[:, :3] * 2)
+        out = model(x)
+        penalty = sum((p ** 2).sum() for p in model.parameters())
+        loss = ((out - target) ** 2).mean() + lib.nn.functional.l1_loss(out, target) + 1e-3 * penalty
+        loss.backward()
+        results.append((loss.item(), [np.asarray(p.grad) if lib is gn else p.grad.numpy() for p in model.parameters()]))
+    assert results[0][0] == pytest.approx(results[1][0], rel=1e-5)
+    for a, b in zip(results[0][1], results[1][1]):
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-6)
+
+
+def test_a_frozen_layer_gets_no_gradient_and_does_not_move():
+    ours, theirs = pair(mlp)
+    for model in (ours, theirs):
+        model[0].requires_grad_(False)
+    a = loop(gn, ours, gn.optim.SGD(ours.parameters(), lr=0.1, momentum=0.9))
+    b = loop(torch, theirs, torch.optim.SGD(theirs.parameters(), lr=0.1, momentum=0.9))
+    np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-6)
+    assert ours[0].weight.grad is None and theirs[0].weight.grad is None
+    same_state(ours, theirs)
+
+
+def test_a_second_forward_updates_batchnorm_twice_as_torch():
+    ours, theirs = pair(lambda m: m.Sequential(m.Linear(5, 4), m.BatchNorm1d(4), m.ReLU(), m.Linear(4, 3)))
+    for lib, model in ((gn, ours), (torch, theirs)):
+        opt = lib.optim.SGD(model.parameters(), lr=0.1)
+        x, y = lib.tensor(X), lib.tensor(LABELS)
+        for _ in range(2):
+            out = model(x)
+            loss = lib.nn.CrossEntropyLoss()(out, y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            model(x)  # the book's second forward, for accuracy
+    same_state(ours, theirs)
+
+
+def test_evaluation_under_no_grad_gives_plain_tensors():
+    ours, theirs = pair(mlp)
+    with gn.no_grad(), torch.no_grad():
+        a, b = ours(gn.tensor(X)), theirs(torch.tensor(X))
+    assert not a.requires_grad and repr(a) == repr(b)
+
+
+def test_backward_errors_are_torchs():
+    model = nn.Linear(5, 3)
+    out = model(gn.tensor(X))
+    with pytest.raises(RuntimeError, match="grad can be implicitly created only for scalar outputs"):
+        out.backward()
+    loss = out.sum()
+    loss.backward()
+    with pytest.raises(RuntimeError, match="backward through the graph a second time"):
+        loss.backward()
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        gn.tensor([1.0, 2.0]).sum().backward()
+    with gn.no_grad():
+        with pytest.raises(RuntimeError, match="does not require grad"):
+            model(gn.tensor(X)).sum().backward()
+
+
+def test_backward_with_a_gradient_argument():
+    ours, theirs = pair(lambda m: m.Linear(5, 3))
+    weights = RNG.standard_normal((16, 3)).astype(np.float32)
+    ours(gn.tensor(X)).backward(gn.tensor(weights))
+    theirs(torch.tensor(X)).backward(torch.tensor(weights))
+    np.testing.assert_allclose(np.asarray(ours.weight.grad), theirs.weight.grad.numpy(), rtol=2e-5, atol=1e-6)
+
+
+def test_a_repeated_loop_compiles_once():
+    """From the second iteration on, the recorded work is found compiled (cached by structure)."""
+    from graphnn import lazy
+
+    model = mlp(nn)
+    opt = gn.optim.SGD(model.parameters(), lr=0.1)
+    loop(gn, model, opt, steps=1)
+    compiled = len(lazy._runs)
+    loop(gn, model, opt, steps=3)
+    assert len(lazy._runs) == compiled
