@@ -1,13 +1,11 @@
 """PyTorch's quickstart tutorial, run on graphnn by changing its imports.
 
-The script is the tutorial's ("Learn the Basics: Quickstart"), with two adaptations:
+The script is the tutorial's ("Learn the Basics: Quickstart"), training loop included
+(``loss.backward()``, ``optimizer.step()``: graphnn records each iteration and runs it compiled),
+with two adaptations:
 
 - the data: scikit-learn's handwritten digits (8x8 images, 10 classes) wrapped in TensorDatasets,
   instead of FashionMNIST downloaded by torchvision (nothing is downloaded here);
-- the training step: until ``loss.backward()`` and ``optimizer.step()`` run on graphnn tensors,
-  the five lines of the tutorial's step are one compiled call, ``train_step(X, y)`` (marked
-  below). Everything else (the DataLoaders, ``model.to(device)``, ``pred.argmax(1) == y``,
-  ``torch.no_grad()``, ``torch.save``/``torch.load``) is the tutorial's code unchanged;
 - the learning rate: 0.1 instead of 1e-3, as the digits make 23 batches an epoch, not 938.
 
 Run: python examples/quickstart.py [--epochs N]
@@ -75,10 +73,6 @@ print(model)
 loss_fn = nn.CrossEntropyLoss()
 optimizer = torch.optim.SGD(model.parameters(), lr=1e-1)
 
-# graphnn: the tutorial's step (pred = model(X); loss = loss_fn(pred, y); loss.backward();
-# optimizer.step(); optimizer.zero_grad()) as one compiled call
-train_step = torch.compile(model, loss_fn, optimizer).step
-
 
 def train(dataloader, model, loss_fn, optimizer):
     size = len(dataloader.dataset)
@@ -86,11 +80,17 @@ def train(dataloader, model, loss_fn, optimizer):
     for batch, (X, y) in enumerate(dataloader):
         X, y = X.to(device), y.to(device)
 
-        # Compute prediction error, backpropagation
-        loss = train_step(X, y)
+        # Compute prediction error
+        pred = model(X)
+        loss = loss_fn(pred, y)
+
+        # Backpropagation
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
 
         if batch % 10 == 0:
-            loss, current = float(loss), (batch + 1) * len(X)
+            loss, current = loss.item(), (batch + 1) * len(X)
             print(f"loss: {loss:>7f}  [{current:>5d}/{size:>5d}]")
 
 

@@ -57,7 +57,7 @@ def flatten_parameters(params: Sequence) -> FlatBuffer:
         return store
     store = FlatBuffer([p.shape for p in params])
     for p, view in zip(params, store.views):
-        host_access(p._data)  # a device may hold newer values than the old storage
+        host_access(p.array)  # a device may hold newer values than the old storage
         p._rebind(view)
         p._flat = store
     generation += 1

@@ -190,10 +190,11 @@ _state = threading.local()
 
 
 def current() -> Tape:
-    """The tape recording this iteration: the open one, or a new one when the last was
-    differentiated (a new iteration starts)."""
+    """The tape new recording starts on (a module called on data, an op on leaves): the open one,
+    or a new one when the last was differentiated or has given values (a new iteration, or an
+    evaluation loop's next batch). Work on tensors already recorded goes on their own tape."""
     tape = getattr(_state, "tape", None)
-    if tape is None or tape.backwarded:
+    if tape is None or tape.backwarded or tape.values:
         flush()
         tape = _state.tape = Tape()
     return tape

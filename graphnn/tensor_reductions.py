@@ -32,7 +32,7 @@ class ReductionMethods:
     # -- reductions ---------------------------------------------------------------------------------
     def sum(self, dim=None, keepdim: bool = False, dtype=None):
         x = self if dtype is None else self.to(dtype)
-        if not x._symbolic() and not x.dtype.is_floating_point:
+        if not x.dtype.is_floating_point and x.dtype is not dtypes.int64:
             x = x.to(dtypes.int64)  # torch sums bools and ints in int64
         return T._named(reduce(x, "sum", dim, keepdim), "SumBackward0" if dim is None else "SumBackward1")
 

@@ -419,6 +419,12 @@ class Tensor(InPlaceMethods, TensorMethods):
     def __reduce_ex__(self, protocol):
         return (_rebuild, (self.array.copy(), self.dtype.name, self.requires_grad))
 
+    def _rebind(self, view: np.ndarray) -> None:
+        """Move this (concrete, float32) tensor's storage into ``view``, a slice of an optimizer's
+        flat parameter buffer: a leaf tensor an optimizer updates, as a Parameter."""
+        view[...] = self.array
+        self._node = constant(view, self._node.dtype)
+
 
 def _rebuild(array: np.ndarray, dtype_name: str, requires_grad: bool) -> Tensor:
     t = Tensor(_constant_of(array, dtypes.as_dtype(dtype_name)))

@@ -1,5 +1,5 @@
 """PyTorch-style neural network modules that graphnn traces into static graphs."""
-from graphnn.nn import functional, init
+from graphnn.nn import functional, init, utils
 from graphnn.nn.activation import ELU, GELU, Hardtanh, LeakyReLU, LogSoftmax, ReLU, Sigmoid, SiLU, Softmax, Softplus, Tanh
 from graphnn.nn.container import ModuleDict, ModuleList, Sequential
 from graphnn.nn.conv import AvgPool2d, Conv2d, MaxPool2d
@@ -8,7 +8,7 @@ from graphnn.nn.loss import BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, MSELoss
 from graphnn.nn.module import Module, Parameter
 
 __all__ = [
-    "functional", "init", "Module", "Parameter", "Sequential", "ModuleList", "ModuleDict", "Identity", "Flatten",
+    "functional", "init", "utils", "Module", "Parameter", "Sequential", "ModuleList", "ModuleDict", "Identity", "Flatten",
     "Linear", "Conv2d", "MaxPool2d", "AvgPool2d", "Dropout", "BatchNorm1d", "BatchNorm2d", "ReLU", "Tanh", "Sigmoid", "SiLU", "Hardtanh", "LeakyReLU", "ELU", "GELU",
     "Softplus", "Softmax", "LogSoftmax", "MSELoss", "L1Loss", "CrossEntropyLoss", "NLLLoss", "BCEWithLogitsLoss",
 ]

@@ -144,7 +144,11 @@ class Optimizer:
         group["params"] = [params] if hasattr(params, "_rebind") else list(params)
         for p in group["params"]:
             if not hasattr(p, "_rebind"):
-                raise TypeError(f"optimizer can only optimize Parameters, got {type(p).__name__}")
+                raise TypeError(f"optimizer can only optimize Tensors, but one of the params is {type(p).__name__}")
+            if not p.is_leaf:
+                raise ValueError("can't optimize a non-leaf Tensor")
+            if p.dtype.name != "float32":
+                raise TypeError(f"graphnn optimizes float32 tensors, got one of {p.dtype}")
         seen = {id(p) for g in self.param_groups for p in g["params"]}
         if any(id(p) in seen for p in group["params"]):
             raise ValueError("some parameters appear in more than one parameter group")

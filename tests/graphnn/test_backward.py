@@ -187,3 +187,36 @@ def test_a_repeated_loop_compiles_once():
     compiled = len(lazy._runs)
     loop(gn, model, opt, steps=3)
     assert len(lazy._runs) == compiled
+
+
+def test_the_books_loop_with_an_optimizer_over_a_leaf_tensor():
+    """The same chapter, with ``optimizer = optim.SGD([params], lr=learning_rate)``."""
+    results = []
+    for lib in (gn, torch):
+        t_c = lib.tensor([0.5, 14.0, 15.0, 28.0, 11.0, 8.0, 3.0, -4.0, 6.0, 13.0, 21.0])
+        t_un = 0.1 * lib.tensor([35.7, 55.9, 58.2, 81.9, 56.3, 48.9, 33.9, 21.8, 48.4, 60.4, 68.4])
+        params = lib.tensor([1.0, 0.0], requires_grad=True)
+        optimizer = lib.optim.Adam([params], lr=1e-1)
+        for epoch in range(1, 201):
+            w, b = params
+            loss = ((w * t_un + b - t_c) ** 2).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        results.append((params.detach().numpy().copy(), loss.item()))
+    np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-4)
+    assert results[0][1] == pytest.approx(results[1][1], rel=1e-4)
+
+
+def test_clipping_between_backward_and_step():
+    ours, theirs = pair(mlp)
+    for lib, model in ((gn, ours), (torch, theirs)):
+        opt = lib.optim.SGD(model.parameters(), lr=0.5)
+        for _ in range(2):
+            loss = lib.nn.CrossEntropyLoss()(model(lib.tensor(X)), lib.tensor(LABELS)) * 10
+            opt.zero_grad()
+            loss.backward()
+            lib.nn.utils.clip_grad_norm_(model.parameters(), max_norm=0.5)
+            lib.nn.utils.clip_grad_value_(model.parameters(), 0.05)
+            opt.step()
+    same_state(ours, theirs, rtol=1e-4, atol=1e-5)

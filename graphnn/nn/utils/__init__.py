@@ -1,0 +1,4 @@
+"""``torch.nn.utils``: gradient clipping between ``loss.backward()`` and ``optimizer.step()``."""
+from graphnn.nn.utils.clip_grad import clip_grad_norm_, clip_grad_value_
+
+__all__ = ["clip_grad_norm_", "clip_grad_value_"]
