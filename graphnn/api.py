@@ -160,3 +160,4 @@ def _output_grads(graph) -> list:
 
 _module.eager_call = call_eagerly
 recording.runner = lazy.run_tape
+recording.stepper = lazy.run_step

@@ -13,11 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from graphnn import backends, flat
+from graphnn import backends, flat, recording
 from graphnn.autodiff import gradients
 from graphnn.evaluate import NUMPY_DTYPES
 from graphnn.executable import scalar_storage
 from graphnn.ir import Graph
+from graphnn.ops import Builder
 from graphnn.recording import Tape
 
 CACHE_LIMIT = 64
@@ -75,6 +76,7 @@ def _live(graph: Graph) -> Graph:
     for node in graph.live_nodes():
         pruned.add(node)
     pruned.outputs, pruned.updates = dict(graph.outputs), dict(graph.updates)
+    pruned.placements = dict(graph.placements)
     pruned.checks, pruned.label_checks = list(graph.checks), list(graph.label_checks)
     return pruned
 
@@ -109,3 +111,59 @@ def _input(array: np.ndarray, dtype: str) -> np.ndarray:
     """An input as the backends take it: C-contiguous, float32 (bool as 0/1) or int64."""
     target = np.int64 if dtype == "i64" else np.float32
     return np.ascontiguousarray(array, dtype=target)
+
+
+def run_step(optimizer: Any, tape: Tape, loss: Any) -> bool:
+    """A deferred ``loss.backward()`` and ``optimizer.step()`` as one compiled step (the
+    backward, the live values, and the optimizer's update of each parameter it holds that gets
+    a gradient, as ``gn.compile``'s train step fuses them). False, with nothing run, where one
+    step cannot express it: a gradient to add to an existing ``.grad``, or a parameter group
+    whose parameters' states differ."""
+    wrt = [leaf for leaf in tape.graph.params if tape.leaves[leaf.attrs["name"]].requires_grad]
+    if any(tape.leaves[leaf.attrs["name"]]._grad is not None for leaf in wrt):
+        return False
+    optimised = {id(p) for p in optimizer.params}
+    wanted = recording.alive_values(tape)
+    key = ("step", _key(tape, {"backward": loss, **wanted}), id(optimizer), optimizer.structure(),
+           optimizer.layout_version)
+    found = _runs.get(key)
+    if found is None:
+        found = _compile_step(optimizer, tape, loss, wrt, optimised, wanted)
+        if len(_runs) >= CACHE_LIMIT:
+            _runs.pop(next(iter(_runs)))
+        _runs[key] = found
+    executable, inputs, dtypes, stepped = found
+    stepped = {name: tape.leaves[name] for name in stepped}
+    hypers = optimizer.hypers(stepped)
+    if hypers is None:
+        return False
+    arrays = [_input(tape.input_values[name], dtype) for name, dtype in inputs]
+    outputs = executable.run("step", 1, arrays, {"rng.seed": tape.seed, "rng.step": 0, **hypers})
+    outputs = {name: np.asarray(value).astype(dtypes[name], copy=False) for name, value in outputs.items()}
+    optimizer.finish_step(stepped)
+    tape.graph.updates.clear()
+    recording.keep_values(tape, wanted, outputs)
+    for name, p in stepped.items():  # the gradient the step used, as p.grad after torch's step
+        p.grad = optimizer.step_grads.views[optimizer._index(p)].copy()
+    for name, value in outputs.items():  # leaves no optimizer of this step holds
+        tape.leaves[name].grad = value
+    return True
+
+
+def _compile_step(optimizer: Any, tape: Tape, loss: Any, wrt: list, optimised: set, wanted: dict) -> tuple:
+    backward, grads = gradients(tape.graph, loss, wrt)
+    by_name = {leaf.attrs["name"]: grads[leaf.id] for leaf in wrt if leaf.id in grads}
+    stepped = {name: tape.leaves[name] for name in by_name if id(tape.leaves[name]) in optimised}
+    others = {name: g for name, g in by_name.items() if name not in stepped}
+    step = backward.variant({**wanted, **others}, dict(tape.graph.updates))
+    entries = [(p, tape.graph.leaf(name), by_name[name]) for name, p in stepped.items()]
+    step.updates.update(optimizer.build_update(Builder(step), entries))
+    step.placements.update({f"grad.{name}": by_name[name] for name in stepped})
+    step = _live(step)
+    graphs = {"step": step}
+    storage = {**scalar_storage(graphs), **optimizer.flat_storage(stepped)}
+    persistent = {name: _getter(tape.leaves[name]) for name in _persistent_names(step) if name in tape.leaves}
+    persistent.update(optimizer.persistent(stepped))
+    executable = backends.get(backends.resolve("auto")).executable(graphs, storage, persistent)
+    dtypes = {name: NUMPY_DTYPES[node.dtype] for name, node in step.outputs.items()}
+    return executable, [(leaf.attrs["name"], leaf.dtype) for leaf in step.inputs], dtypes, tuple(stepped)

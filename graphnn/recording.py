@@ -108,6 +108,7 @@ class Tape(trace.Tracer):
         self.input_owners: list = []
         self.values: dict[int, np.ndarray] = {}  # node id -> value, once computed
         self.backwarded = False
+        self.retained = False
         self.alive: weakref.WeakSet = weakref.WeakSet()
         """The tensors wrapping this tape's nodes that Python still holds: backward computes their
         values in the same run, so reading one after optimizer.step() gives the value it had when
@@ -179,6 +180,7 @@ class Tape(trace.Tracer):
     # -- values ----------------------------------------------------------------------------------------
     def value(self, node: Node) -> np.ndarray:
         """The value of one of this tape's nodes (running the recorded work for it once)."""
+        materialize()
         found = self.values.get(node.id)
         if found is None:
             outputs = run(self, {"value": node})
@@ -204,8 +206,11 @@ def flush() -> None:
     """Apply the buffer updates the last tape recorded, if nothing has run it yet (a forward
     whose output was never read still moves BatchNorm's running statistics, as in PyTorch).
     Called before a new tape starts and before Python reads model buffers."""
+    if trace.active() is not None:
+        return
+    materialize()
     tape = getattr(_state, "tape", None)
-    if tape is not None and tape.graph.updates and trace.active() is None:
+    if tape is not None and tape.graph.updates:
         run(tape, {})
 
 
@@ -217,17 +222,22 @@ def run(tape: Tape, outputs: dict) -> dict:
 
 def backward(loss: Any, gradient: Any = None, retain_graph: bool | None = None) -> None:
     """``loss.backward()``: accumulate d loss / d leaf into the ``.grad`` of every leaf of
-    ``loss``'s tape that requires grad."""
+    ``loss``'s tape that requires grad.
+
+    The run is deferred while nothing needs it: when ``optimizer.step()`` comes next, the
+    backward and the update run as one compiled step (graphnn.lazy.run_step). Reading a ``.grad``,
+    a recorded value, another ``backward()`` or a new forward's buffers runs it first."""
     node = loss._node
     if not isinstance(node, Recorded) or not loss.requires_grad:
         raise RuntimeError("element 0 of tensors does not require grad and does not have a grad_fn")
     tape = node.tape
-    if tape.backwarded and not retain_graph:
+    if tape.backwarded and not tape.retained:
         raise RuntimeError("Trying to backward through the graph a second time (or directly access saved tensors "
                            "after they have already been freed). Saved intermediate values of the graph are freed "
                            "when you call .backward() or autograd.grad(). Specify retain_graph=True if you need to "
                            "backward through the graph a second time or if you need to access saved tensors after "
                            "calling backward.")
+    materialize()
     if gradient is not None:
         weight = tape.builder.leaf("input", f"x{len(tape.input_values)}", tuple(node.shape), "f32")
         tape.input_values[weight.attrs["name"]] = np.asarray(gradient.array if hasattr(gradient, "array") else gradient,
@@ -237,21 +247,63 @@ def backward(loss: Any, gradient: Any = None, retain_graph: bool | None = None) 
         node = b.reshape(b.reduce("sum", b.apply(pw.mul, node, weight), tuple(range(len(node.shape)))), ())
     elif node.shape != ():
         raise RuntimeError("grad can be implicitly created only for scalar outputs")
-    # named by their order in the tape, so the next iteration's graph prints (and caches) alike
+    tape.backwarded, tape.retained = True, bool(retain_graph)
+    _state.pending = (tape, node)
+
+
+def pending() -> tuple | None:
+    """The deferred backward (tape, loss node), if one waits."""
+    return getattr(_state, "pending", None)
+
+
+def alive_values(tape: Tape) -> dict:
+    """Output name -> node for the recorded tensors Python still holds whose values a run of
+    ``tape`` should compute too, named by their order in the tape (so the next iteration's graph
+    prints, and caches, alike)."""
     nodes = {t._node.id: t._node for t in list(tape.alive)
              if t._node.id not in tape.values and t._node.op not in ("param", "input", "buffer")}
     order = {n.id: k for k, n in enumerate(tape.graph.nodes)}
-    wanted = {f"value{k}": nodes[i] for k, i in enumerate(sorted(nodes, key=order.__getitem__))}
+    return {f"value{k}": nodes[i] for k, i in enumerate(sorted(nodes, key=order.__getitem__))}
+
+
+def keep_values(tape: Tape, wanted: dict, outputs: dict) -> None:
+    for key, node in wanted.items():
+        tape.values[node.id] = outputs.pop(key)
+
+
+def materialize() -> None:
+    """Run the deferred backward, if any: gradients added into ``.grad``, live values kept."""
+    waiting = pending()
+    if waiting is None:
+        return
+    _state.pending = None
+    tape, node = waiting
+    wanted = alive_values(tape)
     outputs = run(tape, {"backward": node, **wanted})
-    for key in wanted:
-        tape.values[wanted[key].id] = outputs.pop(key)
+    keep_values(tape, wanted, outputs)
     for name, value in outputs.items():
         leaf = tape.leaves[name]
-        if leaf.grad is None:
+        if leaf._grad is None:
             leaf.grad = value
         else:
-            leaf.grad.array[...] += value
-    tape.backwarded = not retain_graph or tape.backwarded
+            leaf._grad.array[...] += value
+
+
+stepper: Callable[[Any, Tape, Node], bool] | None = None
+"""Runs a deferred backward and an optimizer's step as one compiled step, returning False when it
+cannot (graphnn.lazy.run_step); graphnn.api sets it."""
+
+
+def fused_step(optimizer: Any) -> bool:
+    """``optimizer.step()`` right after ``loss.backward()``: both in one run, if possible."""
+    waiting = pending()
+    if waiting is None or stepper is None:
+        return False
+    tape, node = waiting
+    if not stepper(optimizer, tape, node):
+        return False
+    _state.pending = None
+    return True
 
 
 def recorded_error(what: str) -> TraceError:

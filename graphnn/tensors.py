@@ -384,10 +384,14 @@ class Tensor(InPlaceMethods, TensorMethods):
 
     @property
     def grad(self) -> "Tensor | None":
+        if recording.pending() is not None:
+            recording.materialize()  # a deferred loss.backward() fills it now
         return self._grad
 
     @grad.setter
     def grad(self, value: Any) -> None:
+        if recording.pending() is not None:
+            recording.materialize()
         self._grad = None if value is None else (value if isinstance(value, Tensor) else Tensor(_constant_of(value, self.dtype)))
 
     @property

@@ -33,7 +33,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 import sympy
 
-from graphnn import flat
+from graphnn import flat, recording
 from graphnn import pointwise as pw
 from graphnn.checkpoint import StateDictError
 from graphnn.flat import FlatBuffer, flatten_parameters
@@ -237,6 +237,8 @@ class Optimizer:
         """Apply ``p.grad`` to every parameter that has one (PyTorch's ``optimizer.step()``),
         evaluating the update with numpy in float32."""
         loss = closure() if closure is not None else None
+        if closure is None and recording.fused_step(self):
+            return None  # the deferred backward and this update ran as one compiled step
         for k, group in enumerate(self.param_groups):
             steps = self._assignments(k)
             for p in group["params"]:
