@@ -24,7 +24,7 @@ from typing import Any, Callable
 import numpy as np
 
 from graphnn import pointwise as pw
-from graphnn import random, trace
+from graphnn import guard, random, trace
 from graphnn.eager import Concrete
 from graphnn.errors import TraceError
 from graphnn.ir import Graph, Node
@@ -37,9 +37,9 @@ class Recorded(Node):
 
     tape: Any = None
     requires_grad: bool = False
+    """Whether the value depends on a leaf that requires grad (through float ops, not detach)."""
     index: int = -1
     """Its position in the tape: what the structural key of a later node names it by."""
-    """Whether the value depends on a leaf that requires grad (through float ops, not detach)."""
 
     def __repr__(self) -> str:
         return f"<Recorded {self.ref}:{self.type_str()}>"
@@ -54,20 +54,26 @@ class TapeBuilder(Builder):
 
     def emit(self, op: str, inputs, shape, dtype: str, /, **attrs) -> Node:
         inputs = [self.tape.constant(i) if isinstance(i, Concrete) else i for i in inputs]
-        grad = dtype in ("f32", "f64") and op != "detach" and any(getattr(i, "requires_grad", False) for i in inputs)
-        node = Recorded(op, tuple(inputs), tuple(int(d) for d in shape), dtype, attrs, self.path, self.module,
-                        tape=self.tape, requires_grad=grad, index=len(self.graph.nodes))
-        self.tape.signature.append((op, dtype, node.shape, tuple(i.index for i in inputs), _attrs_key(attrs)))
-        return self.graph.add(node)
+        shape = tuple(int(d) for d in shape)
+        entry = (op, dtype, shape, tuple(i.index for i in inputs), _attrs_key(attrs))
+        node = self.tape.replayed(entry)
+        if node is None:
+            grad = dtype in ("f32", "f64") and op != "detach" and any(getattr(i, "requires_grad", False) for i in inputs)
+            node = Recorded(op, tuple(inputs), shape, dtype, attrs, self.path, self.module, tape=self.tape,
+                            requires_grad=grad, index=len(self.graph.nodes))
+        return self.tape.add(entry, node)
 
-    def leaf(self, op: str, name: str, shape, dtype: str = "f32", /, **attrs) -> Node:
+    def leaf(self, op: str, name: str, shape, dtype: str = "f32", /, requires_grad: bool = False, **attrs) -> Node:
         existing = self.graph.leaf(name)
         if existing is not None:
             return existing
-        node = Recorded(op, (), tuple(int(d) for d in shape), dtype, dict(name=name, **attrs), tape=self.tape,
-                        index=len(self.graph.nodes))
-        self.tape.signature.append((op, dtype, node.shape, name))
-        return self.graph.add(node)
+        shape = tuple(int(d) for d in shape)
+        entry = (op, dtype, shape, name, requires_grad)
+        node = self.tape.replayed(entry)
+        if node is None:
+            node = Recorded(op, (), shape, dtype, dict(name=name, **attrs), tape=self.tape,
+                            requires_grad=requires_grad, index=len(self.graph.nodes))
+        return self.tape.add(entry, node)
 
     def check(self, condition, message: str) -> None:
         if not bool(condition):
@@ -85,6 +91,70 @@ def _attrs_key(attrs: dict) -> tuple:
     return tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in attrs.items())
 
 
+def _modes(module: Any) -> tuple:
+    """The train/eval flag of every module under ``module`` (the list of modules remembered until
+    a module changes: that moves graphnn.guard's version; the flags themselves are read anew)."""
+    cached = module.__dict__.get("_tape_modules")
+    if cached is None or cached[0] != guard.version:
+        cached = (guard.version, list(module.modules()))
+        object.__setattr__(module, "_tape_modules", cached)
+    return tuple(m.training for m in cached[1])
+
+
+def _as_node_tensor(tape: "Tape", value: Any) -> Any:
+    """A module call's argument as this tape's node (data becomes an input leaf up front, so a
+    replayed call finds its inputs at the same positions); other values as they are."""
+    from graphnn.tensors import Tensor, as_tensor
+
+    if isinstance(value, Tensor):
+        return as_tensor(value, tape.builder)
+    return value
+
+
+class Span:
+    """A module call recorded in a tape: the signature positions its nodes took, the leaves it
+    named, the buffers it updated and the dropout streams it drew, and its output's nodes."""
+
+    def __init__(self, key: tuple, start: int, end: int, names: list, updates: dict, streams: int, output: Any):
+        self.key, self.start, self.end = key, start, end
+        self.names, self.updates, self.streams, self.output = names, updates, streams, output
+
+    @classmethod
+    def recorded(cls, tape: "Tape", key: tuple, start: int, marks: tuple, output: Any) -> "Span":
+        params, buffers, streams, updates = marks
+        names = [("param", k, n) for k, n in list(tape.param_names.items())[params:]]
+        names += [("buffer", k, n) for k, n in list(tape.buffer_names.items())[buffers:]]
+        names = [(kind, k, n, tape.leaves[n]) for kind, k, n in names]
+        changed = {n: v for n, v in tape.graph.updates.items() if updates.get(n) is not v}
+        return cls(key, start, len(tape.signature), names, changed, tape.dropout_streams - streams, _nodes_of(output))
+
+    def replay(self, tape: "Tape") -> Any:
+        """Take the call over into ``tape`` (which follows the tape this span was recorded in)."""
+        template = tape.template
+        tape.extend(template.signature[self.start:self.end], template.graph.nodes[self.start:self.end])
+        for kind, key, name, holder in self.names:
+            (tape.param_names if kind == "param" else tape.buffer_names)[key] = name
+            tape.leaves[name] = holder
+        tape.graph.updates.update(self.updates)
+        tape.dropout_streams += self.streams
+        tape.spans[self.start] = self
+        return _tensors_of(self.output)
+
+
+def _nodes_of(output: Any) -> Any:
+    if isinstance(output, (tuple, list)):
+        return type(output)(_nodes_of(o) for o in output)
+    return output._node if hasattr(output, "_node") else output
+
+
+def _tensors_of(nodes: Any) -> Any:
+    from graphnn.tensors import Tensor
+
+    if isinstance(nodes, (tuple, list)):
+        return type(nodes)(_tensors_of(n) for n in nodes)
+    return Tensor(nodes) if isinstance(nodes, Node) else nodes
+
+
 runner: Callable[["Tape", dict], dict] | None = None
 """Runs a tape's graph for the named outputs (name -> node), applying its buffer updates the
 first time: graphnn.lazy sets it."""
@@ -93,7 +163,7 @@ first time: graphnn.lazy sets it."""
 class Tape(trace.Tracer):
     """One iteration's recorded work (see the module docstring)."""
 
-    def __init__(self) -> None:
+    def __init__(self, template: "Tape | None" = None) -> None:
         self.graph = Graph()
         self.builder = TapeBuilder(self)
         self.model = None
@@ -118,6 +188,37 @@ class Tape(trace.Tracer):
         """One entry per node (op, dtype, shape, input positions, attributes): two tapes with equal
         signatures (and the same leaf objects) record the same graph, so the compiled run of one
         serves the other (graphnn.lazy)."""
+        self.template: Tape | None = template
+        """The previous iteration's tape, followed while this one records alike: its nodes are
+        reused instead of built, and a module call it recorded is not traced again (Span)."""
+        self.adopted: set[int] = set()
+        self.spans: dict[int, Span] = {}
+
+    # -- following the previous iteration ------------------------------------------------------------
+    def replayed(self, entry: tuple) -> Node | None:
+        """The template's node at this position when it was recorded from the same entry; None
+        (and no template from here on) once this iteration records something else."""
+        template = self.template
+        if template is None:
+            return None
+        position = len(self.signature)
+        if position < len(template.signature) and template.signature[position] == entry:
+            return template.graph.nodes[position]
+        self.template = None
+        return None
+
+    def add(self, entry: tuple, node: Recorded) -> Recorded:
+        if node.tape is not self:
+            self.adopted.add(node.id)
+        self.signature.append(entry)
+        return self.graph.add(node)
+
+    def extend(self, entries: list, nodes: list) -> None:
+        """Take over a run of the template's nodes at once (a replayed module call)."""
+        self.adopted.update(n.id for n in nodes)
+        self.signature.extend(entries)
+        for node in nodes:
+            self.graph.add(node)
 
     # -- leaves ------------------------------------------------------------------------------------
     def param(self, p: Any) -> Node:
@@ -126,7 +227,7 @@ class Tape(trace.Tracer):
         if name is None:
             name = self.param_names[id(p)] = f"p{len(self.param_names)}"
             self.leaves[name] = p
-            self.builder.leaf("param", name, tuple(p.shape), "f32").requires_grad = bool(p.requires_grad)
+            self.builder.leaf("param", name, tuple(p.shape), "f32", requires_grad=bool(p.requires_grad))
         return self.graph.leaf(name)
 
     def buffer(self, array: np.ndarray) -> Node:
@@ -168,10 +269,24 @@ class Tape(trace.Tracer):
 
     # -- scopes --------------------------------------------------------------------------------------
     def forward(self, module: Any, args: tuple, kwargs: dict) -> Any:
-        """``module(*args)`` traced into this tape."""
+        """``module(*args)`` recorded into this tape: traced, or, where the previous iteration
+        made the same call (the same module unchanged, in the same modes, on the same nodes), its
+        nodes taken over without running the forward in Python."""
+        with self:
+            args = tuple(_as_node_tensor(self, a) for a in args)
+        key = ("call", id(module), guard.version, _modes(module),
+               tuple(a._node.index if hasattr(a, "_node") else a for a in args), tuple(sorted(kwargs.items())))
+        start = len(self.signature)
+        span = self.template.spans.get(start) if self.template is not None else None
+        if span is not None and span.key == key:
+            return span.replay(self)
+        self.template = None if self.template is not None and span is None else self.template
+        marks = (len(self.param_names), len(self.buffer_names), self.dropout_streams, dict(self.graph.updates))
         with self:
             with self.scope(module):
-                return module.forward(*args, **kwargs)
+                output = module.forward(*args, **kwargs)
+        self.spans[start] = Span.recorded(self, key, start, marks, output)
+        return output
 
     def scope(self, module: Any) -> trace._Scope:
         self.module_paths.setdefault(id(module), type(module).__name__)
@@ -198,8 +313,19 @@ def current() -> Tape:
     tape = getattr(_state, "tape", None)
     if tape is None or tape.backwarded or tape.values:
         flush()
-        tape = _state.tape = Tape()
+        tape = _state.tape = Tape(template=tape)
+        if tape.template is not None:
+            tape.template.template = None  # one iteration back is all a tape follows
     return tape
+
+
+def tape_of(node: Recorded) -> Tape:
+    """The tape a recorded node belongs to for a tensor made now: the current tape where it took
+    the node over from the previous iteration's, else the tape that built it."""
+    tape = getattr(_state, "tape", None)
+    if tape is not None and node.id in tape.adopted:
+        return tape
+    return node.tape
 
 
 def flush() -> None:
@@ -230,7 +356,7 @@ def backward(loss: Any, gradient: Any = None, retain_graph: bool | None = None) 
     node = loss._node
     if not isinstance(node, Recorded) or not loss.requires_grad:
         raise RuntimeError("element 0 of tensors does not require grad and does not have a grad_fn")
-    tape = node.tape
+    tape = loss._tape
     if tape.backwarded and not tape.retained:
         raise RuntimeError("Trying to backward through the graph a second time (or directly access saved tensors "
                            "after they have already been freed). Saved intermediate values of the graph are freed "
@@ -300,9 +426,10 @@ def fused_step(optimizer: Any) -> bool:
     if waiting is None or stepper is None:
         return False
     tape, node = waiting
+    _state.pending = None  # taken: reading or setting a .grad now must not run it again
     if not stepper(optimizer, tape, node):
+        _state.pending = waiting
         return False
-    _state.pending = None
     return True
 
 

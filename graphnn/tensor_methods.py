@@ -347,7 +347,7 @@ class TensorMethods(ArithmeticMethods, ReductionMethods):
 
     def _value(self, what: str) -> np.ndarray:
         node = self._node
-        if self._symbolic() and not (isinstance(node, recording.Recorded) and trace.active() is not node.tape):
+        if self._symbolic() and not (self._tape is not None and trace.active() is not self._tape):
             self._no_value(what)
         return self.array
 

@@ -82,9 +82,9 @@ def _builder(*values: Any) -> Builder:
     grad = None
     for v in values:
         if isinstance(v, Tensor):
-            node = v.__dict__.get("_node")
-            if isinstance(node, Recorded) and not node.tape.backwarded:
-                return node.tape.builder
+            tape = v.__dict__.get("_tape")
+            if tape is not None and not tape.backwarded:
+                return tape.builder
             if v._requires_grad:
                 grad = True if grad is None else grad
     if grad and is_grad_enabled():
@@ -109,9 +109,9 @@ def as_tensor(value: Any, builder: Builder | None = None) -> "Tensor":
         owner = getattr(b, "tape", None) or trace.current()
         if isinstance(value, Parameter):
             return Tensor(owner.param(value))
-        node = value.__dict__.get("_node")
-        if isinstance(node, Recorded) and node.tape is not owner:  # an earlier iteration's: its value
-            return Tensor(owner.concrete(Tensor(constant(value.array, node.dtype))))
+        tape = value.__dict__.get("_tape")
+        if tape is not None and tape is not owner:  # an earlier iteration's: its value
+            return Tensor(owner.concrete(Tensor(constant(value.array, value._node.dtype))))
         if value._symbolic():
             return value
         return Tensor(owner.concrete(value))
@@ -323,6 +323,7 @@ class Tensor(InPlaceMethods, TensorMethods):
 
     __array_priority__ = 1000  # numpy defers to our operators: ``array + tensor`` is a Tensor
     __hash__ = object.__hash__
+    _tape = None  # the tape of a recorded tensor (graphnn.recording)
 
     def __init__(self, *data: Any, requires_grad: bool = False) -> None:
         if len(data) == 1 and isinstance(data[0], Node):
@@ -340,7 +341,8 @@ class Tensor(InPlaceMethods, TensorMethods):
         self._grad = None
         self.grad_fn = None
         if isinstance(node, Recorded):
-            node.tape.alive.add(self)
+            self._tape = recording.tape_of(node)
+            self._tape.alive.add(self)
             if node.requires_grad:  # a leaf's node wrapped anew (a no-op view of it) is an alias of it
                 self._requires_grad = True
                 self.grad_fn = GradFn(_RECORDED_GRADS.get(node.op, "AliasBackward0"))
@@ -360,8 +362,8 @@ class Tensor(InPlaceMethods, TensorMethods):
         node = self._node
         if isinstance(node, Concrete):
             return node.value
-        if isinstance(node, Recorded) and trace.active() is not node.tape:
-            return node.tape.value(node)  # recorded: computed now
+        if isinstance(node, Recorded) and trace.active() is not self._tape:
+            return self._tape.value(node)  # recorded: computed now
         self._no_value("reading values")
 
     @property
@@ -403,7 +405,7 @@ class Tensor(InPlaceMethods, TensorMethods):
         return dtypes.of_ir(self._node.dtype)
 
     def __repr__(self) -> str:
-        if self._symbolic() and not (isinstance(self._node, Recorded) and trace.active() is not self._node.tape):
+        if self._symbolic() and not (self._tape is not None and trace.active() is not self._tape):
             path = f", path={self._node.path!r}" if self._node.path else ""
             return f"Tensor({self._node.ref}:{self._node.type_str()}{path})"
         from graphnn.printing import tensor_repr

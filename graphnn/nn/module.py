@@ -119,10 +119,10 @@ class Module:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         tracer = trace.active()
         if tracer is None:
+            if _records(self, args, kwargs):
+                return _tape_of(args, kwargs).forward(self, args, kwargs)  # into this iteration's tape
             if not self._parameters and not self._buffers and not self._modules and _all_tensors(args, kwargs):
                 return self.forward(*args, **kwargs)  # a loss or an activation: evaluated op by op
-            if _records(self, args, kwargs):
-                return recording.current().forward(self, args, kwargs)  # traced into this iteration's tape
             recording.flush()  # the program reads the buffers recorded work may still update
             return eager_call(self, args, kwargs)
         with tracer.scope(self):
@@ -371,7 +371,23 @@ def _records(module: "Module", args: tuple, kwargs: dict) -> bool:
         return False
     if any(isinstance(v, Tensor) and v.requires_grad for v in list(args) + list(kwargs.values())):
         return True
-    return any(isinstance(v, Tensor) for v in args) and any(p.requires_grad for p in module.parameters())
+    if not any(isinstance(v, Tensor) for v in args):
+        return False
+    cached = module.__dict__.get("_trains")  # remembered until a module changes (requires_grad moves the version)
+    if cached is None or cached[0] != guard.version:
+        cached = (guard.version, any(p.requires_grad for p in module.parameters()))
+        object.__setattr__(module, "_trains", cached)
+    return cached[1]
+
+
+def _tape_of(args: tuple, kwargs: dict) -> "recording.Tape":
+    """The tape a call records into: its recorded arguments' (a loss on a model's output), else the
+    current one."""
+    for value in list(args) + list(kwargs.values()):
+        tape = getattr(value, "_tape", None)
+        if tape is not None and not tape.backwarded:
+            return tape
+    return recording.current()
 
 
 def float64_dtype():
