@@ -10,11 +10,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from graphnn import backends, guard, lazy, recording
+from graphnn import backends, lazy, recording
 from graphnn.autodiff import with_gradients
 from graphnn.backends import cache_dir
 from graphnn.capture import graph_dtype, input_names, trace
-from graphnn.eager import GradFn, constant, is_grad_enabled
+from graphnn.eager import constant
 from graphnn.errors import ShapeError
 from graphnn.nn import module as _module
 from graphnn.program import InferenceProgram, TrainProgram
@@ -57,8 +57,8 @@ def compile(model: Any, loss_fn: Any = None, optimizer: Any = None, *, backend: 
 
 def call_eagerly(module: Any, args: Sequence, kwargs: dict):
     """``module(array, ...)`` outside tracing: run it through a cached inference program (one
-    native call). On arrays it returns arrays; on tensors, tensors (requiring grad, as PyTorch's
-    would, while grad mode is on and a parameter or input does). An input the model cannot read
+    native call). On arrays it returns arrays; on tensors, tensors (a call that PyTorch would
+    record for backward is recorded instead: graphnn.recording). An input the model cannot read
     with a leading batch axis (one unbatched sample, ``linear(torch.ones(1))``) runs through a
     program traced for its exact shape."""
     if kwargs:
@@ -80,21 +80,9 @@ def call_eagerly(module: Any, args: Sequence, kwargs: dict):
             module.__dict__.setdefault("_eager_unbatched", set()).add(_signature(arrays))
     else:
         outputs = program(*arrays)
-    grad = is_grad_enabled() and (_trains(module) or any(isinstance(a, Tensor) and a.requires_grad for a in args))
     results = outputs if isinstance(outputs, tuple) else (outputs,)
-    names = _grad_names(program) if grad else [None] * len(results)
-    tensors = tuple(_result(array, name) for array, name in zip(results, names))
+    tensors = tuple(Tensor(constant(array, "i64" if array.dtype.kind in "iu" else "f32")) for array in results)
     return tensors if isinstance(outputs, tuple) else tensors[0]
-
-
-def _trains(module: Any) -> bool:
-    """Whether any parameter of ``module`` requires grad (remembered until a module changes:
-    flipping requires_grad moves graphnn.guard's version)."""
-    cached = module.__dict__.get("_eager_trains")
-    if cached is None or cached[0] != guard.version:
-        cached = (guard.version, any(p.requires_grad for p in module.parameters()))
-        object.__setattr__(module, "_eager_trains", cached)
-    return cached[1]
 
 
 def _program(module: Any, attribute: str, static: bool) -> InferenceProgram:
@@ -112,50 +100,6 @@ def _signature(arrays: Sequence) -> tuple:
 def _unbatched(module: Any, arrays: Sequence) -> bool:
     known = module.__dict__.get("_eager_unbatched")
     return known is not None and _signature(arrays) in known
-
-
-def _result(array: np.ndarray, grad: str | None) -> Tensor:
-    t = Tensor(constant(array, "i64" if array.dtype.kind in "iu" else "f32"))
-    if grad is not None:
-        t._requires_grad, t.grad_fn = True, GradFn(grad)
-    return t
-
-
-_MODULE_GRADS = {
-    "ReLU": "ReluBackward0", "Tanh": "TanhBackward0", "Sigmoid": "SigmoidBackward0", "SiLU": "SiluBackward0",
-    "GELU": "GeluBackward0", "ELU": "EluBackward0", "LeakyReLU": "LeakyReluBackward0", "Hardtanh": "HardtanhBackward0",
-    "Softplus": "SoftplusBackward0", "Softmax": "SoftmaxBackward0", "LogSoftmax": "LogSoftmaxBackward0",
-    "Conv2d": "ConvolutionBackward0", "MaxPool2d": "MaxPool2DWithIndicesBackward0", "AvgPool2d": "AvgPool2DBackward0",
-    "BatchNorm1d": "NativeBatchNormBackward0", "BatchNorm2d": "NativeBatchNormBackward0", "Flatten": "ViewBackward0",
-    "Dropout": "MulBackward0",
-}
-_OP_GRADS = {"reshape": "ViewBackward0", "permute": "PermuteBackward0", "matmul": "MmBackward0",
-             "expand": "ExpandBackward0", "reduce": "SumBackward1"}
-
-
-def _grad_names(program: InferenceProgram) -> list:
-    """PyTorch's grad_fn name for each output: the op (or layer) that computed it (in the graph
-    traced last, which is the one just run but for a program called with several signatures)."""
-    graphs = next(reversed(program.graphs.values()))
-    names = program.__dict__.get("_grad_names", {}).get(id(graphs))
-    if names is None:
-        names = program.__dict__.setdefault("_grad_names", {})[id(graphs)] = _output_grads(graphs["forward"])
-    return names
-
-
-def _output_grads(graph) -> list:
-    names = []
-    for node in graph.outputs.values():
-        if node.module == "Linear":
-            name = {"pointwise": "AddmmBackward0", "matmul": "MmBackward0"}.get(node.op, "ViewBackward0")
-        elif node.module in _MODULE_GRADS:
-            name = _MODULE_GRADS[node.module]
-        elif node.op == "pointwise":
-            name = node.attrs["name"].title().replace("_", "") + "Backward0"
-        else:
-            name = _OP_GRADS.get(node.op, "ViewBackward0")
-        names.append(name)
-    return names
 
 
 _module.eager_call = call_eagerly

@@ -23,6 +23,9 @@ from graphnn.recording import Tape
 
 CACHE_LIMIT = 64
 
+_seen: dict[tuple, int] = {}
+"""How often each structure was asked for before it was compiled."""
+
 
 _runs: dict[tuple, tuple] = {}
 """A tape's structural key -> (executable, the input leaves' names in the order it takes them):
@@ -48,10 +51,17 @@ def run_tape(tape: Tape, requested: dict) -> dict:
         graph = backward.variant({**values, **{names[i]: g for i, g in grads.items()}}, updates)
     else:
         graph = tape.graph.variant(dict(requested), updates)
-    executable, inputs, dtypes = _compile(_live(graph), tape)
-    if len(_runs) >= CACHE_LIMIT:
-        _runs.pop(next(iter(_runs)))
-    _runs[key] = (executable, inputs, dtypes)
+    if len(_seen) >= 16 * CACHE_LIMIT:
+        _seen.clear()
+    seen = _seen[key] = _seen.get(key, 0) + 1
+    # the first time a structure is seen it runs in the numpy reference (printing a value, a
+    # one-off computation: no compile); the second time it is compiled for the backend
+    backend = backends.resolve("auto") if seen > 1 else "numpy"
+    executable, inputs, dtypes = _compile(_live(graph), tape, backend)
+    if backend != "numpy" or backends.resolve("auto") == "numpy":
+        if len(_runs) >= CACHE_LIMIT:
+            _runs.pop(next(iter(_runs)))
+        _runs[key] = (executable, inputs, dtypes)
     outputs = _execute(executable, tape, inputs, dtypes)
     tape.graph.updates.clear()  # applied once: later runs of this tape read the buffers they wrote
     return outputs
@@ -81,12 +91,12 @@ def _live(graph: Graph) -> Graph:
     return pruned
 
 
-def _compile(graph: Graph, tape: Tape) -> tuple:
+def _compile(graph: Graph, tape: Tape, backend: str) -> tuple:
     """(executable, input names, output dtypes) of a pruned graph; the executable's persistent
     arrays are read from the leaf objects of ``tape`` (the key holds their identities)."""
     persistent = {name: _getter(tape.leaves[name]) for name in _persistent_names(graph)}
     graphs = {"recorded": graph}
-    executable = backends.get(backends.resolve("auto")).executable(graphs, scalar_storage(graphs), persistent)
+    executable = backends.get(backend).executable(graphs, scalar_storage(graphs), persistent)
     dtypes = {name: NUMPY_DTYPES[node.dtype] for name, node in graph.outputs.items()}
     return executable, [(leaf.attrs["name"], leaf.dtype) for leaf in graph.inputs], dtypes
 

@@ -7,8 +7,9 @@ batch symbol ``B``), plus its PyTorch name. Its derivative with respect to each 
 symbol ``y``, and a test checks it equals ``sympy.diff``. Kinks follow PyTorch, pinned by writing
 the definitions as Piecewise expressions whose branches give PyTorch's one-sided derivatives.
 
-Every backend prints these expressions; nothing else defines pointwise math. This module imports
-nothing of graphnn's.
+Every backend prints these expressions; nothing else defines pointwise math. The parametrised
+ones (``scalar_op(name, value)``, ``clamp(lo, hi)``...) are built once per argument: traces and
+recorded training loops ask for them again and again. This module imports nothing of graphnn's.
 """
 from __future__ import annotations
 
@@ -91,12 +92,12 @@ floor_divide = fn("floor_divide", sympy.floor(x0 / x1))
 remainder = fn("remainder", sympy.Mod(x0, x1))
 
 
-@functools.lru_cache(maxsize=4096)  # built once per argument: traces and tapes ask again and again
+@functools.lru_cache(maxsize=4096)
 def pow_(exponent: float) -> PointwiseFn:
     return fn("pow", x0 ** _f(exponent))
 
 
-@functools.lru_cache(maxsize=4096)  # built once per argument: traces and tapes ask again and again
+@functools.lru_cache(maxsize=4096)
 def scalar_op(name: str, value: float, reverse: bool = False) -> PointwiseFn:
     """``x op c`` (or ``c op x`` when reverse) with a Python number folded into the expression."""
     c = _f(value)
@@ -105,7 +106,7 @@ def scalar_op(name: str, value: float, reverse: bool = False) -> PointwiseFn:
     return fn(name, expr, nargs=1)
 
 
-@functools.lru_cache(maxsize=4096)  # built once per argument: traces and tapes ask again and again
+@functools.lru_cache(maxsize=4096)
 def scale(factor) -> PointwiseFn:
     """x * factor, where factor may be an expression of B (1/B for a mean over the batch)."""
     return fn("mul", x0 * sympy.sympify(factor), nargs=1)
@@ -139,7 +140,7 @@ sigmoid = fn("sigmoid", 1 / (1 + sympy.exp(-x0)), x0=Y * (1 - Y))
 silu = fn("silu", x0 / (1 + sympy.exp(-x0)))
 
 
-@functools.lru_cache(maxsize=4096)  # built once per argument: traces and tapes ask again and again
+@functools.lru_cache(maxsize=4096)
 def hardtanh(min_val: float = -1.0, max_val: float = 1.0) -> PointwiseFn:
     lo, hi = _f(min_val), _f(max_val)
     # NaN stays NaN; the derivative is 1 strictly inside the bounds, 0 at and beyond them and at
@@ -148,25 +149,25 @@ def hardtanh(min_val: float = -1.0, max_val: float = 1.0) -> PointwiseFn:
               x0=sympy.Piecewise((1, (x0 > lo) & (x0 < hi)), (0, True)))
 
 
-@functools.lru_cache(maxsize=4096)  # built once per argument: traces and tapes ask again and again
+@functools.lru_cache(maxsize=4096)
 def leaky_relu(negative_slope: float = 0.01) -> PointwiseFn:
     return fn("leaky_relu", sympy.Piecewise((x0, x0 > 0), (_f(negative_slope) * x0, True)))
 
 
-@functools.lru_cache(maxsize=4096)  # built once per argument: traces and tapes ask again and again
+@functools.lru_cache(maxsize=4096)
 def elu(alpha: float = 1.0) -> PointwiseFn:
     # elu'(0) = alpha: the x <= 0 branch owns zero; NaN takes the exponential branch, so its
     # derivative there is NaN, as PyTorch's vectorised backward gives
     return fn("elu", sympy.Piecewise((x0, x0 > 0), (_f(alpha) * expm1(x0), True)))
 
 
-@functools.lru_cache(maxsize=4096)  # built once per argument: traces and tapes ask again and again
+@functools.lru_cache(maxsize=4096)
 def softplus(beta: float = 1.0, threshold: float = 20.0) -> PointwiseFn:
     b = _f(beta)
     return fn("softplus", sympy.Piecewise((x0, b * x0 > _f(threshold)), (log1p(sympy.exp(b * x0)) / b, True)))
 
 
-@functools.lru_cache(maxsize=4096)  # built once per argument: traces and tapes ask again and again
+@functools.lru_cache(maxsize=4096)
 def gelu(approximate: str = "none") -> PointwiseFn:
     if approximate == "none":
         return fn("gelu", x0 * (1 + sympy.erf(x0 / sympy.sqrt(2))) / 2)
@@ -176,7 +177,7 @@ def gelu(approximate: str = "none") -> PointwiseFn:
     raise ValueError(f"GELU approximate must be 'none' or 'tanh', got {approximate!r}")
 
 
-@functools.lru_cache(maxsize=4096)  # built once per argument: traces and tapes ask again and again
+@functools.lru_cache(maxsize=4096)
 def clamp(min_val: float | None = None, max_val: float | None = None) -> PointwiseFn:
     """x limited to [min_val, max_val]; NaN stays NaN. The gradient passes at the bounds and is
     0 outside them and at NaN (PyTorch's choice: its backward tests ``min <= x <= max``)."""
@@ -191,7 +192,7 @@ def clamp(min_val: float | None = None, max_val: float | None = None) -> Pointwi
               x0=sympy.Piecewise((1, inside), (0, True)))
 
 
-@functools.lru_cache(maxsize=4096)  # built once per argument: traces and tapes ask again and again
+@functools.lru_cache(maxsize=4096)
 def dropout(p: float) -> PointwiseFn:
     """x0 is the input, x1 a uniform [0, 1) draw: keep with probability 1 - p, scaled by 1/(1-p).
     The input is multiplied by the mask, as in PyTorch, so a dropped NaN or infinity gives NaN."""
@@ -234,7 +235,7 @@ where = fn("where", sympy.Piecewise((x1, sympy.Ne(x0, 0)), (X[2], True)), nargs=
 cast = fn("cast", x0)
 
 
-@functools.lru_cache(maxsize=4096)  # built once per argument: traces and tapes ask again and again
+@functools.lru_cache(maxsize=4096)
 def pick_label(ignore_index: int) -> PointwiseFn:
     """x0 where the label x1 equals the class x2 (and is not ``ignore_index``), else 0: the
     log-probability NLL reads, selected rather than multiplied by a mask."""
@@ -242,7 +243,7 @@ def pick_label(ignore_index: int) -> PointwiseFn:
     return fn("pick_label", sympy.Piecewise((x0, chosen), (0, True)), nargs=3)
 
 
-@functools.lru_cache(maxsize=4096)  # built once per argument: traces and tapes ask again and again
+@functools.lru_cache(maxsize=4096)
 def scalar_ne(value: float) -> PointwiseFn:
     """1 where x0 differs from a constant (labels that are not ``ignore_index``), else 0."""
     return fn("ne", sympy.Piecewise((0, sympy.Eq(x0, _f(value))), (1, True)), nargs=1)

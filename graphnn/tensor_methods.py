@@ -346,7 +346,6 @@ class TensorMethods(ArithmeticMethods, ReductionMethods):
         )
 
     def _value(self, what: str) -> np.ndarray:
-        node = self._node
         if self._symbolic() and not (self._tape is not None and trace.active() is not self._tape):
             self._no_value(what)
         return self.array

@@ -35,3 +35,10 @@ def test_eager_call_benchmark_times_every_contender():
     row = eager_call.measure(batch=2, rounds=1, calls=3)
     assert set(row) == {"compiled(array)", "model(tensor)", "no_grad model(tensor)", "torch no_grad"}
     assert all(t > 0 for t in row.values())
+
+
+def test_loop_benchmark_times_the_literal_loop_and_the_compiled_step():
+    import loop
+
+    row = loop.measure("thermometer", rounds=1, iterations=3)
+    assert set(row) == {"graphnn loop", "torch loop", "graphnn step"} and all(t > 0 for t in row.values())

@@ -220,3 +220,41 @@ def test_clipping_between_backward_and_step():
             lib.nn.utils.clip_grad_value_(model.parameters(), 0.05)
             opt.step()
     same_state(ours, theirs, rtol=1e-4, atol=1e-5)
+
+
+def test_the_loop_on_every_backend(backend, monkeypatch):
+    """The same loop with GRAPHNN_BACKEND naming each backend (Triton in its interpreter here)."""
+    monkeypatch.setenv("GRAPHNN_BACKEND", backend)
+    ours, theirs = pair(lambda m: m.Sequential(m.Linear(5, 4), m.BatchNorm1d(4), m.Tanh(), m.Linear(4, 3)))
+    a = loop(gn, ours, gn.optim.SGD(ours.parameters(), lr=0.1, momentum=0.9), steps=3)
+    b = loop(torch, theirs, torch.optim.SGD(theirs.parameters(), lr=0.1, momentum=0.9), steps=3)
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    same_state(ours, theirs, rtol=1e-4, atol=1e-5)
+
+
+def test_an_iteration_after_the_first_is_one_native_call(monkeypatch):
+    """forward, loss, backward, the update and ``loss.item()``: one call per iteration once the
+    pattern is known; a gradient read between backward and step runs the backward on its own
+    (the step then updates from ``.grad`` as torch's does)."""
+    from graphnn import executable
+
+    calls = []
+    original = executable.CompiledExecutable.run
+    monkeypatch.setattr(executable.CompiledExecutable, "run",
+                        lambda self, *a, **k: calls.append(a[0]) or original(self, *a, **k))
+    monkeypatch.setenv("GRAPHNN_BACKEND", "c")
+    model = mlp(nn)
+    opt = gn.optim.Adam(model.parameters(), lr=0.01)
+    loop(gn, model, opt, steps=2)
+    calls.clear()
+    loop(gn, model, opt, steps=3)
+    assert calls == ["step"] * 3
+    x, y = gn.tensor(X[:8]), gn.tensor(LABELS[:8])
+    for _ in range(2):  # the first time, a backward alone runs in the numpy reference (no compile)
+        calls.clear()
+        loss = nn.CrossEntropyLoss()(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        norm = sum((p.grad ** 2).sum() for p in model.parameters())  # a gradient read before the step
+        opt.step()
+    assert norm.item() > 0 and calls == ["recorded"]
