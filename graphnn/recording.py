@@ -104,10 +104,8 @@ def _modes(module: Any) -> tuple:
 def _as_node_tensor(tape: "Tape", value: Any) -> Any:
     """A module call's argument as this tape's node (data becomes an input leaf up front, so a
     replayed call finds its inputs at the same positions); other values as they are."""
-    from graphnn.tensors import Tensor, as_tensor
-
-    if isinstance(value, Tensor):
-        return as_tensor(value, tape.builder)
+    if isinstance(value, T.Tensor):
+        return T.as_tensor(value, tape.builder)
     return value
 
 
@@ -148,12 +146,13 @@ def _nodes_of(output: Any) -> Any:
 
 
 def _tensors_of(nodes: Any) -> Any:
-    from graphnn.tensors import Tensor
-
     if isinstance(nodes, (tuple, list)):
         return type(nodes)(_tensors_of(n) for n in nodes)
-    return Tensor(nodes) if isinstance(nodes, Node) else nodes
+    return T.Tensor(nodes) if isinstance(nodes, Node) else nodes
 
+
+T: Any = None
+"""graphnn.tensors, which imports this module and sets this when it is loaded."""
 
 runner: Callable[["Tape", dict], dict] | None = None
 """Runs a tape's graph for the named outputs (name -> node), applying its buffer updates the

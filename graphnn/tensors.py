@@ -524,5 +524,5 @@ class Parameter(Tensor):
 
 
 # the methods reach Tensor and the helpers here (they cannot import this module, which imports them)
-for _module in (tensor_methods, tensor_math, tensor_reductions, indexing):
+for _module in (tensor_methods, tensor_math, tensor_reductions, indexing, recording):
     _module.T = sys.modules[__name__]
