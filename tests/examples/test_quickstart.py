@@ -7,40 +7,25 @@ epoch and the final prediction must agree to float32 rounding.
 """
 from __future__ import annotations
 
-import contextlib
-import io
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "quickstart.py"
+from tests.examples.scripts import EXAMPLES, as_torch, run_script
+
+SCRIPT = EXAMPLES / "quickstart.py"
 
 MODEL = "model = NeuralNetwork().to(device)\nprint(model)\n"
 
 
-def as_torch(source: str) -> str:
-    """The same script on torch: torch's imports and the recorded initial weights."""
-    for ours, theirs in (("import graphnn as torch", "import torch"), ("from graphnn import nn", "from torch import nn"),
-                         ("from graphnn.utils.data import", "from torch.utils.data import")):
-        assert ours in source
-        source = source.replace(ours, theirs)
-    assert MODEL in source
-    return source.replace(MODEL, MODEL + "model.load_state_dict({k: torch.tensor(v) for k, v in INITIAL.items()})\n", 1)
+IMPORTS = (("import graphnn as torch", "import torch"), ("from graphnn import nn", "from torch import nn"),
+           ("from graphnn.utils.data import", "from torch.utils.data import"))
 
 
 def run(source: str, tmp_path: Path, namespace: dict) -> str:
-    out = io.StringIO()
-    argv = sys.argv
-    sys.argv = [str(SCRIPT), "--epochs", "3", "--model-path", str(tmp_path / "model.pth")]
-    try:
-        with contextlib.redirect_stdout(out):
-            exec(compile(source, str(SCRIPT), "exec"), namespace)
-    finally:
-        sys.argv = argv
-    return out.getvalue()
+    return run_script(SCRIPT, source, ["--epochs", "3", "--model-path", str(tmp_path / "model.pth")], namespace)
 
 
 def numbers(text: str, pattern: str) -> list[float]:
@@ -52,8 +37,9 @@ def test_quickstart_matches_torch(tmp_path):
     source = SCRIPT.read_text()
     initial: dict = {}
     recorded = source.replace(MODEL, MODEL + "INITIAL.update({k: v.numpy().copy() for k, v in model.state_dict().items()})\n", 1)
-    ours = run(recorded, tmp_path, {"__name__": "__main__", "INITIAL": initial})
-    theirs = run(as_torch(source), tmp_path, {"__name__": "__main__", "INITIAL": initial})
+    ours = run(recorded, tmp_path, {"INITIAL": initial})
+    loads = MODEL + "model.load_state_dict({k: torch.tensor(v) for k, v in INITIAL.items()})\n"
+    theirs = run(as_torch(source, IMPORTS).replace(MODEL, loads, 1), tmp_path, {"INITIAL": initial})
 
     assert "Shape of X [N, C, H, W]: torch.Size([64, 1, 8, 8])" in ours
     assert "Shape of y: torch.Size([64]) torch.int64" in ours

@@ -3,25 +3,17 @@ the book's final parameters and torch's numbers (the chapter-6 network from the 
 weights in both libraries)."""
 from __future__ import annotations
 
-import contextlib
-import io
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "thermometer_loop.py"
+from tests.examples.scripts import EXAMPLES, as_torch, run_script
+
+SCRIPT = EXAMPLES / "thermometer_loop.py"
 MODEL = "optimizer = optim.SGD(seq_model.parameters(), lr=1e-3)\n"
 IMPORTS = (("import graphnn as torch", "import torch"), ("import graphnn.nn as nn", "import torch.nn as nn"),
            ("import graphnn.optim as optim", "import torch.optim as optim"))
-
-
-def run(source: str, namespace: dict) -> str:
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        exec(compile(source, str(SCRIPT), "exec"), namespace)
-    return out.getvalue()
 
 
 @pytest.mark.filterwarnings("ignore:Converting a tensor with requires_grad")  # torch on float(loss)
@@ -29,14 +21,10 @@ def test_the_books_loops_match_the_book_and_torch():
     source = SCRIPT.read_text()
     assert MODEL in source
     initial: dict = {}
-    ours = run(source.replace(MODEL, "INITIAL.update({k: v.numpy().copy() for k, v in seq_model.state_dict().items()})\n"
-                              + MODEL), {"__name__": "__main__", "INITIAL": initial})
-    theirs_source = source
-    for a, b in IMPORTS:
-        assert a in theirs_source
-        theirs_source = theirs_source.replace(a, b)
-    theirs = run(theirs_source.replace(MODEL, "seq_model.load_state_dict({k: torch.tensor(v) for k, v in INITIAL.items()})\n"
-                                       + MODEL), {"__name__": "__main__", "INITIAL": initial})
+    records = "INITIAL.update({k: v.numpy().copy() for k, v in seq_model.state_dict().items()})\n" + MODEL
+    ours = run_script(SCRIPT, source.replace(MODEL, records), [], {"INITIAL": initial})
+    loads = "seq_model.load_state_dict({k: torch.tensor(v) for k, v in INITIAL.items()})\n" + MODEL
+    theirs = run_script(SCRIPT, as_torch(source, IMPORTS).replace(MODEL, loads), [], {"INITIAL": initial})
     assert "tensor([  5.3671, -17.3012], requires_grad=True)" in ours  # the book's chapter-5 result
     numbers = [np.array(re.findall(r"-?\d+\.\d+", text), float) for text in (ours, theirs)]
     assert numbers[0].shape == numbers[1].shape
