@@ -69,32 +69,6 @@ def test_the_five_steps_train_as_torch(name, kwargs):
         np.testing.assert_allclose(np.asarray(p.grad), q.grad.numpy(), rtol=2e-5, atol=1e-6)
 
 
-def test_the_books_chapter_4_loop_on_a_leaf_tensor():
-    """Deep Learning with PyTorch, chapter 5: params = torch.tensor([1.0, 0.0], requires_grad=True)."""
-    t_c = gn.tensor([0.5, 14.0, 15.0, 28.0, 11.0, 8.0, 3.0, -4.0, 6.0, 13.0, 21.0])
-    t_u = gn.tensor([35.7, 55.9, 58.2, 81.9, 56.3, 48.9, 33.9, 21.8, 48.4, 60.4, 68.4])
-    t_un = 0.1 * t_u
-
-    def model(t_u, w, b):
-        return w * t_u + b
-
-    def loss_fn(t_p, t_c):
-        squared_diffs = (t_p - t_c) ** 2
-        return squared_diffs.mean()
-
-    params = gn.tensor([1.0, 0.0], requires_grad=True)
-    for epoch in range(1, 5001):
-        if params.grad is not None:
-            params.grad.zero_()
-        t_p = model(t_un, *params)
-        loss = loss_fn(t_p, t_c)
-        loss.backward()
-        with gn.no_grad():
-            params -= 1e-2 * params.grad
-    assert repr(params) == "tensor([  5.3671, -17.3012], requires_grad=True)"
-    assert float(loss) == pytest.approx(2.927647, abs=1e-5)
-
-
 def test_gradients_accumulate_over_two_backward_calls():
     ours, theirs = pair(mlp)
     for lib, model in ((gn, ours), (torch, theirs)):
