@@ -55,6 +55,9 @@ OPTIMIZERS = [
     ("AdamW", {"lr": 0.01, "weight_decay": 0.1}),
     ("RMSprop", {"lr": 0.01, "momentum": 0.5}),
     ("Adagrad", {"lr": 0.1}),
+    ("Adadelta", {"lr": 1.0}),
+    ("Adamax", {"lr": 0.01}),
+    ("NAdam", {"lr": 0.01}),
 ]
 
 
@@ -102,6 +105,20 @@ def test_a_frozen_layer_gets_no_gradient_and_does_not_move():
     b = loop(torch, theirs, torch.optim.SGD(theirs.parameters(), lr=0.1, momentum=0.9))
     np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-6)
     assert ours[0].weight.grad is None and theirs[0].weight.grad is None
+    same_state(ours, theirs)
+
+
+def test_freezing_a_layer_mid_training_compiles_anew():
+    ours, theirs = pair(mlp)
+    results = []
+    for lib, model in ((gn, ours), (torch, theirs)):
+        opt = lib.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        losses = loop(lib, model, opt, steps=3)
+        model[2].requires_grad_(False)
+        model[2].weight.grad = model[2].bias.grad = None
+        losses += loop(lib, model, opt, steps=3)
+        results.append(losses)
+    np.testing.assert_allclose(results[0], results[1], rtol=2e-5, atol=1e-6)
     same_state(ours, theirs)
 
 
