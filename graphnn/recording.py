@@ -113,18 +113,23 @@ class Span:
     """A module call recorded in a tape: the signature positions its nodes took, the leaves it
     named, the buffers it updated and the dropout streams it drew, and its output's nodes."""
 
-    def __init__(self, key: tuple, start: int, end: int, names: list, updates: dict, streams: int, output: Any):
-        self.key, self.start, self.end = key, start, end
-        self.names, self.updates, self.streams, self.output = names, updates, streams, output
+    def __init__(self, key: tuple, start: int, end: int, names: list, constants: dict, updates: dict, streams: int,
+                 output: Any):
+        self.key, self.start, self.end, self.names, self.constants = key, start, end, names, constants
+        self.updates, self.streams, self.output = updates, streams, output
 
     @classmethod
     def recorded(cls, tape: "Tape", key: tuple, start: int, marks: tuple, output: Any) -> "Span":
-        params, buffers, streams, updates = marks
+        params, buffers, inputs, streams, updates = marks
         names = [("param", k, n) for k, n in list(tape.param_names.items())[params:]]
         names += [("buffer", k, n) for k, n in list(tape.buffer_names.items())[buffers:]]
         names = [(kind, k, n, tape.leaves[n]) for kind, k, n in names]
+        # values the forward made itself (torch.ones(...), torch.randn(...)): a call that made any
+        # is not taken over, since they need not be the same on the next call
+        constants = dict(list(tape.input_values.items())[inputs:])
         changed = {n: v for n, v in tape.graph.updates.items() if updates.get(n) is not v}
-        return cls(key, start, len(tape.signature), names, changed, tape.dropout_streams - streams, _nodes_of(output))
+        return cls(key, start, len(tape.signature), names, constants, changed, tape.dropout_streams - streams,
+                   _nodes_of(output))
 
     def replay(self, tape: "Tape") -> Any:
         """Take the call over into ``tape`` (which follows the tape this span was recorded in)."""
@@ -277,10 +282,12 @@ class Tape(trace.Tracer):
                tuple(a._node.index if hasattr(a, "_node") else a for a in args), tuple(sorted(kwargs.items())))
         start = len(self.signature)
         span = self.template.spans.get(start) if self.template is not None else None
-        if span is not None and span.key == key:
+        if span is not None and span.key == key and not span.constants:
+            # (a forward that made values of its own, torch.randn(...) say, runs again: they may differ)
             return span.replay(self)
         self.template = None if self.template is not None and span is None else self.template
-        marks = (len(self.param_names), len(self.buffer_names), self.dropout_streams, dict(self.graph.updates))
+        marks = (len(self.param_names), len(self.buffer_names), len(self.input_values), self.dropout_streams,
+                 dict(self.graph.updates))
         with self:
             with self.scope(module):
                 output = module.forward(*args, **kwargs)

@@ -249,3 +249,32 @@ def test_an_iteration_after_the_first_is_one_native_call(monkeypatch):
         norm = sum((p.grad ** 2).sum() for p in model.parameters())  # a gradient read before the step
         opt.step()
     assert norm.item() > 0 and calls == ["recorded"]
+
+
+def test_a_forward_that_makes_tensors_of_its_own_runs_each_iteration():
+    """A module whose forward creates tensors (a constant, fresh noise) is traced on every call,
+    never taken over from the previous iteration with the old values."""
+    def build(m):
+        lib = torch if m is torch.nn else gn
+
+        class Noisy(m.Module):
+            def __init__(self):
+                super().__init__()
+                self.fc = m.Linear(5, 3)
+
+            def forward(self, x):
+                return self.fc(x) * lib.ones(3) * 2 + self.noise
+
+        return Noisy()
+
+    ours, theirs = pair(build)
+    for lib, model in ((gn, ours), (torch, theirs)):
+        opt = lib.optim.SGD(model.parameters(), lr=0.1)
+        model.noise = lib.zeros(3)
+        for k in range(3):
+            model.noise.fill_(float(k))  # new values in place (no module change), as fresh noise would be
+            loss = model(lib.tensor(X)).pow(2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    same_state(ours, theirs)
