@@ -502,8 +502,12 @@ def where(condition: Tensor, input=None, other=None) -> Tensor:
         return tuple(Tensor(constant(i, "i64")) for i in np.nonzero(condition.array))
     from graphnn import pointwise as pw
     from graphnn.eager import EAGER, cast
-    from graphnn.tensors import _operand_dtype, _eager_node
+    from graphnn.tensors import _builder, _eager_node, _operand_dtype
 
+    b = _builder(condition, input, other)
+    if b is not EAGER:  # traced or recorded: the same op, in the graph
+        nodes = [as_tensor(v, b).node for v in (condition, input, other)]
+        return _wrap(b.apply(pw.where, *nodes), [input, other], "WhereBackward0")
     d = dtypes.result_type([_operand_dtype(input), _operand_dtype(other)])
     nodes = [cast(condition.node, "bool")] + [cast(_eager_node(v, d), d.ir) for v in (input, other)]
     return _wrap(EAGER.apply(pw.where, *nodes, dtype=d.ir), [input, other], "WhereBackward0")

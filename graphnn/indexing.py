@@ -176,6 +176,7 @@ def put(x: "T.Tensor", index: Any, value: Any) -> None:
     parts = _checked(x, index)
     if x.requires_grad and x.is_leaf and is_grad_enabled():
         raise RuntimeError("a leaf Variable that requires grad is being used in an in-place operation.")
+    recording.before_write(x.array)  # recorded work that read these values gets them first
     array = x.array
     source = value.array if isinstance(value, T.Tensor) else np.asarray(value)
     try:

@@ -120,7 +120,7 @@ def _getter(holder: Any):
 def _input(array: np.ndarray, dtype: str) -> np.ndarray:
     """An input as the backends take it: C-contiguous, float32 (bool as 0/1) or int64."""
     target = np.int64 if dtype == "i64" else np.float32
-    return np.ascontiguousarray(array, dtype=target)
+    return np.asarray(array, dtype=target, order="C")  # (ascontiguousarray would make a 0-d input 1-d)
 
 
 def run_step(optimizer: Any, tape: Tape, loss: Any) -> bool:

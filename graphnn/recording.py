@@ -101,6 +101,18 @@ def _modes(module: Any) -> tuple:
     return tuple(m.training for m in cached[1])
 
 
+def _key_of(value: Any) -> Any:
+    """An argument as a module call's key holds it: a tensor by its node's place in the tape,
+    anything else by identity when it is not hashable."""
+    if hasattr(value, "_node"):
+        return ("node", value._node.index)
+    try:
+        hash(value)
+    except TypeError:
+        return ("object", id(value))
+    return value
+
+
 def _as_node_tensor(tape: "Tape", value: Any) -> Any:
     """A module call's argument as this tape's node (data becomes an input leaf up front, so a
     replayed call finds its inputs at the same positions); other values as they are."""
@@ -159,6 +171,16 @@ def _tensors_of(nodes: Any) -> Any:
 T: Any = None
 """graphnn.tensors, which imports this module and sets this when it is loaded."""
 
+replay_module_calls = True
+"""Take a module call over from the previous iteration without running its forward when the
+call is made as before: the module unchanged since (graphnn.guard's version moves on any module
+attribute set, registration or requires_grad flip), the same train/eval flags, the same input
+positions, and no tensor the forward made or read besides its parameters and buffers (those
+become inputs, which could differ). This is what ``gn.compile`` assumes of a forward, and it
+saves the forward's Python every iteration; a forward whose result depends on a global, a closure
+or Python's random module would run stale: set this False for such models, and every forward
+runs (its nodes are still taken over node by node)."""
+
 runner: Callable[["Tape", dict], dict] | None = None
 """Runs a tape's graph for the named outputs (name -> node), applying its buffer updates the
 first time: graphnn.lazy sets it."""
@@ -182,7 +204,9 @@ class Tape(trace.Tracer):
         self.input_owners: list = []
         self.values: dict[int, np.ndarray] = {}  # node id -> value, once computed
         self.backwarded = False
-        self.retained = False
+        self.freed: set[int] = set()
+        """The recorded ops a backward went through (without retain_graph): another backward
+        through any of them is torch's "backward through the graph a second time" error."""
         self.alive: weakref.WeakSet = weakref.WeakSet()
         """The tensors wrapping this tape's nodes that Python still holds: backward computes their
         values in the same run, so reading one after optimizer.step() gives the value it had when
@@ -278,11 +302,12 @@ class Tape(trace.Tracer):
         nodes taken over without running the forward in Python."""
         with self:
             args = tuple(_as_node_tensor(self, a) for a in args)
-        key = ("call", id(module), guard.version, _modes(module),
-               tuple(a._node.index if hasattr(a, "_node") else a for a in args), tuple(sorted(kwargs.items())))
+            kwargs = {k: _as_node_tensor(self, v) for k, v in kwargs.items()}
+        key = ("call", id(module), guard.version, _modes(module), tuple(_key_of(a) for a in args),
+               tuple((k, _key_of(v)) for k, v in sorted(kwargs.items())))
         start = len(self.signature)
         span = self.template.spans.get(start) if self.template is not None else None
-        if span is not None and span.key == key and not span.constants:
+        if replay_module_calls and span is not None and span.key == key and not span.constants:
             # (a forward that made values of its own, torch.randn(...) say, runs again: they may differ)
             return span.replay(self)
         self.template = None if self.template is not None and span is None else self.template
@@ -312,12 +337,13 @@ class Tape(trace.Tracer):
 _state = threading.local()
 
 
-def current() -> Tape:
+def current(module_call: bool = False) -> Tape:
     """The tape new recording starts on (a module called on data, an op on leaves): the open one,
-    or a new one when the last was differentiated or has given values (a new iteration, or an
-    evaluation loop's next batch). Work on tensors already recorded goes on their own tape."""
+    or a new one when the last was differentiated (a new iteration) or, for a module call, has
+    given values (an evaluation loop's next batch). Work on tensors already recorded goes on their
+    own tape (graphnn.tensors._builder)."""
     tape = getattr(_state, "tape", None)
-    if tape is None or tape.backwarded or tape.values:
+    if tape is None or tape.backwarded or (module_call and tape.values):
         flush()
         tape = _state.tape = Tape(template=tape)
         if tape.template is not None:
@@ -363,7 +389,8 @@ def backward(loss: Any, gradient: Any = None, retain_graph: bool | None = None) 
     if not isinstance(node, Recorded) or not loss.requires_grad:
         raise RuntimeError("element 0 of tensors does not require grad and does not have a grad_fn")
     tape = loss._tape
-    if tape.backwarded and not tape.retained:
+    path = _backward_path(node)
+    if not path.isdisjoint(tape.freed):
         raise RuntimeError("Trying to backward through the graph a second time (or directly access saved tensors "
                            "after they have already been freed). Saved intermediate values of the graph are freed "
                            "when you call .backward() or autograd.grad(). Specify retain_graph=True if you need to "
@@ -379,8 +406,23 @@ def backward(loss: Any, gradient: Any = None, retain_graph: bool | None = None) 
         node = b.reshape(b.reduce("sum", b.apply(pw.mul, node, weight), tuple(range(len(node.shape)))), ())
     elif node.shape != ():
         raise RuntimeError("grad can be implicitly created only for scalar outputs")
-    tape.backwarded, tape.retained = True, bool(retain_graph)
+    tape.backwarded = True
+    if not retain_graph:
+        tape.freed |= path
     _state.pending = (tape, node)
+
+
+def _backward_path(loss: Node) -> set:
+    """The ids of the recorded ops a backward from ``loss`` goes through (not past a detach, not
+    the leaves): what it frees, as torch frees the saved values of the graph it traversed."""
+    path, stack = set(), [loss]
+    while stack:
+        node = stack.pop()
+        if node.id in path or node.op in ("param", "input", "buffer", "hyper", "detach"):
+            continue
+        path.add(node.id)
+        stack.extend(node.inputs)
+    return path
 
 
 def pending() -> tuple | None:
@@ -401,6 +443,21 @@ def alive_values(tape: Tape) -> dict:
 def keep_values(tape: Tape, wanted: dict, outputs: dict) -> None:
     for key, node in wanted.items():
         tape.values[node.id] = outputs.pop(key)
+
+
+def before_write(array: np.ndarray) -> None:
+    """Before ``array`` (a leaf's or a data tensor's storage) is written in place: run a deferred
+    backward, and compute the values of the open tape's live tensors if the tape reads it, so they
+    keep the values they had when they were recorded, as PyTorch computes them at once."""
+    materialize()
+    tape = getattr(_state, "tape", None)
+    if tape is None or tape.backwarded or not tape.alive:
+        return
+    holders = list(tape.leaves.values()) + tape.input_owners
+    if any((h if isinstance(h, np.ndarray) else h.array) is array for h in holders):
+        wanted = alive_values(tape)
+        if wanted:
+            keep_values(tape, wanted, run(tape, wanted))
 
 
 def materialize() -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from graphnn import dtypes, random
+from graphnn import dtypes, random, recording
 from graphnn.eager import is_grad_enabled
 from graphnn.errors import TraceError
 
@@ -36,7 +36,9 @@ class InPlaceMethods:
                              "write the out-of-place form (y = x.add(1) rather than x.add_(1))")
         if self.requires_grad and self.grad_fn is None and is_grad_enabled():
             raise RuntimeError("a leaf Variable that requires grad is being used in an in-place operation.")
-        return self.array
+        array = self.array
+        recording.before_write(array)  # recorded work that read these values gets them first
+        return array
 
     def _assign(self, result: Any, what: str):
         """Write ``result`` (a tensor, array or number) into this tensor's storage."""

@@ -195,6 +195,9 @@ class TensorMethods(ArithmeticMethods, ReductionMethods):
         node = self._node
         if isinstance(node, Concrete):
             return T.Tensor(node)
+        known = self._tape.values.get(node.id) if self._tape is not None else None
+        if known is not None:  # a recorded value already computed: that value, as torch's detach shares it
+            return T.Tensor(constant(known, node.dtype))
         b = T._builder(self)
         return T.Tensor(b.detach(T.as_tensor(self, b).node))
 
@@ -243,7 +246,7 @@ class TensorMethods(ArithmeticMethods, ReductionMethods):
         if target is None or dtypes.as_dtype(target) is self.dtype:
             return self
         target = dtypes.as_dtype(target)
-        if self._symbolic():
+        if T._builder(self) is not EAGER:  # traced, recorded, or a leaf whose gradient must flow
             if target.ir not in ("f32", "i64", "bool"):
                 raise TraceError(f"converting a traced or recorded tensor to {target} is not supported; graphs "
                                  "compute in float32, int64 and bool")

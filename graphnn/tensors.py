@@ -79,14 +79,21 @@ def _builder(*values: Any) -> Builder:
                 return tracer.builder
             if isinstance(v, np.ndarray) and (id(v) in tracer.buffer_names or isinstance(tracer, recording.Tape)):
                 return tracer.builder  # a model buffer (a tape names the buffers it meets)
-    grad = None
+    grad, found = None, None
     for v in values:
         if isinstance(v, Tensor):
             tape = v.__dict__.get("_tape")
-            if tape is not None and not tape.backwarded:
-                return tape.builder
-            if v._requires_grad:
-                grad = True if grad is None else grad
+            if tape is not None and v._node.id not in tape.freed:  # (a freed node is read as its value)
+                if found is not None and tape is not found:
+                    raise TraceError("this operation combines tensors recorded in two separate graphs: one whose "
+                                     "values were read before a module call started the other; read values "
+                                     "after computing the loss, or use .detach() on the one whose gradient "
+                                     "is not needed")
+                found = tape
+            elif v._requires_grad:
+                grad = True
+    if found is not None:
+        return found.builder
     if grad and is_grad_enabled():
         return recording.current().builder
     return EAGER
@@ -110,7 +117,8 @@ def as_tensor(value: Any, builder: Builder | None = None) -> "Tensor":
         if isinstance(value, Parameter):
             return Tensor(owner.param(value))
         tape = value.__dict__.get("_tape")
-        if tape is not None and tape is not owner:  # an earlier iteration's: its value
+        if tape is not None and tape is not owner:  # freed by a backward: its value (torch would refuse
+            # a backward through it, which nothing here can then ask for)
             return Tensor(owner.concrete(Tensor(constant(value.array, value._node.dtype))))
         if value._symbolic():
             return value
@@ -278,12 +286,22 @@ def _in_graph(value: Any) -> bool:
     return isinstance(value, np.ndarray) or (isinstance(value, Tensor) and (value._symbolic() or value.requires_grad))
 
 
+def _float32_only(b: Builder, *values: Any) -> None:
+    """Recorded work computes in float32: a float64 operand is an error, not a silent rounding."""
+    if isinstance(b, recording.TapeBuilder) and any(isinstance(v, Tensor) and v.dtype is dtypes.float64
+                                                     for v in values):
+        raise TypeError("float64 tensors in work recorded for backward are not supported yet (graphnn's graphs "
+                        "compute in float32); convert with .float()")
+
+
 def _traced_binary(b: Builder, x: Any, y: Any, name: str, fn) -> "Tensor":
     """The recorded form: Python numbers (and one-element tensors with a value) are folded
     into the pointwise expression; everything computes in float32."""
+    _float32_only(b, x, y)
     reverse = not _in_graph(x)
     tensor, other = (y, x) if reverse else (x, y)
-    if isinstance(other, Tensor) and not _in_graph(other) and other.numel() == 1:
+    if isinstance(other, Tensor) and not _in_graph(other) and other.numel() == 1 and \
+            not isinstance(b, recording.TapeBuilder):  # (a tape keeps it an input: its value may change)
         other = other.item()
     dtype = "bool" if name in _COMPARISONS else None
     if _is_number(other):
@@ -309,6 +327,7 @@ def unary(x: Any, fn: pw.PointwiseFn, grad: str | None, floating: bool = True) -
     if b is EAGER:
         d = _float_dtype(t) if floating else t.dtype
         return _wrap(b.pointwise(fn, cast(t.node, d.ir), dtype=d.ir), [x], grad)
+    _float32_only(b, t)
     return _named(Tensor(b.pointwise(fn, t.node)), grad or "NotImplemented")
 
 
@@ -492,6 +511,7 @@ class Parameter(Tensor):
     @data.setter
     def data(self, value: Any) -> None:
         array = self.array
+        recording.before_write(array)
         value = np.asarray(value.array if isinstance(value, Tensor) else value, dtype=np.float32)
         if value.shape != array.shape:
             raise ValueError(f"cannot assign an array of shape {value.shape} to a Parameter of shape {array.shape}")

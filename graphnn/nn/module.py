@@ -385,9 +385,9 @@ def _tape_of(args: tuple, kwargs: dict) -> "recording.Tape":
     current one."""
     for value in list(args) + list(kwargs.values()):
         tape = getattr(value, "_tape", None)
-        if tape is not None and not tape.backwarded:
+        if tape is not None and value._node.id not in tape.freed:
             return tape
-    return recording.current()
+    return recording.current(module_call=True)
 
 
 def float64_dtype():

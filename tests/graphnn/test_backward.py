@@ -278,3 +278,54 @@ def test_a_forward_that_makes_tensors_of_its_own_runs_each_iteration():
             loss.backward()
             opt.step()
     same_state(ours, theirs)
+
+
+def test_values_keep_what_they_were_when_a_leaf_changes_in_place():
+    """A deferred backward and recorded values are computed before a leaf they read is written."""
+    for lib in (gn, torch):
+        w = lib.tensor([1.0, 2.0], requires_grad=True)
+        out = w * 3
+        loss = (w * w).sum()
+        loss.backward()
+        with lib.no_grad():
+            w.mul_(0.5)
+        assert out.detach().tolist() == [3.0, 6.0] and w.grad.tolist() == [2.0, 4.0], lib.__name__
+
+
+def test_gradients_through_tensors_of_two_backward_passes():
+    """A GAN-like pattern: the generator's output detached for one backward, used whole for the
+    next; and a loss read before an L2 term over the parameters is added."""
+    results = []
+    for lib in (gn, torch):
+        w, v = lib.tensor([1.0, 2.0], requires_grad=True), lib.tensor([3.0, 4.0], requires_grad=True)
+        fake = w * 2
+        (fake.detach() * v).sum().backward()
+        (fake * v).sum().backward()
+        out = w * 3
+        out.sum().item()
+        ((out + w * w).sum()).backward()
+        results.append((w.grad.tolist(), v.grad.tolist()))
+    assert results[0] == results[1]
+
+
+def test_a_module_called_with_tensor_keywords_twice():
+    def build(m):
+        class Scaled(m.Module):
+            def __init__(self):
+                super().__init__()
+                self.fc = m.Linear(5, 3)
+
+            def forward(self, x, scale=None):
+                return self.fc(x) * scale
+
+        return Scaled()
+
+    ours, theirs = pair(build)
+    for lib, model in ((gn, ours), (torch, theirs)):
+        opt = lib.optim.SGD(model.parameters(), lr=0.1)
+        for k in range(3):
+            loss = model(lib.tensor(X), scale=lib.full((3,), float(k + 1))).pow(2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    same_state(ours, theirs)
