@@ -101,9 +101,10 @@ def _compile(graph: Graph, tape: Tape, backend: str) -> tuple:
     return executable, [(leaf.attrs["name"], leaf.dtype) for leaf in graph.inputs], dtypes
 
 
-def _execute(executable: Any, tape: Tape, inputs: list, dtypes: dict) -> dict:
+def _execute(executable: Any, tape: Tape, inputs: list, dtypes: dict, entry: str = "recorded",
+             hypers: dict | None = None) -> dict:
     arrays = [_input(tape.input_values[name], dtype) for name, dtype in inputs]
-    outputs = executable.run("recorded", 1, arrays, {"rng.seed": tape.seed, "rng.step": 0})
+    outputs = executable.run(entry, 1, arrays, {"rng.seed": tape.seed, "rng.step": 0, **(hypers or {})})
     return {name: np.asarray(value).astype(dtypes[name], copy=False) for name, value in outputs.items()}
 
 
@@ -147,9 +148,7 @@ def run_step(optimizer: Any, tape: Tape, loss: Any) -> bool:
     hypers = optimizer.hypers(stepped)
     if hypers is None:
         return False
-    arrays = [_input(tape.input_values[name], dtype) for name, dtype in inputs]
-    outputs = executable.run("step", 1, arrays, {"rng.seed": tape.seed, "rng.step": 0, **hypers})
-    outputs = {name: np.asarray(value).astype(dtypes[name], copy=False) for name, value in outputs.items()}
+    outputs = _execute(executable, tape, inputs, dtypes, "step", hypers)
     optimizer.finish_step(stepped)
     tape.graph.updates.clear()
     recording.keep_values(tape, wanted, outputs)

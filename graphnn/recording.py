@@ -26,7 +26,6 @@ import numpy as np
 from graphnn import pointwise as pw
 from graphnn import guard, random, trace
 from graphnn.eager import Concrete
-from graphnn.errors import TraceError
 from graphnn.ir import Graph, Node
 from graphnn.ops import Builder
 
@@ -192,11 +191,9 @@ class Tape(trace.Tracer):
     def __init__(self, template: "Tape | None" = None) -> None:
         self.graph = Graph()
         self.builder = TapeBuilder(self)
-        self.model = None
         self.param_names: dict[int, str] = {}
         self.buffer_names: dict[int, str] = {}
         self.module_paths: dict[int, str] = {}
-        self.updated: dict[str, Node] = {}
         self.dropout_streams = 0
         self.leaves: dict[str, Any] = {}  # param and buffer leaf name -> the object holding its value
         self.input_values: dict[str, np.ndarray] = {}
@@ -495,6 +492,3 @@ def fused_step(optimizer: Any) -> bool:
         return False
     return True
 
-
-def recorded_error(what: str) -> TraceError:
-    return TraceError(f"{what} on a tensor recorded for backward is not supported yet")

@@ -349,11 +349,9 @@ class Tensor(InPlaceMethods, TensorMethods):
             node = data[0]
         elif data and all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) for d in data):
             node = constant(np.zeros(tuple(int(d) for d in data), np.float32), "f32")
-        elif len(data) == 1 and isinstance(data[0], (tuple, list)) and not data[0]:
-            node = constant(np.zeros((0,), np.float32), "f32")
-        elif len(data) == 1:
+        elif len(data) == 1 and not (isinstance(data[0], (tuple, list)) and not data[0]):
             node = _constant_of(data[0], dtypes.float32)
-        else:
+        else:  # Tensor() or Tensor([]): empty
             node = constant(np.zeros((0,), np.float32), "f32")
         self._node = node
         self._requires_grad = bool(requires_grad)
