@@ -16,6 +16,7 @@ EXAMPLES = """examples:
   graphnn dump examples/digits.py:model --stage all -o dump.txt   every stage, with headings
   graphnn dump mypkg.models:Net --input-shape B,1,28,28 --loss cross_entropy --stage train
   graphnn dump examples/digits.py:model --format svg -o graph.svg
+  graphnn dump --loop examples/thermometer_loop.py --stage c      what the script's PyTorch loop compiled to
 """
 
 
@@ -81,9 +82,34 @@ def load_target(spec: str):
     return value, vars(namespace)
 
 
+def dump_loop(args) -> str:
+    """Run the script TARGET (its output discarded), then show its compiled recorded programs."""
+    import contextlib
+    import io
+    import runpy
+
+    from graphnn import dump as d
+
+    path = Path(args.target)
+    if not path.exists():
+        raise LoadError(f"{args.target}: no such file")
+    if args.stage not in d.LOOP_STAGES:
+        raise UsageError(f"--loop shows the stages {', '.join(d.LOOP_STAGES)}, not {args.stage!r}")
+    saved = sys.argv
+    sys.argv = [str(path)]
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            runpy.run_path(str(path), run_name="__main__")
+    finally:
+        sys.argv = saved
+    return d.loop_text(args.stage)
+
+
 def dump(args) -> str:
     from graphnn import dump as d
 
+    if args.loop:
+        return dump_loop(args)
     model, defaults = load_target(args.target)
     input_shape = args.input_shape or defaults.get("INPUT_SHAPE")
     if input_shape is None:
@@ -125,7 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("dump", help="show a stage of the compiler for a model", epilog=EXAMPLES,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("target", metavar="TARGET", help="FILE.py:NAME or package.module:NAME (a Module, a Module "
-                   "subclass or a function returning one)")
+                   "subclass or a function returning one); with --loop, a script")
+    p.add_argument("--loop", action="store_true", help="run the script TARGET and show what its PyTorch training "
+                   "loop (loss.backward(), optimizer.step()) compiled to: --stage graph, plan or a backend's source")
     p.add_argument("--input-shape", help="e.g. 64,784 or B,1,28,28 (the first dimension is the batch)")
     p.add_argument("--target-shape", help="the target's shape (default: from the loss and the output)")
     p.add_argument("--target-dtype", choices=["float32", "int64"], help="the target's dtype")

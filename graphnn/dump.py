@@ -321,3 +321,29 @@ def _plan_dot(stages: Stages) -> str:
             lines.append(f'  k{k} -> "{name}";')
     lines.append("}")
     return "\n".join(lines)
+
+
+# -- what a recorded loop compiled to ----------------------------------------------------------
+LOOP_STAGES = ("graph", "plan") + backends.sources()
+
+
+def loop_text(stage: str) -> str:
+    """Each recorded program compiled so far (graphnn.lazy), at ``stage``: its graph (forward,
+    backward and update of a training step, or a recorded value), its fused plan, or the source
+    a backend generated for it."""
+    from graphnn import lazy
+
+    parts = []
+    for k, (entry, graph, executable) in enumerate(lazy.compiled()):
+        heading = f"==== recorded program {k}: {entry} ===="
+        if stage == "graph":
+            body = str(graph)
+        elif not hasattr(executable, "plan"):
+            body = "(run by the numpy reference: no plan)"
+        else:
+            name, plan, memory = executable.plan(entry)
+            body = str(plan) if stage == "plan" else backends.get(stage).source(name, plan, memory)
+        parts.append(f"{heading}\n{body}")
+    if not parts:
+        return "no recorded program was compiled (a loop compiles from its second iteration on)\n"
+    return "\n\n".join(parts) + "\n"

@@ -176,3 +176,13 @@ def _compile_step(optimizer: Any, tape: Tape, loss: Any, wrt: list, optimised: s
     executable = backends.get(backends.resolve("auto")).executable(graphs, storage, persistent)
     dtypes = {name: NUMPY_DTYPES[node.dtype] for name, node in step.outputs.items()}
     return executable, [(leaf.attrs["name"], leaf.dtype) for leaf in step.inputs], dtypes, tuple(stepped)
+
+
+def compiled() -> list:
+    """(entry, Graph, executable) of every recorded program compiled so far, oldest first: what a
+    training loop became (``graphnn dump --loop``)."""
+    out = []
+    for found in _runs.values():
+        executable = found[0]
+        out.extend((entry, graph, executable) for entry, graph in executable.graphs.items())
+    return out

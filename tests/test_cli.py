@@ -142,3 +142,32 @@ def test_bytes_moved_counts_the_elements_each_access_reaches():
                      a=Load("a", "x", 0, (7, 1), "f32"), b=Load("b", "flat", 0, (1, 7), "f32"))
     plan = KernelPlan([update, product], buffers, {})
     assert bytes_moved(plan) == 4 * (10 + 1 + 10 + 10) + 4 * (5 * B + 7 * B + 35)
+
+
+LOOP = '''
+import graphnn as torch
+from graphnn import nn
+
+model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 1))
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+x, y = torch.ones(5, 3), torch.zeros(5, 1)
+for epoch in range(3):
+    loss = nn.MSELoss()(model(x), y)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    print(loss.item())
+'''
+
+
+def test_dump_loop_shows_what_a_pytorch_loop_compiled_to(tmp_path):
+    script = tmp_path / "loop.py"
+    script.write_text(LOOP)
+    graph = graphnn("dump", "--loop", str(script))
+    assert graph.returncode == 0, graph.stderr
+    assert "==== recorded program 0: step ====" in graph.stdout and "# Linear (Linear backward)" in graph.stdout
+    assert graph.stdout.count("==== recorded program") == 1  # one compiled step served iterations 2 and 3
+    source = graphnn("dump", "--loop", str(script), "--stage", "c")
+    assert source.returncode == 0 and "train_step" in source.stdout
+    bad = graphnn("dump", "--loop", str(script), "--stage", "memory")
+    assert bad.returncode == 2 and "--loop shows the stages graph, plan" in bad.stderr
