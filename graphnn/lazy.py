@@ -75,7 +75,7 @@ def _key(tape: Tape, requested: dict) -> tuple:
                    for name, holder in tape.leaves.items())
     wanted = tuple((name, node.index) for name, node in requested.items())
     updates = tuple((name, node.index) for name, node in tape.graph.updates.items())
-    return (tuple(tape.signature), wanted, leaves, updates,
+    return (tape.structure(), wanted, leaves, updates,
             backends.resolve("auto"), flat.generation)
 
 
@@ -130,36 +130,50 @@ def run_step(optimizer: Any, tape: Tape, loss: Any) -> bool:
     a gradient, as ``gn.compile``'s train step fuses them). False, with nothing run, where one
     step cannot express it: a gradient to add to an existing ``.grad``, or a parameter group
     whose parameters' states differ."""
-    wrt = [leaf for leaf in tape.graph.params if tape.leaves[leaf.attrs["name"]].requires_grad]
-    if any(tape.leaves[leaf.attrs["name"]]._grad is not None for leaf in wrt):
-        return False
-    optimised = {id(p) for p in optimizer.params}
     wanted = recording.alive_values(tape)
     key = ("step", _key(tape, {"backward": loss, **wanted}), id(optimizer), optimizer.structure(),
            optimizer.layout_version)
     found = _runs.get(key)
     if found is None:
-        found = _compile_step(optimizer, tape, loss, wrt, optimised, wanted)
+        wrt = [leaf for leaf in tape.graph.params if tape.leaves[leaf.attrs["name"]].requires_grad]
+        if any(tape.leaves[leaf.attrs["name"]]._grad is not None for leaf in wrt):
+            return False
+        found = _compile_step(optimizer, tape, loss, wrt, wanted)
         if len(_runs) >= CACHE_LIMIT:
             _runs.pop(next(iter(_runs)))
         _runs[key] = found
-    executable, inputs, dtypes, stepped = found
-    stepped = {name: tape.leaves[name] for name in stepped}
-    hypers = optimizer.hypers(stepped)
+    step = found
+    if any(holder._grad is not None for holder in step.differentiated):
+        return False  # gradients to accumulate into: backward and step run apart
+    hypers = optimizer.hypers(step.stepped)
     if hypers is None:
         return False
-    outputs = _execute(executable, tape, inputs, dtypes, "step", hypers)
-    optimizer.finish_step(stepped)
+    outputs = _execute(step.executable, tape, step.inputs, step.dtypes, "step", hypers)
+    optimizer.finish_step(step.stepped)
     tape.graph.updates.clear()
     recording.keep_values(tape, wanted, outputs)
-    for name, p in stepped.items():  # the gradient the step used, as p.grad after torch's step
-        p.grad = optimizer.step_grads.views[optimizer._index(p)].copy()
+    views, of_array = optimizer.step_grads.views, recording.T.Tensor._of_array
+    for p, index in step.grads:  # the gradient the step used, as p.grad after torch's step
+        p._grad = of_array(views[index].copy(), "f32")
     for name, value in outputs.items():  # leaves no optimizer of this step holds
         tape.leaves[name].grad = value
     return True
 
 
-def _compile_step(optimizer: Any, tape: Tape, loss: Any, wrt: list, optimised: set, wanted: dict) -> tuple:
+class _Step:
+    """A compiled step of a tape's structure and what running it needs each time: the input
+    names, the outputs' dtypes, the parameters it updates (name -> object, held here so the
+    identities in its cache key stay theirs) with their places in the optimizer's gradient
+    buffer, and every leaf it differentiates."""
+
+    def __init__(self, executable: Any, inputs: list, dtypes: dict, stepped: dict, grads: list,
+                 differentiated: list) -> None:
+        self.executable, self.inputs, self.dtypes = executable, inputs, dtypes
+        self.stepped, self.grads, self.differentiated = stepped, grads, differentiated
+
+
+def _compile_step(optimizer: Any, tape: Tape, loss: Any, wrt: list, wanted: dict) -> _Step:
+    optimised = {id(p) for p in optimizer.params}
     backward, grads = gradients(tape.graph, loss, wrt)
     by_name = {leaf.attrs["name"]: grads[leaf.id] for leaf in wrt if leaf.id in grads}
     stepped = {name: tape.leaves[name] for name in by_name if id(tape.leaves[name]) in optimised}
@@ -175,7 +189,8 @@ def _compile_step(optimizer: Any, tape: Tape, loss: Any, wrt: list, optimised: s
     persistent.update(optimizer.persistent(stepped))
     executable = backends.get(backends.resolve("auto")).executable(graphs, storage, persistent)
     dtypes = {name: NUMPY_DTYPES[node.dtype] for name, node in step.outputs.items()}
-    return executable, [(leaf.attrs["name"], leaf.dtype) for leaf in step.inputs], dtypes, tuple(stepped)
+    return _Step(executable, [(leaf.attrs["name"], leaf.dtype) for leaf in step.inputs], dtypes, stepped,
+                 [(p, optimizer._index(p)) for p in stepped.values()], [tape.leaves[leaf.attrs["name"]] for leaf in wrt])
 
 
 def compiled() -> list:
@@ -183,6 +198,6 @@ def compiled() -> list:
     training loop became (``graphnn dump --loop``)."""
     out = []
     for found in _runs.values():
-        executable = found[0]
+        executable = found.executable if isinstance(found, _Step) else found[0]
         out.extend((entry, graph, executable) for entry, graph in executable.graphs.items())
     return out

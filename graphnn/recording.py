@@ -16,6 +16,7 @@ structure); this module sits below the compiler and is told how to run graphs.
 """
 from __future__ import annotations
 
+import itertools
 import threading
 import weakref
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ import numpy as np
 from graphnn import pointwise as pw
 from graphnn import guard, random, trace
 from graphnn.eager import Concrete
-from graphnn.ir import Graph, Node
+from graphnn.ir import LEAF_OPS, Graph, Node
 from graphnn.ops import Builder
 
 
@@ -128,6 +129,8 @@ class Span:
                  output: Any):
         self.key, self.start, self.end, self.names, self.constants = key, start, end, names, constants
         self.updates, self.streams, self.output = updates, streams, output
+        self.ids: tuple = ()  # the ids of its nodes, and its leaves by name (set when the tape knows them)
+        self.leaf_nodes: dict = {}
 
     @classmethod
     def recorded(cls, tape: "Tape", key: tuple, start: int, marks: tuple, output: Any) -> "Span":
@@ -139,13 +142,24 @@ class Span:
         # is not taken over, since they need not be the same on the next call
         constants = dict(list(tape.input_values.items())[inputs:])
         changed = {n: v for n, v in tape.graph.updates.items() if updates.get(n) is not v}
-        return cls(key, start, len(tape.signature), names, constants, changed, tape.dropout_streams - streams,
+        span = cls(key, start, len(tape.signature), names, constants, changed, tape.dropout_streams - streams,
                    _nodes_of(output))
+        nodes = tape.graph.nodes[start:span.end]
+        span.ids = tuple(n.id for n in nodes)
+        span.leaf_nodes = {n.attrs["name"]: n for n in nodes if n.op in LEAF_OPS}
+        return span
 
     def replay(self, tape: "Tape") -> Any:
         """Take the call over into ``tape`` (which follows the tape this span was recorded in)."""
         template = tape.template
-        tape.extend(template.signature[self.start:self.end], template.graph.nodes[self.start:self.end])
+        tape.adopted.update(self.ids)
+        tape.signature.extend(template.signature[self.start:self.end])
+        graph = tape.graph
+        graph.nodes.extend(template.graph.nodes[self.start:self.end])
+        if self.leaf_nodes:
+            if not graph._leaves.keys().isdisjoint(self.leaf_nodes):
+                raise ValueError(f"graph already has a leaf named {next(iter(graph._leaves.keys() & self.leaf_nodes))!r}")
+            graph._leaves.update(self.leaf_nodes)
         for kind, key, name, holder in self.names:
             (tape.param_names if kind == "param" else tape.buffer_names)[key] = name
             tape.leaves[name] = holder
@@ -216,8 +230,31 @@ class Tape(trace.Tracer):
         self.template: Tape | None = template
         """The previous iteration's tape, followed while this one records alike: its nodes are
         reused instead of built, and a module call it recorded is not traced again (Span)."""
+        self.followed: Tape | None = template
+        """The template this tape started from (``template`` is dropped where they part)."""
         self.adopted: set[int] = set()
         self.spans: dict[int, Span] = {}
+        self._token: tuple = (-1, None)
+
+    def structure(self) -> int:
+        """A number naming this tape's signature so far: equal signatures get equal numbers.
+        A tape that followed its template to the end takes the template's number without
+        hashing its signature (what an iteration of a training loop costs per step)."""
+        length, token = self._token
+        if length == len(self.signature):
+            return token
+        followed = self.followed
+        if self.template is not None and followed is not None and len(followed.signature) == len(self.signature):
+            token = followed.structure()
+        else:
+            signature = tuple(self.signature)
+            token = _tokens.get(signature)
+            if token is None:
+                if len(_tokens) >= 4096:
+                    _tokens.clear()  # numbers are never reused: a forgotten signature gets a new one
+                token = _tokens[signature] = next(_numbers)
+        self._token = (len(self.signature), token)
+        return token
 
     # -- following the previous iteration ------------------------------------------------------------
     def replayed(self, entry: tuple) -> Node | None:
@@ -237,13 +274,6 @@ class Tape(trace.Tracer):
             self.adopted.add(node.id)
         self.signature.append(entry)
         return self.graph.add(node)
-
-    def extend(self, entries: list, nodes: list) -> None:
-        """Take over a run of the template's nodes at once (a replayed module call)."""
-        self.adopted.update(n.id for n in nodes)
-        self.signature.extend(entries)
-        for node in nodes:
-            self.graph.add(node)
 
     # -- leaves ------------------------------------------------------------------------------------
     def param(self, p: Any) -> Node:
@@ -332,6 +362,8 @@ class Tape(trace.Tracer):
 
 
 _state = threading.local()
+_tokens: dict[tuple, int] = {}
+_numbers = itertools.count()
 
 
 def current(module_call: bool = False) -> Tape:
@@ -345,6 +377,7 @@ def current(module_call: bool = False) -> Tape:
         tape = _state.tape = Tape(template=tape)
         if tape.template is not None:
             tape.template.template = None  # one iteration back is all a tape follows
+            tape.template.followed = None
     return tape
 
 

@@ -364,6 +364,15 @@ class Tensor(InPlaceMethods, TensorMethods):
                 self._requires_grad = True
                 self.grad_fn = GradFn(_RECORDED_GRADS.get(node.op, "AliasBackward0"))
 
+    @classmethod
+    def _of_array(cls, array: np.ndarray, ir: str) -> "Tensor":
+        """A concrete tensor sharing ``array`` (already of graph dtype ``ir``'s numpy dtype),
+        without ``__init__``'s conversions: what a compiled step hands back per parameter."""
+        t = object.__new__(cls)
+        t._node = Concrete("constant", (), array.shape, ir, {}, value=array)
+        t._requires_grad, t._grad, t.grad_fn = False, None, None
+        return t
+
     # -- state ----------------------------------------------------------------------------------
     def _symbolic(self) -> bool:
         return not isinstance(self._node, Concrete)
