@@ -329,3 +329,94 @@ def test_a_module_called_with_tensor_keywords_twice():
             loss.backward()
             opt.step()
     same_state(ours, theirs)
+
+
+def test_every_batch_size_after_two_runs_one_program(monkeypatch):
+    """The last, smaller batch of an epoch and any other batch size: after two sizes were seen,
+    one program compiled for every batch (graphnn.generalize) serves them all, with torch's
+    numbers, BatchNorm's 1/(B-1) and a loss term divided by ``x.shape[0]`` included."""
+    from graphnn import lazy
+
+    monkeypatch.setattr(lazy, "_runs", {})
+    monkeypatch.setattr(lazy, "_families", {})
+    monkeypatch.setattr(lazy, "_first", {})
+    monkeypatch.setattr(lazy, "fallbacks", [])
+    ours, theirs = pair(lambda m: m.Sequential(m.Linear(5, 6), m.BatchNorm1d(6), m.ReLU(), m.Linear(6, 3)))
+    data = np.random.default_rng(1).standard_normal((40, 5)).astype(np.float32)
+    labels = np.random.default_rng(2).integers(0, 3, 40)
+    results = []
+    for lib, model in ((gn, ours), (torch, theirs)):
+        opt = lib.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        losses = []
+        for sizes in ([8, 8, 8, 8, 5, 3], [8, 8, 8, 8, 5, 3], [7, 6, 8, 2]):
+            start = 0
+            for s in sizes:
+                x, y = lib.tensor(data[start:start + s]), lib.tensor(labels[start:start + s])
+                start += s
+                loss = lib.nn.functional.cross_entropy(model(x), y) + model[0].weight.pow(2).sum() / x.shape[0]
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                losses.append(loss.item())
+        results.append(losses)
+    np.testing.assert_allclose(results[0], results[1], rtol=1e-4, atol=1e-5)
+    same_state(ours, theirs, rtol=1e-4, atol=1e-5)
+    assert lazy.fallbacks == []
+    # batch 8 by its own shapes (the first step, which starts the momentum, and the others),
+    # then one program for every other size
+    others = {id(run.executable) for run, batch in lazy._runs.values() if batch != 1}
+    assert len(others) == 1 and len(lazy._families) == 1
+    assert sorted(batch for _, batch in lazy._runs.values() if batch != 1) == [2, 3, 5, 6, 7]
+
+
+def test_a_backward_read_before_the_step_generalizes_too(monkeypatch):
+    """Clipping reads the gradients between backward and step: the backward runs alone, and its
+    program, too, serves every batch size after two."""
+    from graphnn import lazy
+
+    monkeypatch.setattr(lazy, "_families", {})
+    monkeypatch.setattr(lazy, "fallbacks", [])
+    ours, theirs = pair(mlp)
+    results = []
+    for lib, model in ((gn, ours), (torch, theirs)):
+        opt = lib.optim.SGD(model.parameters(), lr=0.5)
+        losses = []
+        for s in (4, 4, 3, 4, 3, 2, 5):
+            loss = lib.nn.CrossEntropyLoss()(model(lib.tensor(X[:s])), lib.tensor(LABELS[:s]))
+            opt.zero_grad()
+            loss.backward()
+            lib.nn.utils.clip_grad_norm_(model.parameters(), max_norm=0.5)
+            opt.step()
+            losses.append(loss.item())
+        results.append(losses)
+    np.testing.assert_allclose(results[0], results[1], rtol=1e-5, atol=1e-6)
+    same_state(ours, theirs, rtol=1e-4, atol=1e-5)
+    assert len(lazy._families) >= 1 and lazy.fallbacks == []
+
+
+def test_generalize_fits_numbers_of_the_batch_and_keeps_the_rest_apart():
+    import sympy
+
+    from graphnn import generalize
+    from graphnn.ir import B
+
+    def sig(n, hidden=4, const=None):
+        const = sympy.Rational(1, 10 * n) if const is None else const
+        return [("input", "f32", (n, 3), "x0", False), ("param", "f32", (hidden, 3), "p0", True),
+                ("matmul", "f32", (n, hidden), (0, 1), ()),
+                ("pointwise", "f32", (n, hidden), (2,), (("name", "mul"), ("expr", const * sympy.Symbol("x0"))))]
+
+    entries = generalize.generalize(sig(8), sig(5))
+    assert entries[0][2] == (B, 3) and entries[2][2] == (B, 4) and entries[1] == sig(8)[1]
+    assert entries[3][4][1][1] == sympy.Symbol("x0") / (10 * B)
+    assert generalize.generalize(sig(8), sig(3)) == entries  # a third size: the same program
+    with pytest.raises(generalize.Apart):
+        generalize.generalize(sig(8), sig(5, hidden=6))  # a parameter changed shape
+    with pytest.raises(generalize.Apart):
+        generalize.generalize(sig(8), sig(8, const=sympy.Rational(1, 3)))  # no data input changed
+    with pytest.raises(generalize.Apart):  # a constant no integer line in the batch gives
+        generalize.generalize(sig(8), sig(5, const=sympy.Rational(2, 7)))
+    apart = sig(5)
+    apart[0] = ("input", "f32", (5, 4), "x0", False)  # the input changed beyond its batch
+    with pytest.raises(generalize.Apart):
+        generalize.generalize(sig(8), apart)
