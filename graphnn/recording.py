@@ -102,10 +102,10 @@ def _modes(module: Any) -> tuple:
 
 
 def _key_of(value: Any) -> Any:
-    """An argument as a module call's key holds it: a tensor by its node's place in the tape,
-    anything else by identity when it is not hashable."""
-    if hasattr(value, "_node"):
-        return ("node", value._node.index)
+    """An argument as a module call's key holds it: a tensor (its node) by the node's place in
+    the tape, anything else by identity when it is not hashable."""
+    if isinstance(value, Node):
+        return ("node", value.index)
     try:
         hash(value)
     except TypeError:
@@ -113,12 +113,11 @@ def _key_of(value: Any) -> Any:
     return value
 
 
-def _as_node_tensor(tape: "Tape", value: Any) -> Any:
-    """A module call's argument as this tape's node (data becomes an input leaf up front, so a
-    replayed call finds its inputs at the same positions); other values as they are."""
-    if isinstance(value, T.Tensor):
-        return T.as_tensor(value, tape.builder)
-    return value
+def _as_argument(value: Any, node: Any) -> Any:
+    """What a traced forward receives for an argument whose node (Tape._node_of) is ``node``."""
+    if not isinstance(value, T.Tensor) or value._node is node:
+        return value
+    return T.Tensor(node)
 
 
 class Span:
@@ -327,17 +326,18 @@ class Tape(trace.Tracer):
         """``module(*args)`` recorded into this tape: traced, or, where the previous iteration
         made the same call (the same module unchanged, in the same modes, on the same nodes), its
         nodes taken over without running the forward in Python."""
-        with self:
-            args = tuple(_as_node_tensor(self, a) for a in args)
-            kwargs = {k: _as_node_tensor(self, v) for k, v in kwargs.items()}
-        key = ("call", id(module), guard.version, _modes(module), tuple(_key_of(a) for a in args),
-               tuple((k, _key_of(v)) for k, v in sorted(kwargs.items())))
+        nodes = tuple(self._node_of(a) for a in args)
+        keyword_nodes = {k: self._node_of(v) for k, v in kwargs.items()}
+        key = ("call", id(module), guard.version, _modes(module), tuple(_key_of(n) for n in nodes),
+               tuple((k, _key_of(n)) for k, n in sorted(keyword_nodes.items())))
         start = len(self.signature)
         span = self.template.spans.get(start) if self.template is not None else None
         if replay_module_calls and span is not None and span.key == key and not span.constants:
             # (a forward that made values of its own, torch.randn(...) say, runs again: they may differ)
             return span.replay(self)
         self.template = None if self.template is not None and span is None else self.template
+        args = tuple(_as_argument(a, n) for a, n in zip(args, nodes))
+        kwargs = {k: _as_argument(v, keyword_nodes[k]) for k, v in kwargs.items()}
         marks = (len(self.param_names), len(self.buffer_names), len(self.input_values), self.dropout_streams,
                  dict(self.graph.updates))
         with self:
@@ -345,6 +345,19 @@ class Tape(trace.Tracer):
                 output = module.forward(*args, **kwargs)
         self.spans[start] = Span.recorded(self, key, start, marks, output)
         return output
+
+    def _node_of(self, value: Any) -> Any:
+        """A module call's argument as this tape's node (data becomes an input leaf up front, so a
+        replayed call finds its inputs at the same positions); other values as they are."""
+        if not isinstance(value, T.Tensor):
+            return value
+        node = value._node
+        if value._tape is self and isinstance(node, Recorded):
+            return node  # recorded here before: a loss on a model's output, the next layer's input
+        if isinstance(node, Concrete) and not isinstance(value, T.Parameter):
+            return self.concrete(value)
+        with self:
+            return T.as_tensor(value, self.builder)._node
 
     def scope(self, module: Any) -> trace._Scope:
         self.module_paths.setdefault(id(module), type(module).__name__)
