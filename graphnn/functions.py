@@ -15,7 +15,8 @@ METHODS = (
     "max", "maximum", "mean", "min", "minimum", "mm", "mul", "multiply", "ne", "neg", "negative", "norm", "not_equal",
     "permute", "pow", "prod", "ravel", "reciprocal", "relu", "remainder", "reshape", "round", "rsqrt", "sigmoid",
     "sign", "sin", "softmax", "split", "sqrt", "square", "squeeze", "std", "sub", "subtract", "sum", "swapaxes", "t",
-    "tanh", "transpose", "tril", "triu", "true_divide", "trunc", "unbind", "unsqueeze", "var",
+    "tanh", "transpose", "true_divide", "trunc", "unbind", "unsqueeze", "var",
+    "tril", "triu",
 )
 
 

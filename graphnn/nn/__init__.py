@@ -10,6 +10,7 @@ from graphnn.nn.normalization import LayerNorm, RMSNorm
 
 __all__ = [
     "functional", "init", "utils", "Module", "Parameter", "Sequential", "ModuleList", "ModuleDict", "Identity", "Flatten",
-    "Linear", "Conv2d", "MaxPool2d", "AvgPool2d", "Dropout", "BatchNorm1d", "BatchNorm2d", "LayerNorm", "RMSNorm", "ReLU", "Tanh", "Sigmoid", "SiLU", "Hardtanh", "LeakyReLU", "ELU", "GELU",
+    "Linear", "Conv2d", "MaxPool2d", "AvgPool2d", "Dropout", "BatchNorm1d", "BatchNorm2d", "LayerNorm", "RMSNorm",
+    "ReLU", "Tanh", "Sigmoid", "SiLU", "Hardtanh", "LeakyReLU", "ELU", "GELU",
     "Softplus", "Softmax", "LogSoftmax", "MSELoss", "L1Loss", "CrossEntropyLoss", "NLLLoss", "BCEWithLogitsLoss",
 ]

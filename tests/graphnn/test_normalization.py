@@ -894,3 +894,27 @@ TRIANGLES = [
 @pytest.mark.parametrize("fn, inputs", TRIANGLES)
 def test_tril_triu_and_masked_fill_match_torch(fn, inputs):
     check(partial(fn, gn), partial(fn, torch), *inputs)
+
+
+def triangles_of_values(L):
+    class Triangles(L.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = L.nn.Linear(4, 12)
+
+        def forward(self, x):
+            h = self.fc(x).view(x.size(0), 3, 4)
+            return h.tril() + 2 * L.triu(h, diagonal=2) + h.masked_fill(h > 0.3, -1.5)
+
+    return Triangles()
+
+
+def test_tril_triu_and_masked_fill_of_traced_tensors(backend):
+    ours, theirs = pair(triangles_of_values)
+    x = RNG.standard_normal((5, 4)).astype(np.float32)
+    y = RNG.standard_normal((5, 3, 4)).astype(np.float32)
+    np.testing.assert_allclose(gn.compile(ours, backend=backend)(x), theirs(torch.from_numpy(x)).detach().numpy(),
+                               rtol=1e-6, atol=1e-6)
+    loss, grads = torch_grad(theirs, torch.nn.MSELoss(), x, y)
+    np.testing.assert_allclose(gn.compile(ours, nn.MSELoss(), backend=backend).grad(x, y), loss, rtol=1e-5)
+    assert_grads(ours, grads)
