@@ -149,6 +149,15 @@ class TritonPrinter(ValuePrinting, PythonCodePrinter):
     def _print_Rational(self, expr):
         return repr(float(expr))
 
+    def _print_Infinity(self, expr):  # (Python's printer says math.inf, which a kernel cannot read)
+        return "float('inf')"
+
+    def _print_NegativeInfinity(self, expr):
+        return "float('-inf')"
+
+    def _print_NaN(self, expr):
+        return "float('nan')"
+
     def _print_BooleanTrue(self, expr):
         return "True"
 

@@ -42,9 +42,13 @@ class ReferenceExecutable:
     def __init__(self, graphs: Mapping[str, Graph], persistent: dict) -> None:
         self.graphs = dict(graphs)
         self.persistent = persistent
+        # each entry with its placements as extra outputs: the values a compiled program stores in
+        # a shared slot (a fused step's gradients, which become p.grad) are stored there too
+        self.runnable = {entry: g.variant({**g.outputs, **{f"placement:{n}": v for n, v in g.placements.items()}},
+                                          g.updates) if g.placements else g for entry, g in self.graphs.items()}
 
     def run(self, entry: str, batch: int, inputs: list, scalars: dict, copy: bool = True) -> dict:
-        graph = self.graphs[entry]
+        graph = self.runnable[entry]
         feeds = {leaf.attrs["name"]: array for leaf, array in zip(graph.inputs, inputs)}
         feeds.update(scalars)
         for kind in ("param", "buffer"):
@@ -53,6 +57,11 @@ class ReferenceExecutable:
         outputs, updates = reference.run(graph, feeds, batch)
         for name, value in updates.items():
             feeds[name][...] = value
+        for name in graph.placements:
+            slot = self.persistent.get(name)
+            value = outputs.pop(f"placement:{name}")
+            if slot is not None:
+                slot()[...] = value
         return outputs
 
 

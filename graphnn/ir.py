@@ -138,6 +138,9 @@ class Graph:
         self.placements: dict[str, Node] = {}
         """Values a backend should store in a named slot of a shared buffer (a parameter's gradient
         in the flat gradient buffer); they do not keep a value alive by themselves."""
+        self.constants: dict[str, Any] = {}
+        """The arrays of ``buffer`` leaves that hold values the forward made itself (a mask built
+        with torch.tril, class weights): read like model buffers, owned by the graph."""
         self._leaves: dict[str, Node] = {}
 
     # -- building -----------------------------------------------------------------------
@@ -193,6 +196,7 @@ class Graph:
         other.checks, other.label_checks = list(self.checks), list(self.label_checks)
         other.outputs, other.updates = dict(outputs), dict(updates)
         other.placements = dict(self.placements)
+        other.constants = dict(self.constants)
         return other
 
     def __str__(self) -> str:

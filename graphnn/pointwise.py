@@ -59,8 +59,16 @@ def _diff(expr: sympy.Expr, i: int) -> sympy.Expr:
 
 
 def vjp_expr(fn: PointwiseFn, i: int) -> sympy.Expr:
-    """The vector-Jacobian product for argument ``i``: g * d fn / d x_i."""
-    return G * fn.derivative(i)
+    """The vector-Jacobian product for argument ``i``: g * d fn / d x_i.
+
+    A derivative that is a mask (a Piecewise of 0s and 1s: relu, clamp, a select such as a
+    class pick or masked_fill) selects g rather than multiplying it, as PyTorch's backward
+    kernels do (``where(mask, grad, 0)``): an infinite or NaN g where the mask is 0 gives 0, not
+    NaN (the gradient of a mean over no elements, an all-ignored batch, is then 0 as in torch)."""
+    d = fn.derivative(i)
+    if isinstance(d, sympy.Piecewise) and all(value in (0, 1) for value, _ in d.args):
+        return sympy.piecewise_fold(G * d)
+    return G * d
 
 
 def fn(name: str, expr, nargs: int | None = None, **grad_from_output) -> PointwiseFn:
@@ -241,6 +249,21 @@ def pick_label(ignore_index: int) -> PointwiseFn:
     log-probability NLL reads, selected rather than multiplied by a mask."""
     chosen = sympy.Eq(x1, X[2]) & sympy.Ne(x1, int(ignore_index))
     return fn("pick_label", sympy.Piecewise((x0, chosen), (0, True)), nargs=3)
+
+
+@functools.lru_cache(maxsize=4096)
+def triangle(diagonal: int, upper: bool) -> PointwiseFn:
+    """x0 on and below the ``diagonal``-th diagonal (tril), or on and above it (triu), else 0:
+    x1 is the element's row index, x2 its column index."""
+    offset = X[2] - x1
+    keep = offset >= int(diagonal) if upper else offset <= int(diagonal)
+    return fn("triu" if upper else "tril", sympy.Piecewise((x0, keep), (0, True)), nargs=3)
+
+
+@functools.lru_cache(maxsize=4096)
+def masked_fill(value: float) -> PointwiseFn:
+    """``value`` where the mask x1 is true, else x0 (a causal mask's -inf, say)."""
+    return fn("masked_fill", sympy.Piecewise((_f(value), sympy.Ne(x1, 0)), (x0, True)), nargs=2)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -179,7 +179,10 @@ class Program:
         executable = self.executables.get(key)
         if executable is None:
             graphs = self.graphs[key]
-            executable = backends.get(self.backend).executable(graphs, self.storage(graphs), self._persistent())
+            persistent = self._persistent()
+            for graph in graphs.values():  # values the forward made itself, held by its graph
+                persistent.update({name: lambda a=array: a for name, array in graph.constants.items()})
+            executable = backends.get(self.backend).executable(graphs, self.storage(graphs), persistent)
             self.executables[key] = executable
         return executable
 

@@ -148,6 +148,14 @@ class TensorMethods(ArithmeticMethods, ReductionMethods):
         T.value_only(self, "repeat")
         return T.Tensor(constant(np.tile(self.array, sizes), self._node.dtype))
 
+    def tril(self, diagonal: int = 0):
+        """The elements on and below the ``diagonal``-th diagonal of the last two axes, 0 above."""
+        return _triangle(self, diagonal, False)
+
+    def triu(self, diagonal: int = 0):
+        """The elements on and above the ``diagonal``-th diagonal of the last two axes, 0 below."""
+        return _triangle(self, diagonal, True)
+
     def contiguous(self, memory_format=None):
         if isinstance(self._node, recording.Recorded) and self._node.op == "permute":
             return self.clone()  # torch copies a permuted tensor into contiguous memory
@@ -430,6 +438,19 @@ class TensorMethods(ArithmeticMethods, ReductionMethods):
 
 
 # -- helpers shared by methods and nn.functional -----------------------------------------------
+def _triangle(x, diagonal: int, upper: bool):
+    """tril/triu as one select against the row and column indices (iota), for a tensor in any state."""
+    name = "triu" if upper else "tril"
+    if x.ndim < 2:
+        raise RuntimeError(f"{name}: input tensor must have at least 2 dimensions")
+    b = T._builder(x)
+    t = T.as_tensor(x, b)
+    shape, rank = tuple(t.shape), t.ndim
+    rows, cols = b.iota(shape, rank - 2), b.iota(shape, rank - 1)
+    out = b.pointwise(pw.triangle(int(diagonal), upper), t.node, rows, cols, dtype=t.node.dtype)
+    return T._wrap(out, [x], "TriuBackward0" if upper else "TrilBackward0")
+
+
 def _shape_args(args) -> tuple:
     if len(args) == 1 and isinstance(args[0], (tuple, list)):
         return tuple(args[0])

@@ -23,11 +23,11 @@ to define Tensor)."""
 class ReductionMethods:
     """Reductions of Tensor (each over all elements, or over ``dim`` keeping it with ``keepdim``)."""
 
-    def softmax(self, dim):
-        return softmax(self, dim)
+    def softmax(self, dim, dtype=None):
+        return softmax(self, _int_dim(dim, "softmax"), dtype=dtype)
 
-    def log_softmax(self, dim):
-        return log_softmax(self, dim)
+    def log_softmax(self, dim, dtype=None):
+        return log_softmax(self, _int_dim(dim, "log_softmax"), dtype=dtype)
 
     # -- reductions ---------------------------------------------------------------------------------
     def sum(self, dim=None, keepdim: bool = False, dtype=None):
@@ -154,6 +154,13 @@ def _one_dim(dim, name: str) -> int:
     return int(dim)
 
 
+def _int_dim(dim, name: str) -> int:
+    """The method forms take the dim as an int (the functional forms also take None)."""
+    if not isinstance(dim, (int, np.integer)) or isinstance(dim, bool):
+        raise TypeError(f"{name}(): argument 'dim' must be int, not {type(dim).__name__}")
+    return int(dim)
+
+
 def _nonempty(x, dim, name: str, whole_error: type = RuntimeError) -> None:
     """A maximum (or minimum) needs elements: torch's errors for an empty tensor or dim."""
     if x._symbolic() or x.ndim == 0:
@@ -202,19 +209,32 @@ def _shifted(x, dim):
     return x - x.amax(dim, keepdim=True).detach()
 
 
-def _floating(x):
-    return x if x._symbolic() or x.dtype.is_floating_point else x.float()
+def _floating(x, dim, dtype, kernel: str):
+    """The input softmax computes on: converted to ``dtype`` first when given (as torch's
+    ``dtype=``); a tensor of integers or bools is torch's error without it."""
+    if dtype is not None:
+        return x.to(dtype)
+    if not x._symbolic() and not x.dtype.is_floating_point:
+        last = x.ndim == 0 or wrap_dim(dim, x.ndim, T._builder(x)) == x.ndim - 1
+        raise NotImplementedError(f'"{kernel}_{"lastdim_" if last else ""}kernel_impl" not implemented for '
+                                  f"'{dtypes.torch_type_name(x.dtype)}'")
+    return x
 
 
-def softmax(input, dim=None, dtype=None):
-    x = _floating(T.as_tensor(input))
-    e = _shifted(x, _softmax_dim(x, dim)).exp()
-    return T._named(e / e.sum(_softmax_dim(x, dim), keepdim=True), "SoftmaxBackward0")
-
-
-def log_softmax(input, dim=None, dtype=None):
-    x = _floating(T.as_tensor(input))
+def softmax(input, dim=None, _stacklevel: int = 3, dtype=None):
+    """exp(x - max) / sum(exp(x - max)) along ``dim`` (any axis): -inf entries get probability 0,
+    and a row that is all -inf is NaN, as in torch."""
+    x = T.as_tensor(input)
     d = _softmax_dim(x, dim)
+    x = _floating(x, d, dtype, "softmax")
+    e = _shifted(x, d).exp()
+    return T._named(e / e.sum(d, keepdim=True), "SoftmaxBackward0")
+
+
+def log_softmax(input, dim=None, _stacklevel: int = 3, dtype=None):
+    x = T.as_tensor(input)
+    d = _softmax_dim(x, dim)
+    x = _floating(x, d, dtype, "log_softmax")
     s = _shifted(x, d)
     return T._named(s - s.exp().sum(d, keepdim=True).log(), "LogSoftmaxBackward0")
 

@@ -331,7 +331,7 @@ def unary(x: Any, fn: pw.PointwiseFn, grad: str | None, floating: bool = True) -
     return _named(Tensor(b.pointwise(fn, t.node)), grad or "NotImplemented")
 
 
-from graphnn import indexing, tensor_math, tensor_methods, tensor_reductions  # noqa: E402  (the methods use the helpers above)
+from graphnn import indexing, tensor_inplace, tensor_math, tensor_methods, tensor_reductions  # noqa: E402  (the methods use the helpers above)
 from graphnn.tensor_inplace import InPlaceMethods  # noqa: E402
 from graphnn.tensor_methods import TensorMethods  # noqa: E402
 
@@ -551,5 +551,5 @@ class Parameter(Tensor):
 
 
 # the methods reach Tensor and the helpers here (they cannot import this module, which imports them)
-for _module in (tensor_methods, tensor_math, tensor_reductions, indexing, recording):
+for _module in (tensor_methods, tensor_math, tensor_reductions, tensor_inplace, indexing, recording):
     _module.T = sys.modules[__name__]

@@ -11,7 +11,9 @@ import threading
 from typing import Any
 
 import numpy as np
+import sympy
 
+from graphnn import random
 from graphnn.errors import TraceError, UnregisteredParameterError
 from graphnn.ir import B, Graph, Node
 from graphnn.ops import Builder
@@ -44,6 +46,8 @@ class Tracer:
         self.module_paths = {id(m): name for name, m in model.named_modules()}
         self.updated: dict[str, Node] = {}
         self.dropout_streams = 0
+        self.random_state = random.generator().bit_generator.state  # (see concrete)
+        self.constant_leaves: dict[int, tuple] = {}  # id(array) -> (array, leaf): one leaf per array read
 
     def __enter__(self) -> "Tracer":
         if not hasattr(_state, "stack"):
@@ -81,11 +85,65 @@ class Tracer:
         return self.builder.leaf("buffer", name, tuple(array.shape), dtype)
 
     def concrete(self, tensor: Any) -> Node:
-        """A tensor with a value read by the traced forward: a compiled program cannot hold it."""
+        """A tensor with a value that the traced forward reads: a constant of the graph.
+
+        The forward made it itself (``torch.ones``, ``torch.arange``, ``torch.tril(...)``, class
+        weights), so its value at trace time is its value on every call. One value everywhere
+        is a pointwise constant, which kernels fold into their expressions; any other value is
+        a ``buffer`` leaf whose array the graph holds (``Graph.constants``). A tensor sharing
+        memory with a parameter or buffer (``p.data``, ``from_numpy(buf)``) is that leaf, read
+        at run time (a parameter detached, as ``.data`` is), never a copy that would go stale.
+        """
+        array = tensor.array
+        leaf = self._storage_leaf(array)
+        if leaf is not None:
+            return leaf
+        if tensor.requires_grad:
+            raise self.builder.error(
+                f"a tensor that requires grad (shape {list(tensor.shape)}) is used in the traced forward but is not "
+                "a parameter of the model; make it an nn.Parameter of a submodule, or detach it")
+        if random.generator().bit_generator.state != self.random_state:
+            raise self.builder.error(
+                f"a tensor with a value (shape {list(tensor.shape)}) is used in the traced forward after the forward "
+                "drew random numbers (torch.rand, randn...): a compiled program would repeat the same draws on every "
+                "call; use nn.Dropout / F.dropout for random masks, or pass random values as an input")
+        dtype = {"f": "f32", "b": "bool"}.get(array.dtype.kind, "i64")
+        if array.size and dtype != "bool" and np.isfinite(array.flat[0]) and (array == array.flat[0]).all():
+            value = array.flat[0].item() if dtype == "i64" else float(np.float32(array.flat[0]))
+            expr = sympy.Integer(int(value)) if float(value).is_integer() else sympy.Float(value)
+            return self.builder.emit("pointwise", (), array.shape, dtype, name="constant", expr=expr)
+        if id(array) in self.constant_leaves:
+            return self.constant_leaves[id(array)][1]
+        graph = self.graph
+        name = f"constant.{len(graph.constants)}"
+        while graph.leaf(name) is not None or name in self.buffer_names.values() or name in self.param_names.values():
+            name += "_"
+        stored = array.astype(np.float32 if dtype != "i64" else np.int64)  # bools as 0/1, as backends hold them
+        graph.constants[name] = np.ascontiguousarray(stored)
+        leaf = self.builder.leaf("buffer", name, array.shape, dtype)
+        self.constant_leaves[id(array)] = (array, leaf)  # (the array is held: its id is not reused)
+        return leaf
+
+    def _storage_leaf(self, array: np.ndarray) -> Node | None:
+        """The parameter (detached) or buffer leaf whose array ``array`` is; an error when it is
+        only part of one (a slice taken outside the graph would not follow later changes)."""
+        for name, p in self.model.named_parameters():
+            if p.array is array:
+                return self.builder.detach(self.param(p))
+            if np.may_share_memory(p.array, array):
+                break
+        else:
+            for name, b in self.model.named_buffers():
+                if b is array:
+                    return self.buffer(b)
+                if np.may_share_memory(b, array):
+                    break
+            else:
+                return None
         raise self.builder.error(
-            f"a tensor with a value (shape {list(tensor.shape)}) that was not computed from the forward's inputs "
-            "is used in the traced graph; register it with self.register_buffer(name, tensor) so the compiled "
-            "program reads it, or pass it as an input")
+            f"a tensor of shape {list(array.shape)} that shares memory with {name!r} is used in the traced forward; "
+            f"use the model's {name} itself (slicing and reshaping it inside forward), so the compiled program "
+            "reads its current values")
 
     def hyper(self, name: str, dtype: str = "f32") -> Node:
         return self.builder.leaf("hyper", name, (), dtype)

@@ -6,14 +6,15 @@ subtraction, ``batch_norm`` mean/variance reductions and pointwise arithmetic.
 """
 from __future__ import annotations
 
-import sympy
+import warnings
 
 import numpy as np
+import sympy
 
+from graphnn import dtypes, random, trace
 from graphnn import pointwise as pw
-from graphnn import random, trace
 from graphnn import tensor_reductions as _reductions
-from graphnn.eager import EAGER
+from graphnn.eager import EAGER, Concrete
 from graphnn.ir import format_shape, numel
 from graphnn.tensors import Tensor, _builder, _named, _wrap, as_tensor, unary
 
@@ -84,6 +85,8 @@ def elu(input, alpha: float = 1.0, inplace: bool = False) -> Tensor:
 
 
 def gelu(input, approximate: str = "none") -> Tensor:
+    if approximate not in ("none", "tanh"):
+        raise RuntimeError("approximate argument must be either none or tanh.")
     return _apply(pw.gelu(approximate), input, grad="GeluBackward0")
 
 
@@ -176,14 +179,30 @@ def count_step(counter) -> None:
 _REDUCTIONS = ("mean", "sum", "none")
 
 
+def _legacy_reduction(size_average, reduce, reduction: str) -> str:
+    """torch's reading of the deprecated ``size_average`` and ``reduce`` flags, when either is given."""
+    if size_average is None and reduce is None:
+        return reduction
+    size_average = True if size_average is None else size_average
+    reduce = True if reduce is None else reduce
+    reduction = "mean" if size_average and reduce else ("sum" if reduce else "none")
+    warnings.warn(f"size_average and reduce args will be deprecated, please use reduction='{reduction}' instead.",
+                  stacklevel=3)
+    return reduction
+
+
+def _check_reduction(reduction: str) -> None:
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"{reduction} is not a valid value for reduction")
+
+
 def _reduce_loss(per_element: Tensor, reduction: str) -> Tensor:
+    _check_reduction(reduction)
     if reduction == "mean":
         return per_element.mean()
     if reduction == "sum":
         return per_element.sum()
-    if reduction == "none":
-        return per_element
-    raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+    return per_element
 
 
 def _same_shape(x: Tensor, target: Tensor, loss: str) -> None:
@@ -216,60 +235,170 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction: str 
                   "BinaryCrossEntropyWithLogitsBackward0")
 
 
-def nll_loss(input, target, weight=None, ignore_index: int = -100, reduction: str = "mean") -> Tensor:
-    """-log p[target] averaged over the samples whose label is not ``ignore_index``."""
-    if weight is not None:
-        raise NotImplementedError("nll_loss: class weights are not supported yet")
+def _check_class_weight(x: Tensor, weight, prefix: str = "") -> None:
+    classes = x.shape[0 if x.ndim == 1 else 1]
+    if weight is not None and tuple(weight.shape) != (classes,):
+        raise _b(x).error(f"{prefix}weight tensor should be defined either for all {classes} classes or no classes but "
+                          f"got weight tensor of shape: {list(weight.shape)}")
+
+
+def _check_class_targets(x: Tensor, t: Tensor) -> None:
+    """torch's checks of class indices ``t`` against scores ``x`` of shape (C), (N, C) or
+    (N, C, d1, ...): the target is (), (N) or (N, d1, ...), of int64."""
+    b = _b(x, t)
+    if x.ndim == 0:
+        raise b.error("Expected 1 or more dimensions for the input (C), (N, C) or (N, C, d1, ...), got a 0-D input")
+    if x.ndim > 1 and (t.ndim == 0 or t.shape[0] != x.shape[0]):
+        raise b.error(f"Expected input batch_size ({x.shape[0]}) to match target batch_size "
+                      f"({t.shape[0] if t.ndim else 0}).")
+    if x.ndim <= 2 and t.ndim != x.ndim - 1:
+        raise b.error(f"0D or 1D target tensor expected, multi-target not supported (got input of shape "
+                      f"{format_shape(x.shape)} and target of shape {format_shape(t.shape)})")
+    if x.ndim > 2 and tuple(t.shape) != (x.shape[0], *x.shape[2:]):
+        raise b.error(f"Expected target size {format_shape((x.shape[0], *x.shape[2:])).replace(',', ', ')}, got "
+                      f"{format_shape(t.shape).replace(',', ', ')}")
+    if t.dtype is not dtypes.int64:
+        raise b.error(f"expected target dtype to be Long or Byte, but got {dtypes.torch_type_name(t.dtype)}")
+
+
+def _class_rows(x: Tensor) -> Tensor:
+    """Scores (C), (N, C) or (N, C, d1, ...) as rows of classes, (M, C): one row per element
+    that has a class index (the class axis moved last for more than two dimensions)."""
+    if x.ndim == 1:
+        return x.reshape(1, x.shape[0])
+    if x.ndim > 2:
+        x = x.permute(0, *range(2, x.ndim), 1)
+    return x.reshape(numel(tuple(x.shape[:-1])), x.shape[-1])
+
+
+def _label_source(t: Tensor):
+    """The node whose values the class labels ``t`` are: ``t``'s own (eager, checked at once), or
+    the input leaf it reshapes (traced, recorded: checked by the runtime before each call);
+    None for labels computed inside the graph."""
+    node = t.node
+    if isinstance(node, Concrete):
+        return node
+    while node.op in ("reshape", "permute"):
+        node = node.inputs[0]
+    return node if node.op == "input" else None
+
+
+def _picked(b, rows: Tensor, labels: Tensor, ignore_index: int) -> Tensor:
+    """rows[i, labels[i]] for each row of (M, C) (0 where the label is ``ignore_index``), as a
+    select against the class index: -inf in another class stays out (-inf * 0 would be NaN)."""
+    wide = b.expand(labels.reshape(-1, 1).node, rows.shape)
+    chosen = b.pointwise(pw.pick_label(ignore_index), rows.node, wide, b.iota(rows.shape, 1))
+    return _wrap(chosen, [rows], "x").sum(1)
+
+
+def _counted(b, rows: Tensor, labels: Tensor, weight, ignore_index: int) -> Tensor:
+    """What each row counts for in a mean: its class's weight (1 without weights), 0 where its
+    label is ``ignore_index``."""
+    if weight is None:
+        return Tensor(b.pointwise(pw.scalar_ne(ignore_index), labels.node, dtype=rows.node.dtype))
+    w = as_tensor(weight, b)
+    return _picked(b, Tensor(b.broadcast(w.node, rows.shape)), labels, ignore_index)
+
+
+def _nll_name(ndim: int, reduction: str) -> str:
+    if ndim <= 2:
+        return "NllLossBackward0"
+    return "NllLoss2DBackward0" if ndim == 4 or reduction != "none" else "ViewBackward0"
+
+
+def nll_loss(input, target, weight=None, size_average=None, ignore_index: int = -100, reduce=None,
+             reduction: str = "mean") -> Tensor:
+    """-weight[t] * input[t] for log-probabilities (C), (N, C) or (N, C, d1, ...) and class
+    indices (), (N) or (N, d1, ...); the mean divides by the summed weights of the elements
+    whose label is not ``ignore_index`` (NaN when all are ignored, as torch)."""
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    _check_reduction(reduction)
     b = _b(input, target)
     logp, t = as_tensor(input, b), as_tensor(target, b)
-    if logp.ndim != 2:
-        raise b.error(f"nll_loss expected input of shape (N, C), got {format_shape(logp.shape)}")
-    if t.dtype.kind not in "iu":
-        raise b.error(f"nll_loss expected class indices of an integer dtype as target, got {t.dtype}")
-    if t.shape != logp.shape[:1]:
-        raise b.error(
-            f"nll_loss expected a target of shape {format_shape(logp.shape[:1])} (one class index per sample), "
-            f"got {format_shape(t.shape)}"
-        )
-    classes = logp.shape[1]
-    if t.node.op in ("input", "constant"):  # the runtime checks the labels against this before running
-        b.check_labels(t.node, classes, ignore_index)
-    # a select, not a product with a one-hot mask: -inf in another class stays out of the sum
-    # (-inf * 0 would be NaN), and a sample labelled ignore_index picks nothing
-    labels, classes_iota = b.expand(t.reshape(-1, 1).node, logp.shape), b.iota(logp.shape, 1)
-    picked = -_wrap(b.pointwise(pw.pick_label(ignore_index), logp.node, labels, classes_iota), [logp], "x").sum(1)
+    _check_class_targets(logp, t)
+    _check_class_weight(logp, weight)
+    classes = logp.shape[0 if logp.ndim == 1 else 1]
+    source = _label_source(t)
+    if source is not None:  # checked now (eager), or by the runtime before each call
+        b.check_labels(source, classes, ignore_index)
+    rows, labels = _class_rows(logp), t.reshape(-1)
+    loss = -_picked(b, rows, labels, ignore_index)
+    counted = _counted(b, rows, labels, weight, ignore_index) if weight is not None or reduction == "mean" else None
+    if weight is not None:
+        loss = loss * counted
+    name = _nll_name(logp.ndim, reduction)
     if reduction == "mean":
-        valid = Tensor(b.pointwise(pw.scalar_ne(ignore_index), t.node, dtype="f32"))
-        return _named(picked.sum() / valid.sum(), "NllLossBackward0")
-    return _named(_reduce_loss(picked, reduction), "NllLossBackward0")
+        return _named(loss.sum() / counted.sum(), name)
+    if reduction == "sum":
+        return _named(loss.sum(), name)
+    return _named(loss.reshape(*t.shape), name)
 
 
-def cross_entropy(
-    input, target, weight=None, ignore_index: int = -100, reduction: str = "mean", label_smoothing: float = 0.0
-) -> Tensor:
-    """log_softmax over classes then NLL; targets are class indices or class probabilities."""
-    if label_smoothing:
-        raise NotImplementedError("cross_entropy: label_smoothing is not supported yet")
-    x, t = as_tensor(input), as_tensor(target)
-    if x.ndim != 2:
-        raise _b(x).error(f"cross_entropy expected input of shape (N, C), got {format_shape(x.shape)}")
-    logp = log_softmax(x, 1)
-    if t.dtype.kind == "f":
-        if weight is not None:
-            raise NotImplementedError("cross_entropy: class weights are not supported yet")
-        if t.shape != x.shape:
-            raise _b(x, t).error(
-                f"cross_entropy expected class indices of shape {format_shape(x.shape[:1])} or class "
-                f"probabilities of shape {format_shape(x.shape)}, got a float target of shape {format_shape(t.shape)}"
-            )
-        per_sample = -(logp * t).sum(1)
-        return _reduce_loss(per_sample, reduction)
-    return nll_loss(logp, t, weight, ignore_index, reduction)
+def cross_entropy(input, target, weight=None, size_average=None, ignore_index: int = -100, reduce=None,
+                  reduction: str = "mean", label_smoothing: float = 0.0) -> Tensor:
+    """log_softmax over the class axis (1, or 0 for an unbatched (C) input), then NLL of class
+    indices or the cross-entropy with class probabilities (a float target of the input's
+    shape); ``label_smoothing`` mixes in the uniform distribution as torch does."""
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    _check_reduction(reduction)
+    if label_smoothing > 1.0:
+        raise RuntimeError(f"label_smoothing must be between 0.0 and 1.0. Got: {label_smoothing}")
+    b = _b(input, target)
+    x, t = as_tensor(input, b), as_tensor(target, b)
+    if x.ndim == 0:
+        raise b.error("cross_entropy expected an input of shape (C), (N, C) or (N, C, d1, ...), got a 0-D input")
+    class_dim = 0 if x.ndim == 1 else 1
+    classes = x.shape[class_dim]
+    logp = log_softmax(x, class_dim)
+    if tuple(t.shape) == tuple(x.shape):
+        return _probability_cross_entropy(logp, t, weight, ignore_index, reduction, label_smoothing, class_dim)
+    loss = nll_loss(logp, t, weight, None, ignore_index, None, reduction)
+    if label_smoothing <= 0.0:
+        return loss
+    # the uniform part: -sum over classes of (weighted) log-probabilities, 0 where ignored
+    weighted = logp if weight is None else logp * as_tensor(weight, b).reshape(
+        *(classes if k == class_dim else 1 for k in range(logp.ndim)))
+    smooth = (-weighted.sum(class_dim)).masked_fill(t == ignore_index, 0.0)
+    if reduction == "mean":
+        smooth = smooth.sum() / _counted(b, _class_rows(logp), t.reshape(-1), weight, ignore_index).sum()
+    elif reduction == "sum":
+        smooth = smooth.sum()
+    return _named(loss * (1 - label_smoothing) + smooth * (label_smoothing / classes), "AddBackward0")
 
 
-__all__ = [name for name in dir() if not name.startswith("_") and name not in ("sympy", "annotations", "Tensor")]
+def _probability_cross_entropy(logp: Tensor, t: Tensor, weight, ignore_index: int, reduction: str,
+                               label_smoothing: float, class_dim: int) -> Tensor:
+    """-sum(target * weight * logp) over classes, for class probabilities; the mean divides by
+    the number of elements (all but the class axis)."""
+    b = _b(logp, t)
+    if t.dtype.kind != "f":
+        raise RuntimeError(f"Expected floating point type for target with class probabilities, got "
+                           f"{dtypes.torch_type_name(t.dtype)}")
+    if ignore_index >= 0:
+        raise RuntimeError("ignore_index is not supported for floating point target")
+    _check_class_weight(logp, weight, "cross_entropy: ")
+    classes = logp.shape[class_dim]
+    if label_smoothing > 0.0:
+        t = t * (1 - label_smoothing) + label_smoothing / classes
+    product = logp * t
+    if weight is not None:
+        product = product * as_tensor(weight, b).reshape(*(classes if k == class_dim else 1 for k in range(logp.ndim)))
+    if reduction == "none":
+        return _named(-product.sum(class_dim), "NegBackward0")
+    total = -product.sum()
+    if reduction == "sum":
+        return _named(total, "NegBackward0")
+    count = numel(tuple(logp.shape)) / sympy.sympify(classes)
+    return _named(_wrap(_b(total).pointwise(pw.fn("div", pw.x0 / count, nargs=1), total.node), [total], "x"),
+                  "DivBackward1")
 
-# convolution and pooling live beside their Modules (graphnn/nn/conv.py)
+
+__all__ = [name for name, value in dict(globals()).items() if not name.startswith("_") and callable(value)
+           and getattr(value, "__module__", None) in (__name__, _reductions.__name__)]
+
+# convolution and pooling, and the normalisations over trailing axes, live beside their Modules
+# (graphnn/nn/conv.py, graphnn/nn/normalization.py)
 from graphnn.nn.conv import avg_pool2d, conv2d, max_pool2d  # noqa: E402
+from graphnn.nn.normalization import layer_norm, rms_norm  # noqa: E402
 
-__all__ += ["conv2d", "max_pool2d", "avg_pool2d"]
+__all__ += ["conv2d", "max_pool2d", "avg_pool2d", "layer_norm", "rms_norm"]

@@ -38,8 +38,10 @@ Y = np.array([0, 1, 2, 1, 0, 2])
     (X, Y[:5], gn.InputError, "same batch size.*input has 6, target has 5"),
     (X[:, :3], Y, gn.ShapeError, r"0 \(Linear\).*last dimension 4.*\[B,3\]"),
     (X[:, :, None], Y, gn.ShapeError, r"Linear expected input with last dimension 4, got input of shape \[B,4,1\]"),
-    (X, Y.astype(np.float32), gn.ShapeError, r"class indices of shape \[B\].*float target of shape \[B\]"),
-    (X, Y.reshape(6, 1), gn.ShapeError, r"nll_loss expected a target of shape \[B\].*got \[B,1\]"),
+    (X, Y.astype(np.float32), gn.ShapeError, r"loss \(CrossEntropyLoss\): expected target dtype to be Long or Byte, "
+                                             r"but got Float"),
+    (X, Y.reshape(6, 1), gn.ShapeError, r"0D or 1D target tensor expected, multi-target not supported \(got input of "
+                                        r"shape \[B,3\] and target of shape \[B,1\]\)"),
     (X[:1], Y[:1], gn.InputError, r"1 \(BatchNorm1d\): expected more than 1 value per channel when training"),
     (X.astype(np.int64), Y, gn.ShapeError, "expected a float32 input, got int64"),
     (X, np.array(["a"] * 6), gn.InputError, "target: expected a float or integer array"),

@@ -42,6 +42,14 @@ def custom_net_class(L):
     return _CUSTOM_CLASSES[L]
 
 
+def tied_net(L):
+    """A model whose output layer shares its weight with its input layer (named twice in the
+    state_dict, once among the parameters)."""
+    model = L.Sequential(L.Linear(4, 4, bias=False), L.Tanh(), L.Linear(4, 4))
+    model[2].weight = model[0].weight
+    return model
+
+
 BUILDERS = {
     "seq_positional": lambda L: L.Sequential(L.Linear(1, 13), L.Tanh(), L.Linear(13, 1)),
     "seq_ordereddict": lambda L: L.Sequential(
@@ -89,6 +97,13 @@ BUILDERS = {
     "BatchNorm1d": lambda L: L.BatchNorm1d(4),
     "BatchNorm1d_args": lambda L: L.BatchNorm1d(5, eps=1e-3, momentum=0.2, affine=False),
     "BatchNorm1d_untracked": lambda L: L.BatchNorm1d(4, track_running_stats=False),
+    "LayerNorm": lambda L: L.LayerNorm(6),
+    "LayerNorm_args": lambda L: L.LayerNorm((2, 3), eps=1e-6, bias=False),
+    "LayerNorm_noaffine": lambda L: L.LayerNorm([4], elementwise_affine=False),
+    "RMSNorm": lambda L: L.RMSNorm(6),
+    "RMSNorm_args": lambda L: L.RMSNorm((2, 3), eps=1e-6),
+    "RMSNorm_noaffine": lambda L: L.RMSNorm(4, elementwise_affine=False),
+    "tied": lambda L: tied_net(L),
     "MSELoss": lambda L: L.MSELoss(),
     "L1Loss": lambda L: L.L1Loss(),
     "CrossEntropyLoss": lambda L: L.CrossEntropyLoss(),
@@ -100,7 +115,8 @@ BUILDERS = {
 # The models with parameters or buffers (used by the state_dict loading tests).
 STATEFUL = [
     "seq_positional", "seq_ordereddict", "seq_nested", "mlp_batchnorm", "Linear", "Linear_nobias",
-    "BatchNorm1d", "BatchNorm1d_args", "BatchNorm1d_untracked", "custom_net",
+    "BatchNorm1d", "BatchNorm1d_args", "BatchNorm1d_untracked", "custom_net", "LayerNorm", "LayerNorm_args",
+    "RMSNorm", "RMSNorm_args", "tied",
 ]
 
 

@@ -96,6 +96,9 @@ LOSSES = [
     ("CrossEntropyLoss", {"reduction": "sum"}, "labels", "NllLossBackward0"),
     ("CrossEntropyLoss", {"ignore_index": 1}, "labels", "NllLossBackward0"),
     ("NLLLoss", {}, "labels", "NllLossBackward0"),
+    ("CrossEntropyLoss", {"label_smoothing": 0.1}, "labels", "AddBackward0"),
+    ("CrossEntropyLoss", {"weight": "class weights"}, "labels", "NllLossBackward0"),
+    ("NLLLoss", {"weight": "class weights", "reduction": "none"}, "labels", "NllLossBackward0"),
     ("MSELoss", {}, "values", "MseLossBackward0"),
     ("MSELoss", {"reduction": "none"}, "values", "MseLossBackward0"),
     ("L1Loss", {}, "values", "MeanBackward0"),
@@ -108,7 +111,10 @@ def test_losses_on_tensors_match_torch(name, kwargs, target, grad_fn):
     x = RNG.standard_normal((6, 4)).astype(np.float32)
     y = {"labels": RNG.integers(0, 4, 6), "values": RNG.standard_normal((6, 4)).astype(np.float32),
          "probabilities": RNG.random((6, 4)).astype(np.float32)}[target]
-    ours, theirs = getattr(nn, name)(**kwargs), getattr(torch.nn, name)(**kwargs)
+    weights = np.array([0.5, 1.0, 2.0, 0.25], np.float32)
+    ours = getattr(nn, name)(**{k: gn.tensor(weights) if v == "class weights" else v for k, v in kwargs.items()})
+    theirs = getattr(torch.nn, name)(**{k: torch.tensor(weights) if v == "class weights" else v
+                                        for k, v in kwargs.items()})
     close(ours(gn.tensor(x), gn.tensor(y)), theirs(torch.tensor(x), torch.tensor(y)))
     grad_x, ref_x = gn.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
     out, ref = ours(grad_x, gn.tensor(y)), theirs(ref_x, torch.tensor(y))
@@ -140,11 +146,20 @@ FUNCTIONS = [
     ("nll_loss-sum", lambda f, x: f.nll_loss(f.log_softmax(x, dim=1), _labels(x), reduction="sum")),
     ("cross_entropy", lambda f, x: f.cross_entropy(x, _labels(x))),
     ("mse_loss", lambda f, x: f.mse_loss(x, x * 0.5)),
+    ("layer_norm", lambda f, x: f.layer_norm(x, (4,), x[0], x[1])),
+    ("rms_norm", lambda f, x: f.rms_norm(x.reshape(2, 3, 4), (3, 4))),
+    ("softmax-3d-last", lambda f, x: f.softmax(x.reshape(2, 3, 4), dim=-1)),
+    ("cross_entropy-3d", lambda f, x: f.cross_entropy(x.reshape(2, 3, 4), _lib(x).tensor([[0, 2, 1, 1], [2, 0, 0, 1]]),
+                                                      label_smoothing=0.2)),
 ]
 
 
+def _lib(x):
+    return gn if isinstance(x, gn.Tensor) else torch
+
+
 def _labels(x):
-    return (gn if isinstance(x, gn.Tensor) else torch).tensor([0, 3, 1, 2, 2, 0])[:x.shape[0]]
+    return _lib(x).tensor([0, 3, 1, 2, 2, 0])[:x.shape[0]]
 
 
 @pytest.mark.parametrize("name,call", FUNCTIONS, ids=[n for n, _ in FUNCTIONS])
