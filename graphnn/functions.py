@@ -16,6 +16,7 @@ METHODS = (
     "permute", "pow", "prod", "ravel", "reciprocal", "relu", "remainder", "reshape", "round", "rsqrt", "sigmoid",
     "sign", "sin", "softmax", "split", "sqrt", "square", "squeeze", "std", "sub", "subtract", "sum", "swapaxes", "t",
     "tanh", "transpose", "true_divide", "trunc", "unbind", "unsqueeze", "var",
+    "gather", "index_select", "take_along_dim",  # graphnn.tensor_gather
 )
 
 

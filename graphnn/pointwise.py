@@ -243,6 +243,14 @@ def pick_label(ignore_index: int) -> PointwiseFn:
     return fn("pick_label", sympy.Piecewise((x0, chosen), (0, True)), nargs=3)
 
 
+@functools.lru_cache(maxsize=256)
+def padding_row(padding_idx: int) -> PointwiseFn:
+    """x0 (a looked-up row) where the index x1 is not ``padding_idx``, else x2 (the same row,
+    detached): the value is the row either way, but the padding row gets no gradient, as in
+    PyTorch's embedding."""
+    return fn("padding_row", sympy.Piecewise((x0, sympy.Ne(x1, int(padding_idx))), (X[2], True)), nargs=3)
+
+
 @functools.lru_cache(maxsize=4096)
 def scalar_ne(value: float) -> PointwiseFn:
     """1 where x0 differs from a constant (labels that are not ``ignore_index``), else 0."""

@@ -273,3 +273,8 @@ __all__ = [name for name in dir() if not name.startswith("_") and name not in ("
 from graphnn.nn.conv import avg_pool2d, conv2d, max_pool2d  # noqa: E402
 
 __all__ += ["conv2d", "max_pool2d", "avg_pool2d"]
+
+# the embedding lookup is a gather, beside the Tensor's (graphnn/tensor_gather.py)
+from graphnn.tensor_gather import embedding  # noqa: E402
+
+__all__ += ["embedding"]

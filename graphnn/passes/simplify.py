@@ -16,6 +16,7 @@ def simplify(graph: Graph) -> Graph:
     order (so the same model always gives the same names in generated code)."""
     out = Graph()
     out.checks, out.label_checks = list(graph.checks), list(graph.label_checks)
+    out.index_checks = list(graph.index_checks)
     mapping: dict[int, Node] = {}
     seen: dict[tuple, Node] = {}
     live = graph.live_nodes()
