@@ -175,7 +175,8 @@ class Stages:
 
 def bytes_moved(plan) -> sympy.Expr:
     """Bytes a plan's kernels read and write, in B: each access counts the elements its loop
-    indices reach (the extents of the axes it moves along; a read of one parameter's slice of the
+    indices reach (the extents of the axes it moves along, all of them for an access at a loaded
+    index, at most the buffer; a read of one parameter's slice of the
     flat buffer counts that slice), at most its buffer's size where both are numbers. Scalars of
     run-time hyperparameters are not counted."""
     moved = sympy.Integer(0)
@@ -190,8 +191,8 @@ def bytes_moved(plan) -> sympy.Expr:
                 continue
             coefs = [access.strides] + [g.coefs for g in getattr(access, "guards", ())]
             extent = sympy.Integer(1)
-            for axis, size in enumerate(domain):
-                if any(sympy.sympify(c[axis]) != 0 for c in coefs):
+            for axis, size in enumerate(domain):  # a gather's or scatter's address moves with its index
+                if getattr(access, "indirect", None) is not None or any(sympy.sympify(c[axis]) != 0 for c in coefs):
                     extent *= size
             size = sympy.sympify(plan.buffers[name].size)
             if extent.is_Integer and size.is_Integer:

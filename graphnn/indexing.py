@@ -199,9 +199,8 @@ def _take(x: "T.Tensor", index: Any) -> "T.Tensor | None":
         raise IndexError(_message(error, tuple(x.shape), numpy_parts)) from None
     b = T._builder(x)
     flat = T._wrap(b.reshape(T.as_tensor(x, b).node, (int(np.prod(x.shape)),)), [x], "ViewBackward0")
-    picked = T.tensor_gather.select(b, flat, T.Tensor(constant(np.asarray(positions), "i64")), 0, "index",
-                                    "IndexBackward0")
-    return picked
+    return T.tensor_gather.select(b, flat, T.Tensor(constant(np.asarray(positions), "i64")), 0, "index",
+                                  "IndexBackward0")
 
 
 def get(x: "T.Tensor", index: Any) -> "T.Tensor":

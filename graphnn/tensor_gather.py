@@ -45,7 +45,7 @@ class GatherMethods:
             if k != d and isinstance(i, int) and isinstance(n, int) and i > n:
                 raise RuntimeError(f"Size does not match at dimension {k} expected index {list(index.shape)} to be no "
                                    f"larger than self {list(x.shape)} apart from dimension {d}")
-        return _gathered(b, x, index, d, "gather", "GatherBackward0")
+        return select(b, x, index, d, "gather", "GatherBackward0", gather=True)
 
     def index_select(self, dim: int, index):
         """The slices of self along ``dim`` at the positions of the vector ``index``."""
@@ -92,20 +92,15 @@ def as_index(index: Any, message: str):
     return index
 
 
-def select(b, x, index, axis: int, op: str, grad: str):
+def select(b, x, index, axis: int, op: str, grad: str, gather: bool = False):
     """x's slices along ``axis`` at the positions ``index`` (any shape) holds, in its place:
-    x.shape[:axis] + index.shape + x.shape[axis + 1:]; the index checked by ``op``'s rules."""
+    x.shape[:axis] + index.shape + x.shape[axis + 1:] (with ``gather``, torch.gather's meaning
+    instead: the index has x's rank); the index checked by ``op``'s rules."""
     x, index = T.as_tensor(x, b), T.as_tensor(index, b)
     T._float32_only(b, x)
     b.check_index(index.node, x.shape[axis], op, axis)
-    return T._wrap(b.index_select(x.node, index.node, axis), [x], grad)
-
-
-def _gathered(b, x, index, axis: int, op: str, grad: str):
-    x, index = T.as_tensor(x, b), T.as_tensor(index, b)
-    T._float32_only(b, x)
-    b.check_index(index.node, x.shape[axis], op, axis)
-    return T._wrap(b.gather(x.node, index.node, axis), [x], grad)
+    picked = (b.gather if gather else b.index_select)(x.node, index.node, axis)
+    return T._wrap(picked, [x], grad)
 
 
 def _broadcast(a: tuple, b: tuple, skip: int) -> tuple:

@@ -211,13 +211,16 @@ class Fusion:
 
     def _reads_own_values(self, nodes: list) -> bool:
         """Whether a gather or scatter among ``nodes`` reads a value computed among them through
-        its index (or a gather through its table): those are read at addresses other than the
-        loop's own, so they come from a buffer written before the kernel."""
+        its index (or a gather through its table, or a table they update in place): those are
+        read at addresses other than the loop's own, so they come from a buffer complete before
+        the kernel."""
         ids = {n.id for n in nodes}
+        updated = {name for n in nodes for kind, name in self.named.get(n.id, []) if kind == "update"}
         for n in nodes:
             read = n.inputs if n.op == "gather" else n.inputs[1:] if n.op == "scatter_add" else ()
-            if any(self.view_of(source).base.id in ids for source in read):
-                return True
+            for base in (self.view_of(source).base for source in read):
+                if base.id in ids or (base.op in ("param", "buffer") and base.attrs["name"] in updated):
+                    return True
         return False
 
     def _inline_target(self, node: Node, share: bool = False) -> Node | None:

@@ -19,7 +19,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import graphnn as gn
-from graphnn import nn
+from graphnn import autodiff, nn
 from graphnn import pointwise as pw
 from graphnn.ir import B, Graph, evaluate_shape
 from graphnn.ops import Builder, ShapeError
@@ -119,6 +119,52 @@ def test_a_lookup_is_an_indirect_load_in_its_consumers_kernel():
     assert kernel.kind == "reduce"
     (gathered,) = [l for l in kernel.loads if l.indirect is not None]
     assert gathered.source == "input.w" and gathered.indirect.size == 37
+
+
+@pytest.mark.parametrize("rows", [3, 70])  # the row loops, and the packed GEMM's epilogue function
+def test_a_gather_in_a_matmul_epilogue(rows):
+    """x @ w + table[idx]: the lookup is read in the matmul's epilogue, on every backend."""
+    def build(b, x, w, table, idx):
+        return {"y": b.pointwise(pw.add, b.matmul(x, w), b.index_select(table, idx, 0))}
+
+    rng = np.random.default_rng(rows)
+    feeds = {"x": rng.standard_normal((rows, 40)).astype(np.float32),
+             "w": rng.standard_normal((40, 33)).astype(np.float32),
+             "table": rng.standard_normal((11, 33)).astype(np.float32), "idx": rng.integers(-11, 11, rows)}
+    leaves = {"x": ((B, 40), "f32"), "w": ((40, 33), "f32"), "table": ((11, 33), "f32"), "idx": ((B,), "i64")}
+    expected, plan = agree(build, leaves, feeds, rows, rtol=2e-5, atol=2e-5)
+    np.testing.assert_allclose(expected["y"], feeds["x"] @ feeds["w"] + feeds["table"][feeds["idx"]], rtol=1e-5,
+                               atol=1e-5)
+    (kernel,) = plan.kernels
+    assert kernel.kind == "matmul" and any(l.indirect for l in kernel.loads)
+
+
+def test_gradients_of_gathers_and_scatters_run_on_every_backend():
+    """The backward of a scatter of a gather (each rule's result through the other rule), and a
+    gather whose index is an iota, compiled and run like the reference."""
+    graph = Graph()
+    b = Builder(graph)
+    x, v, idx = b.leaf("input", "x", (6, 3)), b.leaf("input", "v", (B, 3)), b.leaf("input", "idx", (B, 3), "i64")
+    spread = b.scatter_add(b.pointwise(pw.mul, b.gather(x, idx, 0), v), idx, 0, (6, 3))
+    diagonal = b.gather(spread, b.iota((3, 3), 0), 1)  # row i: spread[i, i], three times
+    loss = b.reshape(b.reduce("sum", b.pointwise(pw.mul, diagonal, diagonal), (0, 1)), ())
+    graph, grads = autodiff.gradients(graph, loss, [x, v])
+    graph.outputs.update(loss=loss, gx=grads[x.id], gv=grads[v.id])
+    rng = np.random.default_rng(5)
+    feeds = [rng.standard_normal((6, 3)).astype(np.float32), rng.standard_normal((4, 3)).astype(np.float32),
+             rng.integers(-6, 6, (4, 3))]
+    results = run_backends({"forward": graph}, 4, feeds, {})
+    expected = results.pop("numpy")
+    for backend, got in results.items():
+        for name in expected:
+            np.testing.assert_allclose(got[name], expected[name], rtol=1e-5, atol=1e-5, err_msg=f"{backend}: {name}")
+    xt, vt = torch.tensor(feeds[0], requires_grad=True), torch.tensor(feeds[1], requires_grad=True)
+    it = torch.tensor(feeds[2] % 6)
+    spread_t = torch.zeros(6, 3).scatter_add(0, it, xt.gather(0, it) * vt)
+    diagonal_t = spread_t.gather(1, torch.arange(3).reshape(3, 1).expand(3, 3))
+    (diagonal_t * diagonal_t).sum().backward()
+    np.testing.assert_allclose(expected["gx"], xt.grad.numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(expected["gv"], vt.grad.numpy(), rtol=1e-5, atol=1e-5)
 
 
 def test_gather_shape_errors_name_the_shapes():
