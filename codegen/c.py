@@ -298,7 +298,8 @@ class _Entry(MatmulEmitter):
         """(the line computing ``<name>_at``, the position an index load gives, with a negative one
         counted from the end; the condition that it lies inside its axis)."""
         size = c_index(indirect.size)
-        return (f"{indent}const int64_t {name}_at = {indirect.index} < 0 ? {indirect.index} + {size} : {indirect.index};",
+        index = indirect.index
+        return (f"{indent}const int64_t {name}_at = {index} < 0 ? {index} + {size} : {index};",
                 f"({name}_at >= 0 && {name}_at < {size})")
 
     def store_line(self, store: Store, names: tuple, indent: str) -> str:
@@ -306,8 +307,9 @@ class _Entry(MatmulEmitter):
         if store.indirect is not None:  # a scatter: added at the place its index names, if inside
             name = f"{store.value}_{self.c_name(store.buffer)}"
             position, inside = self.indirect_lines(name, store.indirect, indent)
-            return (f"{position}\n{indent}if {inside} {self.c_name(store.buffer)}"
-                    f"[{c_plus(at, c_term(f'{name}_at', store.indirect.stride))}] += ({CTYPES[store.dtype]})({store.value});")
+            address = c_plus(at, c_term(f"{name}_at", store.indirect.stride))
+            return (f"{position}\n{indent}if {inside} {self.c_name(store.buffer)}[{address}] += "
+                    f"({CTYPES[store.dtype]})({store.value});")
         return f"{indent}{self.c_name(store.buffer)}[{at}] = ({CTYPES[store.dtype]})({store.value});"
 
     def loops(self, dims: list[int], domain: tuple, indent: str, parallel: bool) -> tuple[list[str], str]:

@@ -340,8 +340,9 @@ class _Module:
         outside its axis read nothing and give 0."""
         position, inside = self.indirect_lines(load.name, load.indirect, indent)
         zero = f" + zero_{mask}" if mask else ""
+        lanes = " & ".join(([mask] if mask else []) + [inside])
         return (f"{position}\n{indent}{load.name} = tl.load({self.names[load.source]} + {index} + {load.name}_at * "
-                f"{c_index(load.indirect.stride)}{zero}, mask={' & '.join(([mask] if mask else []) + [inside])}, other=0)")
+                f"{c_index(load.indirect.stride)}{zero}, mask={lanes}, other=0)")
 
     def window_load(self, load: Load, index: str, names: tuple, mask: str | None, indent: str) -> str:
         """A load through guards: lanes whose guarded index leaves its axis read nothing and

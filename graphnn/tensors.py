@@ -332,7 +332,7 @@ def unary(x: Any, fn: pw.PointwiseFn, grad: str | None, floating: bool = True) -
     return _named(Tensor(b.pointwise(fn, t.node)), grad or "NotImplemented")
 
 
-from graphnn import indexing, tensor_gather, tensor_math, tensor_methods, tensor_reductions  # noqa: E402  (the methods use the helpers above)
+from graphnn import indexing, tensor_gather, tensor_math, tensor_methods, tensor_reductions  # noqa: E402  (they use the helpers above)
 from graphnn.tensor_inplace import InPlaceMethods  # noqa: E402
 from graphnn.tensor_methods import TensorMethods  # noqa: E402
 

@@ -9,9 +9,10 @@ than the reference interpreter of the Graph (runtime/reference.py).
 Each kernel is evaluated over its whole loop domain at once: a load is a gather at the indices
 its strides (and guards, and a loaded index) give, an assignment is its sympy expression on
 those arrays, a reduction or matmul accumulates in float64 and rounds to float32 (as the
-reference does), a store is a scatter (an adding one for a scatter kernel). Every arena buffer is a view of one float32 array at its planned offset,
-which the binding fills with NaN before each call: a value read before it is written, or
-overwritten while still live, shows up in the results.
+reference does), a store is a scatter (an adding one for a scatter kernel). Every arena buffer
+is a view of one float32 array at its planned offset, which the binding fills with NaN before
+each call: a value read before it is written, or overwritten while still live, shows up in the
+results.
 """
 from __future__ import annotations
 

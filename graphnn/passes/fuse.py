@@ -372,8 +372,9 @@ class Fusion:
                 local[node.id] = str(ACC)
             elif node is core and kind == "scatter":
                 kernel.reduce_value = local[node.id] = operand(node.inputs[0], node)
-                scattered = Indirect(index_load(node.inputs[1], node), views.contiguous_strides(node.shape)[node.attrs["axis"]],
-                                     node.shape[node.attrs["axis"]])
+                axis = node.attrs["axis"]
+                scattered = Indirect(index_load(node.inputs[1], node), views.contiguous_strides(node.shape)[axis],
+                                     node.shape[axis])
             elif node.op == "gather":  # its load, named as the node's value (an assignment, as any value)
                 stage = "prologue" if node.id in prologue else "epilogue"
                 where = f"   {node.path} ({node.module})" if node.path else ""

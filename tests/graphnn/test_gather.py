@@ -73,7 +73,8 @@ def test_gather_kernels_on_every_axis(batch, n, m, axis, seed):
     def build(b, x, index):
         return {"y": b.gather(x, index, axis), "z": b.pointwise(pw.tanh, b.gather(x, index, axis))}
 
-    expected, _ = agree(build, {"x": (x_shape, "f32"), "index": (tuple(i_shape), "i64")}, {"x": x, "index": index}, batch)
+    leaves = {"x": (x_shape, "f32"), "index": (tuple(i_shape), "i64")}
+    expected, _ = agree(build, leaves, {"x": x, "index": index}, batch)
     np.testing.assert_array_equal(expected["y"], torch_gather(x, index, axis))
 
 
@@ -385,7 +386,7 @@ def test_index_errors_are_torchs(grad):
 
 
 # -- training: the PyTorch loop and compiled steps ---------------------------------------------------
-class Bag(object):
+class Bag:
     """Embedding (with a padding row) -> mean over the sequence -> Linear, in either library."""
 
     @staticmethod
@@ -402,7 +403,7 @@ class Bag(object):
         return Net()
 
 
-class Picker(object):
+class Picker:
     """Parameters read in forward through ``x[idx]``, index_select and gather, then Linear."""
 
     @staticmethod
@@ -447,7 +448,8 @@ def _same_parameters(ours, theirs, rtol=1e-4, atol=1e-6):
 
 @pytest.mark.parametrize("kind,optimizer,kwargs", [(Bag, "SGD", {"lr": 0.5, "momentum": 0.9}),
                                                    (Bag, "AdamW", {"lr": 0.05}),
-                                                   (Picker, "SGD", {"lr": 0.1})], ids=["Bag-SGD", "Bag-AdamW", "Picker-SGD"])
+                                                   (Picker, "SGD", {"lr": 0.1})],
+                         ids=["Bag-SGD", "Bag-AdamW", "Picker-SGD"])
 def test_a_compiled_step_trains_as_torch(backend, kind, optimizer, kwargs):
     ours, theirs = _models(kind)
     train = gn.compile(ours, nn.CrossEntropyLoss(), getattr(gn.optim, optimizer)(ours.parameters(), **kwargs),
