@@ -223,10 +223,11 @@ class _Entry(MatmulEmitter):
             header.append(f" * from {', '.join(kernel.paths)}")
         nodes = ", ".join(f"%{i} {op}" for i, op, _ in kernel.sources)
         header.append(f" * nodes: {nodes} */")
-        if kernel.kind == "pointwise":
+        if kernel.kind in ("pointwise", "scatter"):
             kernel = _collapsed(kernel)
         hoisted, self.invariant = self.hoisted(kernel)
-        body = {"pointwise": self.pointwise, "reduce": self.reduce, "matmul": self.matmul}[kernel.kind](kernel)
+        body = {"pointwise": self.pointwise, "reduce": self.reduce, "matmul": self.matmul,
+                "scatter": self.scatter}[kernel.kind](kernel)
         if kernel.kind == "matmul" and not is_direct(kernel):
             # the loads and scalars live in the epilogue function; this one reads the operands,
             # writes the product (if it has a buffer of its own) and passes B in the context
@@ -245,6 +246,7 @@ class _Entry(MatmulEmitter):
         prints, from its plan: loop sizes, indices, expressions."""
         names = axis_names(kernel.domain)
         used = symbols(kernel.loads, kernel.body, kernel.stores, names, kernel.domain)
+        used |= symbols(sizes=[x for _, offset, size in kernel.cleared for x in (offset, size)])
         if kernel.kind == "matmul":
             a, b, batch = kernel.a, kernel.b, names[: len(kernel.domain) - 2]
             used |= index_symbols(a.offset, a.strides[:-2], batch) | index_symbols(b.offset, b.strides[:-2], batch)
@@ -266,6 +268,11 @@ class _Entry(MatmulEmitter):
             (seed_buf, seed_off), (step_buf, step_off) = load.key
             return (f"{indent}const float {load.name} = graphnn_uniform({self.c_name(seed_buf)}[{c_index(seed_off)}], "
                     f"{self.c_name(step_buf)}[{c_index(step_off)}], {load.stream}u, (uint64_t)({at}));")
+        if load.indirect is not None:  # a gather: the loaded index completes the address
+            position, inside = self.indirect_lines(load.name, load.indirect, indent)
+            return (f"{position}\n{indent}const {ctype} {load.name} = {inside} ? "
+                    f"{self.c_name(load.source)}[{c_plus(at, c_term(f'{load.name}_at', load.indirect.stride))}] : "
+                    f"({ctype})0;")
         if not load.guards:
             return f"{indent}const {ctype} {load.name} = {self.c_name(load.source)}[{at}];"
         # a window read: each guarded index must land inside its axis, else the load is the fill
@@ -286,9 +293,24 @@ class _Entry(MatmulEmitter):
     def assign_lines(self, assigns, indent: str) -> list[str]:
         return [f"{indent}const {CTYPES[a.dtype]} {a.name} = {c_value(a.expr)};  /* {a.comment} */" for a in assigns]
 
+    @staticmethod
+    def indirect_lines(name: str, indirect, indent: str) -> tuple[str, str]:
+        """(the line computing ``<name>_at``, the position an index load gives, with a negative one
+        counted from the end; the condition that it lies inside its axis)."""
+        size = c_index(indirect.size)
+        index = indirect.index
+        return (f"{indent}const int64_t {name}_at = {index} < 0 ? {index} + {size} : {index};",
+                f"({name}_at >= 0 && {name}_at < {size})")
+
     def store_line(self, store: Store, names: tuple, indent: str) -> str:
-        return (f"{indent}{self.c_name(store.buffer)}[{index(store.offset, store.strides, names)}] = "
-                f"({CTYPES[store.dtype]})({store.value});")
+        at = index(store.offset, store.strides, names)
+        if store.indirect is not None:  # a scatter: added at the place its index names, if inside
+            name = f"{store.value}_{self.c_name(store.buffer)}"
+            position, inside = self.indirect_lines(name, store.indirect, indent)
+            address = c_plus(at, c_term(f"{name}_at", store.indirect.stride))
+            return (f"{position}\n{indent}if {inside} {self.c_name(store.buffer)}[{address}] += "
+                    f"({CTYPES[store.dtype]})({store.value});")
+        return f"{indent}{self.c_name(store.buffer)}[{at}] = ({CTYPES[store.dtype]})({store.value});"
 
     def loops(self, dims: list[int], domain: tuple, indent: str, parallel: bool) -> tuple[list[str], str]:
         """A loop per axis of ``dims`` that has one (extent 1 is the index 0), the first on
@@ -317,18 +339,29 @@ class _Entry(MatmulEmitter):
         """The closing braces from indent ``inner`` back out to ``outer``."""
         return [inner[: len(inner) - 4 * (k + 1)] + "}" for k in range((len(inner) - len(outer)) // 4)]
 
-    def pointwise(self, kernel: Kernel) -> list[str]:
-        """A loop nest over the (collapsed) domain: loads, assignments, stores per element."""
+    def pointwise(self, kernel: Kernel, parallel: bool = True) -> list[str]:
+        """A loop nest over the (collapsed) domain: loads, assignments, stores per element (on
+        threads where the work pays for them, with ``parallel``)."""
         names = axis_names(kernel.domain)
 
-        def make(parallel: bool, indent: str) -> list[str]:
-            lines, inner = self.loops(list(range(len(kernel.domain))), kernel.domain, indent, parallel)
+        def make(threads: bool, indent: str) -> list[str]:
+            lines, inner = self.loops(list(range(len(kernel.domain))), kernel.domain, indent, threads)
             lines += [self.load_line(l, names, inner) for l in self.loads_in_loop(kernel.loads)]
             lines += self.assign_lines(self.assigns_in_loop(kernel.body), inner)
             lines += [self.store_line(s, names, inner) for s in kernel.stores]
             return lines + self.close(inner, indent)
 
-        return self.split(numel(kernel.domain), make)
+        return self.split(numel(kernel.domain), make) if parallel else make(False, "    ")
+
+    def scatter(self, kernel: Kernel) -> list[str]:
+        """Zero the target, then add each value at its place in one serial loop nest: repeated
+        indices add in the order of the loop, so every run gives the same sums (threads would
+        race on a repeated index or need atomics, whose order varies)."""
+        lines = []
+        for buffer, offset, size in kernel.cleared:
+            target = self.c_name(buffer) if sympy.sympify(offset) == 0 else f"{self.c_name(buffer)} + {c_index(offset)}"
+            lines.append(f"    memset({target}, 0, sizeof(*{self.c_name(buffer)}) * (size_t){c_index(size)});")
+        return lines + self.pointwise(kernel, parallel=False)
 
     def reduce(self, kernel: Kernel) -> list[str]:
         kept = [k for k in range(len(kernel.domain)) if k not in kernel.axes]

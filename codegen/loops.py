@@ -80,6 +80,9 @@ def load_symbols(load: Load, names: Sequence) -> set[str]:
             used |= {str(s) for s in sympy.sympify(g.stride).free_symbols}
     for _, offset in load.key:
         used |= {str(s) for s in sympy.sympify(offset).free_symbols}
+    if load.indirect is not None:
+        used |= {load.indirect.index} | {str(s) for s in sympy.sympify(load.indirect.stride).free_symbols}
+        used |= {str(s) for s in sympy.sympify(load.indirect.size).free_symbols}
     return used
 
 
@@ -94,6 +97,9 @@ def symbols(loads: Iterable[Load] = (), assigns: Iterable[Assign] = (), stores: 
         used |= {str(s) for s in a.expr.free_symbols}
     for s in stores:
         used |= index_symbols(s.offset, s.strides, names) | {s.value}
+        if s.indirect is not None:
+            used |= {s.indirect.index} | {str(x) for x in sympy.sympify(s.indirect.stride).free_symbols}
+            used |= {str(x) for x in sympy.sympify(s.indirect.size).free_symbols}
     for size in sizes:
         used |= {str(s) for s in sympy.sympify(size).free_symbols}
     return used
@@ -129,10 +135,20 @@ def reduction_parts(kernel: Kernel, hoisted: set = frozenset()) -> ReductionPart
     early_stores = [s for s in kernel.stores if s.value in prologue_names]
     late_stores = [s for s in kernel.stores if s.value not in prologue_names]
     early = {str(s) for a in prologue for s in a.expr.free_symbols} | {kernel.reduce_value}
+    early |= {s.indirect.index for s in early_stores + late_stores if s.indirect is not None}  # a scatter's index
     late = {str(s) for a in epilogue for s in a.expr.free_symbols} | {s.value for s in late_stores}
     loads = [l for l in kernel.loads if l.name not in hoisted]
-    return ReductionParts([l for l in loads if l.name in early], prologue, early_stores,
-                          [l for l in loads if l.name in late], epilogue, late_stores)
+    return ReductionParts(with_indices(loads, early), prologue, early_stores,
+                          with_indices(loads, late), epilogue, late_stores)
+
+
+def with_indices(loads: list[Load], names: set[str]) -> list[Load]:
+    """The loads named in ``names`` and the index loads their gathers read, in kernel order."""
+    names = set(names)
+    for load in reversed(loads):  # an index load comes before the gather that reads it
+        if load.name in names and load.indirect is not None:
+            names.add(load.indirect.index)
+    return [l for l in loads if l.name in names]
 
 
 # -- buffers -------------------------------------------------------------------------------------

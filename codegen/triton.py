@@ -11,7 +11,12 @@ block sizes as constexprs.
   time; the tile accumulates elementwise and is summed (``tl.sum``/``tl.max``) at the end, so a
   long sum adds COLS partial sums (pairwise-like accuracy);
 - matmul: one program per BM x BN tile of the output (and per batch index), ``tl.dot`` over BK
-  slices of K, masked at every edge so any M, N, K works; the epilogue runs on the tile.
+  slices of K, masked at every edge so any M, N, K works; the epilogue runs on the tile;
+- scatter: a kernel zeroing the target, then one program per BLOCK values, each added at its
+  place with ``tl.atomic_add``.
+
+A gather is a masked load at an address that adds a loaded index (lanes whose index lies outside
+its axis read 0).
 
 Pointwise expressions come from the same sympy definitions as the C backend, printed by
 ``TritonPrinter``. Functions Triton lacks or that need libdevice (tanh, expm1, log1p) are small
@@ -29,14 +34,15 @@ import sympy
 from sympy.printing.pycode import PythonCodePrinter
 
 from codegen.loops import axis_names, bindings, index, looped, numel, reduction_parts, unique_names
-from codegen.printers import BATCH, ValuePrinting, c_index
+from codegen.printers import BATCH, ValuePrinting, c_index, c_plus
 from graphnn.passes.memory import MemoryPlan
 from graphnn.passes.plan import Kernel, KernelPlan, Load, Store
 
 TL_TYPES = {"f32": "tl.float32", "i64": "tl.int64", "f64": "tl.float64", "bool": "tl.float32"}
 POINTER_TYPES = {"f32": "fp32", "i64": "i64", "f64": "fp64", "bool": "fp32"}
 MATMUL_PRECISION = "tf32x3"
-BLOCKS = {"pointwise": {"BLOCK": 1024}, "reduce": {"ROWS": 64, "COLS": 64}, "matmul": {"BM": 64, "BN": 64, "BK": 32}}
+BLOCKS = {"pointwise": {"BLOCK": 1024}, "reduce": {"ROWS": 64, "COLS": 64}, "matmul": {"BM": 64, "BN": 64, "BK": 32},
+          "scatter": {"BLOCK": 1024}}
 """Block sizes (powers of two; BK >= 16 for tl.dot). Large blocks suit both the GPU and the
 interpreter, whose cost grows with the number of programs."""
 
@@ -141,7 +147,13 @@ class TritonPrinter(ValuePrinting, PythonCodePrinter):
         return f"(~({self._print(expr.args[0])}))"
 
     def _print_Relational(self, expr):
-        return f"({self._print(expr.lhs)} {expr.rel_op} {self._print(expr.rhs)})"
+        return f"({self._side(expr.lhs)} {expr.rel_op} {self._side(expr.rhs)})"
+
+    def _side(self, expr) -> str:
+        """A comparison's operand: an integer constant as an integer (a label or an index
+        compared with it stays an exact integer comparison; Triton's interpreter also cannot
+        combine a scalar int64 compared with a float literal with another condition)."""
+        return str(int(expr)) if expr.is_Integer else self._print(expr)
 
     def _print_Integer(self, expr):
         return repr(float(int(expr)))
@@ -215,11 +227,11 @@ class _Module:
                 + "\n".join(table) + "\n")
 
     # -- arguments -----------------------------------------------------------------------------
-    def parameters(self, kernel: Kernel) -> tuple[dict[str, str], list[str]]:
+    def parameters(self, kernel: Kernel, buffers: list[str] | None = None) -> tuple[dict[str, str], list[str]]:
         """(kernel parameters with their dtypes, which are also the launch arguments; lines
-        binding arena buffers inside the kernel)."""
+        binding arena buffers inside the kernel) for ``buffers`` (default: all it touches)."""
         params, binds = {}, []
-        bound = bindings(kernel, self.plan, self.memory, self.names, self.slots)
+        bound = bindings(kernel, self.plan, self.memory, self.names, self.slots, buffers)
         for b in bound:
             if b.arena_offset is None:
                 params[b.name] = b.dtype
@@ -234,6 +246,8 @@ class _Module:
 
     # -- kernels -------------------------------------------------------------------------------
     def kernel(self, kernel: Kernel) -> tuple[str, list[str]]:
+        # a scatter adds into zeros: a kernel of its own zeroes them first
+        zero, zero_launch = self.zero_kernel(kernel) if kernel.cleared else ("", [])
         params, binds = self.parameters(kernel)
         blocks = BLOCKS[kernel.kind]
         signature = ", ".join(list(params) + ["B"] + [f"{b}: tl.constexpr" for b in blocks])
@@ -244,17 +258,42 @@ class _Module:
         doc = [f'    """{kernel.name}: {kernel.kind} over [{", ".join(str(d) for d in kernel.domain)}]'
                + (f" from {', '.join(kernel.paths)}" if kernel.paths else ""),
                f'    nodes: {nodes}"""']
-        body = {"pointwise": self.pointwise, "reduce": self.reduce, "matmul": self.matmul}[kernel.kind](kernel)
+        body = {"pointwise": self.pointwise, "reduce": self.reduce, "matmul": self.matmul,
+                "scatter": self.pointwise}[kernel.kind](kernel)
         source = "\n".join([f"# {kernel.name}: {', '.join(kernel.paths) or '<model>'}", "@triton.jit",
                             f"def {kernel.name}({signature}):"] + doc + binds + body)
         grid = self.grid(kernel)
         call = ", ".join(list(params) + ["B"] + [f"{b}={v}" for b, v in blocks.items()])
         launch = [f"    {kernel.name}[({grid},)]({call})"]
+        if zero:
+            source, launch = zero + "\n\n\n" + source, zero_launch + launch
         return source, launch
+
+    def zero_kernel(self, kernel: Kernel) -> tuple[str, list[str]]:
+        """The kernel that zeroes a scatter's targets (the regions of ``kernel.cleared``, all of
+        one size) before the scatter kernel adds into them."""
+        name = f"{kernel.name}_zero"
+        size = kernel.cleared[0][2]
+        params, binds = self.parameters(kernel, list(dict.fromkeys(buffer for buffer, _, _ in kernel.cleared)))
+        self.signatures[name] = ("pointwise", {**{n: f"*{POINTER_TYPES[d]}" for n, d in params.items()}, "B": "i32",
+                                               "BLOCK": "constexpr"}, {"BLOCK": BLOCKS["scatter"]["BLOCK"]})
+        lines = [f"# {name}: the zeros {kernel.name} adds into", "@triton.jit",
+                 f"def {name}({', '.join(list(params) + ['B', 'BLOCK: tl.constexpr'])}):",
+                 f'    """Zero what {kernel.name} adds into."""']
+        lines += binds
+        lines += ["    flat = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)",
+                  f"    mask = flat < {c_index(size)}"]
+        for buffer, offset, _ in kernel.cleared:
+            dtype = TL_TYPES[self.plan.buffers[buffer].dtype]
+            lines.append(f"    tl.store({c_plus(self.names[buffer], _index(offset, (), ()), 'flat')}, "
+                         f"tl.zeros((BLOCK,), {dtype}), mask=mask)")
+        call = ", ".join(list(params) + ["B", f"BLOCK={BLOCKS['scatter']['BLOCK']}"])
+        grid = f"triton.cdiv({c_index(size)}, {BLOCKS['scatter']['BLOCK']})"
+        return "\n".join(lines), [f"    {name}[({grid},)]({call})"]
 
     def grid(self, kernel: Kernel) -> str:
         blocks = BLOCKS[kernel.kind]
-        if kernel.kind == "pointwise":
+        if kernel.kind in ("pointwise", "scatter"):
             return f"triton.cdiv({c_index(numel(kernel.domain))}, {blocks['BLOCK']})"
         if kernel.kind == "reduce":
             kept = tuple(d for k, d in enumerate(kernel.domain) if k not in kernel.axes)
@@ -289,11 +328,30 @@ class _Module:
             seed = f"tl.load({self.names[seed_buf]} + {c_index(seed_off)})"
             step = f"tl.load({self.names[step_buf]} + {c_index(step_off)})"
             return f"{indent}{load.name} = _uniform({seed}, {step}, {load.stream}, {index})"
+        if load.indirect is not None:
+            return self.gather_load(load, index, mask, indent)
         if load.guards:
             return self.window_load(load, index, names, mask, indent)
         if load.invariant or mask is None:
             return f"{indent}{load.name} = tl.load({self.names[load.source]} + {index})"
         return f"{indent}{load.name} = tl.load({self.names[load.source]} + {index} + zero_{mask}, mask={mask}, other=0)"
+
+    @staticmethod
+    def indirect_lines(name: str, indirect, indent: str) -> tuple[str, str]:
+        """(the line computing ``<name>_at``, the position an index load gives, with a negative one
+        counted from the end; the lanes where it lies inside its axis)."""
+        size = c_index(indirect.size)
+        return (f"{indent}{name}_at = tl.where({indirect.index} < 0, {indirect.index} + {size}, {indirect.index})",
+                f"({name}_at >= 0) & ({name}_at < {size})")
+
+    def gather_load(self, load: Load, index: str, mask: str | None, indent: str) -> str:
+        """A gather's read: the loaded index completes the address; lanes whose index lies
+        outside its axis read nothing and give 0."""
+        position, inside = self.indirect_lines(load.name, load.indirect, indent)
+        zero = f" + zero_{mask}" if mask else ""
+        lanes = " & ".join(([mask] if mask else []) + [inside])
+        return (f"{position}\n{indent}{load.name} = tl.load({self.names[load.source]} + {index} + {load.name}_at * "
+                f"{c_index(load.indirect.stride)}{zero}, mask={lanes}, other=0)")
 
     def window_load(self, load: Load, index: str, names: tuple, mask: str | None, indent: str) -> str:
         """A load through guards: lanes whose guarded index leaves its axis read nothing and
@@ -319,6 +377,16 @@ class _Module:
 
     def store_line(self, store: Store, names: tuple, mask: str, indent: str = "    ") -> str:
         index = _index(store.offset, store.strides, names)
+        if store.indirect is not None:
+            # a scatter's add: atomic, since lanes and programs may share an index. The order of
+            # the adds to one place varies between runs (float sums may differ in their last
+            # bits where an index repeats, as with PyTorch's index_add_ on CUDA); a deterministic
+            # form would sort the indices and sum each run of equal ones
+            name = f"{store.value}_{self.names[store.buffer]}"
+            position, inside = self.indirect_lines(name, store.indirect, indent)
+            value = f"({store.value} + zero_{mask}).to({TL_TYPES[store.dtype]})"
+            return (f"{position}\n{indent}tl.atomic_add({self.names[store.buffer]} + {index} + {name}_at * "
+                    f"{c_index(store.indirect.stride)} + zero_{mask}, {value}, mask={mask} & {inside})")
         return f"{indent}tl.store({self.names[store.buffer]} + {index} + zero_{mask}, {store.value}, mask={mask})"
 
     def pointwise(self, kernel: Kernel) -> list[str]:

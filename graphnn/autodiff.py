@@ -153,12 +153,26 @@ def _window(b: Builder, node: Node, g: Node, needed: list) -> list:
     return [(0, b.reshape(summed, x.shape))]
 
 
+def _gather(b: Builder, node: Node, g: Node, needed: list) -> list:
+    """Each gathered element's gradient goes back to the place it was read from, summed where
+    an index repeats (the index itself, integers, gets none)."""
+    x, index = node.inputs
+    return [(0, b.scatter_add(g, index, node.attrs["axis"], x.shape))]
+
+
+def _scatter_add(b: Builder, node: Node, g: Node, needed: list) -> list:
+    """Each added value's gradient is the gradient at the place it was added to."""
+    return [(0, b.gather(g, node.inputs[1], node.attrs["axis"]))]
+
+
 def _unwindow(b: Builder, node: Node, g: Node, needed: list) -> list:
     raise NotImplementedError("unwindow appears only in backward graphs; second derivatives of convolutions "
                               "and pooling are not supported")
 
 
 RULES: dict[str, Rule] = {
+    "gather": _gather,
+    "scatter_add": _scatter_add,
     "window": _window,
     "unwindow": _unwindow,
     "pointwise": _pointwise,

@@ -118,8 +118,11 @@ def dump(args) -> str:
         input_shape = parse_shape(input_shape, "--input-shape")
     loss = args.loss or defaults.get("LOSS")
     target_shape = parse_shape(args.target_shape, "--target-shape") if args.target_shape else None
+    input_dtype = args.input_dtype or defaults.get("INPUT_DTYPE", "float32")
+    if input_dtype not in ("float32", "int64"):
+        raise UsageError(f"{args.target}: INPUT_DTYPE must be float32 or int64, got {input_dtype!r}")
     request = d.Request(model, tuple(input_shape), loss, target_shape, args.target_dtype,
-                        {"name": args.optimizer, "lr": args.lr, "momentum": args.momentum}, args.eval)
+                        {"name": args.optimizer, "lr": args.lr, "momentum": args.momentum}, args.eval, input_dtype)
     try:
         stages = d.Stages(request)
     except Exception as error:
@@ -155,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--loop", action="store_true", help="run the script TARGET and show what its PyTorch training "
                    "loop (loss.backward(), optimizer.step()) compiled to: --stage graph, plan or a backend's source")
     p.add_argument("--input-shape", help="e.g. 64,784 or B,1,28,28 (the first dimension is the batch)")
+    p.add_argument("--input-dtype", choices=["float32", "int64"],
+                   help="the input's dtype: int64 for indices, as an Embedding takes (default: float32)")
     p.add_argument("--target-shape", help="the target's shape (default: from the loss and the output)")
     p.add_argument("--target-dtype", choices=["float32", "int64"], help="the target's dtype")
     p.add_argument("--loss", choices=["cross_entropy", "mse", "l1", "nll", "bce_with_logits"])

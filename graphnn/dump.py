@@ -42,6 +42,8 @@ class Request:
     target_dtype: str | None = None
     optimizer: dict = field(default_factory=lambda: {"name": "sgd", "lr": 0.01})
     eval: bool = False
+    input_dtype: str = "float32"
+    """"int64" for a model that takes indices (an Embedding's); the example input is then zeros."""
 
 
 LOSSES = {"cross_entropy": "CrossEntropyLoss", "mse": "MSELoss", "l1": "L1Loss", "nll": "NLLLoss",
@@ -83,7 +85,7 @@ class Stages:
         self.request = request
         model = request.model
         model.train(not request.eval)
-        x = np.zeros((2, *request.input_shape[1:]), np.float32)
+        x = np.zeros((2, *request.input_shape[1:]), np.int64 if request.input_dtype == "int64" else np.float32)
         if request.loss is None:
             self.program = InferenceProgram(model, "numpy")
             self.graphs = self.program.graphs_for(x)
@@ -157,8 +159,8 @@ class Stages:
         for n in graph.nodes:
             if n.op == "matmul":
                 flops += 2 * numel(n.shape) * n.inputs[0].shape[-1]
-            elif n.op in ("pointwise", "reduce"):
-                flops += numel(n.inputs[0].shape if n.op == "reduce" else n.shape)
+            elif n.op in ("pointwise", "reduce", "scatter_add"):  # a scatter adds each of its values
+                flops += numel(n.inputs[0].shape if n.op in ("reduce", "scatter_add") else n.shape)
         moved = bytes_moved(plan)
         persistent = sum((b.size for b in plan.buffers.values() if b.kind not in ("arena", "input", "output", "hyper")),
                          sympy.Integer(0))
@@ -173,7 +175,8 @@ class Stages:
 
 def bytes_moved(plan) -> sympy.Expr:
     """Bytes a plan's kernels read and write, in B: each access counts the elements its loop
-    indices reach (the extents of the axes it moves along; a read of one parameter's slice of the
+    indices reach (the extents of the axes it moves along, all of them for an access at a loaded
+    index, at most the buffer; a read of one parameter's slice of the
     flat buffer counts that slice), at most its buffer's size where both are numbers. Scalars of
     run-time hyperparameters are not counted."""
     moved = sympy.Integer(0)
@@ -188,8 +191,8 @@ def bytes_moved(plan) -> sympy.Expr:
                 continue
             coefs = [access.strides] + [g.coefs for g in getattr(access, "guards", ())]
             extent = sympy.Integer(1)
-            for axis, size in enumerate(domain):
-                if any(sympy.sympify(c[axis]) != 0 for c in coefs):
+            for axis, size in enumerate(domain):  # a gather's or scatter's address moves with its index
+                if getattr(access, "indirect", None) is not None or any(sympy.sympify(c[axis]) != 0 for c in coefs):
                     extent *= size
             size = sympy.sympify(plan.buffers[name].size)
             if extent.is_Integer and size.is_Integer:
@@ -253,6 +256,8 @@ def _graph_json(graph: Graph) -> dict:
         if n.op == "pointwise":
             entry["name"] = n.attrs["name"]
             entry["expr"] = str(n.attrs["expr"])
+        if n.op in ("gather", "scatter_add"):
+            entry["axis"] = n.attrs["axis"]
         nodes.append(entry)
         edges += [[i.id, n.id] for i in n.inputs]
     return {"nodes": nodes, "edges": edges,

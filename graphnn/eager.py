@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 
 from graphnn.errors import ShapeError
-from graphnn.evaluate import NUMPY_DTYPES, evaluate
-from graphnn.ir import Node
+from graphnn.evaluate import NUMPY_DTYPES, check_indices, evaluate
+from graphnn.ir import IndexCheck, Node
 from graphnn.ops import Builder
 
 
@@ -60,6 +60,9 @@ class EagerBuilder(Builder):
     def check(self, condition, message: str) -> None:
         if not bool(condition):
             raise self.error(message)
+
+    def check_index(self, index: Concrete, size: int, op: str, axis: int = 0) -> None:
+        check_indices(index.value, IndexCheck("", int(size), op, int(axis)))
 
     def check_labels(self, labels: Concrete, classes: int, ignore_index: int) -> None:
         values = np.asarray(labels.value)

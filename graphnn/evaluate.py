@@ -104,7 +104,59 @@ def _unwindow(node, args, shape, dtype, batch):
     return out.transpose(0, 1, *range(2 + rank, 2 + 2 * rank), *range(2, 2 + rank))
 
 
+def _places(index: np.ndarray, shape: tuple, axis: int) -> tuple[tuple, np.ndarray]:
+    """(where each index element points in a tensor of ``shape``: the index itself along the
+    axis, negative ones counted from the end, position 0 on the other axes where the tensor has
+    size 1 and the element's own position on the rest; where the index lies inside its axis)."""
+    index = np.asarray(index, np.int64)
+    size = shape[axis]
+    wrapped = np.where(index < 0, index + size, index)
+    inside = (wrapped >= 0) & (wrapped < size)
+    places = []
+    for k, position in enumerate(np.indices(index.shape, sparse=True)):
+        place = np.where(inside, wrapped, 0) if k == axis else position * 0 if shape[k] == 1 else position
+        places.append(np.broadcast_to(place, index.shape))
+    return tuple(places), inside
+
+
+def _gather(node, args, shape, dtype, batch):
+    """torch.gather along the axis, x broadcast along its axes of size 1; an index outside
+    [-n, n) reads 0 (as the kernels do)."""
+    x = np.asarray(args[0])
+    if x.shape[node.attrs["axis"]] == 0:
+        return np.zeros(shape, dtype)
+    places, inside = _places(args[1], x.shape, node.attrs["axis"])
+    return np.where(inside, x[places], 0).astype(dtype)
+
+
+def _scatter_add(node, args, shape, dtype, batch):
+    """Zeros with each value added at its place (in float64, rounded once); an index outside
+    [-n, n) adds nothing."""
+    places, inside = _places(args[1], shape, node.attrs["axis"])
+    out = np.zeros(shape, _accumulator(dtype))
+    np.add.at(out, tuple(p[inside] for p in places), np.broadcast_to(args[0], inside.shape)[inside])
+    return out.astype(dtype)
+
+
+def check_indices(values: np.ndarray, check, what: str = "") -> None:
+    """Raise PyTorch's error for the first element of ``values`` outside the range an
+    ``IndexCheck`` allows (``what`` names the input, for a program's callers)."""
+    values = np.asarray(values)
+    if values.size == 0 or (values.min() >= check.low and values.max() < check.size):
+        return
+    bad = (values < check.low) | (values >= check.size)
+    where = tuple(int(i) for i in np.argwhere(bad)[0])
+    value = int(values[where])
+    place = f" (at {where if len(where) != 1 else where[0]} of {what})" if what else ""
+    if check.op in ("embedding", "index_select"):
+        raise IndexError(f"index out of range in self: index {value} is not in [0, {check.size}){place}")
+    message = f"index {value} is out of bounds for dimension {check.axis} with size {check.size}{place}"
+    raise (IndexError if check.op == "index" else RuntimeError)(message)
+
+
 EVALUATORS: dict[str, Callable] = {
+    "gather": _gather,
+    "scatter_add": _scatter_add,
     "window": _window,
     "unwindow": _unwindow,
     "pointwise": _pointwise,

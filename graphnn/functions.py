@@ -17,6 +17,7 @@ METHODS = (
     "sign", "sin", "softmax", "split", "sqrt", "square", "squeeze", "std", "sub", "subtract", "sum", "swapaxes", "t",
     "tanh", "transpose", "true_divide", "trunc", "unbind", "unsqueeze", "var",
     "tril", "triu",
+    "gather", "index_select", "take_along_dim",  # graphnn.tensor_gather
 )
 
 

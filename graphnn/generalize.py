@@ -195,4 +195,5 @@ def batch_graph(graph: Graph, entries: tuple) -> tuple[Graph, dict]:
         new[node.id] = out.add(rebuilt)
     out.updates = {name: new[n.id] for name, n in graph.updates.items()}
     out.checks, out.label_checks = list(graph.checks), list(graph.label_checks)
+    out.index_checks, out.constants = list(graph.index_checks), dict(graph.constants)
     return out, new

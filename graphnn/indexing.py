@@ -1,7 +1,8 @@
 """Indexing concrete tensors: ``x[i]``, ``x[:, 0]``, ``x[None, ..., ::2]``, ``x[mask]``, ``x[idx]``
 and assignment to them, with PyTorch's semantics (basic indexing is a view sharing memory,
-integer and boolean tensors index as numpy's advanced indexing, which PyTorch follows). Inside a
-traced forward, indexing is not supported yet.
+integer and boolean tensors index as numpy's advanced indexing, which PyTorch follows). Integer
+index tensors of a tensor in a graph (traced, recorded, or requiring grad) are a gather
+(graphnn.tensor_gather); inside a traced forward, other indexing is not supported yet.
 """
 from __future__ import annotations
 
@@ -152,8 +153,61 @@ def _gather(x: "T.Tensor", parts: tuple, grad: str) -> "T.Tensor":
     return T._wrap(out, [x], grad)
 
 
+def _integer_parts(index: Any) -> tuple | None:
+    """The parts of an index that holds an integer tensor (or array or list), with each such part
+    an int64 Tensor; None when it holds none (a bool mask is not one)."""
+    parts = index if isinstance(index, tuple) else (index,)
+    found, out = False, []
+    for part in parts:
+        if isinstance(part, (list, tuple)):
+            part = _index_part(part)  # numbers or one-element tensors: an array
+        if isinstance(part, (T.Tensor, np.ndarray)) and part.dtype.kind in "iu" and \
+                not (isinstance(part, T.Tensor) and part.ndim == 0):  # (a 0-d tensor selects, as an int)
+            part, found = T.tensor_gather.as_index(part, ""), True
+        out.append(part)
+    return tuple(out) if found else None
+
+
+def _take(x: "T.Tensor", index: Any) -> "T.Tensor | None":
+    """``x[idx]`` with integer index tensors, for a tensor whose result is a graph node (traced,
+    recorded, or requiring grad): ``x[idx]``, ``x[:, idx]``, ``x[..., idx, :]`` (one index tensor
+    after full slices) is one gather of x along that axis (negative indices count from the end,
+    others out of range raise torch's IndexError); other combinations of a recorded tensor
+    gather its flattened elements at the positions numpy's indexing finds. None for indices
+    without an integer tensor, and for tensors with values that need no graph."""
+    parts = _integer_parts(index)
+    if parts is None or not (x._symbolic() or isinstance(x._node, recording.Recorded)
+                             or (x.requires_grad and is_grad_enabled())):
+        return None
+    for k, part in enumerate(parts):  # (``in`` would compare tensors elementwise)
+        if part is Ellipsis:
+            parts = parts[:k] + (slice(None),) * (x.ndim - len(parts) + 1) + parts[k + 1:]
+            break
+    tensors = [k for k, p in enumerate(parts) if isinstance(p, T.Tensor)]
+    whole = all(isinstance(p, slice) and p == slice(None) for k, p in enumerate(parts) if k != tensors[0])
+    if len(tensors) == 1 and whole and len(parts) <= x.ndim:
+        axis = tensors[0]
+        b = T._builder(x, parts[axis])
+        return T.tensor_gather.select(b, x, parts[axis], axis, "index", "IndexBackward0")
+    if x._symbolic():
+        raise TraceError("inside a traced forward, integer index tensors are supported one at a time after full "
+                         "slices (x[idx], x[:, idx]); use index_select or gather")
+    numpy_parts = _numpy_index(tuple(p.array if isinstance(p, T.Tensor) else p for p in parts))
+    try:
+        positions = np.arange(int(np.prod(x.shape)), dtype=np.int64).reshape(tuple(x.shape))[numpy_parts]
+    except IndexError as error:
+        raise IndexError(_message(error, tuple(x.shape), numpy_parts)) from None
+    b = T._builder(x)
+    flat = T._wrap(b.reshape(T.as_tensor(x, b).node, (int(np.prod(x.shape)),)), [x], "ViewBackward0")
+    return T.tensor_gather.select(b, flat, T.Tensor(constant(np.asarray(positions), "i64")), 0, "index",
+                                  "IndexBackward0")
+
+
 def get(x: "T.Tensor", index: Any) -> "T.Tensor":
     """``x[index]``: a view for ints, slices, None and ``...``; a copy for index tensors and masks."""
+    taken = _take(x, index)
+    if taken is not None:
+        return taken
     if isinstance(x._node, recording.Recorded) or (x.requires_grad and is_grad_enabled()):
         selected = _select(x, index)
         if selected is None:

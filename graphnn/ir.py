@@ -126,6 +126,27 @@ class LabelCheck:
         return f"%{self.input} in [0,{self.classes}) (ignore_index {self.ignore_index})"
 
 
+@dataclass(frozen=True)
+class IndexCheck:
+    """Indices the runtime verifies on every call, before running a program: each element of
+    the integer input named ``input`` picks one of the ``size`` positions along ``axis`` of the
+    tensor it indexes. ``op`` is the PyTorch operation, which says the valid range (``x[idx]``,
+    op "index", counts negative indices from the end; the others take [0, size)) and which of
+    PyTorch's errors a bad index raises."""
+
+    input: str
+    size: int
+    op: str
+    axis: int = 0
+
+    @property
+    def low(self) -> int:
+        return -self.size if self.op == "index" else 0
+
+    def __str__(self) -> str:
+        return f"%{self.input} in [{self.low},{self.size}) ({self.op} along axis {self.axis})"
+
+
 class Graph:
     """A static computation graph: Nodes in topological order with named leaves and results."""
 
@@ -135,6 +156,7 @@ class Graph:
         self.updates: dict[str, Node] = {}
         self.checks: list[Check] = []
         self.label_checks: list[LabelCheck] = []
+        self.index_checks: list[IndexCheck] = []
         self.placements: dict[str, Node] = {}
         """Values a backend should store in a named slot of a shared buffer (a parameter's gradient
         in the flat gradient buffer); they do not keep a value alive by themselves."""
@@ -194,6 +216,7 @@ class Graph:
         other = Graph()
         other.nodes, other._leaves = list(self.nodes), dict(self._leaves)
         other.checks, other.label_checks = list(self.checks), list(self.label_checks)
+        other.index_checks = list(self.index_checks)
         other.outputs, other.updates = dict(outputs), dict(updates)
         other.placements = dict(self.placements)
         other.constants = dict(self.constants)
@@ -209,6 +232,7 @@ class Graph:
         lines += [f"update {name} <- {names[n.id]}" for name, n in self.updates.items()]
         lines += [f"check {c.condition}" for c in self.checks]
         lines += [f"check {c}" for c in self.label_checks]
+        lines += [f"check {c}" for c in self.index_checks]
         return "\n".join(lines)
 
 

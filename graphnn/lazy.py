@@ -167,6 +167,7 @@ def _live(graph: Graph) -> Graph:
     pruned.outputs, pruned.updates = dict(graph.outputs), dict(graph.updates)
     pruned.placements = dict(graph.placements)
     pruned.checks, pruned.label_checks = list(graph.checks), list(graph.label_checks)
+    pruned.index_checks, pruned.constants = list(graph.index_checks), dict(graph.constants)
     return pruned
 
 

@@ -9,6 +9,8 @@ Primitives (and only these reach autodiff, the passes and the backends):
 - ``matmul``: (..., M, K) @ (..., K, N) with equal leading dimensions
 - movement: ``reshape``, ``permute``, ``expand`` (size-1 axes to a larger size, same rank),
   ``window`` (the patches of a convolution or pool) and ``unwindow`` (its transpose)
+- ``gather``: torch.gather along one axis (an embedding lookup, index_select, ``x[idx]``), and
+  ``scatter_add``, its transpose (the gradient of a gather: values added at the indexed places)
 - ``iota``: the index along one axis, as a constant (class labels become one-hot through it)
 - ``rand``: counter-based uniform [0, 1) draws keyed by (seed, step, stream, element index)
 - ``detach``: the identity that stops gradients (the max in a stable log-softmax)
@@ -20,7 +22,7 @@ from typing import Sequence
 import sympy
 
 from graphnn import pointwise as pw
-from graphnn.ir import B, Check, Graph, LabelCheck, Node, Shape, dim, format_shape, numel
+from graphnn.ir import B, Check, Graph, IndexCheck, LabelCheck, Node, Shape, dim, format_shape, numel
 
 
 class ShapeError(ValueError, RuntimeError):
@@ -203,6 +205,79 @@ class Builder:
         attrs = dict(kernel=tuple(kernel), stride=tuple(stride), padding=tuple(padding), dilation=tuple(dilation))
         return self.emit("unwindow", (g,), shape, g.dtype, **attrs)
 
+    # -- gathers ------------------------------------------------------------------------------
+    def gather(self, x: Node, index: Node, axis: int) -> Node:
+        """torch.gather, with x broadcast along its axes of size 1: the result has the index's
+        shape and out[i..., j, k...] = x[i..., index[i..., j, k...], k...] (j along ``axis``, and
+        position 0 on the other axes where x has size 1).
+
+        The index is an int64 tensor of x's rank; on every other axis it is no larger than x
+        (torch's rule) or x has size 1. That is the whole primitive: an index_select, an
+        embedding lookup or ``x[idx]`` is one gather of x with size-1 axes added (a view) and the
+        index expanded along x's other axes (a view of stride 0), see ``index_select``. So a
+        kernel computes each element's address from its loop indices and one index it loads,
+        the result comes out in the shape its consumer reads (which then computes it in its own
+        kernel, instead of reading a stored copy through a reshape), and the gradient is one
+        ``scatter_add`` into the table's own shape: an embedding's is (1, V, C), never (N, V, C).
+
+        A negative index counts from the end (x[idx]'s meaning; torch.gather refuses it, which
+        its front end checks); one outside [-n, n) reads 0, so no kernel reads outside x. The
+        front ends check indices against torch's rules before a program runs (``check_index``)."""
+        axis = normalize_axis(axis, len(x.shape), self)
+        self._check_gather_shapes("gather", x.shape, index, axis)
+        return self.emit("gather", (x, index), index.shape, x.dtype, axis=axis)
+
+    def scatter_add(self, src: Node, index: Node, axis: int, shape: Shape) -> Node:
+        """The transpose of ``gather``: zeros of ``shape`` with src[i..., j, k...] added at
+        [i..., index[i..., j, k...], k...] (and at position 0 of the axes where ``shape`` has size
+        1, which so sum the values along them). Repeated indices accumulate; a negative one
+        counts from the end; one outside [-n, n) adds nothing. src has the index's shape."""
+        shape = tuple(dim(d) for d in shape)
+        axis = normalize_axis(axis, len(shape), self)
+        if tuple(src.shape) != tuple(index.shape):
+            raise self.error(f"scatter_add needs values of the index's shape {format_shape(index.shape)}, "
+                             f"got {format_shape(src.shape)}")
+        self._check_gather_shapes("scatter_add", shape, index, axis)
+        return self.emit("scatter_add", (src, index), shape, src.dtype, axis=axis, shape=shape)
+
+    def _check_gather_shapes(self, op: str, shape: Shape, index: Node, axis: int) -> None:
+        if index.dtype != "i64":
+            raise self.error(f"{op} needs an int64 index, got {index.dtype}")
+        if not shape:
+            raise self.error(f"{op} needs a tensor of at least one dimension, got a scalar")
+        if len(index.shape) != len(shape):
+            raise self.error(f"{op} needs an index of the same rank as the tensor {format_shape(shape)}, "
+                             f"got {format_shape(index.shape)}")
+        for k, (i, d) in enumerate(zip(index.shape, shape)):
+            if k != axis and i != d and d != 1 and not (isinstance(i, int) and isinstance(d, int) and i <= d):
+                raise self.error(f"{op} needs an index no larger than the tensor {format_shape(shape)} apart from "
+                                 f"dimension {axis} and its dimensions of size 1, got an index of shape "
+                                 f"{format_shape(index.shape)}")
+
+    def index_select(self, x: Node, index: Node, axis: int) -> Node:
+        """x's slices along ``axis`` at the positions ``index`` (any shape) holds, in the index's
+        shape: x.shape[:axis] + index.shape + x.shape[axis + 1:]. One gather of x with size-1
+        axes for the index's leading axes and the index expanded along x's other axes (an
+        embedding is this on axis 0: the (1, ..., V, C) table and the (..., T, C) index)."""
+        axis = normalize_axis(axis, len(x.shape), self)
+        lead, rest = tuple(x.shape[:axis]), tuple(x.shape[axis + 1:])
+        picks = tuple(index.shape) or (1,)  # a 0-d index picks one slice, without its axis
+        table = self.reshape(x, lead + (1,) * (len(picks) - 1) + (x.shape[axis],) + rest)
+        spread = self.reshape(index, (1,) * len(lead) + picks + (1,) * len(rest))
+        picked = self.gather(table, self.expand(spread, lead + picks + rest), axis + len(picks) - 1)
+        return picked if index.shape else self.reshape(picked, lead + rest)
+
+    def check_index(self, index: Node, size: int, op: str, axis: int = 0) -> None:
+        """Declare that ``index`` picks positions along an axis of ``size`` elements, by the rules
+        of PyTorch's ``op`` (``IndexCheck``): where the index is a program input (or a view of
+        one), the runtime checks every call's values before anything runs; a computed index is
+        not checked (a kernel reads 0 for one out of range, and never outside the tensor)."""
+        source = index_source(index)
+        if source.op == "input" and isinstance(size, int):
+            check = IndexCheck(source.attrs["name"], int(size), op, int(axis))
+            if check not in self.graph.index_checks:
+                self.graph.index_checks.append(check)
+
     # -- constants and randomness -----------------------------------------------------------
     def iota(self, shape: Shape, axis: int, dtype: str = "i64") -> Node:
         return self.emit("iota", (), shape, dtype, axis=axis)
@@ -228,6 +303,14 @@ class Builder:
         check = LabelCheck(labels.attrs["name"], int(classes), int(ignore_index))
         if check not in self.graph.label_checks:
             self.graph.label_checks.append(check)
+
+
+def index_source(index: Node) -> Node:
+    """The node an index's values come from: through reshapes, expands and permutes (which
+    move values without changing them) to the node that computed or holds them."""
+    while index.op in ("reshape", "expand", "permute"):
+        index = index.inputs[0]
+    return index
 
 
 def window_counts(spatial: Sequence, kernel: Sequence[int], stride: Sequence[int], padding: Sequence[int],

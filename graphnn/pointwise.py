@@ -251,6 +251,14 @@ def pick_label(ignore_index: int) -> PointwiseFn:
     return fn("pick_label", sympy.Piecewise((x0, chosen), (0, True)), nargs=3)
 
 
+@functools.lru_cache(maxsize=256)
+def padding_row(padding_idx: int) -> PointwiseFn:
+    """x0 (a looked-up row) where the index x1 is not ``padding_idx``, else x2 (the same row,
+    detached): the value is the row either way, but the padding row gets no gradient, as in
+    PyTorch's embedding."""
+    return fn("padding_row", sympy.Piecewise((x0, sympy.Ne(x1, int(padding_idx))), (X[2], True)), nargs=3)
+
+
 @functools.lru_cache(maxsize=4096)
 def triangle(diagonal: int, upper: bool) -> PointwiseFn:
     """x0 on and below the ``diagonal``-th diagonal (tril), or on and above it (triu), else 0:

@@ -17,6 +17,7 @@ from graphnn import backends, flat, guard, random
 from graphnn.autodiff import with_gradients
 from graphnn.capture import graph_dtype, input_names, trace
 from graphnn.errors import InputError
+from graphnn.evaluate import check_indices
 from graphnn.executable import CompiledExecutable, scalar_storage
 from graphnn.ir import B, Graph
 from graphnn.tensors import Tensor
@@ -35,7 +36,7 @@ class Program:
         self.calls = 0
         self._names: dict[int, list[str]] = {}
         self._checked: set[tuple] = set()
-        self._label_inputs: dict[tuple, list] = {}
+        self._label_inputs: dict[tuple, tuple] = {}
         self._built_for: tuple | None = None
         self._guards: dict[str, _Repeat] = {}  # entry -> a repeat of its last call
         self._assumed: dict[tuple, guard.Assumptions] = {}  # signature -> what its trace read
@@ -76,23 +77,29 @@ class Program:
         return (self.model.training,) + tuple((a.dtype.char, a.shape[1:]) for a in arrays)
 
     def _check(self, key: tuple, graph: Graph, arrays: list, batch: int) -> None:
-        """Run-time conditions: the batch size (once per size) and class labels (every call)."""
+        """Run-time conditions: the batch size (once per size), class labels and indices (every
+        call)."""
         if (key, batch) not in self._checked:
             for check in graph.checks:
                 if not bool(check.condition.subs(B, batch)):
                     raise InputError(check.message)
             self._checked.add((key, batch))
-        for position, name, classes, ignore in self._labels(key, graph):
+        labels, indices = self._labels(key, graph)
+        for position, name, classes, ignore in labels:
             _check_labels(name, arrays[position], classes, ignore)
+        for position, check in indices:
+            check_indices(arrays[position], check, check.input)
 
-    def _labels(self, key: tuple, graph: Graph) -> list:
-        """(input position, name, classes, ignore_index) of each of the graph's label checks."""
+    def _labels(self, key: tuple, graph: Graph) -> tuple[list, list]:
+        """(input position, name, classes, ignore_index) of each of the graph's label checks, and
+        (input position, IndexCheck) of each of its index checks."""
         found = self._label_inputs.get((key, id(graph)))
         if found is None:
             positions = {n.name: k for k, n in enumerate(graph.inputs)}
-            found = self._label_inputs[(key, id(graph))] = [
-                (positions[c.input], c.input, c.classes, c.ignore_index) for c in graph.label_checks
-            ]
+            found = self._label_inputs[(key, id(graph))] = (
+                [(positions[c.input], c.input, c.classes, c.ignore_index) for c in graph.label_checks],
+                [(positions[c.input], c) for c in graph.index_checks],
+            )
         return found
 
     # -- where persistent values live ---------------------------------------------------------
@@ -231,7 +238,7 @@ class _Repeat:
     """The last call of one entry point, repeated without the general path when a new call is
     like it: input arrays of the same type, dtype, shape (batch included) and layout, and the
     same context (Program._context). What can differ between such calls is checked again (class
-    labels); everything else (conversion, batch-size conditions, which graph and binding, the
+    labels, indices); everything else (conversion, batch-size conditions, which graph and binding, the
     run-time scalars) was settled by the call that made it."""
 
     __slots__ = ("signature", "context", "labels", "binding", "batch", "step_slot", "counted")
@@ -263,8 +270,11 @@ class _Repeat:
                 return None
         if program._context() != self.context:
             return None
-        for position, name, classes, ignore in self.labels:
+        labels, indices = self.labels
+        for position, name, classes, ignore in labels:
             _check_labels(name, args[position], classes, ignore)
+        for position, check in indices:
+            check_indices(args[position], check, check.input)
         if self.step_slot is not None:
             self.step_slot[0][self.step_slot[1]] = program.calls
         if self.counted is not None:

@@ -27,8 +27,9 @@ import numpy as np
 from graphnn import pointwise as pw
 from graphnn import guard, random, trace
 from graphnn.eager import Concrete
-from graphnn.ir import LEAF_OPS, Graph, Node
-from graphnn.ops import Builder
+from graphnn.evaluate import check_indices
+from graphnn.ir import LEAF_OPS, Graph, IndexCheck, LabelCheck, Node
+from graphnn.ops import Builder, index_source
 
 
 @dataclass(eq=False, repr=False)
@@ -80,11 +81,36 @@ class TapeBuilder(Builder):
             raise self.error(message)
 
     def check_labels(self, labels: Node, classes: int, ignore_index: int) -> None:
+        """Check the labels now (their values are known), and keep the check with the tape: a
+        later iteration that takes the module call over checks its own labels (Span.replay)."""
         if labels.op == "input":
-            values = np.asarray(self.tape.input_values[labels.attrs["name"]])
-            bad = values[(values != ignore_index) & ((values < 0) | (values >= classes))]
-            if bad.size:
-                raise IndexError(f"Target {int(bad.flat[0])} is out of bounds.")
+            check = LabelCheck(labels.attrs["name"], int(classes), int(ignore_index))
+            self.verify(check)
+            self.graph.label_checks.append(check)
+
+    def check_index(self, index: Node, size: int, op: str, axis: int = 0) -> None:
+        """Check an index's values now, with PyTorch's error, and keep the check with the tape
+        (as ``check_labels``)."""
+        if isinstance(index, Concrete):
+            check_indices(index.value, IndexCheck("", int(size), op, int(axis)))
+            return
+        source = index_source(index)
+        if source.op == "buffer":  # a model buffer: its values now
+            check_indices(self.tape.leaves[source.attrs["name"]], IndexCheck("", int(size), op, int(axis)))
+        elif source.op == "input":
+            check = IndexCheck(source.attrs["name"], int(size), op, int(axis))
+            self.verify(check)
+            self.graph.index_checks.append(check)
+
+    def verify(self, check: LabelCheck | IndexCheck) -> None:
+        """Raise PyTorch's error if the tape's value of the checked input breaks ``check``."""
+        values = np.asarray(self.tape.input_values[check.input])
+        if isinstance(check, IndexCheck):
+            check_indices(values, check)
+            return
+        bad = values[(values != check.ignore_index) & ((values < 0) | (values >= check.classes))]
+        if bad.size:
+            raise IndexError(f"Target {int(bad.flat[0])} is out of bounds.")
 
 
 def _attrs_key(attrs: dict) -> tuple:
@@ -120,20 +146,28 @@ def _as_argument(value: Any, node: Any) -> Any:
     return T.Tensor(node)
 
 
+def _graph_value(array: np.ndarray, dtype: str) -> tuple[np.ndarray, str]:
+    """A value as a graph input takes it: int32 as int64 (graphs have no int32)."""
+    if dtype == "i32":
+        return array.astype(np.int64), "i64"
+    return array, dtype
+
+
 class Span:
     """A module call recorded in a tape: the signature positions its nodes took, the leaves it
-    named, the buffers it updated and the dropout streams it drew, and its output's nodes."""
+    named, the buffers it updated, the dropout streams it drew, the checks its inputs passed
+    (class labels, indices) and its output's nodes."""
 
     def __init__(self, key: tuple, start: int, end: int, names: list, constants: dict, updates: dict, streams: int,
-                 output: Any):
+                 output: Any, checks: tuple = ((), ())):
         self.key, self.start, self.end, self.names, self.constants = key, start, end, names, constants
-        self.updates, self.streams, self.output = updates, streams, output
+        self.updates, self.streams, self.output, self.checks = updates, streams, output, checks
         self.ids: tuple = ()  # the ids of its nodes, and its leaves by name (set when the tape knows them)
         self.leaf_nodes: dict = {}
 
     @classmethod
     def recorded(cls, tape: "Tape", key: tuple, start: int, marks: tuple, output: Any) -> "Span":
-        params, buffers, inputs, streams, updates = marks
+        params, buffers, inputs, streams, updates, labels, indices = marks
         names = [("param", k, n) for k, n in list(tape.param_names.items())[params:]]
         names += [("buffer", k, n) for k, n in list(tape.buffer_names.items())[buffers:]]
         names = [(kind, k, n, tape.leaves[n]) for kind, k, n in names]
@@ -141,8 +175,9 @@ class Span:
         # is not taken over, since they need not be the same on the next call
         constants = dict(list(tape.input_values.items())[inputs:])
         changed = {n: v for n, v in tape.graph.updates.items() if updates.get(n) is not v}
+        checks = (tuple(tape.graph.label_checks[labels:]), tuple(tape.graph.index_checks[indices:]))
         span = cls(key, start, len(tape.signature), names, constants, changed, tape.dropout_streams - streams,
-                   _nodes_of(output))
+                   _nodes_of(output), checks)
         nodes = tape.graph.nodes[start:span.end]
         span.ids = tuple(n.id for n in nodes)
         span.leaf_nodes = {n.attrs["name"]: n for n in nodes if n.op in LEAF_OPS}
@@ -150,6 +185,11 @@ class Span:
 
     def replay(self, tape: "Tape") -> Any:
         """Take the call over into ``tape`` (which follows the tape this span was recorded in)."""
+        labels, indices = self.checks
+        for check in labels + indices:  # this call's inputs, checked as the forward would have
+            tape.builder.verify(check)
+        tape.graph.label_checks.extend(labels)
+        tape.graph.index_checks.extend(indices)
         template = tape.template
         tape.adopted.update(self.ids)
         tape.signature.extend(template.signature[self.start:self.end])
@@ -307,9 +347,9 @@ class Tape(trace.Tracer):
             return self.param(tensor)
         node = self.inputs_by_id.get(id(tensor))
         if node is None:
-            array = tensor.array
+            array, dtype = _graph_value(tensor.array, tensor._node.dtype)
             name = f"x{len(self.input_values)}"
-            node = self.builder.leaf("input", name, tuple(array.shape), tensor._node.dtype)
+            node = self.builder.leaf("input", name, tuple(array.shape), dtype)
             self.input_values[name] = array.copy()  # its value now, as torch's autograd saves it
             self.inputs_by_id[id(tensor)] = node
             self.input_owners.append(tensor)  # held, so no other tensor reuses its id in this tape
@@ -318,8 +358,8 @@ class Tape(trace.Tracer):
     def constant(self, node: Concrete) -> Node:
         """A value computed eagerly (a number, a tensor's value) read by recorded work: an input leaf."""
         name = f"x{len(self.input_values)}"
-        self.input_values[name] = np.asarray(node.value)
-        return self.builder.leaf("input", name, tuple(node.shape), node.dtype)
+        self.input_values[name], dtype = _graph_value(np.asarray(node.value), node.dtype)
+        return self.builder.leaf("input", name, tuple(node.shape), dtype)
 
     # -- scopes --------------------------------------------------------------------------------------
     def forward(self, module: Any, args: tuple, kwargs: dict) -> Any:
@@ -339,7 +379,7 @@ class Tape(trace.Tracer):
         args = tuple(_as_argument(a, n) for a, n in zip(args, nodes))
         kwargs = {k: _as_argument(v, keyword_nodes[k]) for k, v in kwargs.items()}
         marks = (len(self.param_names), len(self.buffer_names), len(self.input_values), self.dropout_streams,
-                 dict(self.graph.updates))
+                 dict(self.graph.updates), len(self.graph.label_checks), len(self.graph.index_checks))
         with self:
             with self.scope(module):
                 output = module.forward(*args, **kwargs)

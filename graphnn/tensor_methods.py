@@ -17,13 +17,15 @@ from graphnn.eager import EAGER, Concrete, cast, constant
 from graphnn.errors import ShapeError, TraceError
 from graphnn.ir import dim, numel
 from graphnn.indexing import wrap_dim
+from graphnn.tensor_gather import GatherMethods
 from graphnn.tensor_math import ArithmeticMethods
 from graphnn.tensor_reductions import ReductionMethods
 
 
-class TensorMethods(ArithmeticMethods, ReductionMethods):
+class TensorMethods(ArithmeticMethods, ReductionMethods, GatherMethods):
     """Movement, conversions, shape and value access, on top of the operators and math
-    (graphnn.tensor_math) and the reductions (graphnn.tensor_reductions)."""
+    (graphnn.tensor_math), the reductions (graphnn.tensor_reductions) and the gathers
+    (graphnn.tensor_gather)."""
 
     # -- movement --------------------------------------------------------------------------------
     def reshape(self, *shape):

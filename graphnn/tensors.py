@@ -177,7 +177,8 @@ def _named(t: "Tensor", grad: str) -> "Tensor":
 
 
 _RECORDED_GRADS = {"pointwise": "PointwiseBackward0", "reduce": "SumBackward1", "matmul": "MmBackward0",
-                   "reshape": "ViewBackward0", "permute": "PermuteBackward0", "expand": "ExpandBackward0"}
+                   "reshape": "ViewBackward0", "permute": "PermuteBackward0", "expand": "ExpandBackward0",
+                   "gather": "GatherBackward0"}
 """grad_fn names of recorded results that no method named (PyTorch's name is set where known)."""
 
 _BINARY = {"add": (pw.add, "AddBackward0"), "sub": (pw.sub, "SubBackward0"), "mul": (pw.mul, "MulBackward0"),
@@ -331,7 +332,7 @@ def unary(x: Any, fn: pw.PointwiseFn, grad: str | None, floating: bool = True) -
     return _named(Tensor(b.pointwise(fn, t.node)), grad or "NotImplemented")
 
 
-from graphnn import indexing, tensor_inplace, tensor_math, tensor_methods, tensor_reductions  # noqa: E402  (the methods use the helpers above)
+from graphnn import indexing, tensor_gather, tensor_inplace, tensor_math, tensor_methods, tensor_reductions  # noqa: E402  (they use the helpers above)
 from graphnn.tensor_inplace import InPlaceMethods  # noqa: E402
 from graphnn.tensor_methods import TensorMethods  # noqa: E402
 
@@ -551,5 +552,5 @@ class Parameter(Tensor):
 
 
 # the methods reach Tensor and the helpers here (they cannot import this module, which imports them)
-for _module in (tensor_methods, tensor_math, tensor_reductions, tensor_inplace, indexing, recording):
+for _module in (tensor_methods, tensor_math, tensor_reductions, tensor_gather, tensor_inplace, indexing, recording):
     _module.T = sys.modules[__name__]

@@ -7,11 +7,12 @@ that fuses wrongly, or places two live values at overlapping arena offsets, give
 than the reference interpreter of the Graph (runtime/reference.py).
 
 Each kernel is evaluated over its whole loop domain at once: a load is a gather at the indices
-its strides (and guards) give, an assignment is its sympy expression on those arrays, a
-reduction or matmul accumulates in float64 and rounds to float32 (as the reference does), a
-store is a scatter. Every arena buffer is a view of one float32 array at its planned offset,
-which the binding fills with NaN before each call: a value read before it is written, or
-overwritten while still live, shows up in the results.
+its strides (and guards, and a loaded index) give, an assignment is its sympy expression on
+those arrays, a reduction or matmul accumulates in float64 and rounds to float32 (as the
+reference does), a store is a scatter (an adding one for a scatter kernel). Every arena buffer
+is a view of one float32 array at its planned offset, which the binding fills with NaN before
+each call: a value read before it is written, or overwritten while still live, shows up in the
+results.
 """
 from __future__ import annotations
 
@@ -71,8 +72,30 @@ class _Domain:
         return total
 
 
-def _load(load: Load, buffers: dict, domain: _Domain) -> np.ndarray:
+def _indirect(indirect, env: dict, batch: int) -> tuple[np.ndarray, np.ndarray]:
+    """(the positions an index load gives, negative ones counted from the end; where they lie
+    inside their axis)."""
+    size = _value(indirect.size, batch)
+    position = np.asarray(env[indirect.index], np.int64)
+    position = np.where(position < 0, position + size, position)
+    return position, (position >= 0) & (position < size)
+
+
+def _loads(kernel: Kernel, buffers: dict, domain: _Domain) -> dict:
+    """Every load of a kernel in order (a gather's read after the index load it uses)."""
+    env = {"B": domain.batch}
+    for load in kernel.loads:
+        env[load.name] = _load(load, buffers, domain, env)
+    return env
+
+
+def _load(load: Load, buffers: dict, domain: _Domain, env: dict | None = None) -> np.ndarray:
     index = domain.linear(load.offset, load.strides)
+    if load.indirect is not None:  # a gather: the index completes the address; 0 outside its axis
+        flat = buffers[load.source]
+        position, inside = _indirect(load.indirect, env, domain.batch)
+        index, inside = np.broadcast_arrays(index + position * _value(load.indirect.stride, domain.batch), inside)
+        return np.where(inside, flat[np.where(inside, index, 0)], 0).astype(flat.dtype, copy=False)
     if load.source == "index":
         return index.astype(NUMPY_DTYPES[load.dtype])
     if load.source == "rand":
@@ -115,24 +138,40 @@ def _assign(assign, env: dict) -> np.ndarray:
 
 
 def _store(store: Store, env: dict, buffers: dict, domain: _Domain) -> None:
-    index, value = np.broadcast_arrays(domain.linear(store.offset, store.strides), env[store.value])
-    buffers[store.buffer][index] = value
+    index = domain.linear(store.offset, store.strides)
+    if store.indirect is None:
+        index, value = np.broadcast_arrays(index, env[store.value])
+        buffers[store.buffer][index] = value
+        return
+    # a scatter's add: at the place the index completes, where it lies inside its axis
+    position, inside = _indirect(store.indirect, env, domain.batch)
+    index = index + position * _value(store.indirect.stride, domain.batch)
+    index, value, inside = np.broadcast_arrays(index, env[store.value], inside)
+    np.add.at(buffers[store.buffer], index[inside], value[inside])
 
 
 def _pointwise(kernel: Kernel, buffers: dict, batch: int) -> None:
     domain = _Domain(tuple(_value(d, batch) for d in kernel.domain), batch)
-    env = {"B": batch, **{load.name: _load(load, buffers, domain) for load in kernel.loads}}
+    env = _loads(kernel, buffers, domain)
     for a in kernel.body:
         env[a.name] = _assign(a, env)
     for s in kernel.stores:
         _store(s, env, buffers, domain)
 
 
+def _scatter(kernel: Kernel, buffers: dict, batch: int) -> None:
+    """Zero the targets, then add every value at its place (a pointwise loop whose store adds)."""
+    for buffer, offset, size in kernel.cleared:
+        start = _value(offset, batch)
+        buffers[buffer][start:start + _value(size, batch)] = 0
+    _pointwise(kernel, buffers, batch)
+
+
 def _reduce(kernel: Kernel, buffers: dict, batch: int) -> None:
     """Prologue over the whole domain, the reduction over ``axes`` (kept as size-1 axes, where
     the epilogue's loads and stores have stride 0), then the epilogue over the kept positions."""
     domain = _Domain(tuple(_value(d, batch) for d in kernel.domain), batch)
-    env = {"B": batch, **{load.name: _load(load, buffers, domain) for load in kernel.loads}}
+    env = _loads(kernel, buffers, domain)
     for a in kernel.body:
         if a.stage == "prologue":
             env[a.name] = _assign(a, env)
@@ -161,15 +200,15 @@ def _matmul(kernel: Kernel, buffers: dict, batch: int) -> None:
     a = _operand(kernel.a, buffers, dims[:-1] + (k,), batch)
     b = _operand(kernel.b, buffers, dims[:-2] + (k, dims[-1]), batch)
     domain = _Domain(dims, batch)
-    env = {"B": batch, "acc": np.matmul(a.astype(np.float64), b.astype(np.float64)).astype(np.float32)}
-    env.update({load.name: _load(load, buffers, domain) for load in kernel.loads})
+    env = _loads(kernel, buffers, domain)
+    env["acc"] = np.matmul(a.astype(np.float64), b.astype(np.float64)).astype(np.float32)
     for a in kernel.body:
         env[a.name] = _assign(a, env)
     for s in kernel.stores:
         _store(s, env, buffers, domain)
 
 
-_KERNELS = {"pointwise": _pointwise, "reduce": _reduce, "matmul": _matmul}
+_KERNELS = {"pointwise": _pointwise, "reduce": _reduce, "matmul": _matmul, "scatter": _scatter}
 
 
 class Binding:

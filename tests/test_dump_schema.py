@@ -15,6 +15,7 @@ TARGETS = {
     "digits_cnn": ["examples/digits_cnn.py:model"],
     "optimizers": ["examples/optimizers.py:Net"],
     "optimizers adam": ["examples/optimizers.py:Net", "--optimizer", "adam"],
+    "embedding": ["tests/data/embedding_net.py:Bag"],
 }
 
 
@@ -41,4 +42,5 @@ def test_the_schema_names_every_leaf_and_movement_op():
     from graphnn.passes.views import MOVEMENT
 
     ops = set(SCHEMA["properties"]["nodes"]["items"]["properties"]["op"]["enum"])
-    assert set(LEAF_OPS) | set(MOVEMENT) | {"pointwise", "reduce", "matmul", "iota", "rand", "detach"} <= ops
+    assert set(LEAF_OPS) | set(MOVEMENT) | {"pointwise", "reduce", "matmul", "gather", "scatter_add", "iota", "rand",
+                                            "detach"} <= ops

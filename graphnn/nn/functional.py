@@ -402,3 +402,8 @@ from graphnn.nn.conv import avg_pool2d, conv2d, max_pool2d  # noqa: E402
 from graphnn.nn.normalization import layer_norm, rms_norm  # noqa: E402
 
 __all__ += ["conv2d", "max_pool2d", "avg_pool2d", "layer_norm", "rms_norm"]
+
+# the embedding lookup is a gather, beside the Tensor's (graphnn/tensor_gather.py)
+from graphnn.tensor_gather import embedding  # noqa: E402
+
+__all__ += ["embedding"]

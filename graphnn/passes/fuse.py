@@ -2,12 +2,16 @@
 
 Rules, applied in topological order:
 - movement ops are views (no kernel); iota and rand are loads computed from the index;
+- a gather is a load whose address adds a loaded index (an indirect load) in the kernel of its
+  consumer; its table and its index are read from buffers, never computed in that kernel;
 - a node whose value has one direct consumer of the same shape is computed inside that
-  consumer's kernel: pointwise chains become one loop, a reduction absorbs its pointwise
-  producers (prologue), and a reduction or matmul absorbs pointwise consumers (epilogue);
+  consumer's kernel: pointwise chains become one loop, a reduction or a scatter absorbs its
+  pointwise producers (prologue), and a reduction or matmul absorbs pointwise consumers
+  (epilogue; a scatter's sums are complete only after its whole loop, so it takes none);
 - a pointwise value with several consumers is computed in its first consumer's kernel (and
   stored for the others) where that makes no two kernels need each other;
-- a kernel holds at most one core (reduce or matmul), and a reduction's prologue holds none;
+- a kernel holds at most one core (reduce, matmul or scatter_add), and a reduction's prologue
+  holds none;
 - a pointwise group that reads one core's results elementwise and otherwise only leaves joins
   that core's kernel (the optimizer update of a parameter runs where its gradient is computed);
 - a value with several consumers, read through a view, used as a matmul operand, or named as
@@ -25,10 +29,12 @@ import sympy
 from graphnn import pointwise as pw
 from graphnn.ir import Graph, Node, numel
 from graphnn.passes import horizontal, views
-from graphnn.passes.plan import ACC, Assign, Buffer, Kernel, KernelPlan, Load, Store
+from graphnn.passes.plan import ACC, Assign, Buffer, Indirect, Kernel, KernelPlan, Load, Store
 
 GENERATORS = ("iota", "rand")
-CORES = ("reduce", "matmul")
+CORES = ("reduce", "matmul", "scatter_add")
+KINDS = {"reduce": "reduce", "matmul": "matmul", "scatter_add": "scatter"}
+"""The kernel kind of each core op."""
 
 
 class Fusion:
@@ -114,9 +120,11 @@ class Fusion:
                 return
             if consumer.op == "reduce" and core[mine] is not None:
                 return
-            if core[mine] is not None and core[theirs] is not None:
+            if core[mine] is not None and (core[theirs] is not None or core[mine].op == "scatter_add"):
                 return
             if self._overwrites_operand(core[mine] or core[theirs], members[mine] + members[theirs]):
+                return
+            if self._reads_own_values(members[mine] + members[theirs]):
                 return
             if check_cycle and self._reaches_through_others(mine, theirs, members, group_of):
                 return
@@ -174,7 +182,7 @@ class Fusion:
                 continue  # a generator, a copy or several producers: keep the group as it is
             target = producers.pop()
             host = core.get(target)
-            if host is None or any(n.id in self.copies for n in group):
+            if host is None or host.op == "scatter_add" or any(n.id in self.copies for n in group):
                 continue
             shape = _squeezed(host.shape)
             if any(n.op != "pointwise" or _squeezed(n.shape) != shape for n in group):
@@ -184,7 +192,7 @@ class Fusion:
                                                         or _squeezed(base.shape) != shape)
                    for source, base in sources):
                 continue
-            if self._overwrites_operand(host, group):
+            if self._overwrites_operand(host, group) or self._reads_own_values(members[target] + group):
                 continue
             for n in group:
                 group_of[n.id] = target
@@ -201,15 +209,32 @@ class Fusion:
         read = {b.attrs["name"] for b in read if b.op in ("input", "param", "buffer", "hyper")}
         return any(kind == "update" and name in read for n in nodes for kind, name in self.named.get(n.id, []))
 
+    def _reads_own_values(self, nodes: list) -> bool:
+        """Whether a gather or scatter among ``nodes`` reads a value computed among them through
+        its index (or a gather through its table, or a table they update in place): those are
+        read at addresses other than the loop's own, so they come from a buffer complete before
+        the kernel."""
+        ids = {n.id for n in nodes}
+        updated = {name for n in nodes for kind, name in self.named.get(n.id, []) if kind == "update"}
+        for n in nodes:
+            read = n.inputs if n.op == "gather" else n.inputs[1:] if n.op == "scatter_add" else ()
+            for base in (self.view_of(source).base for source in read):
+                if base.id in ids or (base.op in ("param", "buffer") and base.attrs["name"] in updated):
+                    return True
+        return False
+
     def _inline_target(self, node: Node, share: bool = False) -> Node | None:
         """The consumer whose kernel computes ``node``: its only one, or with ``share`` (a
-        pointwise node with several consumers) its first, which no other consumer can precede;
-        the value is then also stored for the others."""
+        pointwise node or gather with several consumers) its first, which no other consumer can
+        precede; the value is then also stored for the others. Never a gather (which reads its
+        operands at other positions) nor the index of a scatter."""
         uses = self.uses[node.id]
-        if node.id in self.copies or not uses or (len(uses) > 1 and not (share and node.op == "pointwise")):
+        if node.id in self.copies or not uses or (len(uses) > 1 and not (share and node.op in ("pointwise", "gather"))):
             return None
-        consumer, _, direct = min(uses, key=lambda use: self.position[use[0].id])
-        if not direct or consumer.op not in ("pointwise", "reduce") or consumer.id in self.copies:
+        consumer, position, direct = min(uses, key=lambda use: self.position[use[0].id])
+        if not direct or consumer.op not in ("pointwise", "reduce", "scatter_add") or consumer.id in self.copies:
+            return None
+        if consumer.op == "scatter_add" and position != 0:
             return None
         if consumer.op == "pointwise" and _squeezed(consumer.shape) != _squeezed(node.shape):
             return None
@@ -258,12 +283,12 @@ class Fusion:
         if core is None:
             kind = "pointwise"
             domain = last.inputs[0].shape if last.id in self.copies else last.shape
-        elif core.op == "reduce":
-            kind, domain = "reduce", core.inputs[0].shape
-        else:
+        elif core.op == "matmul":
             kind, domain = "matmul", core.shape
+        else:  # a reduction or a scatter loops over its input
+            kind, domain = KINDS[core.op], core.inputs[0].shape
         kernel = Kernel(_kernel_name(index, members), kind, tuple(domain))
-        prologue = _ancestors_within(core, ids, self._is_view) if kind == "reduce" else set()
+        prologue = _ancestors_within(core, ids, self._is_view) if kind in ("reduce", "scatter") else set()
         if kind == "reduce":
             kernel.axes, kernel.reduce_op = core.attrs["axes"], core.attrs["kind"]
 
@@ -314,11 +339,48 @@ class Fusion:
                 loads[key] = Load(f"l{len(loads)}", buffer, total, strides, base.dtype, guards=guards, fill=view.fill)
             return loads[key].name
 
+        def index_load(source: Node, consumer: Node) -> str:
+            """The load holding a gather's or scatter's index (never computed in the kernel)."""
+            name = operand(source, consumer)
+            if name not in {l.name for l in loads.values()}:
+                raise RuntimeError(f"the index of %{consumer.id} {consumer.op} is computed in its own kernel "
+                                   f"{kernel.name}: the fusion pass should have stored it")
+            return name
+
+        def gather(node: Node) -> str:
+            """A gather as one load: the table's element at the loop's position on the other axes
+            and the loaded index along the gathered one."""
+            x, axis = node.inputs[0], node.attrs["axis"]
+            view = self.view_of(x)
+            if view.guards or view.base.op in GENERATORS or view.base.id in ids:
+                raise NotImplementedError(f"a gather from a {view.base.op} read through a window or computed in "
+                                          "the same kernel is not supported by the fusion pass")
+            indirect = Indirect(index_load(node.inputs[1], node), view.strides[axis], x.shape[axis])
+            # position 0 along the gathered axis (the index adds the rest) and x's axes of size 1
+            strides = tuple(0 if k == axis or n == 1 else st for k, (n, st) in enumerate(zip(x.shape, view.strides)))
+            strides = to_domain(strides, node.shape, node.id not in prologue and node is not core)
+            buffer, offset = self.location(view.base)
+            key = (buffer, _add(offset, view.offset), strides, (), 0.0, indirect)
+            if key not in loads:
+                loads[key] = Load(f"l{len(loads)}", buffer, key[1], strides, view.base.dtype, indirect=indirect)
+            return loads[key].name
+
         for node in members:
             kernel.sources.append((node.id, node.attrs.get("name", node.op), node.path))
             if node is core and kind == "reduce":
                 kernel.reduce_value = operand(node.inputs[0], node)
                 local[node.id] = str(ACC)
+            elif node is core and kind == "scatter":
+                kernel.reduce_value = local[node.id] = operand(node.inputs[0], node)
+                axis = node.attrs["axis"]
+                scattered = Indirect(index_load(node.inputs[1], node), views.contiguous_strides(node.shape)[axis],
+                                     node.shape[axis])
+            elif node.op == "gather":  # its load, named as the node's value (an assignment, as any value)
+                stage = "prologue" if node.id in prologue else "epilogue"
+                where = f"   {node.path} ({node.module})" if node.path else ""
+                kernel.body.append(Assign(f"t{node.id}", sympy.Symbol(gather(node), real=True), node.dtype, stage,
+                                          "gather" + where))
+                local[node.id] = f"t{node.id}"
             elif node is core:
                 kernel.k = node.inputs[0].shape[-1]
                 kernel.a, kernel.b = (self._operand_load(name, i) for name, i in zip("ab", node.inputs))
@@ -333,7 +395,15 @@ class Fusion:
                 stage = "prologue" if node.id in prologue else "epilogue"
                 kernel.body.append(Assign(f"t{node.id}", expr, node.dtype, stage, node.attrs["name"] + where))
                 local[node.id] = f"t{node.id}"
-            if node is last or self.must_store(node, ids):
+            if node is core and kind == "scatter":  # added at the index's place, into zeros
+                axis = node.attrs["axis"]
+                strides = tuple(0 if k == axis or n == 1 else st
+                                for k, (n, st) in enumerate(zip(node.shape, views.contiguous_strides(node.shape))))
+                for named in self.named.get(node.id, [(None, None)]):
+                    buffer, offset = self._store_location(node, named)
+                    kernel.cleared += ((buffer, offset, numel(node.shape)),)
+                    kernel.stores.append(Store(buffer, local[node.id], offset, strides, node.dtype, scattered))
+            elif node is last or self.must_store(node, ids):
                 shape = node.inputs[0].shape if node.id in self.copies else node.shape
                 strides = to_domain(views.contiguous_strides(shape), shape, node.id not in prologue)
                 for named in self.named.get(node.id, [(None, None)]):

@@ -41,7 +41,7 @@ def _signature(kernel: Kernel, scalars: set):
     dense = tuple(0 if d == 1 else s for d, s in zip(kernel.domain, contiguous_strides(kernel.domain)))
     loads = []
     for load in kernel.loads:
-        if load.guards:
+        if load.guards or load.indirect:
             return None
         if load.source in scalars:
             loads.append(("scalar", load.source, load.offset))

@@ -2,9 +2,10 @@
 
 A plan is a list of fused kernels over named buffers. Each kernel loops over a domain (ints and
 expressions of the batch symbol B); its body is a list of assignments, one per graph node it
-fused, each a sympy expression of earlier locals and of loads (strided reads of a buffer, a
-counter-based random draw, or the loop index itself). Reductions and matmuls are the kernel's
-core; the assignments before the core are its prologue, those after it its epilogue.
+fused, each a sympy expression of earlier locals and of loads (strided reads of a buffer, reads
+at an address that also depends on an index loaded before them, a counter-based random draw, or
+the loop index itself). Reductions, matmuls and scatters are the kernel's core; the assignments
+before the core are its prologue, those after it its epilogue (a scatter has none).
 """
 from __future__ import annotations
 
@@ -16,6 +17,21 @@ from graphnn.ir import Dim, format_shape
 
 ACC = sympy.Symbol("acc", real=True)
 """The value a reduction or matmul core produced, in epilogue expressions."""
+
+
+@dataclass(frozen=True)
+class Indirect:
+    """The part of an address read from data (a gather's index): ``index`` names a load of the
+    same kernel, read before this access, holding a position along an axis of ``size``
+    elements (a negative one counts from the end) that adds ``stride`` per position. A position
+    outside [0, size) after that touches no memory: a load gives 0, a scatter adds nothing."""
+
+    index: str
+    stride: Dim
+    size: Dim
+
+    def __str__(self) -> str:
+        return f"{self.index}*{str(self.stride).replace(' ', '')} if {self.index} in [-{self.size},{self.size})"
 
 
 @dataclass(frozen=True)
@@ -38,15 +54,20 @@ class Load:
     """``graphnn.passes.views.Guard``s with coefficients over the loop indices: where one fails
     (padding, a position no window covers) the load gives ``fill`` and reads nothing."""
     fill: float = 0.0
+    indirect: Indirect | None = None
+    """A gather's read: ``indirect``'s term is added to the address (and 0 read outside it)."""
 
     def varies_along(self, axis: int) -> bool:
-        """Whether the loaded value can change with loop index ``axis``."""
-        return sympy.sympify(self.strides[axis]) != 0 or any(g.coefs[axis] != 0 for g in self.guards)
+        """Whether the loaded value can change with loop index ``axis`` (a gather's read is taken
+        to change along every axis: its index may)."""
+        return (self.indirect is not None or sympy.sympify(self.strides[axis]) != 0
+                or any(g.coefs[axis] != 0 for g in self.guards))
 
     @property
     def invariant(self) -> bool:
-        """The same value at every loop index: a scalar, unless it is a random draw."""
-        return self.source != "rand" and not any(self.varies_along(k) for k in range(len(self.strides)))
+        """The same value at every loop index: a scalar, unless it is a random draw or a gather."""
+        return (self.source != "rand" and self.indirect is None
+                and not any(self.varies_along(k) for k in range(len(self.strides))))
 
 
 @dataclass(frozen=True)
@@ -62,13 +83,15 @@ class Assign:
 
 @dataclass(frozen=True)
 class Store:
-    """Write local ``value`` to ``buffer[offset + sum(i_k * strides[k])]``."""
+    """Write local ``value`` to ``buffer[offset + sum(i_k * strides[k])]``; with ``indirect``
+    (a scatter's store), add it there, at the address its index completes."""
 
     buffer: str
     value: str
     offset: Dim
     strides: tuple
     dtype: str
+    indirect: Indirect | None = None
 
 
 @dataclass
@@ -78,7 +101,10 @@ class Kernel:
     kind "pointwise": ``domain`` is the loop shape. "reduce": ``domain`` is the shape reduced,
     ``axes`` the reduced axes; stores index the domain with stride 0 on those axes. "matmul":
     ``domain`` is (batch..., M, N) and ``k`` the contracted length; ``a`` and ``b`` are the
-    operands with strides over (batch..., M, K) and (batch..., K, N).
+    operands with strides over (batch..., M, K) and (batch..., K, N). "scatter": ``domain`` is the
+    shape of the values added; the kernel first zeroes each (buffer, offset, size) of
+    ``cleared``, then adds ``reduce_value`` at every index of the domain through its stores with
+    an ``indirect`` term (stores without one write prologue values, elementwise).
     """
 
     name: str
@@ -95,6 +121,7 @@ class Kernel:
     b: Load | None = None
     sources: list = field(default_factory=list)
     """(node id, op, Module path) of every graph node fused into this kernel."""
+    cleared: tuple = ()
 
     def buffers(self) -> list[str]:
         """Every buffer the kernel reads or writes (loads, operands, stores, random-draw keys),
@@ -123,13 +150,16 @@ class Kernel:
             fill = f" else {load.fill}" if load.guards else ""
             lines.append(f"  load {load.name} = {load.source}[{load.offset} + i.{_strides(load.strides)}"
                          + "".join(f" + {g.stride}*{_guard_index(g)}/{g.div}" for g in load.guards if g.div > 1)
-                         + f"]{guards}{fill}")
+                         + (f" + {load.indirect}" if load.indirect else "") + f"]{guards}{fill}")
+        for buffer, offset, size in self.cleared:
+            lines.append(f"  zero {buffer}[{offset} : {offset} + {str(size).replace(' ', '')}]")
         for a in self.body:
             lines.append(f"  {a.stage[:4]} {a.name}:{a.dtype} = {a.expr}")
         if self.kind == "reduce":
             lines.append(f"  acc = {self.reduce_op}({self.reduce_value})")
         for s in self.stores:
-            lines.append(f"  store {s.buffer}[{s.offset} + i.{_strides(s.strides)}] = {s.value}")
+            address = f"{s.buffer}[{s.offset} + i.{_strides(s.strides)}" + (f" + {s.indirect}]" if s.indirect else "]")
+            lines.append(f"  store {address} {'+=' if s.indirect else '='} {s.value}")
         return "\n".join(lines)
 
 

@@ -17,6 +17,7 @@ def simplify(graph: Graph) -> Graph:
     out = Graph()
     out.checks, out.label_checks = list(graph.checks), list(graph.label_checks)
     out.constants = dict(graph.constants)
+    out.index_checks = list(graph.index_checks)
     mapping: dict[int, Node] = {}
     seen: dict[tuple, Node] = {}
     live = graph.live_nodes()
