@@ -295,12 +295,16 @@ class _Module:
             # plus the context's zero index: the guard has the mask's shape even where it is constant
             lines.append(f"{indent}{v} = {_index(g.const, g.coefs, names)}{f' + zero_{mask}' if mask else ''}")
             if g.div == 1:
-                conditions.append(f"({v} >= 0) & ({v} < {g.limit})")
+                conditions.append(f"({v} >= 0) & ({v} < {c_index(g.limit)})")
             else:
-                conditions.append(f"({v} >= 0) & ({v} < {g.limit * g.div}) & ({v} % {g.div} == 0)")
-                index += f" + ({v} // {g.div}) * {c_index(g.stride)}"
+                conditions.append(f"({v} >= 0) & ({v} < {c_index(g.limit * g.div)}) & ({v} % {g.div} == 0)")
+                if sympy.sympify(g.stride) != 0:
+                    index += f" + ({v} // {g.div}) * {c_index(g.stride)}"
         zero = f" + zero_{mask}" if mask else ""
-        fill = "float('-inf')" if load.fill == float("-inf") else repr(float(load.fill))
+        if load.dtype == "i64":
+            fill = "0"
+        else:
+            fill = "float('-inf')" if load.fill == float("-inf") else repr(float(load.fill))
         lines.append(f"{indent}{load.name} = tl.load({self.names[load.source]} + {index}{zero}, "
                      f"mask={' & '.join(conditions)}, other={fill})")
         return "\n".join(lines)

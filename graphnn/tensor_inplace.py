@@ -177,9 +177,6 @@ class InPlaceMethods:
         target[where] = value.item() if hasattr(value, "item") else value
         return self
 
-    def masked_fill(self, mask, value):
-        return self.clone().detach().masked_fill_(mask, value) if not self._symbolic() else _traced_only("masked_fill")
-
     # -- random fills, from graphnn's generator (or ``generator=``) -------------------------------
     def _draws(self, generator) -> np.random.Generator:
         return random.generator() if generator is None else generator.numpy
@@ -206,6 +203,3 @@ class InPlaceMethods:
 def _name(d: dtypes.dtype) -> str:
     return {"float32": "Float", "float64": "Double", "int64": "Long", "int32": "Int", "bool": "Bool"}[d.name]
 
-
-def _traced_only(what: str):
-    raise TraceError(f"{what} inside a traced forward is not supported yet")

@@ -19,11 +19,13 @@ from graphnn.ir import dim, numel
 from graphnn.indexing import wrap_dim
 from graphnn.tensor_math import ArithmeticMethods
 from graphnn.tensor_reductions import ReductionMethods
+from graphnn.tensor_slicing import SlicingMethods
 
 
-class TensorMethods(ArithmeticMethods, ReductionMethods):
+class TensorMethods(ArithmeticMethods, ReductionMethods, SlicingMethods):
     """Movement, conversions, shape and value access, on top of the operators and math
-    (graphnn.tensor_math) and the reductions (graphnn.tensor_reductions)."""
+    (graphnn.tensor_math), the reductions (graphnn.tensor_reductions) and the parts and masks
+    (graphnn.tensor_slicing)."""
 
     # -- movement --------------------------------------------------------------------------------
     def reshape(self, *shape):
@@ -159,26 +161,6 @@ class TensorMethods(ArithmeticMethods, ReductionMethods):
 
     def is_contiguous(self, memory_format=None) -> bool:
         return self._symbolic() or bool(self.array.flags.c_contiguous)
-
-    def chunk(self, chunks: int, dim: int = 0):
-        size = self.shape[dim]
-        step = -(-size // chunks)
-        return self.split(step, dim)
-
-    def split(self, split_size, dim: int = 0):
-        d = wrap_dim(dim, self.ndim, T._builder(self))
-        size = self.shape[d]
-        sizes = list(split_size) if isinstance(split_size, (list, tuple)) else \
-            [min(split_size, size - s) for s in range(0, size, split_size)]
-        out, start = [], 0
-        for n in sizes:
-            out.append(self[(slice(None),) * d + (slice(start, start + n),)])
-            start += n
-        return tuple(out)
-
-    def unbind(self, dim: int = 0):
-        d = wrap_dim(dim, self.ndim, T._builder(self))
-        return tuple(T._named(self[(slice(None),) * d + (k,)], "UnbindBackward0") for k in range(self.shape[d]))
 
     @property
     def data(self):

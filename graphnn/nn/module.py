@@ -76,6 +76,9 @@ class Module:
                 if table == "_buffers":
                     recording.flush()
                     flat.host_access(value)
+                    tracer = trace.active()
+                    if value is not None and tracer is not None and tracer.has_buffer(value):
+                        return _traced_buffer(tracer, value)
                 return value
         raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
 
@@ -400,6 +403,15 @@ def _all_tensors(args: tuple, kwargs: dict) -> bool:
     values = list(args) + list(kwargs.values())
     return bool(values) and all(isinstance(v, Tensor) or not isinstance(v, np.ndarray) for v in values) and \
         any(isinstance(v, Tensor) for v in values)
+
+
+def _traced_buffer(tracer: Any, array: np.ndarray) -> Tensor:
+    """A buffer read inside a traced forward: a tensor of its leaf (the value an earlier forward
+    of the same tape updated it to), as PyTorch's buffers are tensors (``self.bias[:, :, :T, :T]``,
+    ``mask == 0``), holding on to its array, which updates name it by (graphnn.trace.storage)."""
+    t = Tensor(tracer.buffer(array))
+    t._buffer = array
+    return t
 
 
 def _buffer_tensor(array: np.ndarray) -> Tensor:
