@@ -143,26 +143,37 @@ def get(x: "T.Tensor", index: Any) -> "T.Tensor":
     parts = _numpy_index(index)
     array = x.array
     try:
-        value = array[parts]
+        value = _torch_order(array, parts)
     except IndexError as error:
         raise IndexError(_message(error, array.shape, parts)) from None
     value = np.asarray(value) if not isinstance(value, np.ndarray) else value
     return T._wrap(constant(value, x._node.dtype), [x], _grad_name(parts, array.shape, isinstance(index, tuple)))
 
 
+def _torch_order(array: np.ndarray, parts: tuple) -> np.ndarray:
+    """``array[parts]`` as PyTorch indexes: ints select before integer index arrays apply, so with
+    both an index array's axis stays where it is (numpy would move it first when an int and an
+    array are apart: x[1, :, [0, 2]] is (3, 2) in PyTorch, (2, 3) in numpy)."""
+    arrays = [p for p in parts if isinstance(p, np.ndarray)]
+    ints = [p for p in parts if isinstance(p, int) and not isinstance(p, bool)]
+    if not arrays or not ints or any(a.dtype == np.bool_ for a in arrays) or \
+            any(isinstance(p, (bool, np.bool_)) for p in parts):
+        return array[parts]
+    kept = lambda p: p is None or p is Ellipsis or (isinstance(p, int) and not isinstance(p, bool))  # noqa: E731
+    selected = array[tuple(p if kept(p) else slice(None) for p in parts)]
+    return selected[tuple(slice(None) if p is None else p for p in parts if not (isinstance(p, int) and kept(p)))]
+
+
 # -- indexing in the graph ---------------------------------------------------------------------------
-_SYMBOLIC_INDEX = object()
-"""A part of an index that is a tensor without a value (computed in the traced forward)."""
-
-
 def _graph_get(x: "T.Tensor", index: Any) -> "T.Tensor":
     """``x[index]`` for a symbolic or recorded tensor: one strided slice and a reshape (see the
     module docstring), or, for an index that is not a strided part, a gather."""
     b = T._builder(x)
     recorded = isinstance(b, recording.TapeBuilder)
     raw = index if isinstance(index, tuple) else (index,)
-    parts = tuple(_SYMBOLIC_INDEX if isinstance(p, T.Tensor) and p._symbolic() else _index_part(p) for p in raw)
-    arrays = [p for p in parts if isinstance(p, np.ndarray) or p is _SYMBOLIC_INDEX or isinstance(p, (bool, np.bool_))]
+    # (a tensor without a value, computed in the traced forward, stays a tensor: it needs a gather)
+    parts = tuple(p if isinstance(p, T.Tensor) and p._symbolic() else _index_part(p) for p in raw)
+    arrays = [p for p in parts if isinstance(p, (np.ndarray, T.Tensor, bool, np.bool_))]
     plan = _strided_plan(x, parts, b) if len(arrays) <= 1 else None
     if plan is None:
         if not recorded:
@@ -180,8 +191,8 @@ def _graph_get(x: "T.Tensor", index: Any) -> "T.Tensor":
 
 def _describe(arrays: list) -> str:
     for p in arrays:
-        if p is _SYMBOLIC_INDEX:
-            return "a tensor computed in the forward"
+        if isinstance(p, T.Tensor):
+            return f"{'a boolean mask' if p.dtype.name == 'bool' else 'an integer tensor'} computed in the forward"
         if isinstance(p, (bool, np.bool_)) or p.dtype == np.bool_:
             return "a boolean mask"
     if len(arrays) > 1:
@@ -208,8 +219,8 @@ def _strided_plan(x: "T.Tensor", parts: tuple, b) -> tuple | None:
     for p in parts:
         if p is None or (isinstance(p, (bool, np.bool_)) and p):
             out.append(1)
-        elif isinstance(p, (bool, np.bool_)) or p is _SYMBOLIC_INDEX:
-            return None  # x[False] is empty along a new axis: numpy's gather says how
+        elif isinstance(p, (bool, np.bool_, T.Tensor)):
+            return None  # x[False] (empty along a new axis) and tensors computed in the forward: a gather
         elif p is Ellipsis:
             kept = rank - consumed
             out.extend(shape[axis:axis + kept])
