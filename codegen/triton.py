@@ -168,6 +168,14 @@ def _index(offset, strides: tuple, names: tuple) -> str:
     return index(offset, strides, names, times=" * ")
 
 
+def _typed_value(a) -> str:
+    """An assignment's value in its dtype: an int64 value converted where it is computed (C's
+    ``const int64_t t = ...`` truncates there; a value fused into the next assignment would
+    otherwise stay a float until it is stored)."""
+    value = triton_value(a.expr)
+    return f"({value}).to(tl.int64)" if a.dtype == "i64" and a.expr.free_symbols else value
+
+
 def generate(name: str, plan: KernelPlan, memory: MemoryPlan) -> str:
     """The Python source of one entry point's module."""
     return _Module(name, plan, memory).emit()
@@ -310,7 +318,7 @@ class _Module:
         return "\n".join(lines)
 
     def assign_lines(self, assigns, indent: str = "    ") -> list[str]:
-        return [f"{indent}{a.name} = {triton_value(a.expr)}  # {a.comment}" for a in assigns]
+        return [f"{indent}{a.name} = {_typed_value(a)}  # {a.comment}" for a in assigns]
 
     def store_line(self, store: Store, names: tuple, mask: str, indent: str = "    ") -> str:
         index = _index(store.offset, store.strides, names)

@@ -455,7 +455,7 @@ def _graph_cat(kept: list, d: int, common: dtypes.dtype, tensors: list) -> Tenso
     _float32_only(b, *kept)
     nodes = [as_tensor(t, b).node for t in kept]
     ir = "f32" if common.is_floating_point else common.ir
-    nodes = [n if n.dtype == ir else b.pointwise(pw.cast, n, dtype=ir) for n in nodes]
+    nodes = [n if n.dtype == ir else b.pointwise(pw.to_bool if ir == "bool" else pw.cast, n, dtype=ir) for n in nodes]
     sizes = [n.shape[d] for n in nodes]
     offsets = itertools.accumulate(sizes[:-1], initial=0)
     placed = [(n, offset) for n, offset in zip(nodes, offsets) if n.shape[d] != 0] or [(nodes[0], 0)]

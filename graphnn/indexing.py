@@ -106,9 +106,9 @@ def _grad_name(parts: tuple, shape: tuple, in_tuple: bool) -> str:
 
 def _checked(x: "T.Tensor", index: Any) -> tuple:
     if x._symbolic():
-        raise TraceError("assigning to part of a tensor inside a traced forward is not supported: a traced graph "
-                         "has no storage to write; build the new value out of place (torch.where, masked_fill, "
-                         "torch.cat)")
+        raise TraceError("assigning to part of a tensor inside a traced forward, or of one recorded for backward, "
+                         "is not supported: a graph has no storage to write; build the new value out of place "
+                         "(torch.where, masked_fill, torch.cat)")
     return _numpy_index(index)
 
 

@@ -233,6 +233,9 @@ maximum = fn("maximum", sympy.Piecewise((x0, (x0 >= x1) | (isnan(x0) > 0)), (x1,
 minimum = fn("minimum", sympy.Piecewise((x0, (x0 <= x1) | (isnan(x0) > 0)), (x1, True)), nargs=2)
 where = fn("where", sympy.Piecewise((x1, sympy.Ne(x0, 0)), (X[2], True)), nargs=3)
 cast = fn("cast", x0)
+# a conversion to bool is 1 for every nonzero value (NaN included), as bool() is: the backends
+# store bools in float slots, where a plain cast would keep the value
+to_bool = fn("bool", sympy.Piecewise((1, sympy.Ne(x0, 0)), (0, True)), nargs=1)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -233,7 +233,8 @@ class TensorMethods(ArithmeticMethods, ReductionMethods, SlicingMethods):
                 raise TraceError(f"converting a traced or recorded tensor to {target} is not supported; graphs "
                                  "compute in float32, int64 and bool")
             b = T._builder(self)
-            return T._wrap(b.pointwise(pw.cast, T.as_tensor(self, b).node, dtype=target.ir), [self], "ToCopyBackward0")
+            fn = pw.to_bool if target is dtypes.bool_ else pw.cast
+            return T._wrap(b.pointwise(fn, T.as_tensor(self, b).node, dtype=target.ir), [self], "ToCopyBackward0")
         return T._wrap(cast(self.node, target.ir), [self], "ToCopyBackward0")
 
     def type(self, dtype=None):

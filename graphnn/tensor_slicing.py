@@ -151,13 +151,17 @@ class SlicingMethods:
             raise RuntimeError(f"masked_fill_ only supports a 0-dimensional value tensor, but got tensor with "
                                f"{value.ndim} dimension(s).")
         grad = "MaskedFillBackward1" if isinstance(value, T.Tensor) else "MaskedFillBackward0"
-        if b is not EAGER:
-            return T._wrap(T.where_node(b, m, value, self), [self, value], grad)
         d = self.dtype
+        if not isinstance(value, T.Tensor):
+            _check_fits(value, d)
+        if b is not EAGER:  # in this tensor's dtype: a number is converted as torch converts it
+            if not isinstance(value, T.Tensor) and not d.is_floating_point:
+                value = bool(value) if d is dtypes.bool_ else int(value)
+            ir = "f32" if d.is_floating_point else d.ir
+            return T._wrap(T.where_node(b, m, value, self, ir), [self, value], grad)
         if isinstance(value, T.Tensor):
             filler = cast(value.node, d.ir)
         else:
-            _check_fits(value, d)
             filler = constant(np.asarray(value).astype(d.numpy), d.ir)
         node = EAGER.apply(pw.where, cast(m.node, "bool"), filler, self.node, dtype=d.ir)
         return T._wrap(node, [self, value], grad)

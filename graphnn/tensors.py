@@ -316,11 +316,11 @@ def _traced_binary(b: Builder, x: Any, y: Any, name: str, fn) -> "Tensor":
     return Tensor(b.apply(fn, as_tensor(x, b).node, as_tensor(y, b).node, dtype=dtype))
 
 
-def where_node(b: Builder, condition: Any, input: Any, other: Any) -> Node:
+def where_node(b: Builder, condition: Any, input: Any, other: Any, dtype: str | None = None) -> Node:
     """``where(condition, input, other)`` as one node of a traced or recorded graph: Python numbers
     folded into the expression (-inf for a masked score), tensors its arguments, broadcast
-    together. The result's dtype is PyTorch's promotion of ``input`` and ``other``, computed in
-    float32 when it is a float."""
+    together. The result's dtype is ``dtype``, by default PyTorch's promotion of ``input`` and
+    ``other``, computed in float32 when it is a float."""
     values = [condition, input, other]
     _float32_only(b, *values)
     arguments, replaced = [], {}
@@ -330,10 +330,11 @@ def where_node(b: Builder, condition: Any, input: Any, other: Any) -> Node:
         else:
             replaced[pw.X[k]] = pw.X[len(arguments)]
             arguments.append(as_tensor(v, b).node)
-    result = dtypes.result_type([_operand_dtype(input), _operand_dtype(other)])
-    ir = "f32" if result.is_floating_point else result.ir
+    if dtype is None:
+        result = dtypes.result_type([_operand_dtype(input), _operand_dtype(other)])
+        dtype = "f32" if result.is_floating_point else result.ir
     fn = pw.fn("where", pw.where.expr.xreplace(replaced), nargs=len(arguments))
-    return b.apply(fn, *arguments, dtype=ir)
+    return b.apply(fn, *arguments, dtype=dtype)
 
 
 def _float_dtype(x: "Tensor") -> dtypes.dtype:

@@ -414,7 +414,7 @@ def _traced_buffer(tracer: Any, array: np.ndarray, boolean: bool) -> Tensor:
     ``mask == 0``), holding on to its array, which updates name it by (graphnn.trace.storage). A
     buffer registered from bools, stored as int64, is read as bools (a mask for ``masked_fill``)."""
     node = tracer.buffer(array)
-    t = Tensor(tracer.builder.pointwise(pw.cast, node, dtype="bool") if boolean else node)
+    t = Tensor(tracer.builder.pointwise(pw.to_bool, node, dtype="bool") if boolean else node)
     t._buffer = array
     return t
 
