@@ -106,8 +106,8 @@ def _unwindow(node, args, shape, dtype, batch):
 
 def _positions(node, part_shape: tuple, batch) -> tuple:
     """The numpy index of the positions start + i*step (i < the part's size) along each axis."""
-    return tuple(slice(a, a + n * s, s) if n else slice(0, 0)
-                 for a, s, n in zip((evaluate_dim(a, batch) for a in node.attrs["start"]), node.attrs["step"], part_shape))
+    starts = (evaluate_dim(a, batch) for a in node.attrs["start"])
+    return tuple(slice(a, a + n * s, s) if n else slice(0, 0) for a, s, n in zip(starts, node.attrs["step"], part_shape))
 
 
 def _slice(node, args, shape, dtype, batch):

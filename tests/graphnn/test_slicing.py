@@ -43,7 +43,7 @@ FORMS = {
     "select": lambda L, h: h.select(1, -2)[:, :5] * L.select(h, 2, 0),
     "split": lambda L, h: L.cat([p * (k + 1) for k, p in enumerate(h.split(2, 1))], 1),
     "split-sizes": lambda L, h: (lambda a, b: a[..., :2] * b)(*L.split(h, [4, 2], 2)),
-    "chunk": lambda L, h: L.cat(h.chunk(3, -1)[::-1], -1),
+    "chunk": lambda L, h: L.cat(h.chunk(3, -1)[::-1], -1) * L.chunk(h, 2, 1)[1][:, 1:],
     "unbind": lambda L, h: L.stack(L.unbind(h, 1)[::2], 1),
     "cat": lambda L, h: L.cat([h, h.tanh(), h[:, :2]], 1),
     "cat-batch": lambda L, h: L.cat((h, h * h), 0).reshape(2, -1, 5, 6).sum(0),
