@@ -281,11 +281,11 @@ class _Entry(MatmulEmitter):
             v = f"{load.name}_v{k}"
             lines.append(f"{indent}const int64_t {v} = {index(g.const, g.coefs, names)};")
             if g.div == 1:
-                conditions.append(f"{v} >= 0 && {v} < {g.limit}")
+                conditions.append(f"{v} >= 0 && {v} < {c_index(g.limit)}")
             else:
-                conditions.append(f"{v} >= 0 && {v} < {g.limit * g.div} && {v} % {g.div} == 0")
+                conditions.append(f"{v} >= 0 && {v} < {c_index(g.limit * g.div)} && {v} % {g.div} == 0")
                 at = c_plus(at, c_term(f"({v} / {g.div})", g.stride))
-        fill = "-INFINITY" if load.fill == float("-inf") else f"{float(load.fill)!r}f"
+        fill = _c_fill(load.fill, load.dtype)
         lines.append(f"{indent}const {ctype} {load.name} = ({' && '.join(conditions)}) ? "
                      f"{self.c_name(load.source)}[{at}] : {fill};")
         return "\n".join(lines)
@@ -426,6 +426,16 @@ class _Entry(MatmulEmitter):
         lines += self.assign_lines(parts.epilogue, outer)
         lines += [self.store_line(s, names, outer) for s in parts.late_stores]
         return lines + self.close(outer, indent)
+
+
+def _c_fill(fill: float, dtype: str) -> str:
+    """A guarded load's fill as a C literal of the load's type (a float literal would turn an
+    integer load's whole conditional into float)."""
+    if dtype in ("i64", "bool"):
+        return "0"
+    if fill == float("-inf"):
+        return "-INFINITY"
+    return f"{float(fill)!r}f" if dtype == "f32" else f"{float(fill)!r}"
 
 
 def _collapsed(kernel: Kernel) -> Kernel:

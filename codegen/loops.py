@@ -75,7 +75,7 @@ def load_symbols(load: Load, names: Sequence) -> set[str]:
     """The names a load's source text uses (index, guards, random-draw key)."""
     used = index_symbols(load.offset, load.strides, names)
     for g in load.guards:
-        used |= index_symbols(g.const, g.coefs, names)
+        used |= index_symbols(g.const, g.coefs, names) | {str(s) for s in sympy.sympify(g.limit).free_symbols}
         if g.div != 1:
             used |= {str(s) for s in sympy.sympify(g.stride).free_symbols}
     for _, offset in load.key:

@@ -189,6 +189,14 @@ def _index(offset, strides: tuple, names: tuple) -> str:
     return index(offset, strides, names, times=" * ")
 
 
+def _typed_value(a) -> str:
+    """An assignment's value in its dtype: an int64 value converted where it is computed (C's
+    ``const int64_t t = ...`` truncates there; a value fused into the next assignment would
+    otherwise stay a float until it is stored)."""
+    value = triton_value(a.expr)
+    return f"({value}).to(tl.int64)" if a.dtype == "i64" and a.expr.free_symbols else value
+
+
 def generate(name: str, plan: KernelPlan, memory: MemoryPlan) -> str:
     """The Python source of one entry point's module."""
     return _Module(name, plan, memory).emit()
@@ -362,18 +370,22 @@ class _Module:
             # plus the context's zero index: the guard has the mask's shape even where it is constant
             lines.append(f"{indent}{v} = {_index(g.const, g.coefs, names)}{f' + zero_{mask}' if mask else ''}")
             if g.div == 1:
-                conditions.append(f"({v} >= 0) & ({v} < {g.limit})")
+                conditions.append(f"({v} >= 0) & ({v} < {c_index(g.limit)})")
             else:
-                conditions.append(f"({v} >= 0) & ({v} < {g.limit * g.div}) & ({v} % {g.div} == 0)")
-                index += f" + ({v} // {g.div}) * {c_index(g.stride)}"
+                conditions.append(f"({v} >= 0) & ({v} < {c_index(g.limit * g.div)}) & ({v} % {g.div} == 0)")
+                if sympy.sympify(g.stride) != 0:
+                    index += f" + ({v} // {g.div}) * {c_index(g.stride)}"
         zero = f" + zero_{mask}" if mask else ""
-        fill = "float('-inf')" if load.fill == float("-inf") else repr(float(load.fill))
+        if load.dtype == "i64":
+            fill = "0"
+        else:
+            fill = "float('-inf')" if load.fill == float("-inf") else repr(float(load.fill))
         lines.append(f"{indent}{load.name} = tl.load({self.names[load.source]} + {index}{zero}, "
                      f"mask={' & '.join(conditions)}, other={fill})")
         return "\n".join(lines)
 
     def assign_lines(self, assigns, indent: str = "    ") -> list[str]:
-        return [f"{indent}{a.name} = {triton_value(a.expr)}  # {a.comment}" for a in assigns]
+        return [f"{indent}{a.name} = {_typed_value(a)}  # {a.comment}" for a in assigns]
 
     def store_line(self, store: Store, names: tuple, mask: str, indent: str = "    ") -> str:
         index = _index(store.offset, store.strides, names)

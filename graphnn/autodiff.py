@@ -144,6 +144,16 @@ def _expand(b: Builder, node: Node, g: Node, needed: list) -> list:
     return [(0, b.reduce("sum", g, axes))]
 
 
+def _slice(b: Builder, node: Node, g: Node, needed: list) -> list:
+    """The gradient goes back to the positions the slice read, zero elsewhere."""
+    return [(0, b.pad(g, node.attrs["start"], node.attrs["step"], node.inputs[0].shape))]
+
+
+def _pad(b: Builder, node: Node, g: Node, needed: list) -> list:
+    """The input's gradient is read back from its positions (the fill's is dropped)."""
+    return [(0, b.slice(g, node.attrs["start"], node.attrs["step"], node.inputs[0].shape))]
+
+
 def _window(b: Builder, node: Node, g: Node, needed: list) -> list:
     """Each input element gets the sum of the gradients of the patch positions that read it."""
     x, a = node.inputs[0], node.attrs
@@ -175,6 +185,8 @@ RULES: dict[str, Rule] = {
     "scatter_add": _scatter_add,
     "window": _window,
     "unwindow": _unwindow,
+    "slice": _slice,
+    "pad": _pad,
     "pointwise": _pointwise,
     "reduce": _reduce,
     "matmul": _matmul,

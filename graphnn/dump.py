@@ -19,7 +19,7 @@ import sympy
 
 from graphnn import backends
 from graphnn.executable import ENTRY_NAMES, lower
-from graphnn.ir import B, LEAF_OPS, Graph, format_shape, numel
+from graphnn.ir import B, LEAF_OPS, Graph, format_attr, format_shape, numel
 
 GRAPH_STAGES = ("graph", "backward", "train")
 PLAN_STAGES = ("plan", "memory")
@@ -256,8 +256,10 @@ def _graph_json(graph: Graph) -> dict:
         if n.op == "pointwise":
             entry["name"] = n.attrs["name"]
             entry["expr"] = str(n.attrs["expr"])
-        if n.op in ("gather", "scatter_add"):
+        elif n.op in ("gather", "scatter_add"):
             entry["axis"] = n.attrs["axis"]
+        elif n.op not in LEAF_OPS and n.attrs:
+            entry["attrs"] = {k: format_attr(v) for k, v in n.attrs.items()}
         nodes.append(entry)
         edges += [[i.id, n.id] for i in n.inputs]
     return {"nodes": nodes, "edges": edges,

@@ -12,7 +12,7 @@ from typing import Callable
 
 import numpy as np
 
-from graphnn.ir import Node, evaluate_shape
+from graphnn.ir import Node, evaluate_dim, evaluate_shape
 from graphnn.pointwise import numpy_function
 
 NUMPY_DTYPES = {"f32": np.float32, "f64": np.float64, "i64": np.int64, "i32": np.int32, "bool": np.bool_}
@@ -154,11 +154,31 @@ def check_indices(values: np.ndarray, check, what: str = "") -> None:
     raise (IndexError if check.op == "index" else RuntimeError)(message)
 
 
+def _positions(node, part_shape: tuple, batch) -> tuple:
+    """The numpy index of the positions start + i*step (i < the part's size) along each axis."""
+    starts = (evaluate_dim(a, batch) for a in node.attrs["start"])
+    return tuple(slice(a, a + n * s, s) if n else slice(0, 0) for a, s, n in zip(starts, node.attrs["step"], part_shape))
+
+
+def _slice(node, args, shape, dtype, batch):
+    return args[0][_positions(node, shape, batch)]
+
+
+def _pad(node, args, shape, dtype, batch):
+    """The input written at its positions of a value of the fill."""
+    x = np.asarray(args[0])
+    out = np.full(shape, node.attrs["fill"], dtype) if np.dtype(dtype).kind == "f" else np.zeros(shape, dtype)
+    out[_positions(node, x.shape, batch)] = x
+    return out
+
+
 EVALUATORS: dict[str, Callable] = {
     "gather": _gather,
     "scatter_add": _scatter_add,
     "window": _window,
     "unwindow": _unwindow,
+    "slice": _slice,
+    "pad": _pad,
     "pointwise": _pointwise,
     "reduce": _reduce,
     "matmul": _matmul,

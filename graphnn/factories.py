@@ -6,12 +6,16 @@ from a ``Generator`` passed as ``generator=``.
 """
 from __future__ import annotations
 
+import functools
+import itertools
 import math
 from typing import Any, Sequence
 
 import numpy as np
+import sympy
 
 from graphnn import dtypes, random, recording
+from graphnn import pointwise as pw
 from graphnn.eager import constant, is_grad_enabled
 from graphnn.errors import ShapeError
 from graphnn.tensors import Tensor, _constant_of, _wrap, as_tensor
@@ -412,15 +416,13 @@ def multinomial(input: Tensor, num_samples: int, replacement: bool = False, gene
 # -- joining ------------------------------------------------------------------------------------------
 def cat(tensors: Sequence, dim: int = 0, out=None) -> Tensor:
     """Join tensors along an existing dimension (dtypes promote as in arithmetic)."""
-    tensors = [as_tensor(t) for t in tensors]
+    tensors = [t if isinstance(t, Tensor) else as_tensor(t) for t in tensors]
     if not tensors:
         raise ValueError("torch.cat(): expected a non-empty list of Tensors")
-    recorded = any(isinstance(t._node, recording.Recorded) for t in tensors) or \
+    in_graph = any(t._symbolic() or isinstance(t._node, recording.Recorded) for t in tensors) or \
         (is_grad_enabled() and any(t.requires_grad for t in tensors))
-    if any(t._symbolic() for t in tensors) and not recorded:
-        raise ShapeError("torch.cat inside a traced forward is not supported yet")
     # torch skips 1-D empty tensors in cat (legacy behaviour)
-    kept = [t for t in tensors if not (t.ndim == 1 and t.numel() == 0)] or tensors[:1]
+    kept = [t for t in tensors if not (t.ndim == 1 and t.shape[0] == 0)] or tensors[:1]
     rank = kept[0].ndim
     if rank == 0:
         raise RuntimeError("zero-dimensional tensor (at position 0) cannot be concatenated")
@@ -435,32 +437,45 @@ def cat(tensors: Sequence, dim: int = 0, out=None) -> Tensor:
     common = kept[0].dtype
     for t in kept[1:]:
         common = dtypes.promote_types(common, t.dtype)
-    if recorded:
-        return _recorded_cat(kept, d, tensors)
+    if in_graph:
+        return _graph_cat(kept, d, common, tensors)
     array = np.concatenate([t.array for t in kept], axis=d).astype(common.numpy, copy=False)
     return _wrap(constant(array, common.ir), tensors, "CatBackward0")
 
 
-def _recorded_cat(kept: list, d: int, tensors: list) -> Tensor:
-    """cat of tensors recorded for backward, as primitive ops: where each element lands is found
-    with numpy on element numbers; each piece, flattened, is placed by a 0/1 matrix (a matmul,
-    whose gradient hands each element's gradient back to its piece) and the placed pieces summed."""
-    from graphnn import pointwise as pw
-    from graphnn.tensors import _builder
+def _graph_cat(kept: list, d: int, common: dtypes.dtype, tensors: list) -> Tensor:
+    """cat of symbolic or recorded tensors: each piece padded to the whole shape at its offset
+    along ``d`` (a view), and the padded pieces added in one pointwise node, which fuses into one
+    kernel reading each piece where it lies. Floats pad with -0.0, the one value whose addition
+    leaves every float (-0.0 included) as it is; the gradient of each piece is a slice of the
+    result's gradient."""
+    from graphnn.tensors import _builder, _float32_only
 
-    counts = [int(np.prod(t.shape)) for t in kept]
-    offsets = np.cumsum([0] + counts[:-1])
-    numbers = np.concatenate([o + np.arange(n).reshape(tuple(t.shape)) for o, n, t in zip(offsets, counts, kept)], d)
     b = _builder(*kept)
-    total, out = numbers.size, None
-    where = as_tensor(Tensor(constant(numbers.reshape(1, -1).astype(np.int64), "i64")), b).node
-    for t, o, n in zip(kept, offsets, counts):
-        rows = b.pointwise(pw.scalar_op("add", int(o)), b.iota((n, total), 0, "i64"), dtype="i64")
-        placing = b.apply(pw.eq, rows, b.broadcast(where, (n, total)), dtype="f32")
-        flat = b.reshape(as_tensor(t, b).node, (1, n))
-        placed = b.matmul(b.pointwise(pw.cast, flat, dtype="f32") if flat.dtype != "f32" else flat, placing)
-        out = placed if out is None else b.apply(pw.add, out, placed)
-    return _wrap(b.reshape(out, numbers.shape), tensors, "CatBackward0")
+    _float32_only(b, *kept)
+    nodes = [as_tensor(t, b).node for t in kept]
+    ir = "f32" if common.is_floating_point else common.ir
+    nodes = [n if n.dtype == ir else b.pointwise(pw.to_bool if ir == "bool" else pw.cast, n, dtype=ir) for n in nodes]
+    sizes = [n.shape[d] for n in nodes]
+    offsets = itertools.accumulate(sizes[:-1], initial=0)
+    placed = [(n, offset) for n, offset in zip(nodes, offsets) if n.shape[d] != 0] or [(nodes[0], 0)]
+    shape = tuple(nodes[0].shape[:d]) + (sum(sizes),) + tuple(nodes[0].shape[d + 1:])
+    fill = -0.0 if ir == "f32" else 0.0
+    padded = [b.pad(n, tuple(offset if k == d else 0 for k in range(len(shape))), (1,) * len(shape), shape, fill)
+              for n, offset in placed]
+    while len(padded) > 1:  # pointwise ops take at most len(pw.X) arguments: groups of them, then their sum
+        groups = [padded[k:k + len(pw.X)] for k in range(0, len(padded), len(pw.X))]
+        padded = [g[0] if len(g) == 1 else b.pointwise(_joined(len(g), ir == "bool"), *g, dtype=ir) for g in groups]
+    return _wrap(padded[0], tensors, "CatBackward0")
+
+
+@functools.lru_cache(maxsize=None)
+def _joined(count: int, logical: bool) -> pw.PointwiseFn:
+    """The sum of ``count`` padded pieces (for bools: whether any is true)."""
+    if logical:
+        return pw.fn("cat", sympy.Piecewise((1, sympy.Or(*(sympy.Ne(x, 0) for x in pw.X[:count]))), (0, True)),
+                     nargs=count)
+    return pw.fn("cat", sympy.Add(*pw.X[:count]), nargs=count)
 
 
 concat = concatenate = cat
@@ -500,14 +515,12 @@ def where(condition: Tensor, input=None, other=None) -> Tensor:
                            + dtypes.torch_type_name(condition.dtype))
     if input is None and other is None:
         return tuple(Tensor(constant(i, "i64")) for i in np.nonzero(condition.array))
-    from graphnn import pointwise as pw
     from graphnn.eager import EAGER, cast
-    from graphnn.tensors import _builder, _eager_node, _operand_dtype
+    from graphnn.tensors import _builder, _eager_node, _operand_dtype, where_node
 
     b = _builder(condition, input, other)
     if b is not EAGER:  # traced or recorded: the same op, in the graph
-        nodes = [as_tensor(v, b).node for v in (condition, input, other)]
-        return _wrap(b.apply(pw.where, *nodes), [input, other], "WhereBackward0")
+        return _wrap(where_node(b, condition, input, other), [input, other], "WhereBackward0")
     d = dtypes.result_type([_operand_dtype(input), _operand_dtype(other)])
     nodes = [cast(condition.node, "bool")] + [cast(_eager_node(v, d), d.ir) for v in (input, other)]
     return _wrap(EAGER.apply(pw.where, *nodes, dtype=d.ir), [input, other], "WhereBackward0")

@@ -11,12 +11,12 @@ METHODS = (
     "abs", "absolute", "add", "all", "allclose", "amax", "amin", "any", "argmax", "argmin", "ceil", "chunk", "clamp",
     "clip", "clone", "cos", "count_nonzero", "detach", "div", "divide", "dot", "eq", "equal", "exp", "expm1", "flatten",
     "floor", "floor_divide", "fmod", "ge", "greater", "gt", "isclose", "isfinite", "isinf", "isnan", "le", "less", "log",
-    "log10", "log1p", "log2", "log_softmax", "logical_and", "logical_not", "logical_or", "logical_xor", "lt", "matmul",
-    "max", "maximum", "mean", "min", "minimum", "mm", "mul", "multiply", "ne", "neg", "negative", "norm", "not_equal",
-    "permute", "pow", "prod", "ravel", "reciprocal", "relu", "remainder", "reshape", "round", "rsqrt", "sigmoid",
-    "sign", "sin", "softmax", "split", "sqrt", "square", "squeeze", "std", "sub", "subtract", "sum", "swapaxes", "t",
-    "tanh", "transpose", "true_divide", "trunc", "unbind", "unsqueeze", "var",
-    "tril", "triu",
+    "log10", "log1p", "log2", "log_softmax", "logical_and", "logical_not", "logical_or", "logical_xor", "lt",
+    "masked_fill", "matmul", "max", "maximum", "mean", "min", "minimum", "mm", "mul", "multiply", "narrow", "ne", "neg",
+    "negative", "norm", "not_equal", "permute", "pow", "prod", "ravel", "reciprocal", "relu", "remainder", "reshape",
+    "round", "rsqrt", "select", "sigmoid", "sign", "sin", "softmax", "split", "sqrt", "square", "squeeze", "std", "sub",
+    "subtract", "sum", "swapaxes", "t", "tanh", "transpose", "tril", "triu", "true_divide", "trunc", "unbind",
+    "unsqueeze", "var",
     "gather", "index_select", "take_along_dim",  # graphnn.tensor_gather
 )
 

@@ -1,12 +1,21 @@
-"""Indexing concrete tensors: ``x[i]``, ``x[:, 0]``, ``x[None, ..., ::2]``, ``x[mask]``, ``x[idx]``
-and assignment to them, with PyTorch's semantics (basic indexing is a view sharing memory,
-integer and boolean tensors index as numpy's advanced indexing, which PyTorch follows). Integer
-index tensors of a tensor in a graph (traced, recorded, or requiring grad) are a gather
-(graphnn.tensor_gather); inside a traced forward, other indexing is not supported yet.
+"""Indexing tensors: ``x[i]``, ``x[:, 0]``, ``x[None, ..., ::2]``, ``x[mask]``, ``x[idx]`` and
+assignment to them, with PyTorch's semantics.
+
+A concrete tensor is indexed with numpy (basic indexing is a view sharing memory; integer and
+boolean tensors index as numpy's advanced indexing, which PyTorch follows). A symbolic tensor (in
+a traced forward) or a recorded one (for backward) is indexed in the graph: ints, slices (bounds
+wrapped and clamped as PyTorch does), None, ``...`` and a list or 1-D tensor of evenly spaced
+increasing ints (``x[:, [-1]]``, ``x[[0, 2, 4]]``) become one ``slice`` node and a reshape, so a
+part costs no copy and its gradient is a ``pad``. Other integer index tensors are a gather
+(graphnn.tensor_gather); a boolean mask of a recorded tensor goes through a 0/1 selection
+matrix, and of a traced one is an error (masked_fill and torch.where keep shapes static).
+
+An axis whose size is an expression of the batch size B is not clamped: its bounds are fixed
+positions from the start (``x[:2]``) or from the end (``x[-1]``), and the program checks, before it
+first runs with a batch size, that they fit.
 """
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import numpy as np
@@ -16,6 +25,7 @@ from graphnn import pointwise as pw
 from graphnn import recording
 from graphnn.eager import EAGER, constant, is_grad_enabled
 from graphnn.errors import TraceError
+from graphnn.ir import Dim, dim, format_dim
 from graphnn.ops import normalize_axis
 
 T: Any = None
@@ -97,36 +107,10 @@ def _grad_name(parts: tuple, shape: tuple, in_tuple: bool) -> str:
 
 def _checked(x: "T.Tensor", index: Any) -> tuple:
     if x._symbolic():
-        raise TraceError("indexing and slicing tensors inside a traced forward are not supported yet")
+        raise TraceError("assigning to part of a tensor inside a traced forward, or of one recorded for backward, "
+                         "is not supported: a graph has no storage to write; build the new value out of place "
+                         "(torch.where, masked_fill, torch.cat)")
     return _numpy_index(index)
-
-
-def _select(x: "T.Tensor", index: Any):
-    """``x[k]`` or ``x[:, ..., k]`` (full slices, then one int) as primitive ops, for a tensor the
-    result of which is recorded for backward: a mask along the axis summed over it (the gradient
-    goes to the selected slice). None for other indices."""
-    parts = index if isinstance(index, tuple) else (index,)
-    *lead, last = parts
-    if not isinstance(last, (int, np.integer)) or isinstance(last, bool) or \
-            any(not (isinstance(p, slice) and p == slice(None)) for p in lead) or len(parts) > x.ndim:
-        return None
-    axis = len(lead)
-    size = x.shape[axis]
-    if not -size <= last < size:
-        raise IndexError(f"index {last} is out of bounds for dimension {axis} with size {size}")
-    b = T._builder(x)
-    node = T.as_tensor(x, b).node
-    position = b.iota(tuple(node.shape), axis, "i64")
-    picked = b.pointwise(_selection(int(last) % size), node, position)
-    summed = b.reduce("sum", picked, (axis,))
-    shape = tuple(d for k, d in enumerate(node.shape) if k != axis)
-    return T._wrap(b.reshape(summed, shape), [x], "SelectBackward0")
-
-
-@functools.lru_cache(maxsize=None)
-def _selection(k: int) -> pw.PointwiseFn:
-    """x0 where the position x1 along the axis is ``k``, else 0."""
-    return pw.fn("select", sympy.Piecewise((pw.x0, sympy.Eq(pw.x1, k)), (0, True)))
 
 
 GATHER_LIMIT = 1 << 24
@@ -205,23 +189,186 @@ def _take(x: "T.Tensor", index: Any) -> "T.Tensor | None":
 
 def get(x: "T.Tensor", index: Any) -> "T.Tensor":
     """``x[index]``: a view for ints, slices, None and ``...``; a copy for index tensors and masks."""
-    taken = _take(x, index)
-    if taken is not None:
-        return taken
-    if isinstance(x._node, recording.Recorded) or (x.requires_grad and is_grad_enabled()):
-        selected = _select(x, index)
-        if selected is None:
-            parts = _numpy_index(index)
-            selected = _gather(x, parts, _grad_name(parts, tuple(x.shape), isinstance(index, tuple)))
-        return selected
-    parts = _checked(x, index)
+    if x._symbolic() or isinstance(x._node, recording.Recorded) or (x.requires_grad and is_grad_enabled()):
+        return _graph_get(x, index)
+    parts = _numpy_index(index)
     array = x.array
     try:
-        value = array[parts]
+        value = _torch_order(array, parts)
     except IndexError as error:
         raise IndexError(_message(error, array.shape, parts)) from None
     value = np.asarray(value) if not isinstance(value, np.ndarray) else value
     return T._wrap(constant(value, x._node.dtype), [x], _grad_name(parts, array.shape, isinstance(index, tuple)))
+
+
+def _torch_order(array: np.ndarray, parts: tuple) -> np.ndarray:
+    """``array[parts]`` as PyTorch indexes: ints select before integer index arrays apply, so with
+    both an index array's axis stays where it is (numpy would move it first when an int and an
+    array are apart: x[1, :, [0, 2]] is (3, 2) in PyTorch, (2, 3) in numpy)."""
+    arrays = [p for p in parts if isinstance(p, np.ndarray)]
+    ints = [p for p in parts if isinstance(p, int) and not isinstance(p, bool)]
+    if not arrays or not ints or any(a.dtype == np.bool_ for a in arrays) or \
+            any(isinstance(p, (bool, np.bool_)) for p in parts):
+        return array[parts]
+    kept = lambda p: p is None or p is Ellipsis or (isinstance(p, int) and not isinstance(p, bool))  # noqa: E731
+    selected = array[tuple(p if kept(p) else slice(None) for p in parts)]
+    return selected[tuple(slice(None) if p is None else p for p in parts if not (isinstance(p, int) and kept(p)))]
+
+
+# -- indexing in the graph ---------------------------------------------------------------------------
+def _graph_get(x: "T.Tensor", index: Any) -> "T.Tensor":
+    """``x[index]`` for a symbolic or recorded tensor: one strided slice and a reshape (see the
+    module docstring), or, for an index that is not a strided part, a gather."""
+    b = T._builder(x)
+    recorded = isinstance(b, recording.TapeBuilder)
+    raw = index if isinstance(index, tuple) else (index,)
+    # (a tensor without a value, computed in the traced forward, stays a tensor: it needs a gather)
+    parts = tuple(p if isinstance(p, T.Tensor) and p._symbolic() else _index_part(p) for p in raw)
+    arrays = [p for p in parts if isinstance(p, (np.ndarray, T.Tensor, bool, np.bool_))]
+    plan = _strided_plan(x, parts, b) if len(arrays) <= 1 else None
+    if plan is None:
+        taken = _take(x, index)  # integer index tensors: a gather
+        if taken is not None:
+            return taken
+        if not recorded:
+            raise TraceError(f"{b.where()}: indexing with {_describe(arrays)} inside a traced forward gives a shape "
+                             "that depends on the values, which a compiled graph cannot have; use masked_fill or "
+                             "torch.where, or index x.detach() outside the traced forward")
+        numpy_parts = _numpy_index(index)
+        return _gather(x, numpy_parts, _grad_name(numpy_parts, tuple(x.shape), isinstance(index, tuple)))
+    start, step, sizes, shape = plan
+    node = b.reshape(b.slice(T.as_tensor(x, b).node, start, step, sizes), shape)
+    grad = _grad_name(parts, tuple(x.shape), isinstance(index, tuple)) if recorded else None
+    return T._wrap(node, [x], grad)
+
+
+def _describe(arrays: list) -> str:
+    for p in arrays:
+        if isinstance(p, T.Tensor):
+            return f"{'a boolean mask' if p.dtype.name == 'bool' else 'an integer tensor'} computed in the forward"
+        if isinstance(p, (bool, np.bool_)) or p.dtype == np.bool_:
+            return "a boolean mask"
+    if len(arrays) > 1:
+        return "several index lists or tensors"
+    return f"the integer list or tensor {arrays[0].tolist()!r}"
+
+
+def _strided_plan(x: "T.Tensor", parts: tuple, b) -> tuple | None:
+    """(start, step, size of the slice per axis of x, shape of the result) for an index of ints,
+    slices, None, ``...`` and at most one list of evenly spaced increasing ints; None when the
+    index needs a gather."""
+    shape = tuple(x.shape)
+    rank = len(shape)
+    if sum(1 for p in parts if p is Ellipsis) > 1:
+        raise IndexError("an index can only have a single ellipsis ('...')")
+    consumed = sum(1 for p in parts if p is not None and p is not Ellipsis and not isinstance(p, (bool, np.bool_)))
+    if consumed > rank:
+        if rank == 0:
+            raise IndexError("invalid index of a 0-dim tensor. Use `tensor.item()` in Python or `tensor.item<T>()` in "
+                             "C++ to convert a 0-dim tensor to a number")
+        raise IndexError(f"too many indices for tensor of dimension {rank}")
+    start, step, sizes, out = [0] * rank, [1] * rank, list(shape), []
+    axis = 0
+    for p in parts:
+        if p is None or (isinstance(p, (bool, np.bool_)) and p):
+            out.append(1)
+        elif isinstance(p, (bool, np.bool_, T.Tensor)):
+            return None  # x[False] (empty along a new axis) and tensors computed in the forward: a gather
+        elif p is Ellipsis:
+            kept = rank - consumed
+            out.extend(shape[axis:axis + kept])
+            axis += kept
+        elif isinstance(p, int):
+            start[axis], sizes[axis] = _position(p, shape[axis], axis, b), 1
+            axis += 1
+        else:
+            found = _range(p, shape[axis], axis, b) if isinstance(p, slice) else _progression(p, shape[axis], axis, b)
+            if found is None:
+                return None
+            start[axis], sizes[axis], step[axis] = found
+            out.append(sizes[axis])
+            axis += 1
+    out.extend(shape[axis:])
+    return start, step, sizes, tuple(out)
+
+
+def _fits(b, condition, what: str, axis: int, size: Dim) -> None:
+    """A bound on an axis whose size depends on the batch: checked when the batch size is known
+    (PyTorch clamps bounds to a size it knows; a graph for every batch size cannot)."""
+    b.check(sympy.sympify(condition), f"indexing dimension {axis} of size {format_dim(size)} with {what} needs "
+                                      f"{sympy.sympify(condition)}")
+
+
+def _position(k: int, size: Dim, axis: int, b) -> Dim:
+    """Where index ``k`` (negative from the end) of an axis of ``size`` lands."""
+    if isinstance(size, int):
+        if not -size <= k < size:
+            raise IndexError(f"index {k} is out of bounds for dimension {axis} with size {size}")
+        return k % size
+    if k >= 0:
+        _fits(b, size > k, str(k), axis, size)
+        return k
+    _fits(b, size >= -k, str(k), axis, size)
+    return dim(size + k)
+
+
+def _range(part: slice, size: Dim, axis: int, b) -> tuple:
+    """(start, size, step) of ``part`` along an axis of ``size``: PyTorch's bounds, wrapped from the
+    end and clamped. Along a size that depends on the batch, a bound stays a position from the
+    start or from the end, checked to fit, and the slice's size follows: a whole number, or the
+    size minus a whole number for a slice that keeps all but its ends (step 1)."""
+    step = 1 if part.step is None else part.step
+    if isinstance(size, int):
+        return (*_clamped(part, size), step)
+    text = f"[{'' if part.start is None else part.start}:{'' if part.stop is None else part.stop}" + \
+        ("" if part.step is None else f":{part.step}") + "]"
+    first = 0 if part.start is None else part.start
+    stop = 0 if part.stop is None else part.stop
+    from_end = (part.start is not None and first < 0, part.stop is None or stop < 0)
+    if from_end == (False, False) or from_end == (True, True):
+        count = len(range(first, stop, step))
+        if count:
+            needed = -first if from_end[0] else first + (count - 1) * step + 1
+            _fits(b, size >= needed, text, axis, size)
+        return (dim(size + first) if from_end[0] else first), count, step
+    if from_end == (True, False) or step != 1:
+        raise b.error(f"indexing dimension {axis} of size {format_dim(size)} with {text}: its size would change "
+                      f"{'against' if from_end[0] else 'by a fraction of'} the batch size, which graphnn's shapes "
+                      "cannot express; slice a fixed number of positions")
+    _fits(b, size >= first - stop, text, axis, size)
+    return first, dim(size + stop - first), 1
+
+
+def _clamped(part: slice, size: int) -> tuple[int, int]:
+    first, stop, step = part.indices(size)
+    return first, len(range(first, stop, step))
+
+
+def _progression(values: np.ndarray, size: Dim, axis: int, b) -> tuple | None:
+    """(start, size, step) of a list of evenly spaced increasing ints (negative ones from the end)
+    along an axis of ``size``; None for another list (a gather)."""
+    if values.dtype == np.bool_ or values.ndim != 1:
+        return None
+    values = [int(v) for v in values]
+    if isinstance(size, int):
+        for v in values:
+            if not -size <= v < size:
+                raise IndexError(f"index {v} is out of bounds for dimension {axis} with size {size}")
+        values = [v % size for v in values]
+    elif values and min(values) < 0 <= max(values):
+        return None  # positions from both ends: a step that depends on the batch size
+    if not values:
+        return 0, 0, 1
+    step = values[1] - values[0] if len(values) > 1 else 1
+    if step < 1 or any(b_ - a_ != step for a_, b_ in zip(values, values[1:])):
+        return None
+    if isinstance(size, int):
+        return values[0], len(values), step
+    if values[0] < 0:
+        _fits(b, size >= -values[0], str(values), axis, size)
+        return dim(size + values[0]), len(values), step
+    _fits(b, size > values[-1], str(values), axis, size)
+    return values[0], len(values), step
 
 
 def put(x: "T.Tensor", index: Any, value: Any) -> None:

@@ -252,7 +252,7 @@ def format_node(n: Node, names: dict | None = None) -> str:
     extra = {k: v for k, v in n.attrs.items() if k not in ("expr", "name", "grad_from_output")}
     text = f"{ref}:{n.type_str()} = {op}"
     if extra:
-        text += "{" + ", ".join(f"{k}={_format_attr(v)}" for k, v in extra.items()) + "}"
+        text += "{" + ", ".join(f"{k}={format_attr(v)}" for k, v in extra.items()) + "}"
     if args:
         text += " " + args
     if n.path or n.module:
@@ -260,7 +260,8 @@ def format_node(n: Node, names: dict | None = None) -> str:
     return text
 
 
-def _format_attr(v: Any) -> str:
+def format_attr(v: Any) -> str:
+    """An op's static argument as the graph prints it: tuples of dims without spaces."""
     if isinstance(v, tuple):
         return "(" + ",".join(format_dim(x) if isinstance(x, sympy.Basic) else str(x) for x in v) + ")"
     return str(v)

@@ -8,7 +8,9 @@ Primitives (and only these reach autodiff, the passes and the backends):
 - ``reduce``: sum or max over axes, keeping the reduced axes with size 1
 - ``matmul``: (..., M, K) @ (..., K, N) with equal leading dimensions
 - movement: ``reshape``, ``permute``, ``expand`` (size-1 axes to a larger size, same rank),
-  ``window`` (the patches of a convolution or pool) and ``unwindow`` (its transpose)
+  ``slice`` (a strided part: per axis a start and a positive step) and ``pad`` (its transpose:
+  the input placed at those positions of a larger shape, a fill elsewhere), ``window`` (the
+  patches of a convolution or pool) and ``unwindow`` (its transpose)
 - ``gather``: torch.gather along one axis (an embedding lookup, index_select, ``x[idx]``), and
   ``scatter_add``, its transpose (the gradient of a gather: values added at the indexed places)
 - ``iota``: the index along one axis, as a constant (class labels become one-hot through it)
@@ -177,6 +179,27 @@ class Builder:
             x = self.reshape(x, (1,) * (len(shape) - len(x.shape)) + tuple(x.shape))
         return self.expand(x, shape)
 
+    # -- strided parts ------------------------------------------------------------------------
+    def slice(self, x: Node, start: Sequence, step: Sequence[int], shape: Shape) -> Node:
+        """The strided part of ``x`` of ``shape``: element i is x[start + i*step] along each axis.
+
+        Bounds are the caller's (graphnn.indexing clamps and wraps them as PyTorch does): a start
+        may be an expression of B (``x[-1]`` on the batch axis starts at B - 1), steps are whole
+        numbers from 1, and every position read must lie inside ``x``."""
+        start, step, shape = _strided(x, start, step, shape, shape, x.shape, "slice", self)
+        if shape == tuple(x.shape) and not any(a != 0 for a in start):
+            return x
+        return self.emit("slice", (x,), shape, x.dtype, start=start, step=step)
+
+    def pad(self, x: Node, start: Sequence, step: Sequence[int], shape: Shape, fill: float = 0.0) -> Node:
+        """``x`` placed in a value of ``shape`` filled with ``fill``: element start + i*step along each
+        axis is x[i]. The transpose of ``slice`` (its gradient), and how ``cat`` places its pieces.
+        Integer and boolean values are padded with 0 (False) whatever the fill."""
+        start, step, shape = _strided(x, start, step, shape, x.shape, shape, "pad", self)
+        if shape == tuple(x.shape) and not any(a != 0 for a in start):
+            return x
+        return self.emit("pad", (x,), shape, x.dtype, start=start, step=step, fill=float(fill))
+
     # -- sliding windows (convolution and pooling) -------------------------------------------
     def window(self, x: Node, kernel: Sequence[int], stride: Sequence[int], padding: Sequence[int],
                dilation: Sequence[int], fill: float = 0.0) -> Node:
@@ -311,6 +334,27 @@ def index_source(index: Node) -> Node:
     while index.op in ("reshape", "expand", "permute"):
         index = index.inputs[0]
     return index
+
+
+def _strided(x: Node, start: Sequence, step: Sequence[int], shape: Shape, part: Shape, whole: Shape, op: str,
+             where: Builder) -> tuple:
+    """``slice`` and ``pad``'s arguments normalised (dims, whole steps), checked: one per axis, steps
+    from 1, and the positions start + i*step of ``part`` inside ``whole`` (where that can be known
+    before the batch size is)."""
+    start, shape = tuple(dim(a) for a in start), tuple(dim(d) for d in shape)
+    step = tuple(int(s) for s in step)
+    if not len(start) == len(step) == len(shape) == len(x.shape):
+        raise where.error(f"{op} of a rank-{len(x.shape)} value needs {len(x.shape)} starts, steps and sizes, got "
+                          f"{len(start)}, {len(step)} and {len(shape)}")
+    if any(s < 1 for s in step):
+        raise where.error(f"{op} takes steps of at least 1, got {step}")
+    for axis, (a, s, n, size) in enumerate(zip(start, step, (dim(d) for d in part), (dim(d) for d in whole))):
+        if n == 0:
+            continue
+        last = dim(a + (n - 1) * s)
+        if sympy.sympify(a >= 0) is sympy.false or sympy.sympify(last < size) is sympy.false:
+            raise where.error(f"{op} of dimension {axis} covers positions {a} to {last}, outside its size {size}")
+    return start, step, shape
 
 
 def window_counts(spatial: Sequence, kernel: Sequence[int], stride: Sequence[int], padding: Sequence[int],

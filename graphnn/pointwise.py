@@ -241,6 +241,9 @@ maximum = fn("maximum", sympy.Piecewise((x0, (x0 >= x1) | (isnan(x0) > 0)), (x1,
 minimum = fn("minimum", sympy.Piecewise((x0, (x0 <= x1) | (isnan(x0) > 0)), (x1, True)), nargs=2)
 where = fn("where", sympy.Piecewise((x1, sympy.Ne(x0, 0)), (X[2], True)), nargs=3)
 cast = fn("cast", x0)
+# a conversion to bool is 1 for every nonzero value (NaN included), as bool() is: the backends
+# store bools in float slots, where a plain cast would keep the value
+to_bool = fn("bool", sympy.Piecewise((1, sympy.Ne(x0, 0)), (0, True)), nargs=1)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -266,12 +269,6 @@ def triangle(diagonal: int, upper: bool) -> PointwiseFn:
     offset = X[2] - x1
     keep = offset >= int(diagonal) if upper else offset <= int(diagonal)
     return fn("triu" if upper else "tril", sympy.Piecewise((x0, keep), (0, True)), nargs=3)
-
-
-@functools.lru_cache(maxsize=4096)
-def masked_fill(value: float) -> PointwiseFn:
-    """``value`` where the mask x1 is true, else x0 (a causal mask's -inf, say)."""
-    return fn("masked_fill", sympy.Piecewise((_f(value), sympy.Ne(x1, 0)), (x0, True)), nargs=2)
 
 
 @functools.lru_cache(maxsize=4096)

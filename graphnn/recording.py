@@ -324,20 +324,23 @@ class Tape(trace.Tracer):
             self.builder.leaf("param", name, tuple(p.shape), "f32", requires_grad=bool(p.requires_grad))
         return self.graph.leaf(name)
 
+    def has_buffer(self, array: np.ndarray) -> bool:
+        return True  # a tape names every array it reads
+
     def buffer(self, array: np.ndarray) -> Node:
         """A model buffer: its leaf, or the value a forward earlier in this tape updated it to
         (a second forward in one iteration sees the first one's running statistics)."""
+        array = trace.storage(array)
         name = self.buffer_names.get(id(array))
         if name is None:
             name = self.buffer_names[id(array)] = f"b{len(self.buffer_names)}"
             self.leaves[name] = array
         if name in self.graph.updates:
             return self.graph.updates[name]
-        dtype = "i64" if array.dtype.kind in "iu" else "f32"
-        return self.builder.leaf("buffer", name, tuple(array.shape), dtype)
+        return self.builder.leaf("buffer", name, tuple(array.shape), trace.buffer_dtype(array))
 
     def update(self, array: np.ndarray, value) -> None:
-        name = self.buffer_names[id(array)]
+        name = self.buffer_names[id(trace.storage(array))]
         self.graph.updates[name] = value.node
 
     def concrete(self, tensor: Any) -> Node:

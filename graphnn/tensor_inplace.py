@@ -14,12 +14,8 @@ from typing import Any
 import numpy as np
 
 from graphnn import dtypes, random, recording
-from graphnn import pointwise as pw
-from graphnn.eager import EAGER, is_grad_enabled
+from graphnn.eager import is_grad_enabled
 from graphnn.errors import TraceError
-
-T: Any = None
-"""graphnn.tensors, set by it when it is loaded (it imports this module to define Tensor)."""
 
 
 def _castable(source: dtypes.dtype, target: dtypes.dtype) -> bool:
@@ -181,25 +177,6 @@ class InPlaceMethods:
         target[where] = value.item() if hasattr(value, "item") else value
         return self
 
-    def masked_fill(self, mask, value):
-        """``value`` where ``mask`` (a bool tensor broadcasting with this one) is true: a copy
-        for data, one pointwise op for traced and recorded tensors (the gradient flows where the
-        mask is false)."""
-        b = T._builder(self, mask)
-        if b is EAGER:
-            return self.clone().detach().masked_fill_(mask, value)
-        m = T.as_tensor(mask, b)
-        if m.dtype is not dtypes.bool_:
-            raise RuntimeError(f"masked_fill_ only supports boolean masks, but got mask with dtype {m.dtype}")
-        if isinstance(value, T.Tensor) and value.ndim == 0 and not T._in_graph(value):
-            value = value.item()
-        if not isinstance(value, (int, float, bool, np.integer, np.floating)):
-            raise TypeError(f"masked_fill in a traced or recorded graph takes a number as value, got "
-                            f"{type(value).__name__}")
-        x = T.as_tensor(self, b)
-        return T._wrap(b.apply(pw.masked_fill(float(value)), x.node, m.node, dtype=x.node.dtype), [self],
-                       "MaskedFillBackward0")
-
     # -- random fills, from graphnn's generator (or ``generator=``) -------------------------------
     def _draws(self, generator) -> np.random.Generator:
         return random.generator() if generator is None else generator.numpy
@@ -225,3 +202,4 @@ class InPlaceMethods:
 
 def _name(d: dtypes.dtype) -> str:
     return {"float32": "Float", "float64": "Double", "int64": "Long", "int32": "Int", "bool": "Bool"}[d.name]
+

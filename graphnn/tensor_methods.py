@@ -20,12 +20,13 @@ from graphnn.indexing import wrap_dim
 from graphnn.tensor_gather import GatherMethods
 from graphnn.tensor_math import ArithmeticMethods
 from graphnn.tensor_reductions import ReductionMethods
+from graphnn.tensor_slicing import SlicingMethods
 
 
-class TensorMethods(ArithmeticMethods, ReductionMethods, GatherMethods):
+class TensorMethods(ArithmeticMethods, ReductionMethods, GatherMethods, SlicingMethods):
     """Movement, conversions, shape and value access, on top of the operators and math
-    (graphnn.tensor_math), the reductions (graphnn.tensor_reductions) and the gathers
-    (graphnn.tensor_gather)."""
+    (graphnn.tensor_math), the reductions (graphnn.tensor_reductions), the gathers
+    (graphnn.tensor_gather) and the parts and masks (graphnn.tensor_slicing)."""
 
     # -- movement --------------------------------------------------------------------------------
     def reshape(self, *shape):
@@ -170,26 +171,6 @@ class TensorMethods(ArithmeticMethods, ReductionMethods, GatherMethods):
     def is_contiguous(self, memory_format=None) -> bool:
         return self._symbolic() or bool(self.array.flags.c_contiguous)
 
-    def chunk(self, chunks: int, dim: int = 0):
-        size = self.shape[dim]
-        step = -(-size // chunks)
-        return self.split(step, dim)
-
-    def split(self, split_size, dim: int = 0):
-        d = wrap_dim(dim, self.ndim, T._builder(self))
-        size = self.shape[d]
-        sizes = list(split_size) if isinstance(split_size, (list, tuple)) else \
-            [min(split_size, size - s) for s in range(0, size, split_size)]
-        out, start = [], 0
-        for n in sizes:
-            out.append(self[(slice(None),) * d + (slice(start, start + n),)])
-            start += n
-        return tuple(out)
-
-    def unbind(self, dim: int = 0):
-        d = wrap_dim(dim, self.ndim, T._builder(self))
-        return tuple(T._named(self[(slice(None),) * d + (k,)], "UnbindBackward0") for k in range(self.shape[d]))
-
     @property
     def data(self):
         """The values as a tensor that does not require grad, sharing this one's memory."""
@@ -261,7 +242,8 @@ class TensorMethods(ArithmeticMethods, ReductionMethods, GatherMethods):
                 raise TraceError(f"converting a traced or recorded tensor to {target} is not supported; graphs "
                                  "compute in float32, int64 and bool")
             b = T._builder(self)
-            return T._wrap(b.pointwise(pw.cast, T.as_tensor(self, b).node, dtype=target.ir), [self], "ToCopyBackward0")
+            fn = pw.to_bool if target is dtypes.bool_ else pw.cast
+            return T._wrap(b.pointwise(fn, T.as_tensor(self, b).node, dtype=target.ir), [self], "ToCopyBackward0")
         return T._wrap(cast(self.node, target.ir), [self], "ToCopyBackward0")
 
     def type(self, dtype=None):

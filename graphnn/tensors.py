@@ -317,6 +317,27 @@ def _traced_binary(b: Builder, x: Any, y: Any, name: str, fn) -> "Tensor":
     return Tensor(b.apply(fn, as_tensor(x, b).node, as_tensor(y, b).node, dtype=dtype))
 
 
+def where_node(b: Builder, condition: Any, input: Any, other: Any, dtype: str | None = None) -> Node:
+    """``where(condition, input, other)`` as one node of a traced or recorded graph: Python numbers
+    folded into the expression (-inf for a masked score), tensors its arguments, broadcast
+    together. The result's dtype is ``dtype``, by default PyTorch's promotion of ``input`` and
+    ``other``, computed in float32 when it is a float."""
+    values = [condition, input, other]
+    _float32_only(b, *values)
+    arguments, replaced = [], {}
+    for k, v in enumerate(values):
+        if _is_number(v):
+            replaced[pw.X[k]] = pw._f(v)
+        else:
+            replaced[pw.X[k]] = pw.X[len(arguments)]
+            arguments.append(as_tensor(v, b).node)
+    if dtype is None:
+        result = dtypes.result_type([_operand_dtype(input), _operand_dtype(other)])
+        dtype = "f32" if result.is_floating_point else result.ir
+    fn = pw.fn("where", pw.where.expr.xreplace(replaced), nargs=len(arguments))
+    return b.apply(fn, *arguments, dtype=dtype)
+
+
 def _float_dtype(x: "Tensor") -> dtypes.dtype:
     return x.dtype if x.dtype.is_floating_point else dtypes.get_default_dtype()
 
@@ -332,7 +353,7 @@ def unary(x: Any, fn: pw.PointwiseFn, grad: str | None, floating: bool = True) -
     return _named(Tensor(b.pointwise(fn, t.node)), grad or "NotImplemented")
 
 
-from graphnn import indexing, tensor_gather, tensor_inplace, tensor_math, tensor_methods, tensor_reductions  # noqa: E402  (they use the helpers above)
+from graphnn import indexing, tensor_gather, tensor_math, tensor_methods, tensor_reductions, tensor_slicing  # noqa: E402  (they use the helpers above)
 from graphnn.tensor_inplace import InPlaceMethods  # noqa: E402
 from graphnn.tensor_methods import TensorMethods  # noqa: E402
 
@@ -552,5 +573,5 @@ class Parameter(Tensor):
 
 
 # the methods reach Tensor and the helpers here (they cannot import this module, which imports them)
-for _module in (tensor_methods, tensor_math, tensor_reductions, tensor_gather, tensor_inplace, indexing, recording):
+for _module in (tensor_methods, tensor_math, tensor_reductions, tensor_gather, tensor_slicing, indexing, recording):
     _module.T = sys.modules[__name__]

@@ -74,15 +74,19 @@ class Tracer:
             raise UnregisteredParameterError(_unregistered_message(self, p))
         return self.builder.leaf("param", name, tuple(p.shape), "f32")
 
+    def has_buffer(self, array: np.ndarray) -> bool:
+        """Whether ``array`` is a buffer of the traced model (a Module reads it as a tensor then)."""
+        return id(array) in self.buffer_names
+
     def buffer(self, array: np.ndarray) -> Node:
+        array = storage(array)
         name = self.buffer_names.get(id(array))
         if name is None:
             raise UnregisteredParameterError(
                 f"{self.builder.where()}: a buffer of shape {tuple(array.shape)} used in forward is not "
                 "registered with the model; register it with register_buffer on a Module the model owns"
             )
-        dtype = "i64" if array.dtype.kind in "iu" else "f32"
-        return self.builder.leaf("buffer", name, tuple(array.shape), dtype)
+        return self.builder.leaf("buffer", name, tuple(array.shape), buffer_dtype(array))
 
     def concrete(self, tensor: Any) -> Node:
         """A tensor with a value that the traced forward reads: a constant of the graph.
@@ -150,7 +154,7 @@ class Tracer:
 
     def update(self, array: np.ndarray, value) -> None:
         """Record the new value of a persistent buffer (written back after a successful run)."""
-        name = self.buffer_names[id(array)]
+        name = self.buffer_names[id(storage(array))]
         if name in self.updated:
             raise TraceError(f"{self.builder.where()}: buffer {name!r} is updated twice in one forward")
         self.updated[name] = value.node
@@ -217,6 +221,17 @@ def _holds(item: Any, p: Any) -> bool:
     if callable(named):
         return any(q is p for q in named())
     return False
+
+
+def storage(buffer: Any) -> np.ndarray:
+    """A model buffer as its array: one read inside a traced forward is a tensor of its leaf that
+    holds on to the array (graphnn.nn.Module), by which leaves and updates name it."""
+    return getattr(buffer, "_buffer", buffer)
+
+
+def buffer_dtype(array: np.ndarray) -> str:
+    """The graph dtype of a buffer's leaf (registered buffers are float32 or int64 arrays)."""
+    return "i64" if array.dtype.kind in "iu" else "f32"
 
 
 def symbolic_shape(shape: tuple) -> tuple:

@@ -111,10 +111,11 @@ def _load(load: Load, buffers: dict, domain: _Domain, env: dict | None = None) -
     inside = np.ones((1,) * len(domain.dims), bool)
     for g in load.guards:  # a window read: outside any guarded axis, the load is the fill
         v = domain.linear(g.const, g.coefs)
+        limit = _value(g.limit, domain.batch)
         if g.div == 1:
-            inside = inside & (v >= 0) & (v < g.limit)
+            inside = inside & (v >= 0) & (v < limit)
         else:
-            inside = inside & (v >= 0) & (v < g.limit * g.div) & (v % g.div == 0)
+            inside = inside & (v >= 0) & (v < limit * g.div) & (v % g.div == 0)
             index = index + (v // g.div) * _value(g.stride, domain.batch)
     index, inside = np.broadcast_arrays(index, inside)
     return np.where(inside, flat[np.where(inside, index, 0)], load.fill).astype(flat.dtype, copy=False)

@@ -44,3 +44,28 @@ def test_the_schema_names_every_leaf_and_movement_op():
     ops = set(SCHEMA["properties"]["nodes"]["items"]["properties"]["op"]["enum"])
     assert set(LEAF_OPS) | set(MOVEMENT) | {"pointwise", "reduce", "matmul", "gather", "scatter_add", "iota", "rand",
                                             "detach"} <= ops
+
+
+def test_a_model_that_slices_and_joins_follows_the_schema():
+    """slice and pad nodes (a part's gradient), their attributes, and a plan reading them as views."""
+    import jsonschema
+
+    from graphnn import nn
+    from graphnn.dump import STAGES, Request, Stages, to_json
+
+    class Heads(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.l = nn.Linear(4, 6)
+
+        def forward(self, x):
+            a, b, c = self.l(x).split(2, dim=1)
+            return (a * b.tanh()).masked_fill(c > 0, 0.0)[:, -1:] + c[:, :1]
+
+    stages = Stages(Request(Heads(), ("B", 4), loss="mse"))
+    ops = set()
+    for stage in STAGES:
+        document = json.loads(to_json(stages, stage))
+        jsonschema.validate(document, SCHEMA)
+        ops |= {(n["op"], tuple(sorted(n.get("attrs", {})))) for n in document.get("nodes", [])}
+    assert ("slice", ("start", "step")) in ops and ("pad", ("fill", "start", "step")) in ops

@@ -21,7 +21,8 @@ LAYERS = [
     # peers: the front end that records graphs, and the code generators and runtimes that turn
     # plans into calls; none of the three imports another
     {"frontend": ("graphnn.trace", "graphnn.tensors", "graphnn.tensor_methods", "graphnn.tensor_math",
-                  "graphnn.tensor_reductions", "graphnn.tensor_inplace", "graphnn.tensor_gather", "graphnn.indexing",
+                  "graphnn.tensor_reductions", "graphnn.tensor_slicing", "graphnn.tensor_inplace", "graphnn.tensor_gather",
+                  "graphnn.indexing",
                   "graphnn.factories", "graphnn.functions", "graphnn.capture", "graphnn.nn", "graphnn.optim",
                   "graphnn.checkpoint", "graphnn.utils", "graphnn.recording"),
      "codegen": ("codegen",),

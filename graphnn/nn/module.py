@@ -8,6 +8,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from graphnn import flat, guard, trace
+from graphnn import pointwise as pw
 from graphnn.checkpoint import StateDictError
 from graphnn import recording
 from graphnn.eager import constant, is_grad_enabled
@@ -56,6 +57,7 @@ class Module:
             (self._parameters if name in self._parameters else self._modules)[name] = None
         elif name in self._buffers:
             self._buffers[name] = None if value is None else _buffer_array(value)
+            _note_bool(self, name, value)
         else:
             object.__setattr__(self, name, value)
 
@@ -76,6 +78,9 @@ class Module:
                 if table == "_buffers":
                     recording.flush()
                     flat.host_access(value)
+                    tracer = trace.active()
+                    if value is not None and tracer is not None and tracer.has_buffer(value):
+                        return _traced_buffer(tracer, value, name in d.get("_bool_buffers", ()))
                 return value
         raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
 
@@ -99,6 +104,7 @@ class Module:
             raise KeyError(f"buffer name must be a non-empty string without '.', got {name!r}")
         self._forget(name, keep=self._buffers)
         self._buffers[name] = None if tensor is None else _buffer_array(tensor, copy=True)
+        _note_bool(self, name, tensor)
         if not persistent:
             self._non_persistent.add(name)
 
@@ -400,6 +406,31 @@ def _all_tensors(args: tuple, kwargs: dict) -> bool:
     values = list(args) + list(kwargs.values())
     return bool(values) and all(isinstance(v, Tensor) or not isinstance(v, np.ndarray) for v in values) and \
         any(isinstance(v, Tensor) for v in values)
+
+
+def _traced_buffer(tracer: Any, array: np.ndarray, boolean: bool) -> Tensor:
+    """A buffer read inside a traced forward: a tensor of its leaf (the value an earlier forward
+    of the same tape updated it to), as PyTorch's buffers are tensors (``self.bias[:, :, :T, :T]``,
+    ``mask == 0``), holding on to its array, which updates name it by (graphnn.trace.storage). A
+    buffer registered from bools, stored as int64, is read as bools (a mask for ``masked_fill``)."""
+    node = tracer.buffer(array)
+    t = Tensor(tracer.builder.pointwise(pw.to_bool, node, dtype="bool") if boolean else node)
+    t._buffer = array
+    return t
+
+
+def _note_bool(module: "Module", name: str, value: Any) -> None:
+    """Remember which buffers were given as bools: they are stored as int64 (every backend binds
+    buffers of its compute dtypes) and read back as bools inside a traced forward."""
+    flags = module.__dict__.get("_bool_buffers")
+    if flags is None:
+        flags = set()
+        object.__setattr__(module, "_bool_buffers", flags)
+    if isinstance(value, Tensor):
+        boolean = value.dtype.name == "bool"
+    else:
+        boolean = value is not None and np.asarray(value).dtype == np.bool_
+    (flags.add if boolean else flags.discard)(name)
 
 
 def _buffer_tensor(array: np.ndarray) -> Tensor:

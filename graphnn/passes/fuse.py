@@ -1,7 +1,9 @@
 """Fusion: group the nodes of a simplified Graph into the kernels of a KernelPlan.
 
 Rules, applied in topological order:
-- movement ops are views (no kernel); iota and rand are loads computed from the index;
+- movement ops are views (no kernel); iota and rand are loads computed from the index; a view
+  that cannot be read where it is used is computed into a buffer of its own (a reshape of a
+  non-contiguous view; a padded view that a matmul reads or that is padded with another value);
 - a gather is a load whose address adds a loaded index (an indirect load) in the kernel of its
   consumer; its table and its index are read from buffers, never computed in that kernel;
 - a node whose value has one direct consumer of the same shape is computed inside that
@@ -54,6 +56,9 @@ class Fusion:
         self.uses: dict[int, list] = {n.id: [] for n in graph.nodes}
         self.position = {n.id: k for k, n in enumerate(graph.nodes)}
         self.copies: set[int] = set()  # reshapes that need a contiguous copy
+        self.materialized: dict[int, views.View] = {}
+        """Views computed into a buffer of their own, each read through the view it would have been:
+        a padded view that a matmul reads or that is padded again with another fill."""
         self.named = _named_results(graph)
 
     # -- analysis -------------------------------------------------------------------------------
@@ -62,10 +67,17 @@ class Fusion:
             if node.op in views.MOVEMENT:
                 source = node.inputs[0]
                 view = views.apply(self.view_of(source), node)
+                if view is None and node.op != "reshape":
+                    self._materialize(source)
+                    view = views.apply(self.view_of(source), node)
                 if view is None:
                     self.copies.add(node.id)
                 else:
                     self.view[node.id] = view
+            elif node.op == "matmul":  # the GEMM reads its operands through plain strides
+                for source in node.inputs:
+                    if self.view_of(source).guards:
+                        self._materialize(source)
         for node in self.graph.nodes:
             if self._is_view(node):
                 continue
@@ -86,6 +98,9 @@ class Fusion:
                 self._buffer(buffer, kind, size, base.dtype, source=buffer)
                 self.placements[base.id] = (buffer, offset)
 
+    def _materialize(self, node: Node) -> None:
+        self.materialized[node.id] = self.view.pop(node.id)
+
     def _direct(self, source: Node, base: Node) -> bool:
         """Read without moving data: the node itself or reshapes that only add or drop size-1 axes."""
         while source is not base:
@@ -95,7 +110,7 @@ class Fusion:
         return True
 
     def _is_view(self, node: Node) -> bool:
-        return node.op in views.MOVEMENT and node.id not in self.copies
+        return node.op in views.MOVEMENT and node.id not in self.copies and node.id not in self.materialized
 
     def view_of(self, node: Node) -> views.View:
         return self.view.get(node.id) or views.identity(node)
@@ -229,10 +244,12 @@ class Fusion:
         precede; the value is then also stored for the others. Never a gather (which reads its
         operands at other positions) nor the index of a scatter."""
         uses = self.uses[node.id]
-        if node.id in self.copies or not uses or (len(uses) > 1 and not (share and node.op in ("pointwise", "gather"))):
+        if node.id in self.copies or node.id in self.materialized or not uses or \
+                (len(uses) > 1 and not (share and node.op in ("pointwise", "gather"))):
             return None
         consumer, position, direct = min(uses, key=lambda use: self.position[use[0].id])
-        if not direct or consumer.op not in ("pointwise", "reduce", "scatter_add") or consumer.id in self.copies:
+        if not direct or consumer.op not in ("pointwise", "reduce", "scatter_add") or consumer.id in self.copies \
+                or consumer.id in self.materialized:
             return None
         if consumer.op == "scatter_add" and position != 0:
             return None
@@ -304,9 +321,9 @@ class Fusion:
         local: dict[int, str] = {}
         loads: dict[tuple, Load] = {}
 
-        def operand(source: Node, consumer: Node) -> str:
+        def operand(source: Node, consumer: Node, view: views.View | None = None) -> str:
             epilogue = consumer.id not in prologue and consumer is not core
-            view = self.view_of(source)
+            view = self.view_of(source) if view is None else view
             base = view.base
             if base.id in ids:  # computed in this kernel (read directly or through a size-1 reshape)
                 return local[base.id]
@@ -387,6 +404,8 @@ class Fusion:
                 local[node.id] = str(ACC)
             elif node.id in self.copies:
                 local[node.id] = operand(node.inputs[0], node)
+            elif node.id in self.materialized:
+                local[node.id] = operand(node, node, self.materialized[node.id])
             else:
                 used = node.attrs["expr"].free_symbols  # an argument the expression ignores is not loaded
                 expr = node.attrs["expr"].xreplace({pw.X[k]: sympy.Symbol(operand(i, node), real=True)

@@ -39,7 +39,7 @@ def simplify(graph: Graph) -> Graph:
             mapping[node.id] = replacement
             continue
         op, attrs = node.op, dict(node.attrs)
-        if op in ("reshape", "expand", "permute") and _constant(inputs[0]):
+        if op in ("reshape", "expand", "permute", "slice") and _constant(inputs[0]):
             # a moved constant is the constant at the new shape
             op, attrs, inputs = "pointwise", {"name": "constant", "expr": inputs[0].attrs["expr"]}, ()
         if op == "pointwise":

@@ -1,17 +1,22 @@
-"""Movement ops as strided views: reshape, permute, expand and the sliding-window gathers cost
-no kernel of their own.
+"""Movement ops as strided views: reshape, permute, expand, slice, pad and the sliding-window
+gathers cost no kernel of their own.
 
 A View says how to read a node's value from the storage of a ``base`` node: element (i_0..i_n)
 sits at ``offset + sum(i_k * strides[k])`` of the base's contiguous storage. Reshapes are views
-when the source is contiguous or only size-1 axes change; other reshapes need a copy.
+when the source is contiguous or only size-1 axes change; other reshapes need a copy. A slice
+is an offset and multiplied strides.
 
-The window gathers (``window``: the patches a convolution or pool reads; ``unwindow``: where
-each input element sits in those patches) are views with ``guards``: an element whose guarded
-index falls outside its axis (padding, or a position no window covers) reads ``fill`` instead.
+``pad`` (a slice's transpose, and the pieces of a ``cat``) and the window gathers (``window``: the
+patches a convolution or pool reads; ``unwindow``: where each input element sits in those
+patches) are views with ``guards``: an element whose guarded index falls outside its axis
+(padding, or a position no window covers) reads ``fill`` instead.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
+
+import sympy
 
 from graphnn.ir import Dim, Node, dim
 
@@ -23,16 +28,19 @@ class Guard:
     (0 when ``div`` is 1: the index is then part of the view's linear strides)."""
 
     coefs: tuple
-    const: int
+    const: Dim
     div: int
-    limit: int
+    limit: Dim
     stride: Dim = 0
 
 
 def always_holds(guard: Guard) -> bool:
-    """Whether a guard with no loop-index terms (every axis it reads has size 1) passes."""
-    v = guard.const
-    return not any(guard.coefs) and v >= 0 and v % guard.div == 0 and v // guard.div < guard.limit
+    """Whether a guard with no loop-index terms (every axis it reads has size 1) passes for every
+    batch size (one whose bounds depend on B is kept)."""
+    v, limit = guard.const, guard.limit
+    if any(guard.coefs) or not isinstance(v, int) or not isinstance(limit, int):
+        return False
+    return v >= 0 and v % guard.div == 0 and v // guard.div < limit
 
 
 @dataclass(frozen=True)
@@ -51,7 +59,7 @@ class View:
         return replace(self, strides=transform(self.strides), guards=guards)
 
 
-MOVEMENT = ("reshape", "permute", "expand", "window", "unwindow")
+MOVEMENT = ("reshape", "permute", "expand", "slice", "pad", "window", "unwindow")
 
 
 def contiguous_strides(shape: tuple) -> tuple:
@@ -67,7 +75,8 @@ def identity(node: Node) -> View:
 
 
 def apply(view: View, node: Node) -> View | None:
-    """The view of movement ``node`` applied to ``view``; None when a reshape needs a copy."""
+    """The view of movement ``node`` applied to ``view``; None when it needs a copy (a reshape of
+    a non-contiguous or guarded view, a pad of a view padded with another value)."""
     if node.op == "permute":
         perm = node.attrs["perm"]
         return replace(view.per_axis(lambda t: tuple(t[p] for p in perm)), shape=node.shape)
@@ -83,12 +92,61 @@ def apply(view: View, node: Node) -> View | None:
         if [d for d in node.shape if d != 1] == [view.shape[k] for k in kept]:
             it = iter(view.strides[k] for k in kept)
             return replace(view, strides=tuple(0 if d == 1 else next(it) for d in node.shape), shape=node.shape)
-        return None
+        strides = _reshaped_strides(view.shape, view.strides, node.shape)
+        return None if strides is None else replace(view, strides=strides, shape=node.shape)
+    if node.op == "slice":
+        return _slice(view, node)
+    if node.op == "pad":
+        return _pad(view, node)
     if node.op in ("window", "unwindow"):
         if view.guards:
             raise NotImplementedError(f"a {node.op} of a padded or gathered value is not supported by the fusion pass")
         return (_window if node.op == "window" else _unwindow)(view, node)
     raise ValueError(f"{node.op} is not a movement op")
+
+
+def _slice(view: View, node: Node) -> View:
+    """Element i reads the view at start + i*step: the offset moves to the start and each stride
+    (and each guard's coefficient) is multiplied by its step."""
+    start, step = node.attrs["start"], node.attrs["step"]
+    offset = dim(view.offset + sum(a * s for a, s in zip(start, view.strides)))
+    guards = tuple(replace(g, const=dim(g.const + sum(a * c for a, c in zip(start, g.coefs))),
+                           coefs=tuple(dim(c * s) for c, s in zip(g.coefs, step))) for g in view.guards)
+    return View(view.base, offset, tuple(dim(t * s) for t, s in zip(view.strides, step)), node.shape, guards, view.fill)
+
+
+def _pad(view: View, node: Node) -> View | None:
+    """Element j reads the view at i = (j - start) / step where that is a whole number inside the
+    view's shape, else the fill. Along an axis with step 1, i is linear in j: the offset moves back
+    by the start and a guard checks the range. With a larger step, i goes through a guard that
+    divides (its stride carries the axis's stride). The view's own guards, over i, are rewritten
+    over j: multiplied by the steps they divide by, so their indices stay whole numbers."""
+    start, step, fill = node.attrs["start"], node.attrs["step"], node.attrs["fill"]
+    if view.guards and (fill != view.fill or math.copysign(1, fill) != math.copysign(1, view.fill)):
+        return None  # two fill values (0.0 and -0.0 among them) do not fit one view
+    rank = len(node.shape)
+    guards = [_over_padded(g, start, step) for g in view.guards]
+    offset, strides = view.offset, list(view.strides)
+    for axis, (a, s, inner, outer) in enumerate(zip(start, step, view.shape, node.shape)):
+        if a == 0 and s == 1 and inner == outer:
+            continue  # every position of this axis is read
+        coefs = tuple(1 if k == axis else 0 for k in range(rank))
+        if s == 1:
+            offset = offset - a * strides[axis]
+            guards.append(Guard(coefs, dim(-a), 1, inner))
+        else:
+            guards.append(Guard(coefs, dim(-a), s, inner, strides[axis]))
+            strides[axis] = 0
+    return View(view.base, dim(offset), tuple(strides), node.shape, tuple(guards), fill)
+
+
+def _over_padded(g: Guard, start: tuple, step: tuple) -> Guard:
+    """A guard over a view's indices i rewritten over a pad's indices j (i = (j - start) / step):
+    scaled by the steps of the axes it reads, so its coefficients stay whole numbers."""
+    scale = math.lcm(*(s for c, s in zip(g.coefs, step) if c != 0)) if any(g.coefs) else 1
+    coefs = tuple(dim(c * scale // s) for c, s in zip(g.coefs, step))
+    const = dim(g.const * scale - sum(c * a for c, a in zip(coefs, start)))
+    return Guard(coefs, const, g.div * scale, g.limit, g.stride)
 
 
 def _window(view: View, node: Node) -> View:
@@ -130,6 +188,37 @@ def _unwindow(view: View, node: Node) -> View:
         else:
             guards.append(Guard(tuple(coefs), a["padding"][axis], a["stride"][axis], windows, source_stride))
     return View(view.base, dim(offset), tuple(dim(s) for s in strides), node.shape, tuple(guards), 0.0)
+
+
+def _reshaped_strides(shape: tuple, strides: tuple, target: tuple) -> tuple | None:
+    """The strides of ``target`` over the same elements as ``shape`` with ``strides`` (PyTorch's
+    rule for ``view``): the axes of ``shape`` fall into runs that are contiguous among themselves,
+    and each run is split or merged into target axes on its own; None when a target axis would
+    span two runs (the reshape then needs a copy). A slice's part of each row, (B, T, 3C)[..., :C],
+    viewed as heads (B, T, H, C/H) is one such."""
+    if any(_same(d, 0) for d in shape):
+        return None
+    out = [0] * len(target)
+    view_d = len(target) - 1
+    base = strides[-1] if strides else 1
+    run, viewed = 1, 1
+    for d in range(len(shape) - 1, -1, -1):
+        run = run * shape[d]
+        if d == 0 or (not _same(shape[d - 1], 1) and not _same(strides[d - 1], run * base)):
+            while view_d >= 0 and (not _same(viewed, run) or _same(target[view_d], 1)):
+                out[view_d] = dim(viewed * base)
+                viewed = viewed * target[view_d]
+                view_d -= 1
+            if not _same(viewed, run):
+                return None
+            if d > 0:
+                base, run, viewed = strides[d - 1], 1, 1
+    return tuple(out) if view_d == -1 else None
+
+
+def _same(a, b) -> bool:
+    """Whether two sizes or strides (ints or expressions of B) are equal."""
+    return sympy.expand(sympy.sympify(a) - sympy.sympify(b)) == 0
 
 
 def _is_contiguous(view: View) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import sympy
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -327,3 +328,71 @@ def test_split_source_compiles_in_parallel_units_and_steps_the_same(monkeypatch,
     result = subprocess.run([path, *flags, "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC", str(whole),
                              "-o", str(tmp_path / "whole.so"), "-lm"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+# -- slices and pads: views, read through offsets, strides and guards ------------------------------
+@KERNEL_SETTINGS
+@given(batch=batches, n=st.integers(3, 23), start=st.integers(0, 2), step=st.integers(1, 3), data=st.data())
+def test_slices_and_pads_are_read_as_views(batch, n, start, step, data):
+    """A slice (offset and strides), a pad (guards, its step through a dividing guard), their
+    compositions (a pad of a pad and of a permuted pad, a slice of a pad), a pad along the batch
+    axis (a guard bounded by B) and a slice from the end of it, all read by pointwise, reduce and
+    output kernels, without a kernel of their own."""
+    count = data.draw(st.integers(1, (n - 1 - start) // step + 1))
+    wide = start + (count - 1) * step + 1 + data.draw(st.integers(0, 2))
+
+    def build(b, x):
+        part = b.slice(x, (0, start), (1, step), (B, count))
+        placed = b.pad(part, (0, start), (1, step), (B, wide))
+        twice = b.pad(placed, (1, 2), (1, 2), (B + 2, 2 * wide + 1))  # a stepped pad of a pad
+        turned = b.pad(b.permute(placed, (1, 0)), (1, 0), (1, 1), (wide + 1, B))
+        return {"tanh": b.pointwise(pw.tanh, part), "placed": b.pointwise(pw.exp, placed), "twice": twice,
+                "turned_sum": b.reduce("sum", turned, (1,)), "back": b.slice(twice, (1, 2), (1, 2), (B, wide)),
+                "last": b.slice(x, (B - 1, start), (1, step), (1, count))}
+
+    plan = compare(build, {"x": ((B, n), "f32")}, batch)
+    assert not [name for k in plan.kernels for _, name, _ in k.sources if name in ("slice", "pad")], str(plan)
+
+
+@pytest.mark.parametrize("batch", [1, 6])
+def test_a_matmul_reads_a_padded_operand_from_a_buffer_of_its_own(batch):
+    """The GEMM reads plain strides: a pad it multiplies is computed first (once), and a pad of a
+    value padded with another fill (a -inf pooling window) too."""
+    def build(b, x, w):
+        g = b.pad(b.pointwise(pw.tanh, x), (0, 1), (1, 2), (B, 9))
+        window = b.window(b.reshape(x, (B, 1, 1, 4)), (1, 2), (1, 1), (0, 1), (1, 1), float("-inf"))
+        return {"product": b.matmul(g, w), "weight_grad": b.matmul(b.permute(g, (1, 0)), b.pad(x, (0, 0), (1, 1), (B, 4))),
+                "pooled_pad": b.pad(window, (0, 0, 0, 0, 0, 1), (1,) * 6, (B, 1, 5, 1, 1, 3))}
+
+    plan = compare(build, {"x": ((B, 4), "f32"), "w": ((9, 3), "f32")}, batch)
+    assert sum(1 for k in plan.kernels if k.kind == "matmul") == 2
+
+
+@pytest.mark.parametrize("batch", [1, 5])
+def test_integer_and_bool_pieces_pad_with_zero(batch):
+    """Integer and boolean values are padded with 0 whatever the fill, printed in their own type
+    (an int64 load stays exact past 2**24)."""
+    def build(b, i, x):
+        big = b.pointwise(pw.scalar_op("add", 2**40), i, dtype="i64")
+        placed = b.pad(big, (1, 0), (1, 1), (B + 1, 3), fill=-0.0)
+        positive = b.pointwise(pw.fn("gt0", sympy.Piecewise((1, pw.x0 > 0), (0, True))), x, dtype="bool")
+        return {"ints": placed, "ints_plus": b.pointwise(pw.scalar_op("add", 1), placed, dtype="i64"),
+                "mask": b.pointwise(pw.logical_not, b.pad(positive, (0, 2), (1, 1), (B, 5)), dtype="bool")}
+
+    compare(build, {"i": ((B, 3), "i64"), "x": ((B, 3), "f32")}, batch)
+
+
+@pytest.mark.parametrize("batch", [1, 4])
+def test_reshapes_of_strided_slices_stay_views(batch):
+    """PyTorch's view rule: (B, T, 3C)[..., C:2C] viewed as (B, T, H, C/H) or (B*T, C) splits or
+    merges runs of contiguous axes; a reshape across a gap is computed into a buffer first."""
+    def build(b, x, w):
+        k = b.slice(x, (0, 0, 6), (1, 1, 1), (B, 4, 6))
+        heads = b.permute(b.reshape(k, (B, 4, 2, 3)), (0, 2, 1, 3))
+        rows = b.reshape(k, (B * 4, 6))
+        across = b.reshape(b.slice(x, (0, 0, 0), (1, 1, 1), (B, 4, 6)), (B, 24))
+        return {"scores": b.matmul(heads, b.permute(heads, (0, 1, 3, 2))), "rows": b.matmul(rows, w),
+                "across": b.pointwise(pw.tanh, across)}
+
+    plan = compare(build, {"x": ((B, 4, 18), "f32"), "w": ((6, 5), "f32")}, batch)
+    assert [k.kind for k in plan.kernels].count("pointwise") == 2  # the gap's copy and its tanh

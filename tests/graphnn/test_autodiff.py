@@ -218,3 +218,23 @@ def test_forms_from_the_output_equal_sympy_diff(fn):
                 continue
             at = {pw.X[index]: point}
             assert float(through_output.subs(at)) == pytest.approx(float(derivative.subs(at)), rel=1e-12)
+
+
+@FD_SETTINGS
+@given(batch=st.integers(1, 3), n=st.integers(2, 7), start=st.integers(0, 2), step=st.integers(1, 3),
+       extra=st.integers(0, 2), seed=st.integers(0, 999))
+def test_slice_and_pad_vjp(batch, n, start, step, extra, seed):
+    """A slice's gradient is a pad into zeros and a pad's a slice: against finite differences,
+    with steps, a start from the end of the batch axis and a pad along it."""
+    rng = np.random.default_rng(seed)
+    start = min(start, n - 1)
+    count = (n - 1 - start) // step + 1
+    check_gradients(lambda b, x: b.slice(x, (0, start), (1, step), (B, count)), [(B, n)], batch, rng)
+    check_gradients(lambda b, x: b.slice(x, (B - 1, start), (1, step), (1, count)), [(B, n)], batch, rng)
+    wide = start + (n - 1) * step + 1 + extra
+    check_gradients(lambda b, x: b.pad(x, (1, start), (1, step), (B + 1, wide)), [(B, n)], batch, rng)
+    check_gradients(lambda b, x: b.pad(x, (0, start), (1, step), (B, wide), fill=-0.0), [(B, n)], batch, rng)
+    check_gradients(lambda b, x: b.pointwise(pw.mul, b.pad(b.slice(x, (0, start), (1, step), (B, count)), (0, 0),
+                                                           (1, 1), (B, count + extra)),
+                                             b.pad(b.slice(x, (0, start), (1, step), (B, count)), (0, extra),
+                                                   (1, 1), (B, count + extra))), [(B, n)], batch, rng)

@@ -420,3 +420,42 @@ def test_generalize_fits_numbers_of_the_batch_and_keeps_the_rest_apart():
     apart[0] = ("input", "f32", (5, 4), "x0", False)  # the input changed beyond its batch
     with pytest.raises(generalize.Apart):
         generalize.generalize(sig(8), apart)
+
+
+SEQUENCES = RNG.standard_normal((4, 5, 5)).astype(np.float32)
+
+
+def sliced_model(m):
+    """Scores over the positions of a sequence with the future masked out (parts, masks, joins)."""
+    class Scores(m.Module):
+        def __init__(self):
+            super().__init__()
+            self.l = m.Linear(5, 6)
+
+        def forward(self, x):
+            h = self.l(x)
+            q, k = h.split(3, dim=2)
+            scores = q @ k.transpose(1, 2)
+            return scores.masked_fill(scores.triu(1) != 0, float("-inf")).softmax(-1)
+
+    return Scores()
+
+
+def test_a_training_loop_that_slices_trains_as_torch():
+    """The five steps of the books on a model that slices, cats and masks in its forward."""
+    ours, theirs = pair(sliced_model)
+    losses = {}
+    for L, model in ((gn, ours), (torch, theirs)):
+        optimizer = L.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        losses[L.__name__] = []
+        for step in range(4):
+            x = L.tensor(SEQUENCES[step % 3:step % 3 + 2])
+            out = model(x)
+            loss = (out[:, -1] - out[:, 0]).pow(2).mean() + L.cat([out[:, :1], out[:, 1:]], 1).std()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            losses[L.__name__].append(loss.item())
+    np.testing.assert_allclose(losses["graphnn"], losses["torch"], rtol=1e-5, atol=1e-6)
+    for (name, a), (_, b) in zip(ours.state_dict().items(), theirs.state_dict().items()):
+        np.testing.assert_allclose(np.asarray(a), b.numpy(), rtol=1e-4, atol=1e-6, err_msg=name)
