@@ -17,7 +17,6 @@ import sympy
 from graphnn import dtypes, random, recording
 from graphnn import pointwise as pw
 from graphnn.eager import constant, is_grad_enabled
-from graphnn.errors import ShapeError
 from graphnn.tensors import Tensor, _constant_of, _wrap, as_tensor
 
 Generator = random.Generator

@@ -231,9 +231,11 @@ def _graph_get(x: "T.Tensor", index: Any) -> "T.Tensor":
         if taken is not None:
             return taken
         if not recorded:
-            raise TraceError(f"{b.where()}: indexing with {_describe(arrays)} inside a traced forward gives a shape "
-                             "that depends on the values, which a compiled graph cannot have; use masked_fill or "
-                             "torch.where, or index x.detach() outside the traced forward")
+            what = _describe(arrays)
+            advice = ("its result's shape would depend on the values; use masked_fill or torch.where" if "mask" in what
+                      else "use gather or index_select with an index tensor")
+            raise TraceError(f"{b.where()}: indexing with {what} inside a traced forward is not supported: {advice}, "
+                             "or index x.detach() outside the traced forward")
         numpy_parts = _numpy_index(index)
         return _gather(x, numpy_parts, _grad_name(numpy_parts, tuple(x.shape), isinstance(index, tuple)))
     start, step, sizes, shape = plan

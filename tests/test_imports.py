@@ -17,7 +17,7 @@ LAYERS = [
     {"ir": ("graphnn.ir", "graphnn.ops", "graphnn.pointwise", "graphnn.errors", "graphnn.evaluate", "graphnn.dtypes")},
     {"base": ("graphnn.files", "graphnn.flat", "graphnn.guard", "graphnn.random", "graphnn.device", "graphnn.printing",
               "graphnn.eager")},
-    {"passes": ("graphnn.passes", "graphnn.autodiff")},
+    {"passes": ("graphnn.passes", "graphnn.autodiff", "graphnn.generalize")},
     # peers: the front end that records graphs, and the code generators and runtimes that turn
     # plans into calls; none of the three imports another
     {"frontend": ("graphnn.trace", "graphnn.tensors", "graphnn.tensor_methods", "graphnn.tensor_math",
