@@ -17,6 +17,7 @@ METHODS = (
     "sign", "sin", "softmax", "split", "sqrt", "square", "squeeze", "std", "sub", "subtract", "sum", "swapaxes", "t",
     "tanh", "transpose", "true_divide", "trunc", "unbind", "unsqueeze", "var",
 )
+METHODS += ("argsort", "sort", "topk")  # order-based, on tensors with values
 
 
 def _function(name: str):

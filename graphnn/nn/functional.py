@@ -273,3 +273,6 @@ __all__ = [name for name in dir() if not name.startswith("_") and name not in ("
 from graphnn.nn.conv import avg_pool2d, conv2d, max_pool2d  # noqa: E402
 
 __all__ += ["conv2d", "max_pool2d", "avg_pool2d"]
+
+
+from graphnn.nn.attention import scaled_dot_product_attention  # noqa: E402  (it composes the functions above)
