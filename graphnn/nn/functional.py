@@ -276,3 +276,5 @@ __all__ += ["conv2d", "max_pool2d", "avg_pool2d"]
 
 
 from graphnn.nn.attention import scaled_dot_product_attention  # noqa: E402  (it composes the functions above)
+
+__all__ += ["scaled_dot_product_attention"]
