@@ -19,6 +19,7 @@ METHODS = (
     "unsqueeze", "var",
     "gather", "index_select", "take_along_dim",  # graphnn.tensor_gather
 )
+METHODS += ("argsort", "sort", "topk")  # order-based, on tensors with values
 
 
 def _function(name: str):

@@ -139,6 +139,56 @@ class ReductionMethods:
 
 
 
+    def topk(self, k: int, dim: int = -1, largest: bool = True, sorted: bool = True):
+        """The ``k`` largest (smallest with ``largest=False``) elements along ``dim`` and their
+        indices, largest first (of a tensor with values: sampling and evaluation code's use)."""
+        array = _values_of(self, "topk")
+        axis = wrap_dim(int(dim), self.ndim)
+        if not 0 <= int(k) <= (array.shape[axis] if array.ndim else 1):
+            raise RuntimeError("selected index k out of range")
+        values, indices = _ordered(array, axis, largest)
+        take = np.arange(int(k))
+        return T.TopkResult(*_pair(self, np.take(values, take, axis), np.take(indices, take, axis), array.ndim))
+
+    def sort(self, dim: int = -1, descending: bool = False, stable: bool = False):
+        """The values along ``dim`` in order and the indices they came from (a stable sort)."""
+        array = _values_of(self, "sort")
+        values, indices = _ordered(array, wrap_dim(int(dim), self.ndim), descending)
+        return T.SortResult(*_pair(self, values, indices, array.ndim))
+
+    def argsort(self, dim: int = -1, descending: bool = False, stable: bool = False):
+        return self.sort(dim, descending, stable).indices
+
+
+def _ordered(array: np.ndarray, axis: int, descending: bool) -> tuple:
+    """(values, indices) of ``array`` sorted stably along ``axis``, NaN counting as the largest
+    value as in torch (a 0-d array as one element)."""
+    work = array.reshape(1) if array.ndim == 0 else array
+    key = work.astype(np.int64) if work.dtype.kind == "b" else work
+    nan = np.isnan(key) if key.dtype.kind == "f" else np.zeros(key.shape, bool)
+    key = np.where(nan, 0, key)
+    order = np.argsort(-key if descending else key, axis=axis, kind="stable")
+    if nan.any():  # then NaNs first (descending) or last, keeping that order among the rest
+        flags = np.take_along_axis(nan, order, axis)
+        order = np.take_along_axis(order, np.argsort(~flags if descending else flags, axis=axis, kind="stable"), axis)
+    return np.take_along_axis(work, order, axis), order
+
+
+def _pair(x, values: np.ndarray, indices: np.ndarray, ndim: int) -> tuple:
+    if ndim == 0:
+        values, indices = values.reshape(()), indices.reshape(())
+    return T.Tensor(constant(values, x._node.dtype)), T.Tensor(constant(indices.astype(np.int64), "i64"))
+
+
+def _values_of(x, name: str) -> np.ndarray:
+    """The values of a tensor an order-based method (topk, sort) reads; those have no gradient in
+    graphnn yet, so a tensor that is traced or requires grad is refused with what to do."""
+    if x._symbolic() or x.requires_grad:
+        raise TraceError(f"{name}() of a tensor that is traced or requires grad is not supported yet; call it on "
+                         f"x.detach()")
+    return x.array
+
+
 def _axes(x, dim) -> tuple:
     rank = x.ndim
     if dim is None:

@@ -61,6 +61,8 @@ def _return_type(name: str):
 
 MaxResult = _return_type("max")
 MinResult = _return_type("min")
+TopkResult = _return_type("topk")
+SortResult = _return_type("sort")
 
 
 def _is_number(value: Any) -> bool:

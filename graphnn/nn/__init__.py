@@ -8,10 +8,14 @@ from graphnn.nn.layers import BatchNorm1d, BatchNorm2d, Dropout, Flatten, Identi
 from graphnn.nn.loss import BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, MSELoss, NLLLoss
 from graphnn.nn.module import Module, Parameter
 from graphnn.nn.normalization import LayerNorm, RMSNorm
+from graphnn.nn.transformer import (MultiheadAttention, Transformer, TransformerDecoder, TransformerDecoderLayer,
+                                    TransformerEncoder, TransformerEncoderLayer)
 
 __all__ = [
     "functional", "init", "utils", "Module", "Parameter", "Sequential", "ModuleList", "ModuleDict", "Identity", "Flatten",
     "Linear", "Embedding", "Conv2d", "MaxPool2d", "AvgPool2d", "Dropout", "BatchNorm1d", "BatchNorm2d", "LayerNorm",
     "RMSNorm", "ReLU", "Tanh", "Sigmoid", "SiLU", "Hardtanh", "LeakyReLU", "ELU", "GELU",
     "Softplus", "Softmax", "LogSoftmax", "MSELoss", "L1Loss", "CrossEntropyLoss", "NLLLoss", "BCEWithLogitsLoss",
+    "MultiheadAttention", "Transformer", "TransformerEncoder", "TransformerEncoderLayer", "TransformerDecoder",
+    "TransformerDecoderLayer",
 ]

@@ -407,3 +407,7 @@ __all__ += ["conv2d", "max_pool2d", "avg_pool2d", "layer_norm", "rms_norm"]
 from graphnn.tensor_gather import embedding  # noqa: E402
 
 __all__ += ["embedding"]
+
+from graphnn.nn.attention import scaled_dot_product_attention  # noqa: E402  (it composes the functions above)
+
+__all__ += ["scaled_dot_product_attention"]
