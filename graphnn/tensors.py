@@ -307,6 +307,9 @@ def _traced_binary(b: Builder, x: Any, y: Any, name: str, fn) -> "Tensor":
             not isinstance(b, recording.TapeBuilder):  # (a tape keeps it an input: its value may change)
         other = other.item()
     dtype = "bool" if name in _COMPARISONS else None
+    if _is_number(other) and name in _COMPARISONS and not np.isfinite(float(other)):
+        # (sympy's real symbols are finite: x == -inf, folded in, would be False for every x)
+        other = Tensor(constant(np.asarray(other, np.float32), "f32"))
     if _is_number(other):
         if name in _SYMBOLS:
             return Tensor(b.pointwise(pw.scalar_op(name, other, reverse), as_tensor(tensor, b).node))
@@ -316,6 +319,7 @@ def _traced_binary(b: Builder, x: Any, y: Any, name: str, fn) -> "Tensor":
         return Tensor(b.pointwise(pw.fn(fn.name, expr, nargs=1), as_tensor(tensor, b).node, dtype=dtype))
     if name == "pow" and not isinstance(b, recording.TapeBuilder):
         raise TraceError(f"{b.where()}: a tensor exponent is not supported in a traced forward; use a Python number")
+    x, y = (other, tensor) if reverse else (tensor, other)
     return Tensor(b.apply(fn, as_tensor(x, b).node, as_tensor(y, b).node, dtype=dtype))
 
 

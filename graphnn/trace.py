@@ -123,7 +123,7 @@ class Tracer:
         while graph.leaf(name) is not None or name in self.buffer_names.values() or name in self.param_names.values():
             name += "_"
         stored = array.astype(np.float32 if dtype != "i64" else np.int64)  # bools as 0/1, as backends hold them
-        graph.constants[name] = np.ascontiguousarray(stored)
+        graph.constants[name] = np.array(stored, order="C")  # (ascontiguousarray would make a 0-d array 1-d)
         leaf = self.builder.leaf("buffer", name, array.shape, dtype)
         self.constant_leaves[id(array)] = (array, leaf)  # (the array is held: its id is not reused)
         return leaf

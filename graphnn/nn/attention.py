@@ -21,7 +21,7 @@ from graphnn.tensors import Tensor, as_tensor
 def causal_mask(target: int, source: int) -> Tensor:
     """(L, S) booleans, True where a query may attend (key position <= query position): the
     ``is_causal`` mask of scaled_dot_product_attention, a constant of the graph."""
-    return Tensor(np.tril(np.ones((target, source), dtype=bool)))
+    return as_tensor(np.tril(np.ones((target, source), dtype=bool)))
 
 
 def _as_bias(mask: Any, allowed_when_true: bool, scores: Tensor) -> Tensor:
@@ -61,9 +61,16 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p: f
             raise RuntimeError("_scaled_dot_product_attention: Explicit attn_mask should not be set when "
                                "is_causal=True")
         attn_mask = causal_mask(int(target), int(source))
-    if attn_mask is not None:
+    if attn_mask is not None and not is_causal:
+        # torch's safe softmax: a query no key may attend gets zeros (and a zero gradient), not
+        # NaN; its row's scores are replaced by zeros first, so no NaN reaches the backward
         scores = _as_bias(attn_mask, True, scores)
-    weights = scores.softmax(-1)
+        blocked = scores.detach().amax(-1, keepdim=True) == float("-inf")
+        weights = scores.masked_fill(blocked, 0.0).softmax(-1).masked_fill(blocked, 0.0)
+    else:
+        if attn_mask is not None:
+            scores = _as_bias(attn_mask, True, scores)
+        weights = scores.softmax(-1)
     if dropout_p > 0.0:
         weights = F.dropout(weights, dropout_p, training=True)
     return weights @ value

@@ -18,7 +18,7 @@ from graphnn.nn.container import ModuleList
 from graphnn.nn.layers import Dropout, Linear
 from graphnn.nn.normalization import LayerNorm
 from graphnn.nn.module import Module, Parameter
-from graphnn.tensors import Tensor
+from graphnn.tensors import Tensor, as_tensor
 
 
 class NonDynamicallyQuantizableLinear(Linear):
@@ -281,4 +281,4 @@ class Transformer(Module):
     @staticmethod
     def generate_square_subsequent_mask(sz: int, device=None, dtype=None) -> Tensor:
         """A float (sz, sz) mask: -inf above the diagonal (future positions), 0 elsewhere."""
-        return Tensor(np.triu(np.full((sz, sz), -np.inf, np.float32), 1))
+        return as_tensor(np.triu(np.full((sz, sz), -np.inf, np.float32), 1))

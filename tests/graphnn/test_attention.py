@@ -74,16 +74,31 @@ def test_sdpa_matches_torch_with_gradients(case):
         close(a, b)
 
 
-def test_sdpa_fully_masked_rows_as_torch():
-    """A row no key may attend: torch's softmax over all -inf gives NaN there; graphnn agrees."""
+@pytest.mark.parametrize("kind", ["bool", "float"])
+def test_sdpa_fully_masked_rows_as_torch(kind):
+    """A query no key may attend: torch's scaled_dot_product_attention gives zeros there, and a
+    zero gradient (MultiheadAttention, below, gives NaN, as torch's)."""
     q, k, v = data(1, 3, 4), data(1, 5, 4), data(1, 5, 4)
     mask = np.ones((3, 5), bool)
     mask[1] = False
-    ours = gn.nn.functional.scaled_dot_product_attention(gn.tensor(q), gn.tensor(k), gn.tensor(v),
-                                                         attn_mask=gn.tensor(mask))
-    theirs = torch.nn.functional.scaled_dot_product_attention(torch.tensor(q), torch.tensor(k), torch.tensor(v),
-                                                              attn_mask=torch.tensor(mask))
-    close(ours, theirs)
+    if kind == "float":
+        mask = np.where(mask, 0.0, -np.inf).astype(np.float32)
+    results = []
+    for lib in (gn, torch):
+        qt = lib.tensor(q, requires_grad=True)
+        out = lib.nn.functional.scaled_dot_product_attention(qt, lib.tensor(k), lib.tensor(v), attn_mask=lib.tensor(mask))
+        out.sum().backward()
+        results.append((out, qt.grad))
+    close(results[0][0], results[1][0])
+    close(results[0][1], results[1][1])
+    assert not np.isnan(results[0][1].numpy()).any()
+
+
+def test_multihead_attention_with_every_key_padded_is_nan_as_torch():
+    ours, theirs = pair(lambda m: m.MultiheadAttention(4, 1, batch_first=True))
+    x, padding = data(1, 3, 4), np.ones((1, 3), bool)
+    close(ours(gn.tensor(x), gn.tensor(x), gn.tensor(x), key_padding_mask=gn.tensor(padding))[0],
+          theirs(torch.tensor(x), torch.tensor(x), torch.tensor(x), key_padding_mask=torch.tensor(padding))[0])
 
 
 def test_sdpa_errors():

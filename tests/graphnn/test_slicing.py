@@ -437,3 +437,17 @@ def test_a_slice_feeding_pointwise_ops_is_read_in_place_by_one_kernel():
     assert kernels == ["forward_k0_pointwise"], kernels
     # (rows of 3 positions 2 apart and rows of 2 run as 6 positions 2 apart: 4 = 2 x 2)
     assert "= p_input_x[4 + i0*20 + i1*2];" in source, source
+
+
+@pytest.mark.parametrize("op", ["__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__"])
+@pytest.mark.parametrize("bound", [float("-inf"), float("inf")])
+def test_comparisons_with_an_infinity_in_every_state(op, bound):
+    """``scores == float('-inf')`` (a fully masked row): an infinite number is not folded into the
+    comparison's expression, where sympy's finite symbols would make it a constant."""
+    values = np.array([[1.0, -np.inf, np.inf, np.nan]], np.float32)
+    expected = getattr(torch.tensor(values), op)(bound).numpy()
+    recorded = getattr(gn.tensor(values, requires_grad=True) * 1, op)(bound)
+    np.testing.assert_array_equal(recorded.numpy(), expected)
+    for backend in ("numpy", "c"):
+        traced = gn.compile(Forward(lambda x: getattr(x, op)(bound).float()), backend=backend)(values)
+        np.testing.assert_array_equal(traced, expected.astype(np.float32))
