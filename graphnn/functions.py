@@ -19,7 +19,7 @@ METHODS = (
     "unsqueeze", "var",
     "gather", "index_select", "take_along_dim",  # graphnn.tensor_gather
 )
-METHODS += ("argsort", "sort", "topk")  # order-based, on tensors with values
+METHODS += ("argsort", "sort", "topk", "repeat_interleave")
 
 
 def _function(name: str):

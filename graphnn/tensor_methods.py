@@ -143,6 +143,25 @@ class TensorMethods(ArithmeticMethods, ReductionMethods, GatherMethods, SlicingM
         target = tuple((shape[k - lead] if s == -1 else dim(s)) if k >= lead else dim(s) for k, s in enumerate(sizes))
         return T._wrap(b.broadcast(x.node, target), [self], "ExpandBackward0")
 
+    def repeat_interleave(self, repeats, dim=None, *, output_size=None):
+        """Each element repeated ``repeats`` times along ``dim`` (of the flattened tensor without
+        one). An int count is an expand and a reshape, in every state; a tensor of counts (one per
+        element) needs values."""
+        if isinstance(repeats, T.Tensor) and repeats.numel() != 1:
+            T.value_only(self, "repeat_interleave with a tensor of counts")
+            counts = repeats.array.astype(np.int64)
+            axis = None if dim is None else wrap_dim(int(dim), self.ndim)
+            return T.Tensor(constant(np.repeat(self.array, counts, axis=axis), self._node.dtype))
+        count = int(repeats.item() if isinstance(repeats, T.Tensor) else repeats)
+        if count < 0:
+            raise RuntimeError("repeats can not be negative")
+        x = self.flatten() if dim is None else self
+        axis = 0 if dim is None else wrap_dim(int(dim), max(x.ndim, 1))
+        if x.ndim == 0:
+            x = x.reshape(1)
+        shape = list(x.shape)
+        return x.unsqueeze(axis + 1).expand(*shape[:axis + 1], count, *shape[axis + 1:]).flatten(axis, axis + 1)
+
     def expand_as(self, other):
         return self.expand(*other.shape)
 

@@ -1,5 +1,5 @@
-"""Attention as compositions of primitives: ``F.scaled_dot_product_attention`` and the
-multi-head attention forward of ``nn.MultiheadAttention``.
+"""The multi-head attention forward of ``nn.MultiheadAttention``, a composition of primitives
+as ``F.scaled_dot_product_attention`` (graphnn.nn.functional) is.
 
 Scores are a batched matmul of two activations (``q @ k.transpose(-2, -1)``), masks are additive
 biases or ``masked_fill`` with -inf, and the probabilities a softmax over the last axis, so
@@ -12,77 +12,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
-
 from graphnn.nn import functional as F
 from graphnn.tensors import Tensor, as_tensor
-
-
-def causal_mask(target: int, source: int) -> Tensor:
-    """(L, S) booleans, True where a query may attend (key position <= query position): the
-    ``is_causal`` mask of scaled_dot_product_attention, a constant of the graph."""
-    return as_tensor(np.tril(np.ones((target, source), dtype=bool)))
-
-
-def _as_bias(mask: Any, allowed_when_true: bool, scores: Tensor) -> Tensor:
-    """``scores`` with ``mask`` applied: a boolean mask sets the disallowed places to -inf (True
-    allows in scaled_dot_product_attention and disallows in MultiheadAttention), a float mask is
-    added."""
-    mask = as_tensor(mask)
-    if mask.dtype.is_floating_point:
-        return scores + mask
-    if str(mask.dtype) != "torch.bool":
-        raise RuntimeError(f"Expected attn_mask dtype to be bool or float or to match query dtype, but got "
-                           f"attn_mask.dtype: {str(mask.dtype).replace('torch.', '')}")
-    return scores.masked_fill(mask.logical_not() if allowed_when_true else mask, float("-inf"))
-
-
-def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p: float = 0.0, is_causal: bool = False,
-                                 scale: float | None = None, enable_gqa: bool = False) -> Tensor:
-    """softmax(q k^T * scale + mask) v over the last two axes, batched over any leading ones
-    (PyTorch's reference definition; a boolean ``attn_mask`` is True where attention is allowed)."""
-    query, key, value = as_tensor(query), as_tensor(key), as_tensor(value)
-    if query.dim() < 2 or key.dim() < 2 or value.dim() < 2:
-        raise RuntimeError("scaled_dot_product_attention: query, key and value must be at least 2-D, got "
-                           f"{query.dim()}-D, {key.dim()}-D and {value.dim()}-D")
-    if query.shape[-1] != key.shape[-1]:
-        raise RuntimeError(f"scaled_dot_product_attention: query and key need the same embedding size, got "
-                           f"{query.shape[-1]} and {key.shape[-1]}")
-    if key.shape[-2] != value.shape[-2]:
-        raise RuntimeError(f"scaled_dot_product_attention: key and value need the same sequence length, got "
-                           f"{key.shape[-2]} and {value.shape[-2]}")
-    if enable_gqa:
-        key, value = _repeat_groups(query, key), _repeat_groups(query, value)
-    target, source = query.shape[-2], key.shape[-2]
-    factor = 1.0 / math.sqrt(query.shape[-1]) if scale is None else float(scale)
-    scores = (query @ key.transpose(-2, -1)) * factor
-    if is_causal:
-        if attn_mask is not None:
-            raise RuntimeError("_scaled_dot_product_attention: Explicit attn_mask should not be set when "
-                               "is_causal=True")
-        attn_mask = causal_mask(int(target), int(source))
-    if attn_mask is not None and not is_causal:
-        # torch's safe softmax: a query no key may attend gets zeros (and a zero gradient), not
-        # NaN; its row's scores are replaced by zeros first, so no NaN reaches the backward
-        scores = _as_bias(attn_mask, True, scores)
-        blocked = scores.detach().amax(-1, keepdim=True) == float("-inf")
-        weights = scores.masked_fill(blocked, 0.0).softmax(-1).masked_fill(blocked, 0.0)
-    else:
-        if attn_mask is not None:
-            scores = _as_bias(attn_mask, True, scores)
-        weights = scores.softmax(-1)
-    if dropout_p > 0.0:
-        weights = F.dropout(weights, dropout_p, training=True)
-    return weights @ value
-
-
-def _repeat_groups(query: Tensor, kv: Tensor) -> Tensor:
-    """Grouped-query attention: each of the kv heads serves H_q / H_kv query heads."""
-    heads, groups = query.shape[-3], kv.shape[-3]
-    if heads % groups:
-        raise RuntimeError(f"scaled_dot_product_attention: the number of query heads ({heads}) must be a multiple "
-                           f"of the number of key/value heads ({groups})")
-    return kv.repeat_interleave(heads // groups, dim=-3)
 
 
 def _check_mask(mask: Tensor, shapes: tuple, name: str) -> None:
@@ -132,12 +63,12 @@ def multi_head_attention_forward(module: Any, query, key, value, key_padding_mas
                 mask = mask.reshape(n, heads, target, source)
         else:
             raise RuntimeError(f"attn_mask's dimension {mask.dim()} is not supported")
-        scores = _as_bias(mask, False, scores)
+        scores = F.masked_scores(mask, False, scores)
     if key_padding_mask is not None:
         padding = as_tensor(key_padding_mask)
         if tuple(padding.shape) != (n, source) and not unbatched:
             raise AssertionError(f"expecting key_padding_mask shape of {(n, source)}, but got {tuple(padding.shape)}")
-        scores = _as_bias(padding.reshape(n, 1, 1, source), False, scores)
+        scores = F.masked_scores(padding.reshape(n, 1, 1, source), False, scores)
     weights = scores.softmax(-1)
     if module.dropout > 0.0 and module.training:
         weights = F.dropout(weights, module.dropout, training=True)

@@ -297,3 +297,22 @@ def test_an_encoder_in_a_compiled_train_step_matches_torch():
         np.testing.assert_allclose(float(a), loss.item(), rtol=1e-3, atol=1e-4)
     # a batch of another size runs the same program (the batch stays symbolic)
     step(x[:1], y[:1])
+
+
+def test_grouped_query_attention_and_repeat_interleave_match_torch():
+    q, k, v = data(2, 4, 5, 3), data(2, 2, 6, 3), data(2, 2, 6, 3)
+    results = []
+    for lib in (gn, torch):
+        qt, kt = lib.tensor(q, requires_grad=True), lib.tensor(k, requires_grad=True)
+        out = lib.nn.functional.scaled_dot_product_attention(qt, kt, lib.tensor(v), enable_gqa=True, is_causal=True)
+        out.pow(2).sum().backward()
+        results.append((out, qt.grad, kt.grad))
+    for a, b in zip(*results):
+        close(a, b)
+    x = data(3, 2, 4)
+    for dim in (None, 0, 1, -1):
+        close(gn.tensor(x).repeat_interleave(2, dim), torch.tensor(x).repeat_interleave(2, dim))
+    counts = np.array([1, 0, 2])
+    close(gn.tensor(x).repeat_interleave(gn.tensor(counts), 0), torch.tensor(x).repeat_interleave(torch.tensor(counts), 0))
+    traced = gn.compile(type("R", (nn.Module,), {"forward": lambda self, t: t.repeat_interleave(3, dim=1)})())(x)
+    np.testing.assert_array_equal(traced, np.repeat(x, 3, axis=1))
