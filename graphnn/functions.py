@@ -19,7 +19,7 @@ METHODS = (
     "unsqueeze", "var",
     "gather", "index_select", "take_along_dim",  # graphnn.tensor_gather
 )
-METHODS += ("argsort", "sort", "topk", "repeat_interleave")
+METHODS += ("argsort", "sort", "topk", "repeat_interleave", "erf", "erfc")
 
 
 def _function(name: str):

@@ -136,6 +136,8 @@ floor = fn("floor", sympy.floor(x0))
 ceil = fn("ceil", sympy.ceiling(x0))
 sign = fn("sign", sympy.sign(x0))
 reciprocal = fn("reciprocal", 1 / x0)
+erf = fn("erf", sympy.erf(x0))
+erfc = fn("erfc", sympy.erfc(x0))
 
 # -- activations (kinks pinned to PyTorch's one-sided derivatives) ------------------------
 # Branch conditions are written so that NaN, for which every comparison is false, falls to a
@@ -287,12 +289,12 @@ bce_with_logits = fn(
 
 
 # -- evaluation with numpy -----------------------------------------------------------------
-def _erf(values):
+def _erf(values, complement: bool = False):
     try:
-        from scipy.special import erf
+        from scipy.special import erf, erfc
     except ImportError:  # pragma: no cover - scipy comes with the test extras
-        return np.vectorize(math.erf, otypes=[np.float64])(values)
-    return erf(values)
+        return np.vectorize(math.erfc if complement else math.erf, otypes=[np.float64])(values)
+    return (erfc if complement else erf)(values)
 
 
 @functools.lru_cache(maxsize=None)
@@ -312,6 +314,7 @@ def _remainder(a, b):
 
 NUMPY_FUNCTIONS = {
     "erf": _erf,
+    "erfc": lambda v: _erf(v, complement=True),
     "mod": _remainder,
     "isnan": lambda v: np.isnan(v).astype(np.float64),
     # sign(NaN) is 0 in C's comparisons, Triton's and PyTorch's; numpy's is NaN

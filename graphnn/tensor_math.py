@@ -237,6 +237,12 @@ class ArithmeticMethods:
     def expm1(self):
         return T.unary(self, pw.expm1_, "Expm1Backward0")
 
+    def erf(self):
+        return T.unary(self, pw.erf, "ErfBackward0")
+
+    def erfc(self):
+        return T.unary(self, pw.erfc, "ErfcBackward0")
+
     def sqrt(self):
         return T.unary(self, pw.sqrt, "SqrtBackward0")
 

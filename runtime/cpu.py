@@ -39,6 +39,10 @@ FLAG_SETS = (
 negative argument keeps GCC from vectorising it (Adam's update ran 10x slower, scalar). It
 changes no result: IEEE sqrt is exact and the libm calls stay the same functions."""
 
+LIBMVEC = "-DGRAPHNN_LIBMVEC"
+"""Added to the flags where ``-lmvec`` links: the generated prelude then declares the libm
+functions glibc vectorises (codegen/c.py), and libraries link ``-lmvec``."""
+
 STALE_SECONDS = 3600
 """Temporary files and unit directories older than this are left by killed compiles; younger
 ones may belong to a compile running now."""
@@ -64,6 +68,8 @@ def compiler() -> tuple[str, str, tuple]:
         identity = f"{path} {version[0] if version else ''} {_cpu()}"
         for flags in FLAG_SETS:
             if _accepts(path, flags):
+                if "-fno-math-errno" in flags and _accepts(path, [*flags, "-lmvec"]):
+                    flags = [*flags, LIBMVEC]  # glibc's vector math library is there: link it
                 return path, identity, tuple(flags)
     raise CompileError(
         "no C compiler found (looked for " + ", ".join(candidates) + "); install gcc or clang, or set $CC, "
@@ -251,8 +257,9 @@ class Library:
 
     def _compile(self, cc: list, source_path: Path, stamp: str, output: str) -> None:
         """Compile the source (or its units side by side, then link them) into ``output``."""
+        libraries = ["-lmvec", "-lm"] if LIBMVEC in cc else ["-lm"]
         if len(self.units) == 1:
-            _run([[*cc, "-shared", "-fPIC", str(source_path), "-o", output, "-lm"]], source_path)
+            _run([[*cc, "-shared", "-fPIC", str(source_path), "-o", output, *libraries]], source_path)
             return
         with tempfile.TemporaryDirectory(prefix=f"{self.path.stem}.units.", dir=self.cache) as work:
             units = [Path(work) / f"unit{k}.c" for k in range(len(self.units))]
@@ -260,7 +267,7 @@ class Library:
                 path.write_text(text + stamp if k == 0 else text)
             objects = [str(path.with_suffix(".o")) for path in units]
             _run([[*cc, "-fPIC", "-c", str(path), "-o", obj] for path, obj in zip(units, objects)], source_path)
-            _run([[*cc, "-shared", *objects, "-o", output, "-lm"]], source_path)
+            _run([[*cc, "-shared", *objects, "-o", output, *libraries]], source_path)
 
     def function(self, name: str):
         return getattr(self.lib, name)
