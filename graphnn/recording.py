@@ -102,9 +102,10 @@ class TapeBuilder(Builder):
             self.verify(check)
             self.graph.index_checks.append(check)
 
-    def verify(self, check: LabelCheck | IndexCheck) -> None:
-        """Raise PyTorch's error if the tape's value of the checked input breaks ``check``."""
-        values = np.asarray(self.tape.input_values[check.input])
+    def verify(self, check: LabelCheck | IndexCheck, pending: dict | None = None) -> None:
+        """Raise PyTorch's error if the tape's value of the checked input (or its value in
+        ``pending``, values about to be taken over) breaks ``check``."""
+        values = np.asarray((pending if pending and check.input in pending else self.tape.input_values)[check.input])
         if isinstance(check, IndexCheck):
             check_indices(values, check)
             return
@@ -158,12 +159,25 @@ class Span:
     named, the buffers it updated, the dropout streams it drew, the checks its inputs passed
     (class labels, indices) and its output's nodes."""
 
-    def __init__(self, key: tuple, start: int, end: int, names: list, constants: dict, updates: dict, streams: int,
+    def __init__(self, key: tuple, start: int, end: int, names: list, constants: list, updates: dict, streams: int,
                  output: Any, checks: tuple = ((), ())):
         self.key, self.start, self.end, self.names, self.constants = key, start, end, names, constants
         self.updates, self.streams, self.output, self.checks = updates, streams, output, checks
         self.ids: tuple = ()  # the ids of its nodes, and its leaves by name (set when the tape knows them)
         self.leaf_nodes: dict = {}
+        self.drew = False
+        """Whether the forward drew from the global random generator (torch.randn in forward):
+        its values would differ on the next call, so the call is traced again."""
+
+    def current(self) -> bool:
+        """Whether the tensors the forward read still have the shapes and dtypes they had (their
+        values are read again when the call is taken over)."""
+        for _, owner, array in self.constants:
+            if owner is not None:
+                value = _graph_value(owner.array, owner._node.dtype)[0]
+                if value.shape != array.shape or value.dtype != array.dtype:
+                    return False
+        return True
 
     @classmethod
     def recorded(cls, tape: "Tape", key: tuple, start: int, marks: tuple, output: Any) -> "Span":
@@ -171,9 +185,9 @@ class Span:
         names = [("param", k, n) for k, n in list(tape.param_names.items())[params:]]
         names += [("buffer", k, n) for k, n in list(tape.buffer_names.items())[buffers:]]
         names = [(kind, k, n, tape.leaves[n]) for kind, k, n in names]
-        # values the forward made itself (torch.ones(...), torch.randn(...)): a call that made any
-        # is not taken over, since they need not be the same on the next call
-        constants = dict(list(tape.input_values.items())[inputs:])
+        # the tensors the forward read or made (an attribute, torch.ones(...)): their values are
+        # read again from the same tensors when the call is taken over
+        constants = [(name, tape.owner_of.get(name), array) for name, array in list(tape.input_values.items())[inputs:]]
         changed = {n: v for n, v in tape.graph.updates.items() if updates.get(n) is not v}
         checks = (tuple(tape.graph.label_checks[labels:]), tuple(tape.graph.index_checks[indices:]))
         span = cls(key, start, len(tape.signature), names, constants, changed, tape.dropout_streams - streams,
@@ -185,11 +199,13 @@ class Span:
 
     def replay(self, tape: "Tape") -> Any:
         """Take the call over into ``tape`` (which follows the tape this span was recorded in)."""
+        # the values of the tensors the forward read, now; then the checks on this call's inputs
+        # (class labels, indices) as the forward would have made them, before anything changes
+        values = {name: array if owner is None else _graph_value(owner.array, owner._node.dtype)[0].copy()
+                  for name, owner, array in self.constants}
         labels, indices = self.checks
-        for check in labels + indices:  # this call's inputs, checked as the forward would have
-            tape.builder.verify(check)
-        tape.graph.label_checks.extend(labels)
-        tape.graph.index_checks.extend(indices)
+        for check in labels + indices:
+            tape.builder.verify(check, values)
         template = tape.template
         tape.adopted.update(self.ids)
         tape.signature.extend(template.signature[self.start:self.end])
@@ -202,6 +218,14 @@ class Span:
         for kind, key, name, holder in self.names:
             (tape.param_names if kind == "param" else tape.buffer_names)[key] = name
             tape.leaves[name] = holder
+        tape.input_values.update(values)
+        for name, owner, _ in self.constants:
+            if owner is not None:
+                tape.inputs_by_id[id(owner)] = graph.leaf(name)
+                tape.input_owners.append(owner)
+                tape.owner_of[name] = owner
+        graph.label_checks.extend(labels)
+        graph.index_checks.extend(indices)
         tape.graph.updates.update(self.updates)
         tape.dropout_streams += self.streams
         tape.spans[self.start] = self
@@ -227,11 +251,12 @@ replay_module_calls = True
 """Take a module call over from the previous iteration without running its forward when the
 call is made as before: the module unchanged since (graphnn.guard's version moves on any module
 attribute set, registration or requires_grad flip), the same train/eval flags, the same input
-positions, and no tensor the forward made or read besides its parameters and buffers (those
-become inputs, which could differ). This is what ``gn.compile`` assumes of a forward, and it
-saves the forward's Python every iteration; a forward whose result depends on a global, a closure
-or Python's random module would run stale: set this False for such models, and every forward
-runs (its nodes are still taken over node by node)."""
+positions, and no draw from the global random generator in the forward. Tensors the forward read
+(an attribute changed in place) are read again; tensors it made (``torch.arange(T)``) are taken
+to be the same again. This is what ``gn.compile`` assumes of a forward, and it saves the
+forward's Python every iteration; a forward whose result depends on a global, a closure or
+Python's random module would run stale: set this False for such models, and every forward runs
+(its nodes are still taken over node by node)."""
 
 runner: Callable[["Tape", dict], dict] | None = None
 """Runs a tape's graph for the named outputs (name -> node), applying its buffer updates the
@@ -252,6 +277,7 @@ class Tape(trace.Tracer):
         self.input_values: dict[str, np.ndarray] = {}
         self.inputs_by_id: dict[int, Node] = {}
         self.input_owners: list = []
+        self.owner_of: dict[str, Any] = {}  # input leaf name -> the tensor it holds the value of
         self.values: dict[int, np.ndarray] = {}  # node id -> value, once computed
         self.backwarded = False
         self.freed: set[int] = set()
@@ -355,6 +381,7 @@ class Tape(trace.Tracer):
             node = self.builder.leaf("input", name, tuple(array.shape), dtype)
             self.input_values[name] = array.copy()  # its value now, as torch's autograd saves it
             self.inputs_by_id[id(tensor)] = node
+            self.owner_of[name] = tensor
             self.input_owners.append(tensor)  # held, so no other tensor reuses its id in this tape
         return node
 
@@ -375,18 +402,20 @@ class Tape(trace.Tracer):
                tuple((k, _key_of(n)) for k, n in sorted(keyword_nodes.items())))
         start = len(self.signature)
         span = self.template.spans.get(start) if self.template is not None else None
-        if replay_module_calls and span is not None and span.key == key and not span.constants:
-            # (a forward that made values of its own, torch.randn(...) say, runs again: they may differ)
+        if replay_module_calls and span is not None and span.key == key and not span.drew and span.current():
+            # (a forward that drew random values, torch.randn(...) say, runs again: they would differ)
             return span.replay(self)
         self.template = None if self.template is not None and span is None else self.template
         args = tuple(_as_argument(a, n) for a, n in zip(args, nodes))
         kwargs = {k: _as_argument(v, keyword_nodes[k]) for k, v in kwargs.items()}
         marks = (len(self.param_names), len(self.buffer_names), len(self.input_values), self.dropout_streams,
                  dict(self.graph.updates), len(self.graph.label_checks), len(self.graph.index_checks))
+        draws = random.generator().bit_generator.state
         with self:
             with self.scope(module):
                 output = module.forward(*args, **kwargs)
-        self.spans[start] = Span.recorded(self, key, start, marks, output)
+        span = self.spans[start] = Span.recorded(self, key, start, marks, output)
+        span.drew = random.generator().bit_generator.state != draws
         return output
 
     def _node_of(self, value: Any) -> Any:

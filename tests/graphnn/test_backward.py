@@ -459,3 +459,30 @@ def test_a_training_loop_that_slices_trains_as_torch():
     np.testing.assert_allclose(losses["graphnn"], losses["torch"], rtol=1e-5, atol=1e-6)
     for (name, a), (_, b) in zip(ours.state_dict().items(), theirs.state_dict().items()):
         np.testing.assert_allclose(np.asarray(a), b.numpy(), rtol=1e-4, atol=1e-6, err_msg=name)
+
+
+def test_a_forward_that_makes_constants_is_taken_over_and_one_that_draws_runs_again():
+    """``torch.arange(T)`` inside forward (a position embedding's index) is the same on every call:
+    the call is taken over from the previous iteration without running the forward; a forward
+    that draws random numbers runs every time."""
+    calls = {"arange": 0, "randn": 0}
+
+    class Positions(nn.Module):
+        def __init__(self, draw):
+            super().__init__()
+            self.fc, self.draw = nn.Linear(5, 3), draw
+
+        def forward(self, x):
+            calls["randn" if self.draw else "arange"] += 1
+            extra = gn.randn(3) * 0 if self.draw else gn.arange(3).float()
+            return self.fc(x) + extra
+
+    for draw in (False, True):
+        model = Positions(draw)
+        opt = gn.optim.SGD(model.parameters(), lr=0.1)
+        for _ in range(4):
+            loss = model(gn.tensor(X)).pow(2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    assert calls == {"arange": 1, "randn": 4}
