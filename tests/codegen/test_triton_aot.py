@@ -18,6 +18,8 @@ from graphnn import nn, optim
 from tests.graphnn.test_conv import small_cnn
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import gpt_step  # noqa: E402
 H100_SHARED = 227 * 1024
 
 
@@ -32,6 +34,10 @@ def models():
     # windows: padded patches, strided and grouped convolutions (guards with a divisor), max
     # pooling (-inf fill, first-maximum masks), average pooling over the covered elements
     yield small_cnn(nn), nn.CrossEntropyLoss(), (6, 2, 9, 9), "classes"
+    # the GPT of examples/char_gpt.py (as benchmarks/gpt_step.py builds it), small: embedding
+    # gathers and their scatter-add gradients, split heads as strided views, batched matmuls of
+    # two activations, a sliced causal-mask buffer, LayerNorm, GELU, a tied output head
+    yield gpt_step.gpt(gn, 11, 8, 16, 2, 2), gpt_step.sequence_loss(gn), (5, 8), "tokens"
 
 
 def generated_modules() -> list[Path]:
@@ -40,6 +46,8 @@ def generated_modules() -> list[Path]:
         rng = np.random.default_rng(0)
         x = rng.standard_normal(shape).astype(np.float32)
         y = rng.integers(0, 3, shape[0]) if target == "classes" else rng.standard_normal((shape[0], 1)).astype(np.float32)
+        if target == "tokens":
+            x, y = rng.integers(0, 11, shape), rng.integers(0, 11, shape)
         train = gn.compile(model, loss, optim.SGD(model.parameters(), lr=0.1, momentum=0.9), backend="triton")
         train.step(x, y)
         model.eval()
@@ -64,7 +72,7 @@ def test_every_generated_kernel_compiles_for_the_gpu(tmp_path, capability):
     assert result.returncode == 0, result.stderr[-4000:]
     kernels = [k for module in json.loads(result.stdout.splitlines()[-1]) for k in module]
     kinds = {k["kind"] for k in kernels}
-    assert kinds == {"pointwise", "reduce", "matmul"}
+    assert kinds == {"pointwise", "reduce", "matmul", "scatter"}
     for k in kernels:
         assert k["cubin"] > 0, k
         assert k["shared"] <= H100_SHARED, k
