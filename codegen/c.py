@@ -444,19 +444,35 @@ class _Entry(MatmulEmitter):
         outer_loads = [l for l in self.loads_in_loop(kernel.loads)
                        if l not in inner_loads and (l in parts.early_loads or l in parts.late_loads)]
         lines += [self.load_line(l, names, outer) for l in outer_loads]
+        inner_lines, inner = self.loops(list(kernel.axes), kernel.domain, outer, parallel=False)
+        # one reduced loop vectorises, its body (an exp, say) with it: a sum keeps a double in
+        # each lane (the order of the additions changes, not the float32 result they round to:
+        # the partial sums carry 29 more bits than it keeps); a max keeps a float per lane and
+        # notes a NaN apart (any NaN makes the maximum NaN, as graphnn_max does serially)
+        vector = len(inner_lines) == 1
         # sums accumulate in double: a float accumulator loses digits over long reductions
         init = "double sum = 0.0;" if kernel.reduce_op == "sum" else "float acc = -INFINITY;"
         lines.append(f"{outer}{init}")
-        inner_lines, inner = self.loops(list(kernel.axes), kernel.domain, outer, parallel=False)
+        if vector and kernel.reduce_op == "sum":
+            lines.append(f"{outer}#pragma omp simd reduction(+:sum)")
+        elif vector:
+            lines += [f"{outer}int nan_seen = 0;", f"{outer}#pragma omp simd reduction(max:acc) reduction(|:nan_seen)"]
         lines += inner_lines
         lines += [self.load_line(l, names, inner) for l in inner_loads]
         lines += self.assign_lines(parts.prologue, inner)
         lines += [self.store_line(s, names, inner) for s in parts.early_stores]
-        update = "sum += {v};" if kernel.reduce_op == "sum" else "acc = graphnn_max(acc, {v});"
+        if kernel.reduce_op == "sum":
+            update = "sum += {v};"
+        elif vector:
+            update = "acc = ({v} > acc) ? {v} : acc;\n" + inner + "nan_seen |= ({v} != {v});"
+        else:
+            update = "acc = graphnn_max(acc, {v});"
         lines.append(inner + update.format(v=kernel.reduce_value))
         lines += self.close(inner, outer)
         if kernel.reduce_op == "sum":
             lines.append(f"{outer}const float acc = (float)sum;  /* the sum's float32 value */")
+        elif vector:
+            lines.append(f"{outer}if (nan_seen) acc = NAN;")
         lines += self.assign_lines(parts.epilogue, outer)
         lines += [self.store_line(s, names, outer) for s in parts.late_stores]
         return lines + self.close(outer, indent)
