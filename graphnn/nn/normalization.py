@@ -92,6 +92,21 @@ def rms_norm(input, normalized_shape, weight=None, eps: float | None = None) -> 
     return _named(y, "MulBackward0")
 
 
+def _affine(module: Module, normalized_shape, eps, elementwise_affine: bool, bias: bool | None) -> None:
+    """The shape, eps and parameters LayerNorm and RMSNorm share, registered in PyTorch's order:
+    ``weight`` (and ``bias`` unless it is None: RMSNorm has none) when ``elementwise_affine``."""
+    if isinstance(normalized_shape, numbers.Integral):
+        normalized_shape = (normalized_shape,)
+    module.normalized_shape = tuple(int(d) for d in normalized_shape)
+    module.eps, module.elementwise_affine = eps, elementwise_affine
+    names = ("weight",) if bias is None else ("weight", "bias")
+    for name in names:
+        if elementwise_affine and (name == "weight" or bias):
+            setattr(module, name, Parameter(np.empty(module.normalized_shape, np.float32)))
+        else:
+            module.register_parameter(name, None)
+
+
 class LayerNorm(Module):
     """Layer normalisation over the trailing ``normalized_shape`` axes; ``weight`` starts at 1 and
     ``bias`` at 0, as in PyTorch."""
@@ -99,19 +114,7 @@ class LayerNorm(Module):
     def __init__(self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True, bias: bool = True,
                  device=None, dtype=None) -> None:
         super().__init__()
-        if isinstance(normalized_shape, numbers.Integral):
-            normalized_shape = (normalized_shape,)
-        self.normalized_shape = tuple(int(d) for d in normalized_shape)
-        self.eps, self.elementwise_affine = eps, elementwise_affine
-        if elementwise_affine:
-            self.weight = Parameter(np.empty(self.normalized_shape, np.float32))
-            if bias:
-                self.bias = Parameter(np.empty(self.normalized_shape, np.float32))
-            else:
-                self.register_parameter("bias", None)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _affine(self, normalized_shape, eps, elementwise_affine, bias)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -135,14 +138,7 @@ class RMSNorm(Module):
     def __init__(self, normalized_shape, eps: float | None = None, elementwise_affine: bool = True,
                  device=None, dtype=None) -> None:
         super().__init__()
-        if isinstance(normalized_shape, numbers.Integral):
-            normalized_shape = (normalized_shape,)
-        self.normalized_shape = tuple(int(d) for d in normalized_shape)
-        self.eps, self.elementwise_affine = eps, elementwise_affine
-        if elementwise_affine:
-            self.weight = Parameter(np.empty(self.normalized_shape, np.float32))
-        else:
-            self.register_parameter("weight", None)
+        _affine(self, normalized_shape, eps, elementwise_affine, None)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

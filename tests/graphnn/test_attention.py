@@ -10,6 +10,7 @@ import torch
 
 import graphnn as gn
 from graphnn import nn
+from tests.graphnn.torch_oracle import pair
 
 RNG = np.random.default_rng(7)
 
@@ -18,13 +19,6 @@ def data(*shape):
     return RNG.standard_normal(shape).astype(np.float32)
 
 
-def pair(build):
-    """The same module in both libraries, graphnn's holding torch's initial weights."""
-    torch.manual_seed(0)
-    theirs = build(torch.nn)
-    ours = build(nn)
-    ours.load_state_dict({k: v.detach().numpy() for k, v in theirs.state_dict().items()})
-    return ours, theirs
 
 
 def close(a, b, rtol=1e-4, atol=1e-5, msg=""):

@@ -8,19 +8,13 @@ import torch
 
 import graphnn as gn
 from graphnn import nn
+from tests.graphnn.torch_oracle import pair
 
 RNG = np.random.default_rng(0)
 X = RNG.standard_normal((16, 5)).astype(np.float32)
 LABELS = RNG.integers(0, 3, 16)
 
 
-def pair(build):
-    """The same model in both libraries, graphnn's holding torch's initial weights."""
-    torch.manual_seed(0)
-    theirs = build(torch.nn)
-    ours = build(nn)
-    ours.load_state_dict({k: v.detach().numpy() for k, v in theirs.state_dict().items()})
-    return ours, theirs
 
 
 def mlp(m):

@@ -19,18 +19,13 @@ import torch
 import graphnn as gn
 from graphnn import nn
 from tests.graphnn.torch_oracle import In, check, run
+from tests.graphnn.torch_oracle import pair as same_weights
 
 RNG = np.random.default_rng(0)
 NINF = float("-inf")
 
 
-def pair(build, seed: int = 0):
-    """``build(lib)`` with torch and with graphnn, graphnn's holding torch's initial weights."""
-    torch.manual_seed(seed)
-    theirs = build(torch)
-    ours = build(gn)
-    ours.load_state_dict({k: v.detach().numpy() for k, v in theirs.state_dict().items()})
-    return ours, theirs
+pair = partial(same_weights, modules=False)  # builders take the library, not its nn
 
 
 def torch_grad(theirs, loss_fn, x, y):

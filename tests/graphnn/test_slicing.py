@@ -5,6 +5,7 @@ parameters and inputs, the errors, and that a part is a view in the generated co
 from __future__ import annotations
 
 import math
+from functools import partial
 import re
 
 import numpy as np
@@ -15,6 +16,7 @@ import graphnn as gn
 from graphnn import nn
 from graphnn.ir import B
 from tests.graphnn.torch_oracle import In, check
+from tests.graphnn.torch_oracle import pair as same_weights
 
 RNG = np.random.default_rng(0)
 X = RNG.standard_normal((3, 5, 4)).astype(np.float32)
@@ -71,13 +73,7 @@ def module(L, form):
     return Sliced()
 
 
-def pair(make):
-    """The same module in both libraries, graphnn's holding torch's initial weights."""
-    torch.manual_seed(0)
-    theirs = make(torch)
-    ours = make(gn)
-    ours.load_state_dict({k: v.detach().numpy() for k, v in theirs.state_dict().items()})
-    return ours, theirs
+pair = partial(same_weights, modules=False)  # builders take the library, not its nn
 
 
 def torch_grads(model, x, target):

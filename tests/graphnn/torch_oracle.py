@@ -12,6 +12,17 @@ import torch
 import graphnn as gn
 
 
+# -- the same model in both libraries -----------------------------------------------------------
+def pair(build, seed: int = 0, modules: bool = True):
+    """``build`` run with torch and with graphnn, graphnn's model holding torch's initial weights:
+    ``build`` gets ``torch.nn`` and ``graphnn.nn`` (``modules``), or the libraries themselves."""
+    torch.manual_seed(seed)
+    theirs = build(torch.nn if modules else torch)
+    ours = build(gn.nn if modules else gn)
+    ours.load_state_dict({k: v.detach().numpy() for k, v in theirs.state_dict().items()})
+    return ours, theirs
+
+
 # -- inputs built alike in both libraries -----------------------------------------------------
 class In:
     """A tensor input: ``data`` as ``dtype`` (a name; float data defaults to float32), made
