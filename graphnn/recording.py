@@ -278,6 +278,9 @@ class Tape(trace.Tracer):
         self.inputs_by_id: dict[int, Node] = {}
         self.input_owners: list = []
         self.owner_of: dict[str, Any] = {}  # input leaf name -> the tensor it holds the value of
+        self.shared: dict[str, np.ndarray] = {}
+        """Input values held without a copy (a data tensor's own array): before_write copies
+        one before it is written in place."""
         self.values: dict[int, np.ndarray] = {}  # node id -> value, once computed
         self.backwarded = False
         self.freed: set[int] = set()
@@ -379,7 +382,12 @@ class Tape(trace.Tracer):
             array, dtype = _graph_value(tensor.array, tensor._node.dtype)
             name = f"x{len(self.input_values)}"
             node = self.builder.leaf("input", name, tuple(array.shape), dtype)
-            self.input_values[name] = array.copy()  # its value now, as torch's autograd saves it
+            # its value now, as torch's autograd saves it: the array itself, copied only if it is
+            # written in place before this tape has run (before_write), so a batch costs no copy
+            self.input_values[name] = array
+            if array is tensor.array:
+                self.shared[name] = array
+                _sharing.add(self)
             self.inputs_by_id[id(tensor)] = node
             self.owner_of[name] = tensor
             self.input_owners.append(tensor)  # held, so no other tensor reuses its id in this tape
@@ -447,6 +455,8 @@ class Tape(trace.Tracer):
 
 
 _state = threading.local()
+_sharing: weakref.WeakSet = weakref.WeakSet()
+"""The tapes that hold input values without a copy (Tape.shared)."""
 _tokens: dict[tuple, int] = {}
 _numbers = itertools.count()
 
@@ -565,6 +575,11 @@ def before_write(array: np.ndarray) -> None:
     backward, and compute the values of the open tape's live tensors if the tape reads it, so they
     keep the values they had when they were recorded, as PyTorch computes them at once."""
     materialize()
+    for sharing in list(_sharing):  # inputs recorded without a copy keep the values they had
+        for name, held in list(sharing.shared.items()):
+            if np.shares_memory(held, array):
+                sharing.input_values[name] = held.copy()
+                del sharing.shared[name]
     tape = getattr(_state, "tape", None)
     if tape is None or tape.backwarded or not tape.alive:
         return

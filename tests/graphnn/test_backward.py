@@ -480,3 +480,26 @@ def test_a_forward_that_makes_constants_is_taken_over_and_one_that_draws_runs_ag
             loss.backward()
             opt.step()
     assert calls == {"arange": 1, "randn": 4}
+
+
+def test_an_input_written_in_place_before_the_backward_keeps_its_recorded_value():
+    """A batch is read without a copy; written in place (through the tensor or a view of it)
+    before the deferred backward runs, it is copied first, so the gradient is the one of the
+    values the forward saw."""
+    def gradients(write):
+        model = mlp(nn)
+        model.load_state_dict(reference)
+        x = gn.tensor(X.copy())
+        loss = nn.CrossEntropyLoss()(model(x), gn.tensor(LABELS))
+        tape = loss._tape
+        name = next(n for n, a in tape.input_values.items() if a.shape == X.shape)
+        assert tape.input_values[name] is x.array  # no copy while nothing writes it
+        write(x)
+        loss.backward()
+        return [p.grad.numpy().copy() for p in model.parameters()]
+
+    reference = {k: v.detach().numpy() for k, v in mlp(torch.nn).state_dict().items()}
+    expected = gradients(lambda x: None)
+    for write in (lambda x: x.add_(1.0), lambda x: x[0].fill_(5.0), lambda x: x.copy_(gn.zeros(X.shape))):
+        for got, want in zip(gradients(write), expected):
+            np.testing.assert_array_equal(got, want)
