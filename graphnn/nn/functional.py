@@ -447,23 +447,21 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p: f
                            f"{key.shape[-2]} and {value.shape[-2]}")
     if enable_gqa:
         key, value = _repeat_groups(query, key), _repeat_groups(query, value)
-    target, source = query.shape[-2], key.shape[-2]
     factor = 1.0 / math.sqrt(query.shape[-1]) if scale is None else float(scale)
     scores = (query @ key.transpose(-2, -1)) * factor
     if is_causal:
         if attn_mask is not None:
             raise RuntimeError("_scaled_dot_product_attention: Explicit attn_mask should not be set when "
                                "is_causal=True")
-        attn_mask = causal_mask(int(target), int(source))
-    if attn_mask is not None and not is_causal:
+        # (top-left aligned: every query sees the first key, so no row is fully masked)
+        weights = masked_scores(causal_mask(int(query.shape[-2]), int(key.shape[-2])), True, scores).softmax(-1)
+    elif attn_mask is not None:
         # torch's safe softmax: a query no key may attend gets zeros (and a zero gradient), not
         # NaN; its row's scores are replaced by zeros first, so no NaN reaches the backward
         scores = masked_scores(attn_mask, True, scores)
         blocked = scores.detach().amax(-1, keepdim=True) == float("-inf")
         weights = scores.masked_fill(blocked, 0.0).softmax(-1).masked_fill(blocked, 0.0)
     else:
-        if attn_mask is not None:
-            scores = masked_scores(attn_mask, True, scores)
         weights = scores.softmax(-1)
     if dropout_p > 0.0:
         weights = dropout(weights, dropout_p, training=True)
