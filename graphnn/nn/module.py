@@ -79,8 +79,11 @@ class Module:
                     recording.flush()
                     flat.host_access(value)
                     tracer = trace.active()
+                    boolean = name in d.get("_bool_buffers", ())
                     if value is not None and tracer is not None and tracer.has_buffer(value):
-                        return _traced_buffer(tracer, value, name in d.get("_bool_buffers", ()))
+                        return _traced_buffer(tracer, value, boolean)
+                    if value is not None and tracer is None:
+                        return _buffer_tensor(value, boolean)
                 return value
         raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
 
@@ -433,7 +436,11 @@ def _note_bool(module: "Module", name: str, value: Any) -> None:
     (flags.add if boolean else flags.discard)(name)
 
 
-def _buffer_tensor(array: np.ndarray) -> Tensor:
+def _buffer_tensor(array: np.ndarray, boolean: bool = False) -> Tensor:
+    """A buffer as a tensor sharing its memory, as PyTorch's buffers are tensors (in-place writes
+    reach the module); one registered from bools (stored as int64) as a bool copy."""
+    if boolean:
+        return Tensor(constant(array.astype(bool), "bool"))
     return Tensor(constant(array, "i64" if array.dtype.kind in "iu" else ("bool" if array.dtype.kind == "b" else "f32")))
 
 

@@ -32,11 +32,11 @@ class Scaled(nn.Module):
 
 def test_float64_buffers_are_stored_as_float32():
     c_model, numpy_model = twins(Scaled)
-    assert c_model.scale.dtype == np.float32
+    assert c_model.scale.dtype == gn.float32
     np.testing.assert_allclose(gn.compile(c_model, backend="c")(X), gn.compile(numpy_model, backend="numpy")(X), rtol=1e-5, atol=1e-6)
     bn = nn.BatchNorm1d(3)
     bn.running_var = np.full(3, 4.0)  # assignment converts too
-    assert bn.running_var.dtype == np.float32
+    assert bn.running_var.dtype == gn.float32
 
 
 def test_a_fused_step_leaves_p_grad_alone():

@@ -254,3 +254,21 @@ def test_the_backend_for_the_whole_process_comes_from_the_environment(monkeypatc
         gn.compile(model)
     monkeypatch.delenv("GRAPHNN_BACKEND")
     np.testing.assert_allclose(gn.compile(model)(np.ones((3, 2), np.float32)), out.numpy(force=True), rtol=1e-6)
+
+
+def test_buffers_read_as_attributes_are_tensors_sharing_the_module_memory():
+    """``bn.running_mean`` is a tensor as in PyTorch (repr, dtype, clone), and an in-place write
+    to it reaches the module's state."""
+    torch.manual_seed(0)
+    theirs = torch.nn.BatchNorm1d(3)
+    ours = gn.nn.BatchNorm1d(3)
+    x = np.random.default_rng(0).standard_normal((8, 3)).astype(np.float32)
+    theirs(torch.tensor(x))
+    ours(gn.tensor(x))
+    for name in ("running_mean", "running_var", "num_batches_tracked"):
+        a, b = getattr(ours, name), getattr(theirs, name)
+        assert repr(a) == repr(b) and str(a.dtype) == str(b.dtype), name
+    saved = ours.running_mean.clone()
+    ours.running_mean.fill_(2.0)
+    np.testing.assert_array_equal(np.asarray(ours.state_dict()["running_mean"]), np.full(3, 2.0, np.float32))
+    assert not np.array_equal(saved.numpy(), ours.running_mean.numpy())

@@ -72,7 +72,7 @@ def session(backend: str) -> tuple[list, dict]:
     seen.append(model[0].weight.data.clone())  # read after device-side updates
     model[0].weight.data[:2] = 0.5  # written in place through the getter
     seen.append(train.step(x, y))
-    seen.append(model[1].running_mean.copy())  # a model buffer by attribute
+    seen.append(model[1].running_mean.numpy().copy())  # a model buffer by attribute
     saved = sgd.state_dict()
     seen += [train.step(x, y), train.step(x, y)]
     sgd.load_state_dict(saved)  # momentum written on the host
