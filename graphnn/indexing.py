@@ -122,7 +122,7 @@ def _gather(x: "T.Tensor", parts: tuple, grad: str) -> "T.Tensor":
     """Any index of a recorded tensor as primitive ops: the positions it picks, found by indexing
     an array of element numbers with numpy, select x's elements through a 0/1 matrix (a matmul,
     whose gradient sends each picked element's gradient back to its place)."""
-    positions = np.arange(int(np.prod(x.shape)), dtype=np.int64).reshape(tuple(x.shape))[parts]
+    positions = _torch_order(np.arange(int(np.prod(x.shape)), dtype=np.int64).reshape(tuple(x.shape)), parts)
     positions = np.asarray(positions)
     count, picked = int(np.prod(x.shape)), max(positions.size, 1)
     if count * picked > GATHER_LIMIT:
@@ -178,7 +178,8 @@ def _take(x: "T.Tensor", index: Any) -> "T.Tensor | None":
                          "slices (x[idx], x[:, idx]); use index_select or gather")
     numpy_parts = _numpy_index(tuple(p.array if isinstance(p, T.Tensor) else p for p in parts))
     try:
-        positions = np.arange(int(np.prod(x.shape)), dtype=np.int64).reshape(tuple(x.shape))[numpy_parts]
+        positions = _torch_order(np.arange(int(np.prod(x.shape)), dtype=np.int64).reshape(tuple(x.shape)),
+                                 numpy_parts)
     except IndexError as error:
         raise IndexError(_message(error, tuple(x.shape), numpy_parts)) from None
     b = T._builder(x)

@@ -447,3 +447,22 @@ def test_comparisons_with_an_infinity_in_every_state(op, bound):
     for backend in ("numpy", "c"):
         traced = gn.compile(Forward(lambda x: getattr(x, op)(bound).float()), backend=backend)(values)
         np.testing.assert_array_equal(traced, expected.astype(np.float32))
+
+
+@pytest.mark.parametrize("index", [
+    (1, slice(None), [2, 0]), (slice(None), 1, [3, 0, 1]), (1, [2, 0]), (0, np.array([[1, 0], [2, 2]]), slice(None)),
+    (1, np.arange(12).reshape(3, 4) > 5),
+], ids=["int-slice-list", "slice-int-list", "int-list", "int-array-slice", "int-mask"])
+def test_an_int_with_an_index_list_on_a_recorded_tensor_indexes_as_torch(index):
+    """PyTorch applies ints first, so an index list's axis stays in place (numpy would move it to
+    the front): the recorded gather finds its positions in torch's order, values and gradient."""
+    a = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
+    results = []
+    for lib in (gn, torch):
+        x = lib.tensor(a, requires_grad=True)
+        y = x[tuple(lib.tensor(i) if isinstance(i, np.ndarray) else i for i in index)]
+        weights = np.linspace(-1, 1, y.numel(), dtype=np.float32).reshape(tuple(y.shape))
+        (y * lib.tensor(weights)).sum().backward()
+        results.append((y.detach().numpy(), x.grad.numpy()))
+    for ours, theirs in zip(*results):
+        np.testing.assert_array_equal(ours, theirs)
