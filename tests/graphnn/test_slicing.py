@@ -193,13 +193,14 @@ ATTENTION_X = RNG.standard_normal((5, 5, 6)).astype(np.float32)
 ATTENTION_Y = RNG.standard_normal((5, 6)).astype(np.float32)
 
 
-def torch_training(model, steps):
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+def literal_training(lib, model, steps):
+    """The five steps of the books with ``lib`` (torch or graphnn), batches of 5 and 1 by turns."""
+    optimizer = lib.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     losses = []
     for k in range(steps):
         batch = slice(0, 5 if k % 2 == 0 else 1)
         optimizer.zero_grad()
-        loss = torch.nn.functional.mse_loss(model(torch.from_numpy(ATTENTION_X[batch])), torch.from_numpy(ATTENTION_Y[batch]))
+        loss = lib.nn.functional.mse_loss(model(lib.tensor(ATTENTION_X[batch])), lib.tensor(ATTENTION_Y[batch]))
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
@@ -213,7 +214,7 @@ def test_causal_attention_with_a_sliced_mask_buffer_trains_as_torch(backend):
     ours, theirs = pair(attention)
     expected = theirs(torch.from_numpy(ATTENTION_X)).detach().numpy()
     np.testing.assert_allclose(gn.compile(ours, backend=backend)(ATTENTION_X), expected, rtol=1e-5, atol=1e-6)
-    reference = torch_training(theirs, 4)
+    reference = literal_training(torch, theirs, 4)
     step = gn.compile(ours, nn.MSELoss(), gn.optim.SGD(ours.parameters(), lr=0.1, momentum=0.9), backend=backend)
     losses = [step.step(ATTENTION_X[:5 if k % 2 == 0 else 1], ATTENTION_Y[:5 if k % 2 == 0 else 1]) for k in range(4)]
     np.testing.assert_allclose(losses, reference, rtol=1e-5, atol=1e-6)
@@ -223,17 +224,7 @@ def test_causal_attention_with_a_sliced_mask_buffer_trains_as_torch(backend):
 
 def test_causal_attention_in_the_literal_loop():
     ours, theirs = pair(attention)
-    reference = torch_training(theirs, 4)
-    optimizer = gn.optim.SGD(ours.parameters(), lr=0.1, momentum=0.9)
-    losses = []
-    for k in range(4):
-        batch = slice(0, 5 if k % 2 == 0 else 1)
-        optimizer.zero_grad()
-        loss = gn.nn.functional.mse_loss(ours(gn.tensor(ATTENTION_X[batch])), gn.tensor(ATTENTION_Y[batch]))
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-    np.testing.assert_allclose(losses, reference, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(literal_training(gn, ours, 4), literal_training(torch, theirs, 4), rtol=1e-5, atol=1e-6)
     for (name, a), (_, b) in zip(ours.state_dict().items(), theirs.state_dict().items()):
         np.testing.assert_allclose(np.asarray(a), b.numpy(), rtol=1e-4, atol=1e-6, err_msg=name)
 
