@@ -3,7 +3,9 @@ embeddings, pre-LayerNorm blocks of causal self-attention and a GELU MLP, a tied
 AdamW): graphnn's compiled ``step`` and its literal PyTorch loop against the same loop on torch
 eager and torch.compile, measured side by side (interleaved rounds, medians). Also the share of
 graphnn's step the attention takes (the same step with the attention replaced by an identity of
-the values, subtracted) and the step's planned peak memory.
+the values, subtracted), the same model with the attention written out (masked scores, softmax,
+product) instead of F.scaled_dot_product_attention, and the step's planned peak memory on C and on
+Triton, whose flash attention kernels keep no (batch, heads, T, T) probabilities.
 
     python benchmarks/gpt_step.py [--rounds 5] [--steps 10] [--batch 16] [--context 64] [--width 128]
                                   [--layers 4] [--heads 4] [--vocab 96] [--no-compile]
@@ -28,8 +30,11 @@ except ImportError:  # pragma: no cover
     torch = None
 
 
-def gpt(lib, vocab: int, context: int, width: int, layers: int, heads: int, attention: bool = True):
-    """The GPT of examples/char_gpt.py in library ``lib`` (graphnn or torch), dropout off."""
+def gpt(lib, vocab: int, context: int, width: int, layers: int, heads: int, attention: str = "flash"):
+    """The GPT of examples/char_gpt.py in library ``lib`` (graphnn or torch), dropout off.
+    ``attention``: "flash" (F.scaled_dot_product_attention, the example's default), "manual"
+    (masked scores, softmax and product written out, its --manual-attention) or "none" (the
+    values passed through: what the step costs without attention)."""
     nn, F = lib.nn, lib.nn.functional
 
     class Attention(nn.Module):
@@ -42,7 +47,9 @@ def gpt(lib, vocab: int, context: int, width: int, layers: int, heads: int, atte
             B, T, C = x.size()
             q, k, v = self.c_attn(x).split(width, dim=2)
             q, k, v = (t.view(B, T, heads, C // heads).transpose(1, 2) for t in (q, k, v))
-            if attention:
+            if attention == "flash":
+                y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            elif attention == "manual":
                 att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))
                 att = F.softmax(att.masked_fill(self.bias[:, :, :T, :T] == 0, float("-inf")), dim=-1)
                 y = att @ v
@@ -100,10 +107,14 @@ def setups(args) -> dict:
     train = gn.compile(model, sequence_loss(gn), gn.optim.AdamW(model.parameters(), lr=1e-3))
     runs["graphnn step"] = lambda: train.step(x, y)
     extra["peak"] = train
-    gn.manual_seed(0)
-    bare = gpt(gn, *shape, attention=False)
-    no_attention = gn.compile(bare, sequence_loss(gn), gn.optim.AdamW(bare.parameters(), lr=1e-3))
-    runs["graphnn step, no attention"] = lambda: no_attention.step(x, y)
+    others = {}
+    for attention in ("manual", "none"):
+        gn.manual_seed(0)
+        net = gpt(gn, *shape, attention=attention)
+        others[attention] = gn.compile(net, sequence_loss(gn), gn.optim.AdamW(net.parameters(), lr=1e-3))
+    extra["manual peak"] = others["manual"]
+    runs["graphnn step, attention written out"] = lambda: others["manual"].step(x, y)
+    runs["graphnn step, no attention"] = lambda: others["none"].step(x, y)
     libs = [("graphnn loop", gn, False)]
     if torch is not None:
         libs += [("torch eager", torch, False)] + ([("torch.compile", torch, True)] if args.compile else [])
@@ -161,22 +172,26 @@ def main() -> None:
     attention = medians["graphnn step"] - medians["graphnn step, no attention"]
     print(f"attention's share of graphnn's step: {attention:.2f} ms of {medians['graphnn step']:.2f} "
           f"({100 * attention / medians['graphnn step']:.0f}%)")
-    ours = planned_peak(extra["peak"], args.batch)
-    line = f"peak memory of graphnn's step (its memory plan): {ours / 2**20:.1f} MiB"
+    print("peak memory of graphnn's step (its memory plan), MiB:")
+    for label, train, native in (("C", extra["peak"], ()), ("Triton (flash attention kernels)", extra["peak"], ("attention",)),
+                                 ("attention written out", extra["manual peak"], ())):
+        print(f"  {label:<34} {planned_peak(train, args.batch, native) / 2**20:6.1f}")
     if torch is not None:
-        line += f"; torch eager's (state and saved activations): {torch_peak(args) / 2**20:.1f} MiB"
-    print(line)
+        print(f"  {'torch eager (state, saved tensors)':<34} {torch_peak(args) / 2**20:6.1f}")
 
 
-def planned_peak(train, batch: int) -> int:
-    """Bytes the compiled train step holds while it runs: its planned arena at this batch size
-    plus every persistent buffer its plan reads or writes (parameters, gradients, optimizer
-    state), as ``graphnn dump``'s summary counts them."""
+def planned_peak(train, batch: int, native: tuple = ()) -> int:
+    """Bytes the compiled train step holds while it runs on a backend with kernels for the
+    composite ops ``native``: its planned arena at this batch size plus every persistent buffer
+    its plan reads or writes (parameters, gradients, optimizer state), as ``graphnn dump``'s
+    summary counts them. Planned, not run: no GPU is needed for the Triton figure."""
+    from graphnn.executable import lower
     from graphnn.ir import evaluate_dim
 
     best = 0
     for executable in train.executables.values():
-        for plan, memory in executable.plans.values():
+        for graph in executable.graphs.values():
+            plan, memory = lower(graph, executable.storage, native)
             persistent = sum(evaluate_dim(b.size, batch) * (2 if b.dtype in ("i64", "f64") else 1)
                              for b in plan.buffers.values() if b.kind not in ("arena", "input", "output", "hyper"))
             best = max(best, 4 * (evaluate_dim(memory.size, batch) + persistent))

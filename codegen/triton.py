@@ -42,7 +42,7 @@ TL_TYPES = {"f32": "tl.float32", "i64": "tl.int64", "f64": "tl.float64", "bool":
 POINTER_TYPES = {"f32": "fp32", "i64": "i64", "f64": "fp64", "bool": "fp32"}
 MATMUL_PRECISION = "tf32x3"
 BLOCKS = {"pointwise": {"BLOCK": 1024}, "reduce": {"ROWS": 64, "COLS": 64}, "matmul": {"BM": 64, "BN": 64, "BK": 32},
-          "scatter": {"BLOCK": 1024}}
+          "scatter": {"BLOCK": 1024}, "attention": {"BM": 32, "BN": 32}}
 """Block sizes (powers of two; BK >= 16 for tl.dot). Large blocks suit both the GPU and the
 interpreter, whose cost grows with the number of programs."""
 
@@ -257,7 +257,7 @@ class _Module:
         # a scatter adds into zeros: a kernel of its own zeroes them first
         zero, zero_launch = self.zero_kernel(kernel) if kernel.cleared else ("", [])
         params, binds = self.parameters(kernel)
-        blocks = BLOCKS[kernel.kind]
+        blocks = attention_blocks(kernel) if kernel.kind == "attention" else BLOCKS[kernel.kind]
         signature = ", ".join(list(params) + ["B"] + [f"{b}: tl.constexpr" for b in blocks])
         types = {name: f"*{POINTER_TYPES[dtype]}" for name, dtype in params.items()}
         self.signatures[kernel.name] = (kernel.kind, {**types, "B": "i32", **{b: "constexpr" for b in blocks}},
@@ -267,10 +267,10 @@ class _Module:
                + (f" from {', '.join(kernel.paths)}" if kernel.paths else ""),
                f'    nodes: {nodes}"""']
         body = {"pointwise": self.pointwise, "reduce": self.reduce, "matmul": self.matmul,
-                "scatter": self.pointwise}[kernel.kind](kernel)
+                "scatter": self.pointwise, "attention": self.attention}[kernel.kind](kernel)
         source = "\n".join([f"# {kernel.name}: {', '.join(kernel.paths) or '<model>'}", "@triton.jit",
                             f"def {kernel.name}({signature}):"] + doc + binds + body)
-        grid = self.grid(kernel)
+        grid = self.grid(kernel, blocks)
         call = ", ".join(list(params) + ["B"] + [f"{b}={v}" for b, v in blocks.items()])
         launch = [f"    {kernel.name}[({grid},)]({call})"]
         if zero:
@@ -299,8 +299,14 @@ class _Module:
         grid = f"triton.cdiv({c_index(size)}, {BLOCKS['scatter']['BLOCK']})"
         return "\n".join(lines), [f"    {name}[({grid},)]({call})"]
 
-    def grid(self, kernel: Kernel) -> str:
-        blocks = BLOCKS[kernel.kind]
+    def grid(self, kernel: Kernel, blocks: dict) -> str:
+        if kernel.kind == "attention":  # a program per block of queries (of keys for dk, dv) and leading index
+            rank = len(kernel.domain)
+            length, block = (kernel.domain[rank - 1], "BN") if kernel.attention["role"] == "grad_kv" else \
+                (kernel.domain[rank - 2], "BM")
+            tiles = f"triton.cdiv({c_index(length)}, {blocks[block]})"
+            batch = numel(kernel.domain[:rank - 2])
+            return tiles if batch == 1 else f"{c_index(batch)} * {tiles}"
         if kernel.kind in ("pointwise", "scatter"):
             return f"triton.cdiv({c_index(numel(kernel.domain))}, {blocks['BLOCK']})"
         if kernel.kind == "reduce":
@@ -482,3 +488,158 @@ class _Module:
         lines += self.assign_lines(kernel.body)
         lines += [self.store_line(s, names, "mask") for s in kernel.stores]
         return lines
+
+
+# -- attention ------------------------------------------------------------------------------------
+def attention_blocks(kernel: Kernel) -> dict:
+    """Block sizes of an attention kernel: BM queries by BN keys per step, head sizes padded to
+    powers of two (at least 16, tl.dot's least)."""
+    def padded(n) -> int:
+        return max(16, 1 << (int(n) - 1).bit_length())
+    a = kernel.attention
+    return {**BLOCKS["attention"], "BD": padded(a["d"]), "BDV": padded(max(a["dv"], 1))}
+
+
+def _attention(self, kernel: Kernel) -> list[str]:
+    """Flash attention (graphnn.attention_op): the scores of a BM x BN tile computed, masked and
+    used at once, never stored.
+
+    - forward: per block of queries, over blocks of keys, an online softmax (running maximum
+      and sum, the output accumulator rescaled when the maximum grows); stores o and each row's
+      lse = max + log(sum).
+    - grad_q: per block of queries, over blocks of keys: P = exp(s - lse), dS = P (do v^T -
+      delta), dq += dS k.
+    - grad_kv: per block of keys, over blocks of queries: dv += P^T do, dk += dS^T q.
+
+    A causal kernel visits only the blocks on or below the diagonal. Rows no key may be
+    attended from have lse -inf, o = 0 and no gradient."""
+    a, ops = kernel.attention, kernel.operands
+    rank = len(kernel.domain)
+    lead = axis_names(kernel.domain)[: rank - 2]
+    tq, tk = c_index(kernel.domain[rank - 2]), c_index(kernel.domain[rank - 1])
+    d, dv = c_index(a["d"]), c_index(a["dv"])
+    role = a["role"]
+    precision = f"input_precision={MATMUL_PRECISION!r}"
+    neg = "float('-inf')"
+
+    def offsets(offset, strides: tuple, row: str, col: str | None) -> str:
+        """The index at (row, col) of a tile; an axis of stride 0 adds ``<index> * 0``, so
+        that the pointers have the tile's shape."""
+        names = lead + (row,) + ((col,) if col is not None else ())
+        strides = strides if col is not None else strides[:-1]
+        text = _index(offset, strides, names)
+        for name, stride in zip(names[rank - 2:], strides[rank - 2:]):
+            if sympy.sympify(stride) == 0:
+                text += f" + {name} * 0"
+        return text
+
+    def address(name: str, row: str, col: str | None) -> str:
+        load = ops[name]
+        return f"{self.names[load.source]} + {offsets(load.offset, load.strides, row, col)}"
+
+    def tile(name: str, row: str, col: str, row_in: str, col_in: str) -> str:
+        return f"tl.load({address(name, row, col)}, mask={row_in} & {col_in}, other=0.0)"
+
+    def stored(value: str) -> Store | None:
+        return next((st for st in kernel.stores if st.value == value), None)
+
+    def store(value: str, expr: str, row: str, col: str | None, mask: str) -> list[str]:
+        out = []
+        for st in (x for x in kernel.stores if x.value == value):
+            out.append(f"    tl.store({self.names[st.buffer]} + {offsets(st.offset, st.strides, row, col)}, {expr}, "
+                       f"mask={mask})")
+        return out
+
+    by_keys = role == "grad_kv"
+    lines = [f"    tiles = tl.cdiv({tk if by_keys else tq}, {'BN' if by_keys else 'BM'})",
+             "    pid = tl.program_id(0)",
+             "    block = pid % tiles"]
+    lines += self.unflatten("pid // tiles", list(range(rank - 2)), kernel.domain)
+    lines += ["    dd = tl.arange(0, BD)",
+              "    de = tl.arange(0, BDV)",
+              f"    d_in = dd < {d}",
+              f"    e_in = de < {dv}"]
+
+    def scores(indent: str) -> list[str]:
+        """Lines computing tile ``s`` (BM x BN) from ``q`` and ``k``, masked to -inf outside."""
+        allowed = "rows_in[:, None] & cols_in[None, :]"
+        out = [f"{indent}s = tl.dot(q, tl.trans(k), {precision}) * {float(a['scale'])!r}"]
+        if a["causal"]:
+            allowed += " & (cols[None, :] <= rows[:, None])"
+        if a["mask"] == "bool":
+            out.append(f"{indent}m = {tile('mask', 'rows[:, None]', 'cols[None, :]', 'rows_in[:, None]', 'cols_in[None, :]')}")
+            allowed += " & (m != 0)"
+        elif a["mask"] == "add":
+            out.append(f"{indent}s += {tile('mask', 'rows[:, None]', 'cols[None, :]', 'rows_in[:, None]', 'cols_in[None, :]')}")
+        out.append(f"{indent}s = tl.where({allowed}, s, {neg})")
+        return out
+
+    def keys(indent: str) -> list[str]:
+        return [f"{indent}cols_in = cols < {tk}",
+                f"{indent}k = {tile('k', 'cols[:, None]', 'dd[None, :]', 'cols_in[:, None]', 'd_in[None, :]')}",
+                f"{indent}v = {tile('v', 'cols[:, None]', 'de[None, :]', 'cols_in[:, None]', 'e_in[None, :]')}"]
+
+    def queries(indent: str, with_q: bool = True) -> list[str]:
+        out = [f"{indent}rows_in = rows < {tq}",
+               f"{indent}q = {tile('q', 'rows[:, None]', 'dd[None, :]', 'rows_in[:, None]', 'd_in[None, :]')}"]
+        if role != "forward":
+            out += [f"{indent}do = {tile('do', 'rows[:, None]', 'de[None, :]', 'rows_in[:, None]', 'e_in[None, :]')}",
+                    f"{indent}lse = tl.load({address('lse', 'rows', None)}, mask=rows_in, other=0.0)",
+                    f"{indent}delta = tl.load({address('delta', 'rows', None)}, mask=rows_in, other=0.0)",
+                    f"{indent}lse_in = lse != {neg}",
+                    f"{indent}lse = tl.where(lse_in, lse, 0.0)"]
+        return out
+
+    def probabilities(indent: str) -> list[str]:  # P from the stored lse (backward)
+        return [f"{indent}p = tl.where(lse_in[:, None] & (s != {neg}), tl.exp(s - lse[:, None]), 0.0)",
+                f"{indent}ds = p * (tl.dot(do, tl.trans(v), {precision}) - delta[:, None])"]
+
+    # keys a block of queries visits: all, or (causal) those up to its last query
+    key_end = f"tl.minimum({tk}, (block + 1) * BM)" if a["causal"] else tk
+    if role == "forward":
+        lines += ["    rows = block * BM + tl.arange(0, BM)"] + queries("    ")
+        lines += [f"    top = tl.full((BM,), {neg}, tl.float32)",
+                  "    total = tl.zeros((BM,), tl.float32)",
+                  "    acc = tl.zeros((BM, BDV), tl.float32)",
+                  f"    for start in range(0, {key_end}, BN):",
+                  "        cols = start + tl.arange(0, BN)"]
+        lines += keys("        ") + scores("        ")
+        lines += ["        new_top = tl.maximum(top, tl.max(s, 1))",
+                  f"        shift = tl.where(new_top == {neg}, 0.0, new_top)",
+                  "        p = tl.exp(s - shift[:, None])",
+                  "        rescale = tl.exp(top - shift)",
+                  "        total = total * rescale + tl.sum(p, 1)",
+                  f"        acc = acc * rescale[:, None] + tl.dot(p, v, {precision})",
+                  "        top = new_top",
+                  f"    shift = tl.where(top == {neg}, 0.0, top)",
+                  "    empty = total == 0.0",
+                  "    total = tl.where(empty, 1.0, total)"]
+        if stored("o"):
+            lines += store("o", "acc / total[:, None]", "rows[:, None]", "de[None, :]", "rows_in[:, None] & e_in[None, :]")
+        if stored("lse"):
+            lines += store("lse", f"tl.where(empty, {neg}, shift + tl.log(total))", "rows", None, "rows_in")
+    elif role == "grad_q":
+        lines += ["    rows = block * BM + tl.arange(0, BM)"] + queries("    ")
+        lines += ["    dq = tl.zeros((BM, BD), tl.float32)",
+                  f"    for start in range(0, {key_end}, BN):",
+                  "        cols = start + tl.arange(0, BN)"]
+        lines += keys("        ") + scores("        ") + probabilities("        ")
+        lines += [f"        dq += tl.dot(ds, k, {precision})"]
+        lines += store("dq", f"dq * {float(a['scale'])!r}", "rows[:, None]", "dd[None, :]", "rows_in[:, None] & d_in[None, :]")
+    else:
+        # queries that see this block of keys: all, or (causal) from the block's first key on
+        first = "(block * BN // BM) * BM" if a["causal"] else "0"
+        lines += ["    cols = block * BN + tl.arange(0, BN)"] + keys("    ")
+        lines += ["    dk = tl.zeros((BN, BD), tl.float32)",
+                  "    dv = tl.zeros((BN, BDV), tl.float32)",
+                  f"    for start in range({first}, {tq}, BM):",
+                  "        rows = start + tl.arange(0, BM)"]
+        lines += queries("        ") + scores("        ") + probabilities("        ")
+        lines += [f"        dv += tl.dot(tl.trans(p), do, {precision})",
+                  f"        dk += tl.dot(tl.trans(ds), q, {precision})"]
+        lines += store("dk", f"dk * {float(a['scale'])!r}", "cols[:, None]", "dd[None, :]", "cols_in[:, None] & d_in[None, :]")
+        lines += store("dv", "dv", "cols[:, None]", "de[None, :]", "cols_in[:, None] & e_in[None, :]")
+    return lines
+
+
+_Module.attention = _attention

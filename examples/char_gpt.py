@@ -30,6 +30,8 @@ parser.add_argument("--n-layer", type=int, default=4)
 parser.add_argument("--n-head", type=int, default=4)
 parser.add_argument("--n-embd", type=int, default=128)
 parser.add_argument("--dropout", type=float, default=0.0)
+parser.add_argument("--manual-attention", action="store_true",
+                    help="attention written out (masked scores, softmax, product) instead of the fused kernel")
 parser.add_argument("--lr", type=float, default=3e-3)
 parser.add_argument("--eval-batches", type=int, default=8)
 parser.add_argument("--sample-length", type=int, default=300)
@@ -87,9 +89,14 @@ class CausalSelfAttention(nn.Module):
         self.c_proj = nn.Linear(n_embd, n_embd)
         self.attn_dropout = nn.Dropout(dropout)
         self.resid_dropout = nn.Dropout(dropout)
-        self.n_head, self.n_embd = n_head, n_embd
-        # a causal mask: position t sees positions 0..t
-        self.register_buffer("bias", torch.tril(torch.ones(block_size, block_size)).view(1, 1, block_size, block_size))
+        self.n_head, self.n_embd, self.dropout = n_head, n_embd, dropout
+        # flash attention: the fused kernel computes the attention tile by tile and keeps no
+        # (T, T) probabilities for the backward
+        self.flash = hasattr(torch.nn.functional, "scaled_dot_product_attention") and not args.manual_attention
+        if not self.flash:
+            # a causal mask: position t sees positions 0..t
+            self.register_buffer("bias", torch.tril(torch.ones(block_size, block_size))
+                                 .view(1, 1, block_size, block_size))
 
     def forward(self, x):
         B, T, C = x.size()
@@ -97,11 +104,15 @@ class CausalSelfAttention(nn.Module):
         k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
         q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
         v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
-        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))
-        att = att.masked_fill(self.bias[:, :, :T, :T] == 0, float("-inf"))
-        att = F.softmax(att, dim=-1)
-        att = self.attn_dropout(att)
-        y = att @ v  # (B, nh, T, hs)
+        if self.flash:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=None,
+                                               dropout_p=self.dropout if self.training else 0, is_causal=True)
+        else:
+            att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))
+            att = att.masked_fill(self.bias[:, :, :T, :T] == 0, float("-inf"))
+            att = F.softmax(att, dim=-1)
+            att = self.attn_dropout(att)
+            y = att @ v  # (B, nh, T, hs)
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         return self.resid_dropout(self.c_proj(y))
 

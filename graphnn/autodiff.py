@@ -11,6 +11,7 @@ from typing import Callable
 
 import sympy
 
+from graphnn import attention_op
 from graphnn import pointwise as pw
 from graphnn.ir import Graph, Node
 from graphnn.ops import Builder
@@ -181,6 +182,9 @@ def _unwindow(b: Builder, node: Node, g: Node, needed: list) -> list:
 
 
 RULES: dict[str, Rule] = {
+    "attention": attention_op.gradient,
+    "attention_lse": attention_op.no_second_derivative,
+    "attention_grad": attention_op.no_second_derivative,
     "gather": _gather,
     "scatter_add": _scatter_add,
     "window": _window,

@@ -31,6 +31,8 @@ class Backend:
     """Where ``backend="auto"`` considers it, lowest first; None: never (a checking tool)."""
     generates_source = False
     """Whether ``source`` gives generated source (then ``graphnn dump --stage <name>`` shows it)."""
+    native: tuple = ()
+    """The composite ops (``graphnn.executable.lower``) its kernels run as such."""
 
     def unavailable(self) -> str | None:
         """None when the backend can run here, else why not (and what to install)."""
@@ -99,6 +101,7 @@ class TritonBackend(Backend):
     name = "triton"
     auto_rank = 0
     generates_source = True
+    native = TritonExecutable.NATIVE
 
     def unavailable(self) -> str | None:
         from runtime import gpu

@@ -132,7 +132,7 @@ class Stages:
 
     def source(self, backend: str) -> str:
         """The source ``backend`` generates for the entry point's plan."""
-        return backends.get(backend).source(ENTRY_NAMES[self.entry], *self._executable_plan())
+        return backends.get(backend).source(ENTRY_NAMES[self.entry], *self._executable_plan(backends.get(backend).native))
 
     def value(self, stage: str):
         """What a stage shows: a Graph, the KernelPlan, the MemoryPlan or generated source."""
@@ -144,11 +144,13 @@ class Stages:
         if self.request.loss is None:
             raise DumpError(f"stage {stage!r} needs a loss: pass --loss (cross_entropy, mse, l1, nll, bce_with_logits)")
 
-    def _executable_plan(self):
-        """(KernelPlan, MemoryPlan) of the entry point, as a plan-based backend would build them."""
-        if not hasattr(self, "_plan"):
-            self._plan = lower(self.graphs[self.entry], self.program.storage(self.graphs))
-        return self._plan
+    def _executable_plan(self, native: tuple = ()):
+        """(KernelPlan, MemoryPlan) of the entry point, as a plan-based backend with kernels for
+        the composite ops ``native`` would build them."""
+        plans = self.__dict__.setdefault("_plans", {})
+        if native not in plans:
+            plans[native] = lower(self.graphs[self.entry], self.program.storage(self.graphs), native)
+        return plans[native]
 
     # -- the summary ----------------------------------------------------------------------------
     def summary(self) -> dict:

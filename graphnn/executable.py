@@ -71,13 +71,18 @@ ENTRY_NAMES = {"step": "train_step", "grad": "grad_step", "loss": "loss_step", "
 """The function name of each entry point in generated code (and of its plan)."""
 
 
-def lower(graph: Graph, storage: dict) -> tuple:
+def lower(graph: Graph, storage: dict, native: tuple = ()) -> tuple:
     """(KernelPlan, MemoryPlan) of one entry point's graph: simplified, fused, memory planned.
-    ``storage``: which values live in shared buffers (scalar_storage, the optimizer's)."""
+    ``storage``: which values live in shared buffers (scalar_storage, the optimizer's);
+    ``native``: the composite ops the backend has kernels for ("attention"); the others are
+    expanded into primitives first."""
+    from graphnn import attention_op
     from graphnn.passes.fuse import build_plan
     from graphnn.passes.memory import plan_memory
     from graphnn.passes.simplify import simplify
 
+    if "attention" not in native:
+        graph = attention_op.expand(graph)
     plan = build_plan(simplify(graph), storage)
     return plan, plan_memory(plan)
 
@@ -87,6 +92,8 @@ class CompiledExecutable:
     run-time scalars in one array per dtype (shared by all entries), and ``run``."""
 
     ENTRY_NAMES = ENTRY_NAMES
+    NATIVE: tuple = ()
+    """The composite ops this backend has kernels for (see ``lower``)."""
 
     def __init__(self, graphs: Mapping[str, Graph], cache_dir, storage: dict, persistent: dict) -> None:
         self.graphs, self.cache_dir, self.storage, self.persistent = dict(graphs), cache_dir, storage, persistent
@@ -103,7 +110,7 @@ class CompiledExecutable:
     def plan(self, entry: str) -> tuple:
         """(entry point name, KernelPlan, MemoryPlan) of one entry point."""
         name = self.ENTRY_NAMES[entry]
-        self.plans[name] = lower(self.graphs[entry], self.storage)
+        self.plans[name] = lower(self.graphs[entry], self.storage, self.NATIVE)
         return (name, *self.plans[name])
 
     def build(self, entry: str):
@@ -188,6 +195,8 @@ class TritonExecutable(CompiledExecutable):
     """Runs graphs as generated Triton kernels: one module per entry point, its buffers as torch
     tensors (the numpy arrays' own memory when the kernels run in the interpreter on the CPU,
     device copies on a GPU; runtime/gpu.py)."""
+
+    NATIVE = ("attention",)
 
     def __init__(self, graphs: Mapping[str, Graph], cache_dir, storage: dict, persistent: dict) -> None:
         from runtime import gpu

@@ -7,6 +7,8 @@ Primitives (and only these reach autodiff, the passes and the backends):
   shape, or shape () (a scalar read everywhere)
 - ``reduce``: sum or max over axes, keeping the reduced axes with size 1
 - ``matmul``: (..., M, K) @ (..., K, N) with equal leading dimensions
+- ``attention``: softmax(q k^T * scale + mask) v, and ``attention_lse`` and ``attention_grad``
+  for its gradient, which never needs the probabilities (``graphnn.attention_op``)
 - movement: ``reshape``, ``permute``, ``expand`` (size-1 axes to a larger size, same rank),
   ``slice`` (a strided part: per axis a start and a positive step) and ``pad`` (its transpose:
   the input placed at those positions of a larger shape, a fill elsewhere), ``window`` (the
@@ -145,6 +147,28 @@ class Builder:
                 f"matmul needs (..., M, K) @ (..., K, N), got {format_shape(a.shape)} @ {format_shape(b.shape)}"
             )
         return self.emit("matmul", (a, b), a.shape[:-1] + b.shape[-1:], a.dtype)
+
+    def attention(self, q: Node, k: Node, v: Node, mask: Node | None, scale: float, causal: bool) -> Node:
+        """softmax(q k^T * scale + mask) v over the last two axes (``graphnn.attention_op``): q
+        (..., Tq, D), k (..., Tk, D), v (..., Tk, Dv) and a mask broadcastable to (..., Tq, Tk),
+        boolean (True where attention is allowed) or added to the scores; leading dimensions
+        broadcast. ``causal``: query i sees keys j <= i."""
+        if len(q.shape) < 2 or len(k.shape) < 2 or len(v.shape) < 2 or q.shape[-1] != k.shape[-1] \
+                or k.shape[-2] != v.shape[-2]:
+            raise self.error(f"attention needs q (..., Tq, D), k (..., Tk, D) and v (..., Tk, Dv), got "
+                             f"{format_shape(q.shape)}, {format_shape(k.shape)} and {format_shape(v.shape)}")
+        scores = (q.shape[-2], k.shape[-2])
+        shapes = [q.shape[:-2], k.shape[:-2], v.shape[:-2]] + ([mask.shape[:-2]] if mask is not None else [])
+        lead = broadcast_shapes(*shapes, where=self)
+        q, k, v = (self.broadcast(x, lead + x.shape[-2:]) for x in (q, k, v))
+        kind = "none"
+        if mask is not None:
+            broadcast_shapes(mask.shape, lead + scores, where=self)
+            mask = self.broadcast(mask, lead + scores)
+            kind = "bool" if mask.dtype == "bool" else "add"
+        inputs = (q, k, v) + ((mask,) if mask is not None else ())
+        return self.emit("attention", inputs, lead + (q.shape[-2], v.shape[-1]), q.dtype, scale=float(scale),
+                         causal=bool(causal), mask=kind)
 
     # -- movement ---------------------------------------------------------------------------
     def reshape(self, x: Node, shape: Shape) -> Node:

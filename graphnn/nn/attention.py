@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from graphnn.factories import where
 from graphnn.nn import functional as F
 from graphnn.tensors import Tensor, as_tensor
 
@@ -50,7 +51,7 @@ def multi_head_attention_forward(module: Any, query, key, value, key_padding_mas
         return x.reshape(n, length, heads, head_dim).permute(0, 2, 1, 3)
 
     q, k, v = heads_first(q, target), heads_first(k, source), heads_first(v, source)
-    scores = (q * math.sqrt(1.0 / head_dim)) @ k.transpose(-2, -1)  # (N, H, L, S)
+    masks = []  # (N, H, L, S)-broadcastable, True or -inf where attention is not allowed
     if attn_mask is not None:
         mask = as_tensor(attn_mask)
         if mask.dim() == 2:
@@ -63,12 +64,22 @@ def multi_head_attention_forward(module: Any, query, key, value, key_padding_mas
                 mask = mask.reshape(n, heads, target, source)
         else:
             raise RuntimeError(f"attn_mask's dimension {mask.dim()} is not supported")
-        scores = F.masked_scores(mask, False, scores)
+        masks.append(mask)
     if key_padding_mask is not None:
         padding = as_tensor(key_padding_mask)
         if tuple(padding.shape) != (n, source) and not unbatched:
             raise AssertionError(f"expecting key_padding_mask shape of {(n, source)}, but got {tuple(padding.shape)}")
-        scores = F.masked_scores(padding.reshape(n, 1, 1, source), False, scores)
+        masks.append(padding.reshape(n, 1, 1, source))
+    dropout = module.dropout if module.training else 0.0
+    if not need_weights and dropout == 0.0:
+        # PyTorch computes this case with scaled_dot_product_attention: a query whose keys are
+        # all masked gets zeros (with the weights asked for, NaN)
+        out = F._attention(q, k, v, _allowed(masks), math.sqrt(1.0 / head_dim), False)
+        out = module.out_proj(out.permute(0, 2, 1, 3).reshape(n, target, embed))
+        return (out.squeeze(0) if unbatched else out), None
+    scores = (q * math.sqrt(1.0 / head_dim)) @ k.transpose(-2, -1)  # (N, H, L, S)
+    for mask in masks:
+        scores = F.masked_scores(mask, False, scores)
     weights = scores.softmax(-1)
     if module.dropout > 0.0 and module.training:
         weights = F.dropout(weights, module.dropout, training=True)
@@ -81,6 +92,25 @@ def multi_head_attention_forward(module: Any, query, key, value, key_padding_mas
     if average_attn_weights:
         weights = weights.mean(1)
     return out, (weights.squeeze(0) if unbatched else weights)
+
+
+def _allowed(masks: list) -> Tensor | None:
+    """MultiheadAttention's masks (True or an added -inf where attention is not allowed) as one
+    mask of scaled_dot_product_attention's meaning: boolean ones as True where allowed, added
+    ones summed (a boolean one among them as -inf)."""
+    if not masks:
+        return None
+    if all(not m.dtype.is_floating_point for m in masks):
+        allowed = masks[0].logical_not()
+        for m in masks[1:]:
+            allowed = allowed & m.logical_not()
+        return allowed
+    total = None
+    for m in masks:
+        if not m.dtype.is_floating_point:
+            m = where(m, float("-inf"), 0.0)
+        total = m if total is None else total + m
+    return total
 
 
 def _projections(module: Any, query: Tensor, key: Tensor, value: Tensor) -> tuple:

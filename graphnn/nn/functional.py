@@ -448,11 +448,13 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p: f
     if enable_gqa:
         key, value = _repeat_groups(query, key), _repeat_groups(query, value)
     factor = 1.0 / math.sqrt(query.shape[-1]) if scale is None else float(scale)
+    if is_causal and attn_mask is not None:
+        raise RuntimeError("_scaled_dot_product_attention: Explicit attn_mask should not be set when "
+                           "is_causal=True")
+    if dropout_p == 0.0:
+        return _attention(query, key, value, attn_mask, factor, is_causal)
     scores = (query @ key.transpose(-2, -1)) * factor
     if is_causal:
-        if attn_mask is not None:
-            raise RuntimeError("_scaled_dot_product_attention: Explicit attn_mask should not be set when "
-                               "is_causal=True")
         # (top-left aligned: every query sees the first key, so no row is fully masked)
         weights = masked_scores(causal_mask(int(query.shape[-2]), int(key.shape[-2])), True, scores).softmax(-1)
     elif attn_mask is not None:
@@ -466,6 +468,22 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p: f
     if dropout_p > 0.0:
         weights = dropout(weights, dropout_p, training=True)
     return weights @ value
+
+
+def _attention(query: Tensor, key: Tensor, value: Tensor, attn_mask, scale: float, is_causal: bool) -> Tensor:
+    """scaled_dot_product_attention without dropout: one ``attention`` op, whose gradient needs
+    no (..., L, S) probabilities (graphnn.attention_op)."""
+    operands = [query, key, value]
+    if attn_mask is not None:
+        mask = as_tensor(attn_mask)
+        if not mask.dtype.is_floating_point and str(mask.dtype) != "torch.bool":
+            raise RuntimeError(f"Expected attn_mask dtype to be bool or float or to match query dtype, but got "
+                               f"attn_mask.dtype: {str(mask.dtype).replace('torch.', '')}")
+        operands.append(mask)
+    b = _b(*operands)
+    nodes = [as_tensor(x, b).node for x in operands]
+    out = b.attention(nodes[0], nodes[1], nodes[2], nodes[3] if len(nodes) > 3 else None, scale, is_causal)
+    return _wrap(out, operands, "UnsafeViewBackward0")
 
 
 def _repeat_groups(query: Tensor, kv: Tensor) -> Tensor:

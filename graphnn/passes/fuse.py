@@ -28,15 +28,19 @@ from typing import Callable
 
 import sympy
 
+from graphnn import attention_op
 from graphnn import pointwise as pw
 from graphnn.ir import Graph, Node, numel
 from graphnn.passes import horizontal, views
 from graphnn.passes.plan import ACC, Assign, Buffer, Indirect, Kernel, KernelPlan, Load, Store
 
 GENERATORS = ("iota", "rand")
-CORES = ("reduce", "matmul", "scatter_add")
-KINDS = {"reduce": "reduce", "matmul": "matmul", "scatter_add": "scatter"}
+CORES = ("reduce", "matmul", "scatter_add") + attention_op.OPS
+KINDS = {"reduce": "reduce", "matmul": "matmul", "scatter_add": "scatter",
+         **{op: "attention" for op in attention_op.OPS}}
 """The kernel kind of each core op."""
+ALONE = ("scatter_add",) + attention_op.OPS
+"""Cores whose kernel takes no epilogue."""
 
 
 class Fusion:
@@ -74,7 +78,7 @@ class Fusion:
                     self.copies.add(node.id)
                 else:
                     self.view[node.id] = view
-            elif node.op == "matmul":  # the GEMM reads its operands through plain strides
+            elif node.op == "matmul" or node.op in attention_op.OPS:  # operands read through plain strides
                 for source in node.inputs:
                     if self.view_of(source).guards:
                         self._materialize(source)
@@ -135,7 +139,7 @@ class Fusion:
                 return
             if consumer.op == "reduce" and core[mine] is not None:
                 return
-            if core[mine] is not None and (core[theirs] is not None or core[mine].op == "scatter_add"):
+            if core[mine] is not None and (core[theirs] is not None or core[mine].op in ALONE):
                 return
             if self._overwrites_operand(core[mine] or core[theirs], members[mine] + members[theirs]):
                 return
@@ -148,6 +152,7 @@ class Fusion:
             members[theirs] = sorted(members[theirs] + members.pop(mine), key=lambda n: self.position[n.id])
             core[theirs] = core[theirs] or core.pop(mine)
 
+        self._attention_siblings(computed, members, group_of, core)
         for node in computed:
             merge(node, self._inline_target(node))
         if share:  # then values with several consumers, where that forms no cycle
@@ -157,6 +162,24 @@ class Fusion:
         if absorb:
             self._absorb_consumers(members, group_of, core)
         return list(members.values())
+
+    def _attention_siblings(self, computed: list, members: dict, group_of: dict, core: dict) -> None:
+        """Attention ops that one kernel computes together start in one group: an attention and
+        the lse of its rows (the forward kernel has both), and the gradients of k and v (one
+        kernel per block of keys accumulates both)."""
+        first: dict[tuple, int] = {}
+        for node in computed:
+            if node.op not in attention_op.OPS:
+                continue
+            key = attention_op.kernel_key(node)
+            if key not in first:
+                first[key] = node.id
+                continue
+            if node.op == "attention" and any(n.op == "attention" for n in members[first[key]]):
+                continue  # another value read with the same scores: a kernel of its own
+            group_of[node.id] = first[key]
+            members[first[key]] = sorted(members[first[key]] + members.pop(node.id), key=lambda n: self.position[n.id])
+            del core[node.id]
 
     def _reaches_through_others(self, source: int, target: int, members: dict, group_of: dict) -> bool:
         """Whether group ``target`` depends on group ``source`` through another group: merging
@@ -197,7 +220,7 @@ class Fusion:
                 continue  # a generator, a copy or several producers: keep the group as it is
             target = producers.pop()
             host = core.get(target)
-            if host is None or host.op == "scatter_add" or any(n.id in self.copies for n in group):
+            if host is None or host.op in ALONE or any(n.id in self.copies for n in group):
                 continue
             shape = _squeezed(host.shape)
             if any(n.op != "pointwise" or _squeezed(n.shape) != shape for n in group):
@@ -296,6 +319,8 @@ class Fusion:
     def kernel(self, members: list[Node], index: int) -> Kernel:
         ids = {n.id for n in members}
         core = next((n for n in members if n.op in CORES), None)
+        if core is not None and core.op in attention_op.OPS:
+            return self.attention_kernel(members, index)
         last = members[-1]
         if core is None:
             kind = "pointwise"
@@ -429,6 +454,33 @@ class Fusion:
                     buffer, offset = self._store_location(node, named)
                     kernel.stores.append(Store(buffer, local[node.id], offset, strides, node.dtype))
         kernel.loads = list(loads.values())
+        return kernel
+
+    def attention_kernel(self, members: list[Node], index: int) -> Kernel:
+        """The kernel of attention ops (``_attention_siblings``): its operands read through their
+        strides over (..., T, D), a store per op and result name. The domain is the scores'
+        shape, (..., Tq, Tk)."""
+        first = members[0]
+        q, k, v, mask, rest = attention_op.operands(first)
+        values = {"attention": "o", "attention_lse": "lse"}
+        role = "forward" if first.op in values else ("grad_q" if first.attrs["wrt"] == "q" else "grad_kv")
+        if v is None:  # the lse alone (no attention of these scores is computed)
+            v = next((m.inputs[2] for m in members if m.op == "attention"), None)
+        path = next((n.path for n in members if n.path), "")
+        what = {"forward": "attention", "grad_q": "attention_dq", "grad_kv": "attention_dk_dv"}[role]
+        name = f"k{index}_{_sanitize(path)}_{what}" if path else f"k{index}_{what}"
+        kernel = Kernel(name, "attention", tuple(q.shape[:-2]) + (q.shape[-2], k.shape[-2]))
+        named = dict(q=q, k=k, v=v, mask=mask, **dict(zip(("do", "lse", "delta"), rest)))
+        kernel.operands = {name: self._operand_load(name, node) for name, node in named.items() if node is not None}
+        kernel.attention = dict(attention_op.attrs_of(first), role=role, d=q.shape[-1],
+                                dv=v.shape[-1] if v is not None else 0)
+        for node in members:
+            kernel.sources.append((node.id, node.op, node.path))
+            value = values.get(node.op) or "d" + node.attrs["wrt"]
+            strides = views.contiguous_strides(node.shape)
+            for result in self.named.get(node.id, [(None, None)]):
+                buffer, offset = self._store_location(node, result)
+                kernel.stores.append(Store(buffer, value, offset, strides, node.dtype))
         return kernel
 
     def _store_location(self, node: Node, named) -> tuple[str, object]:

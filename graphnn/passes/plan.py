@@ -104,7 +104,9 @@ class Kernel:
     operands with strides over (batch..., M, K) and (batch..., K, N). "scatter": ``domain`` is the
     shape of the values added; the kernel first zeroes each (buffer, offset, size) of
     ``cleared``, then adds ``reduce_value`` at every index of the domain through its stores with
-    an ``indirect`` term (stores without one write prologue values, elementwise).
+    an ``indirect`` term (stores without one write prologue values, elementwise). "attention":
+    ``domain`` is the scores' shape (..., Tq, Tk); ``operands`` and ``attention`` say the rest
+    (graphnn.attention_op), and each store writes one result (o, lse, dq, dk or dv) contiguously.
     """
 
     name: str
@@ -122,6 +124,12 @@ class Kernel:
     sources: list = field(default_factory=list)
     """(node id, op, Module path) of every graph node fused into this kernel."""
     cleared: tuple = ()
+    operands: dict = field(default_factory=dict)
+    """kind "attention": its operands by name (q, k, v, mask, do, lse, delta), each a Load with
+    strides over the operand's own shape (..., T, D)."""
+    attention: dict = field(default_factory=dict)
+    """kind "attention": scale, causal, mask ("none", "bool", "add"), role ("forward": stores
+    o and lse; "grad_q": dq; "grad_kv": dk and dv) and the head sizes d and dv."""
 
     def buffers(self) -> list[str]:
         """Every buffer the kernel reads or writes (loads, operands, stores, random-draw keys),
@@ -129,6 +137,7 @@ class Kernel:
         names = [l.source for l in self.loads if l.source not in ("index", "rand")]
         names += [s.buffer for s in self.stores]
         names += [op.source for op in (self.a, self.b) if op is not None]
+        names += [op.source for op in self.operands.values()]
         for load in self.loads:
             if load.source == "rand":
                 names += [load.key[0][0], load.key[1][0]]
@@ -144,8 +153,10 @@ class Kernel:
             head += f" {self.reduce_op} over axes {self.axes}"
         if self.kind == "matmul":
             head += f" k={self.k}"
+        if self.kind == "attention":
+            head += " " + ", ".join(f"{k}={v}" for k, v in self.attention.items())
         lines = [head + "   # " + ", ".join(self.paths or ["<model>"])]
-        for load in ([self.a, self.b] if self.kind == "matmul" else []) + list(self.loads):
+        for load in ([self.a, self.b] if self.kind == "matmul" else []) + list(self.operands.values()) + list(self.loads):
             guards = f" if {' and '.join(_guard(g) for g in load.guards)}" if load.guards else ""
             fill = f" else {load.fill}" if load.guards else ""
             lines.append(f"  load {load.name} = {load.source}[{load.offset} + i.{_strides(load.strides)}"

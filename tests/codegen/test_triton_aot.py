@@ -25,6 +25,7 @@ H100_SHARED = 227 * 1024
 
 def models():
     """(model, loss, input shape, target) covering every kernel kind and Triton helper: matmul
+    and attention
     epilogues, reductions (sum and max), BatchNorm, dropout draws, tanh, erf, expm1, log1p,
     convolution and pooling windows."""
     yield nn.Sequential(nn.Linear(1, 13), nn.Tanh(), nn.Linear(13, 1)), nn.MSELoss(), (9, 1), "float"
@@ -35,9 +36,11 @@ def models():
     # pooling (-inf fill, first-maximum masks), average pooling over the covered elements
     yield small_cnn(nn), nn.CrossEntropyLoss(), (6, 2, 9, 9), "classes"
     # the GPT of examples/char_gpt.py (as benchmarks/gpt_step.py builds it), small: embedding
-    # gathers and their scatter-add gradients, split heads as strided views, batched matmuls of
-    # two activations, a sliced causal-mask buffer, LayerNorm, GELU, a tied output head
+    # gathers and their scatter-add gradients, split heads as strided views, flash attention
+    # (forward, dq, dk and dv kernels), LayerNorm, GELU, a tied output head; then with the
+    # attention written out: batched matmuls of two activations, a sliced causal-mask buffer
     yield gpt_step.gpt(gn, 11, 8, 16, 2, 2), gpt_step.sequence_loss(gn), (5, 8), "tokens"
+    yield gpt_step.gpt(gn, 11, 8, 16, 1, 2, attention="manual"), gpt_step.sequence_loss(gn), (5, 8), "tokens"
 
 
 def generated_modules() -> list[Path]:
@@ -72,9 +75,9 @@ def test_every_generated_kernel_compiles_for_the_gpu(tmp_path, capability):
     assert result.returncode == 0, result.stderr[-4000:]
     kernels = [k for module in json.loads(result.stdout.splitlines()[-1]) for k in module]
     kinds = {k["kind"] for k in kernels}
-    assert kinds == {"pointwise", "reduce", "matmul", "scatter"}
+    assert kinds == {"pointwise", "reduce", "matmul", "scatter", "attention"}
     for k in kernels:
         assert k["cubin"] > 0, k
         assert k["shared"] <= H100_SHARED, k
-        if k["kind"] == "matmul":
+        if k["kind"] in ("matmul", "attention"):
             assert k["tensor_cores"], f"{k['name']}: no mma/wgmma in the PTX"
