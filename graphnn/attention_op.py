@@ -151,7 +151,10 @@ def evaluate(node: Node, args: list, shape, dtype, batch) -> np.ndarray:
 # -- the same meaning in other primitives ----------------------------------------------------------
 _masked = pw.fn("attention_mask", sympy.Piecewise((pw.X[0], sympy.Ne(pw.X[1], 0)), (-sympy.oo, True)), nargs=2)
 _causal = pw.fn("causal_mask", sympy.Piecewise((pw.X[0], pw.X[2] <= pw.X[1]), (-sympy.oo, True)), nargs=3)
-_shift = pw.fn("softmax_shift", sympy.Piecewise((0, sympy.Eq(pw.X[0], -sympy.oo)), (pw.X[0], True)), nargs=1)
+# the shift of a row of -inf (the largest float's negative: sympy takes its symbols as finite,
+# so no comparison with -oo survives) makes exp(score - shift) 0 instead of NaN
+_LOWEST = sympy.Float(-3.4028234663852886e38)
+_shift = pw.fn("softmax_shift", sympy.Piecewise((pw.X[0], pw.X[0] >= _LOWEST), (_LOWEST, True)), nargs=1)
 _exp_minus = pw.fn("exp_shifted", sympy.exp(pw.X[0] - pw.X[1]), nargs=2)
 _normalized = pw.fn("softmax_div", sympy.Piecewise((0, sympy.Eq(pw.X[1], 0)), (pw.X[0] / pw.X[1], True)), nargs=2)
 _log_sum = pw.fn("lse", pw.X[0] + sympy.log(pw.X[1]), nargs=2)

@@ -184,6 +184,9 @@ def bytes_moved(plan) -> sympy.Expr:
     moved = sympy.Integer(0)
     for k in plan.kernels:
         accesses = [(access, k.domain) for access in list(k.loads) + list(k.stores)]
+        if k.kind == "attention":  # each operand and result once (a block of keys is read per block of queries)
+            accesses = [(op, k.attention_shape(name)) for name, op in k.operands.items()]
+            accesses += [(st, k.attention_shape(st.value)) for st in k.stores]
         if k.kind == "matmul":
             batch = tuple(k.domain[:-2])
             accesses += [(k.a, batch + (k.domain[-2], k.k)), (k.b, batch + (k.k, k.domain[-1]))]
@@ -272,7 +275,7 @@ def _graph_json(graph: Graph) -> dict:
 def _kernel_json(k) -> dict:
     return {"name": k.name, "kind": k.kind, "domain": [_expr(d) for d in k.domain],
             "nodes": [i for i, _, _ in k.sources], "paths": k.paths,
-            "reads": sorted({l.source for l in k.loads} | {op.source for op in (k.a, k.b) if op is not None}),
+            "reads": sorted({l.source for l in k.reads()}),
             "writes": sorted({s.buffer for s in k.stores})}
 
 
@@ -323,8 +326,7 @@ def _plan_dot(stages: Stages) -> str:
     for b in plan.buffers.values():
         lines.append(f'  "{b.name}" [shape=ellipse, label="{b.name}\\n{b.dtype}[{_expr(b.size)}]"];')
     for k, kernel in enumerate(plan.kernels):
-        for name in sorted({l.source for l in kernel.loads if l.source in plan.buffers} |
-                           {op.source for op in (kernel.a, kernel.b) if op is not None}):
+        for name in sorted({l.source for l in kernel.reads() if l.source in plan.buffers}):
             lines.append(f'  "{name}" -> k{k};')
         for name in sorted({s.buffer for s in kernel.stores}):
             lines.append(f'  k{k} -> "{name}";')

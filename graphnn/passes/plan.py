@@ -131,6 +131,19 @@ class Kernel:
     """kind "attention": scale, causal, mask ("none", "bool", "add"), role ("forward": stores
     o and lse; "grad_q": dq; "grad_kv": dk and dv) and the head sizes d and dv."""
 
+    def reads(self) -> list:
+        """Every Load of the kernel: loads, matmul and attention operands."""
+        return [op for op in (self.a, self.b) if op is not None] + list(self.operands.values()) + list(self.loads)
+
+    def attention_shape(self, name: str) -> tuple:
+        """kind "attention": the shape of an operand or result (q, k, v, mask, do, lse, delta, o,
+        dq, dk, dv), over which its strides run."""
+        *lead, tq, tk = self.domain
+        d, dv = self.attention["d"], self.attention["dv"]
+        return tuple(lead) + {"q": (tq, d), "k": (tk, d), "v": (tk, dv), "mask": (tq, tk), "do": (tq, dv),
+                              "lse": (tq, 1), "delta": (tq, 1), "o": (tq, dv), "dq": (tq, d), "dk": (tk, d),
+                              "dv": (tk, dv)}[name]
+
     def buffers(self) -> list[str]:
         """Every buffer the kernel reads or writes (loads, operands, stores, random-draw keys),
         each once, in that order."""

@@ -1,5 +1,6 @@
 """examples/char_gpt.py, the character-level GPT, trains as the same script on torch: its first 20
-steps from the same initial weights on the same batches give torch's losses; and it learns (a
+steps from the same initial weights on the same batches give torch's losses, with the fused
+attention (F.scaled_dot_product_attention) and with the attention written out; and it learns (a
 smaller run than the default, 240 steps, takes its validation loss well below the text's unigram
 entropy; the default run reaches about 1.7 nats against 3.0)."""
 from __future__ import annotations
@@ -7,6 +8,7 @@ from __future__ import annotations
 import re
 
 import numpy as np
+import pytest
 
 from tests.examples.scripts import EXAMPLES, as_torch, run_script
 
@@ -24,7 +26,8 @@ def epoch_numbers(text: str) -> np.ndarray:
     return np.array([float(v) for line in lines for v in re.findall(r"\d+\.\d+", line)])
 
 
-def test_twenty_steps_match_torch_from_the_same_weights_and_batches():
+@pytest.mark.parametrize("attention", [[], ["--manual-attention"]], ids=["flash", "manual"])
+def test_twenty_steps_match_torch_from_the_same_weights_and_batches(attention):
     source = SCRIPT.read_text()
     assert MODEL in source and BATCH in source
     # the same batches in both runs: indices from one seeded generator per run
@@ -32,10 +35,10 @@ def test_twenty_steps_match_torch_from_the_same_weights_and_batches():
     source = source.replace(BATCH, batches)
     initial: dict = {}
     records = MODEL + "INITIAL.update({k: v.numpy().copy() for k, v in model.state_dict().items()})\n"
-    ours = run_script(SCRIPT, source.replace(MODEL, records), SMALL,
+    ours = run_script(SCRIPT, source.replace(MODEL, records), SMALL + attention,
                       {"INITIAL": initial, "INDICES": np.random.default_rng(0)})
     loads = MODEL + "model.load_state_dict({k: torch.tensor(v) for k, v in INITIAL.items()})\n"
-    theirs = run_script(SCRIPT, as_torch(source, IMPORTS).replace(MODEL, loads), SMALL,
+    theirs = run_script(SCRIPT, as_torch(source, IMPORTS).replace(MODEL, loads), SMALL + attention,
                         {"INITIAL": initial, "INDICES": np.random.default_rng(0)})
     a, b = epoch_numbers(ours), epoch_numbers(theirs)
     assert a.shape == b.shape and a.size >= 7  # entropy, then train and validation loss per epoch
