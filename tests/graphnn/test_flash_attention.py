@@ -58,10 +58,9 @@ def test_the_primitive_and_its_gradient_match_finite_differences(case):
         assert np.all(ours["g0"][:, 1] == 0) and np.isfinite(ours["g0"]).all()  # the masked row: no gradient
         _check_against_torch(graph, feeds, ours, causal, mask)
         return
-    sample = None
-    if kind == "add":
-        def sample(shape):
-            return mask if shape == mask.shape else RNG.standard_normal(shape)
+    def sample(shape):  # the additive mask (with its -inf row) where the mask goes
+        return mask if kind == "add" and shape == mask.shape else RNG.standard_normal(shape)
+
     check_gradients(build, shapes, 2, RNG, sample=sample, rtol=1e-5, atol=1e-7)
 
 
