@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from graphnn.factories import where
+from graphnn.factories import cat, where, zeros_like
 from graphnn.nn import functional as F
 from graphnn.tensors import Tensor, as_tensor
 
@@ -70,6 +70,16 @@ def multi_head_attention_forward(module: Any, query, key, value, key_padding_mas
         if tuple(padding.shape) != (n, source) and not unbatched:
             raise AssertionError(f"expecting key_padding_mask shape of {(n, source)}, but got {tuple(padding.shape)}")
         masks.append(padding.reshape(n, 1, 1, source))
+    if module.bias_k is not None:  # one more key and value, which every query may attend
+        k = cat([k, module.bias_k.expand(k.shape[0], 1, -1).reshape(k.shape[0], 1, heads, head_dim)
+                 .permute(0, 2, 1, 3)], 2)
+        v = cat([v, module.bias_v.expand(v.shape[0], 1, -1).reshape(v.shape[0], 1, heads, head_dim)
+                 .permute(0, 2, 1, 3)], 2)
+        masks = [_one_more_key(m) for m in masks]
+    if module.add_zero_attn:  # and a key and value of zeros
+        k = cat([k, zeros_like(k[:, :, :1])], 2)
+        v = cat([v, zeros_like(v[:, :, :1])], 2)
+        masks = [_one_more_key(m) for m in masks]
     dropout = module.dropout if module.training else 0.0
     if not need_weights and dropout == 0.0:
         # PyTorch computes this case with scaled_dot_product_attention: a query whose keys are
@@ -92,6 +102,11 @@ def multi_head_attention_forward(module: Any, query, key, value, key_padding_mas
     if average_attn_weights:
         weights = weights.mean(1)
     return out, (weights.squeeze(0) if unbatched else weights)
+
+
+def _one_more_key(mask: Tensor) -> Tensor:
+    """A mask with a column for one more key, which it allows (False, or 0 added)."""
+    return cat([mask, zeros_like(mask[..., :1])], -1)
 
 
 def _allowed(masks: list) -> Tensor | None:

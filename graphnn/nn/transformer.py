@@ -39,9 +39,6 @@ class MultiheadAttention(Module):
         if embed_dim <= 0 or num_heads <= 0:
             raise ValueError(f"embed_dim and num_heads must be greater than 0, got embed_dim={embed_dim} and "
                              f"num_heads={num_heads} instead")
-        if add_bias_kv or add_zero_attn:
-            raise NotImplementedError("MultiheadAttention(add_bias_kv=True or add_zero_attn=True) is not supported "
-                                      "by graphnn yet")
         super().__init__()
         self.embed_dim = int(embed_dim)
         self.kdim = int(kdim) if kdim is not None else self.embed_dim
@@ -68,8 +65,12 @@ class MultiheadAttention(Module):
         else:
             self.register_parameter("in_proj_bias", None)
         self.out_proj = NonDynamicallyQuantizableLinear(e, e, bias=bias)
-        self.bias_k = self.bias_v = None
-        self.add_zero_attn = False
+        if add_bias_kv:  # a learned key and value appended to every sequence of keys
+            self.bias_k = Parameter(np.empty((1, 1, e), np.float32))
+            self.bias_v = Parameter(np.empty((1, 1, e), np.float32))
+        else:
+            self.bias_k = self.bias_v = None
+        self.add_zero_attn = bool(add_zero_attn)  # a key and value of zeros appended, per head
         self._reset_parameters()
 
     def _reset_parameters(self) -> None:
@@ -81,6 +82,9 @@ class MultiheadAttention(Module):
         if self.in_proj_bias is not None:
             init.constant_(self.in_proj_bias, 0.0)
             init.constant_(self.out_proj.bias, 0.0)
+        if self.bias_k is not None:
+            init.xavier_normal_(self.bias_k)
+            init.xavier_normal_(self.bias_v)
 
     def forward(self, query, key, value, key_padding_mask=None, need_weights: bool = True, attn_mask=None,
                 average_attn_weights: bool = True, is_causal: bool = False):

@@ -118,6 +118,10 @@ MHA_CASES = [
     dict(batch_first=True, cross=True, kdim=3, vdim=5),
     dict(batch_first=True, bias=False),
     dict(batch_first=True, unbatched=True),
+    dict(batch_first=True, add_bias_kv=True, attn_mask="bool2", key_padding_mask=True),
+    dict(batch_first=False, add_zero_attn=True, attn_mask="float2", need_weights=False),
+    dict(batch_first=True, add_bias_kv=True, add_zero_attn=True, cross=True, attn_mask="bool3", need_weights=False),
+    dict(batch_first=True, add_bias_kv=True, add_zero_attn=True, unbatched=True, average_attn_weights=False),
 ]
 
 
@@ -126,7 +130,9 @@ def test_multihead_attention_matches_torch(case):
     n, L, S, E, H = 3, 5, 7, 8, 2
     kdim, vdim = case.get("kdim", E), case.get("vdim", E)
     ours, theirs = pair(lambda m: m.MultiheadAttention(E, H, bias=case.get("bias", True), kdim=case.get("kdim"),
-                                                       vdim=case.get("vdim"), batch_first=case["batch_first"]))
+                                                       vdim=case.get("vdim"), batch_first=case["batch_first"],
+                                                       add_bias_kv=case.get("add_bias_kv", False),
+                                                       add_zero_attn=case.get("add_zero_attn", False)))
     assert [k for k, _ in ours.named_parameters()] == [k for k, _ in theirs.named_parameters()]
     first = case["batch_first"]
 
