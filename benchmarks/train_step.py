@@ -7,8 +7,12 @@ run (interleaved rounds, medians), with the matmul GFLOP/s graphnn achieves.
 Models: the MLP 784-300-100-10 (ReLU, CrossEntropy, SGD(lr=0.01, momentum=0.9)) at several
 batch sizes, the same with Adam and AdamW (mlp_adam, mlp_adamw; their rows also time graphnn's
 SGD step, so "vs graphnn SGD" below 1 is what the optimizer costs), the book's MNIST network with BatchNorm at batch 64, the thermometer model
-(Linear(1,13), Tanh, Linear(13,1), 9 samples) and the CNN of examples/digits_cnn.py (two
-conv-BatchNorm-ReLU-maxpool blocks on 8x8 images) at batch 64 and 256. Also graphnn's compile time (cold and cached)
+(Linear(1,13), Tanh, Linear(13,1), 9 samples), the CNN of examples/digits_cnn.py (two
+conv-BatchNorm-ReLU-maxpool blocks on 8x8 images) at batch 64 and 256, small MLPs 32-64-64-4
+with SiLU and with Tanh at batch 32 (mlp_silu, mlp_tanh: steps dominated by pointwise work and
+call overhead), a LeNet-style network (5x5 convolutions with 16 and 32 channels, each followed by
+ReLU and 2x2 max pooling, on 28x28 images, then Linear layers 512-120-84-10) at batch 64, and a
+wide MLP 1024-1024-1024-10 at batch 128 (mlp_1024). Also graphnn's compile time (cold and cached)
 and the Python overhead of one call. Each row's GFLOP/s is also given as a fraction of the
 machine's measured float32 multiply-add peak (benchmarks/peak.py).
 """
@@ -57,6 +61,24 @@ def cnn(lib):
     return lib.Sequential(*block(1, 32), *block(32, 64), lib.Flatten(), lib.Linear(64 * 2 * 2, 10))
 
 
+def small_mlp(lib, activation: str):
+    """32-64-64-4 with ``activation`` (a layer name both libraries have) after each hidden layer."""
+    layer = getattr(lib, activation)
+    return lib.Sequential(lib.Linear(32, 64), layer(), lib.Linear(64, 64), layer(), lib.Linear(64, 4))
+
+
+def lenet(lib):
+    """LeNet-style: two 5x5 convolutions (16 and 32 channels) with ReLU and 2x2 max pooling on
+    28x28 images (28 -> 24 -> 12 -> 8 -> 4), then 512-120-84-10."""
+    return lib.Sequential(lib.Conv2d(1, 16, 5), lib.ReLU(), lib.MaxPool2d(2), lib.Conv2d(16, 32, 5), lib.ReLU(),
+                          lib.MaxPool2d(2), lib.Flatten(), lib.Linear(32 * 4 * 4, 120), lib.ReLU(), lib.Linear(120, 84),
+                          lib.ReLU(), lib.Linear(84, 10))
+
+
+def wide_mlp(lib):
+    return lib.Sequential(lib.Linear(1024, 1024), lib.ReLU(), lib.Linear(1024, 1024), lib.ReLU(), lib.Linear(1024, 10))
+
+
 CASES = {
     "mlp": (lambda lib: mlp(lib), "ce", (784,)),
     "mnist_bn": (lambda lib: mlp(lib, batchnorm=True), "ce", (784,)),
@@ -64,9 +86,20 @@ CASES = {
     "cnn": (cnn, "ce", (1, 8, 8)),
     "mlp_adam": (lambda lib: mlp(lib), "ce", (784,), "Adam"),
     "mlp_adamw": (lambda lib: mlp(lib), "ce", (784,), "AdamW"),
+    "mlp_silu": (lambda lib: small_mlp(lib, "SiLU"), "ce", (32,)),
+    "mlp_tanh": (lambda lib: small_mlp(lib, "Tanh"), "ce", (32,)),
+    "lenet": (lenet, "ce", (1, 28, 28)),
+    "mlp_1024": (wide_mlp, "ce", (1024,)),
 }
 ROWS = {"mlp": (1, 16, 64, 256, 1024), "mnist_bn": (64,), "thermometer": (9,), "cnn": (64, 256),
-        "mlp_adam": (1, 64, 1024), "mlp_adamw": (1, 64, 1024)}
+        "mlp_adam": (1, 64, 1024), "mlp_adamw": (1, 64, 1024), "mlp_silu": (32,), "mlp_tanh": (32,), "lenet": (64,),
+        "mlp_1024": (128,)}
+CLASSES = {"mlp_silu": 4, "mlp_tanh": 4}
+"""The classes of a cross-entropy case's labels, where not 10."""
+JAX_MLPS = {"mlp": ((784, 300, 100, 10), "relu"), "thermometer": ((1, 13, 1), "tanh"),
+            "mlp_silu": ((32, 64, 64, 4), "silu"), "mlp_tanh": ((32, 64, 64, 4), "tanh"),
+            "mlp_1024": ((1024, 1024, 1024, 10), "relu")}
+"""The cases written for JAX: (layer sizes, activation) of each fully connected network."""
 OPTIMIZERS = {"SGD": dict(lr=0.01, momentum=0.9), "Adam": dict(lr=1e-3), "AdamW": dict(lr=1e-3)}
 """Each case's optimizer (SGD unless the case names another) and its settings, in both libraries
 (torch's default implementation of each: the single-tensor loop on the CPU)."""
@@ -79,7 +112,9 @@ def optimizer_of(case: str) -> str:
 def data(case: str, batch: int, rng):
     _, loss, features = CASES[case][:3]
     x = rng.standard_normal((batch, *features)).astype(np.float32)
-    y = rng.integers(0, 10, batch) if loss == "ce" else rng.standard_normal((batch, 1)).astype(np.float32)
+    if loss == "ce":
+        return x, rng.integers(0, CLASSES.get(case, 10), batch)
+    y = rng.standard_normal((batch, 1)).astype(np.float32)
     return x, y
 
 
@@ -111,9 +146,9 @@ def jax_stepper(case: str, x, y):
         import jax.numpy as jnp
     except ImportError:
         return None
-    if case not in ("mlp", "thermometer"):  # BatchNorm, convolutions and Adam: not written for JAX here
+    if case not in JAX_MLPS:  # BatchNorm, convolutions and Adam: not written for JAX here
         return None
-    sizes = [784, 300, 100, 10] if case == "mlp" else [1, 13, 1]
+    sizes, activation = JAX_MLPS[case]
     key = jax.random.PRNGKey(0)
     params = []
     for a, b in zip(sizes[:-1], sizes[1:]):
@@ -121,7 +156,7 @@ def jax_stepper(case: str, x, y):
         bound = 1 / np.sqrt(a)
         params.append((jax.random.uniform(k1, (b, a), minval=-bound, maxval=bound),
                        jax.random.uniform(k2, (b,), minval=-bound, maxval=bound)))
-    activation = jax.nn.relu if case == "mlp" else jnp.tanh
+    activation = {"relu": jax.nn.relu, "silu": jax.nn.silu, "tanh": jnp.tanh}[activation]
 
     def loss_fn(params, x, y):
         h = x.reshape(x.shape[0], -1)
@@ -287,8 +322,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--no-compile", action="store_true", help="leave out torch.compile")
-    parser.add_argument("--quick", action="store_true", help="batch 1 and 64 only, 3 rounds")
-    parser.add_argument("--cases", default="mlp,mnist_bn,thermometer,cnn", help="which models (comma-separated): "
+    parser.add_argument("--quick", action="store_true",
+                        help="batch 1 and 64 only (and the one batch of a model with one row), 3 rounds")
+    parser.add_argument("--cases", default="mlp,mnist_bn,thermometer,cnn,mlp_silu,mlp_tanh,lenet,mlp_1024",
+                        help="which models (comma-separated): "
                         + ", ".join(CASES))
     parser.add_argument("--backend", choices=["c", "triton"], default="c",
                         help="c: the CPU table; triton: steps per second on a CUDA GPU")
@@ -303,7 +340,8 @@ def main() -> None:
         torch._logging.set_logs(dynamo=logging.ERROR, inductor=logging.ERROR)
         warnings.filterwarnings("ignore")
     rounds = 3 if args.quick else args.rounds
-    rows = [(case, b) for case in args.cases.split(",") for b in ROWS[case] if not args.quick or b in (1, 9, 64)]
+    rows = [(case, b) for case in args.cases.split(",") for b in ROWS[case]
+            if not args.quick or b in (1, 64) or len(ROWS[case]) == 1]
     import importlib.util
 
     with_jax = ["jax.jit"] if importlib.util.find_spec("jax") else []

@@ -72,18 +72,19 @@ ENTRY_NAMES = {"step": "train_step", "grad": "grad_step", "loss": "loss_step", "
 
 
 def lower(graph: Graph, storage: dict, native: tuple = ()) -> tuple:
-    """(KernelPlan, MemoryPlan) of one entry point's graph: simplified, fused, memory planned.
-    ``storage``: which values live in shared buffers (scalar_storage, the optimizer's);
-    ``native``: the composite ops the backend has kernels for ("attention"); the others are
-    expanded into primitives first."""
+    """(KernelPlan, MemoryPlan) of one entry point's graph: simplified, fused, each kernel's
+    shared subexpressions computed once, memory planned. ``storage``: which values live in
+    shared buffers (scalar_storage, the optimizer's); ``native``: the composite ops the backend
+    has kernels for ("attention"); the others are expanded into primitives first."""
     from graphnn import attention_op
+    from graphnn.passes.cse import share_subexpressions
     from graphnn.passes.fuse import build_plan
     from graphnn.passes.memory import plan_memory
     from graphnn.passes.simplify import simplify
 
     if "attention" not in native:
         graph = attention_op.expand(graph)
-    plan = build_plan(simplify(graph), storage)
+    plan = share_subexpressions(build_plan(simplify(graph), storage))
     return plan, plan_memory(plan)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import peak  # noqa: E402
@@ -42,3 +44,11 @@ def test_loop_benchmark_times_the_literal_loop_and_the_compiled_step():
 
     row = loop.measure("thermometer", rounds=1, iterations=3)
     assert set(row) == {"graphnn loop", "torch loop", "graphnn step"} and all(t > 0 for t in row.values())
+
+
+@pytest.mark.parametrize("case", ["mlp_silu", "mlp_tanh", "lenet", "mlp_1024"])
+def test_train_step_benchmark_times_graphnn_and_torch_on_each_model(case):
+    import train_step
+
+    row = train_step.measure(case, batch=3, rounds=1, with_compile=False, with_reference=False)
+    assert {"graphnn", "torch eager", "GFLOP/s"} <= set(row) and all(t > 0 for t in row.values())

@@ -10,6 +10,7 @@ import graphnn as gn
 from graphnn import nn, optim
 from graphnn.api import trace, with_gradients
 from graphnn.ir import LEAF_OPS, Graph, LabelCheck
+from graphnn.passes.cse import share_subexpressions
 from graphnn.passes.fuse import build_plan
 from graphnn.passes.memory import plan_memory
 from graphnn.passes.simplify import simplify
@@ -164,7 +165,7 @@ def test_simplify_twice():
     assert fingerprint(first) == fingerprint(second)  # simplify numbers its nodes from 0
 
 
-def test_fusion_and_memory_planning_twice():
+def test_fusion_sharing_and_memory_planning_twice():
     step, storage = planned()
     graph = simplify(step)
     before, stored = fingerprint(graph), dict(storage)
@@ -172,8 +173,10 @@ def test_fusion_and_memory_planning_twice():
     assert fingerprint(graph) == before and storage == stored
     assert repr(first) == repr(second)
     plan_text = repr(first)
-    memory = plan_memory(first)
-    assert repr(plan_memory(first)) == repr(memory)
+    shared = share_subexpressions(first)
+    assert repr(share_subexpressions(first)) == repr(shared) and repr(first) == plan_text
+    memory = plan_memory(shared)
+    assert repr(plan_memory(shared)) == repr(memory)
     assert repr(first) == plan_text
 
 
