@@ -34,13 +34,13 @@ def _reset_uniform(module: Module) -> None:
         init.uniform_(weight, -bound, bound)
 
 
-def _fixed(size, what: str, module: str) -> int:
-    """A dimension that the unrolled time loop (or the layer index) needs as a number."""
+def _fixed(size, what: str, why: str, module: str) -> int:
+    """A dimension that must be a number (not a size that follows the batch symbol)."""
     if not isinstance(size, int):
         raise BatchAxisError(
-            f"{module}: {what} is {format_dim(size)}, a size that depends on the batch size, but the time steps are "
-            "unrolled into the graph, so it must be fixed. A compiled program takes the leading axis of each input "
-            "as its batch: give the layer batch_first=True inputs, or permute time-major data inside forward")
+            f"{module}: {what} is {format_dim(size)}, a size that depends on the batch size, but {why}, so it must be "
+            "fixed. A compiled program takes the leading axis of each input as its batch: give the layer "
+            "batch_first=True inputs, or permute time-major data inside forward")
     return size
 
 
@@ -141,7 +141,8 @@ class RNNBase(Module):
         if x.shape[-1] != self.input_size:
             raise RuntimeError(f"input.size(-1) must be equal to input_size. Expected {self.input_size}, "
                                f"got {x.shape[-1]}")
-        _fixed(x.shape[time_axis], f"the sequence length (dimension {time_axis} of the input)", name)
+        _fixed(x.shape[time_axis], f"the sequence length (dimension {time_axis} of the input)",
+               "the time steps are unrolled into the graph", name)
         output, finals = self._layers(x, time_axis, self._initial_states(states, x, x.shape[batch_dim]))
         if not batched:
             output = output.squeeze(batch_dim)
@@ -180,7 +181,8 @@ class RNNBase(Module):
                 filled.append(zeros(x, layers, batch, size))
                 continue
             what = f"hidden[{k}]" if self.mode == "LSTM" else "hidden"
-            _fixed(s.shape[0], f"dimension 0 of the {what} state", _NAMES[self.mode])
+            _fixed(s.shape[0], f"dimension 0 of the {what} state (layers times directions)",
+                   "each layer takes its own part of it", _NAMES[self.mode])
             if tuple(s.shape) != (layers, batch, size):
                 raise RuntimeError(f"Expected {what} size {(layers, batch, size)}, got {list(s.shape)}")
             filled.append(s)
@@ -206,20 +208,10 @@ class RNNBase(Module):
         return x, [factories.stack(kept, 0) for kept in finals]
 
     def extra_repr(self) -> str:
-        s = f"{self.input_size}, {self.hidden_size}"
-        if self.proj_size != 0:
-            s += f", proj_size={self.proj_size}"
-        if self.num_layers != 1:
-            s += f", num_layers={self.num_layers}"
-        if self.bias is not True:
-            s += f", bias={self.bias}"
-        if self.batch_first is not False:
-            s += f", batch_first={self.batch_first}"
-        if self.dropout != 0:
-            s += f", dropout={self.dropout}"
-        if self.bidirectional is not False:
-            s += f", bidirectional={self.bidirectional}"
-        return s
+        options = (("proj_size", 0), ("num_layers", 1), ("bias", True), ("batch_first", False), ("dropout", 0),
+                   ("bidirectional", False))  # shown when not the default, in torch's order
+        return ", ".join([f"{self.input_size}, {self.hidden_size}"] +
+                         [f"{name}={getattr(self, name)}" for name, default in options if getattr(self, name) != default])
 
 
 class RNN(RNNBase):

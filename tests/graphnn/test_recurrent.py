@@ -174,7 +174,8 @@ def test_cell_matches_torch(name, given, batched, monkeypatch):
 # -- every backend: the literal training loop and compiled programs ---------------------------------------
 def recurrent_trio(lib):
     """An LSTM (two layers, both directions, projected), a GRU on time-major data (given initial
-    state, no bias), a ReLU RNN and an LSTMCell unrolled in forward, on one (N, L, 3) batch."""
+    state, no bias), a tanh RNN, and the three cells (an LSTMCell over every step, a ReLU RNNCell
+    and a GRUCell over the first two) in forward, on one (N, L, 3) batch."""
     m = lib.nn
 
     class Trio(m.Module):
@@ -182,18 +183,22 @@ def recurrent_trio(lib):
             super().__init__()
             self.lstm = m.LSTM(3, 4, num_layers=2, batch_first=True, bidirectional=True, proj_size=2)
             self.gru = m.GRU(3, 3, bias=False)
-            self.rnn = m.RNN(3, 2, nonlinearity="relu", batch_first=True)
-            self.cell = m.LSTMCell(3, 2)
-            self.head = m.Linear(4 + 3 + 2 + 2, 2)
+            self.rnn = m.RNN(3, 2, batch_first=True)
+            self.lstm_cell = m.LSTMCell(3, 2)
+            self.rnn_cell = m.RNNCell(3, 2, nonlinearity="relu")
+            self.gru_cell = m.GRUCell(3, 2)
+            self.head = m.Linear(4 + 3 + 2 + 3 * 2, 2)
 
         def forward(self, x, h0):
             out, (h, c) = self.lstm(x)
             seq, g = self.gru(x.transpose(0, 1), h0.transpose(0, 1).contiguous())
             r, _ = self.rnn(x)
-            state = None
+            state = h_rnn = h_gru = None
             for t in range(x.shape[1]):
-                state = self.cell(x[:, t], state)
-            features = lib.cat([out[:, -1], seq[-1], r[:, 0], state[1]], 1)
+                state = self.lstm_cell(x[:, t], state)
+            for t in range(2):
+                h_rnn, h_gru = self.rnn_cell(x[:, t], h_rnn), self.gru_cell(x[:, t], h_gru)
+            features = lib.cat([out[:, -1], seq[-1], r[:, 0], state[1], h_rnn, h_gru], 1)
             return self.head(features), h, c, g
 
     return Trio()
@@ -374,37 +379,30 @@ def test_dropout_on_one_layer_warns_as_torch():
         nn.GRU(3, 4, dropout=0.5)
 
 
+LSTM, GRU_CELL = (lambda m: m.LSTM(3, 4)), (lambda m: m.GRUCell(3, 4))
 FORWARD_ERRORS = [
-    (lambda m, lib: m(lib.zeros(2, 3, 4, 3)), ValueError),
-    (lambda m, lib: m(lib.zeros(5, 2, 4)), RuntimeError),
-    (lambda m, lib: m(lib.zeros(5, 2, 3), (lib.zeros(2, 4), lib.zeros(1, 2, 4))), RuntimeError),
-    (lambda m, lib: m(lib.zeros(5, 3), (lib.zeros(1, 1, 4), lib.zeros(1, 1, 4))), RuntimeError),
-    (lambda m, lib: m(lib.zeros(5, 2, 3), (lib.zeros(1, 3, 4), lib.zeros(1, 2, 4))), RuntimeError),
-    (lambda m, lib: m(lib.zeros(5, 2, 3), (lib.zeros(1, 2, 4), lib.zeros(2, 2, 4))), RuntimeError),
-    (lambda m, lib: m(lib.zeros(5, 2, 3, dtype=lib.int64)), ValueError),
+    (LSTM, lambda m, lib: m(lib.zeros(2, 3, 4, 3)), ValueError),
+    (LSTM, lambda m, lib: m(lib.zeros(5, 2, 4)), RuntimeError),
+    (LSTM, lambda m, lib: m(lib.zeros(5, 2, 3), (lib.zeros(2, 4), lib.zeros(1, 2, 4))), RuntimeError),
+    (LSTM, lambda m, lib: m(lib.zeros(5, 3), (lib.zeros(1, 1, 4), lib.zeros(1, 1, 4))), RuntimeError),
+    (LSTM, lambda m, lib: m(lib.zeros(5, 2, 3), (lib.zeros(1, 3, 4), lib.zeros(1, 2, 4))), RuntimeError),
+    (LSTM, lambda m, lib: m(lib.zeros(5, 2, 3), (lib.zeros(1, 2, 4), lib.zeros(2, 2, 4))), RuntimeError),
+    (LSTM, lambda m, lib: m(lib.zeros(5, 2, 3, dtype=lib.int64)), ValueError),
+    (GRU_CELL, lambda m, lib: m(lib.zeros(1, 2, 3)), ValueError),
+    (GRU_CELL, lambda m, lib: m(lib.zeros(2, 3), lib.zeros(1, 2, 4)), ValueError),
 ]
 
 
-@pytest.mark.parametrize("call, error", FORWARD_ERRORS)
-def test_forward_errors_as_torch(call, error):
+@pytest.mark.parametrize("build, call, error", FORWARD_ERRORS)
+def test_forward_errors_as_torch(build, call, error):
     """Input ranks and sizes, state ranks and shapes, the input's dtype: torch's error types and
     messages, in the recorded loop."""
-    ours, theirs = pair(lambda m: m.LSTM(3, 4))
+    ours, theirs = pair(build)
     with pytest.raises(error) as expected:
         call(theirs, torch)
     with pytest.raises(error) as got:
         call(ours, gn)
     assert str(got.value) == str(expected.value)
-
-
-def test_cell_errors_as_torch():
-    for call in (lambda m, lib: m(lib.zeros(1, 2, 3)), lambda m, lib: m(lib.zeros(2, 3), lib.zeros(1, 2, 4))):
-        ours, theirs = pair(lambda m: m.GRUCell(3, 4))
-        with pytest.raises(ValueError) as expected:
-            call(theirs, torch)
-        with pytest.raises(ValueError) as got:
-            call(ours, gn)
-        assert str(got.value) == str(expected.value)
 
 
 def test_packed_sequences_are_refused():
