@@ -20,7 +20,7 @@ from graphnn.nn import functional as F
 from graphnn.nn import init
 from graphnn.nn.module import Module, Parameter
 from graphnn.nn.recurrent import STEPS, Weights, unroll, zeros
-from graphnn.nn.utils.rnn import PackedSequence, refuse_packed
+from graphnn.nn.utils.rnn import refuse_packed
 from graphnn.tensors import Tensor, as_tensor
 
 _GATES = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
@@ -338,4 +338,4 @@ class GRUCell(RNNCellBase):
         super().__init__(input_size, hidden_size, bias, num_chunks=3)
 
 
-__all__ = ["RNNBase", "RNN", "LSTM", "GRU", "RNNCellBase", "RNNCell", "LSTMCell", "GRUCell", "PackedSequence"]
+__all__ = ["RNNBase", "RNN", "LSTM", "GRU", "RNNCellBase", "RNNCell", "LSTMCell", "GRUCell"]

@@ -242,16 +242,17 @@ def test_the_literal_training_loop_matches_torch(backend, monkeypatch):
 
 
 def classifier(m):
-    """A GRU over batch-first sequences, its last output through a Linear."""
+    """A GRU over sequences given batch first and read time-major (the batch, symbolic in a
+    program, on the second axis), its last output through a Linear."""
 
     class Classifier(m.Module):
         def __init__(self):
             super().__init__()
-            self.gru = m.GRU(3, 5, num_layers=2, batch_first=True)
+            self.gru = m.GRU(3, 5, num_layers=2)
             self.head = m.Linear(5, 3)
 
         def forward(self, x):
-            return self.head(self.gru(x)[0][:, -1])
+            return self.head(self.gru(x.transpose(0, 1))[0][-1])
 
     return Classifier()
 
