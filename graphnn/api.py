@@ -15,7 +15,7 @@ from graphnn.autodiff import with_gradients
 from graphnn.backends import cache_dir
 from graphnn.capture import graph_dtype, input_names, trace
 from graphnn.eager import constant
-from graphnn.errors import ShapeError
+from graphnn.errors import BatchAxisError, ShapeError
 from graphnn.nn import module as _module
 from graphnn.program import InferenceProgram, TrainProgram
 from graphnn.tensors import Tensor
@@ -59,8 +59,8 @@ def call_eagerly(module: Any, args: Sequence, kwargs: dict):
     """``module(array, ...)`` outside tracing: run it through a cached inference program (one
     native call). On arrays it returns arrays; on tensors, tensors (a call that PyTorch would
     record for backward is recorded instead: graphnn.recording). An input the model cannot read
-    with a leading batch axis (one unbatched sample, ``linear(torch.ones(1))``) runs through a
-    program traced for its exact shape."""
+    with a leading batch axis (one unbatched sample, ``linear(torch.ones(1))``, or a recurrent
+    layer's time-major sequence) runs through a program traced for its exact shape."""
     if kwargs:
         raise TypeError(f"calling {type(module).__name__} outside a traced forward takes positional inputs only, "
                         f"got keyword arguments {sorted(kwargs)}")
@@ -72,17 +72,22 @@ def call_eagerly(module: Any, args: Sequence, kwargs: dict):
         program = _program(module, "_eager_program", False)
         try:
             outputs = program(*arrays)
-        except ShapeError:
-            if not any(a.ndim <= 1 for a in arrays if isinstance(a, np.ndarray)):
+        except ShapeError as error:
+            if not isinstance(error, BatchAxisError) and not any(a.ndim <= 1 for a in arrays if isinstance(a, np.ndarray)):
                 raise
             program = _program(module, "_eager_static_program", True)
             outputs = program(*arrays)
             module.__dict__.setdefault("_eager_unbatched", set()).add(_signature(arrays))
     else:
         outputs = program(*arrays)
-    results = outputs if isinstance(outputs, tuple) else (outputs,)
-    tensors = tuple(Tensor(constant(array, "i64" if array.dtype.kind in "iu" else "f32")) for array in results)
-    return tensors if isinstance(outputs, tuple) else tensors[0]
+    return _tensors(outputs)
+
+
+def _tensors(outputs):
+    """A program's arrays (nested in tuples as the forward returned them) as tensors."""
+    if isinstance(outputs, tuple):
+        return tuple(_tensors(part) for part in outputs)
+    return Tensor(constant(outputs, "i64" if outputs.dtype.kind in "iu" else "f32"))
 
 
 def _program(module: Any, attribute: str, static: bool) -> InferenceProgram:

@@ -46,6 +46,19 @@ def _spec(example: Any, what: str, static: bool = False) -> tuple[tuple, str]:
     return (tuple(array.shape) if static else symbolic_shape(array.shape)), graph_dtype(array, what)
 
 
+def _add_outputs(graph: Graph, name: str, value: Any) -> None:
+    """A forward's result as outputs of ``graph``: a tensor under ``name``; the tensors of a tuple
+    within its results (an LSTM's ``(h_n, c_n)``) under ``name_0``, ``name_1``... (programs
+    return them nested alike, graphnn.program.nested_outputs)."""
+    if isinstance(value, (tuple, list)) and value:
+        for k, part in enumerate(value):
+            _add_outputs(graph, f"{name}_{k}", part)
+        return
+    if not hasattr(value, "node"):
+        raise TraceError(f"forward must return tensors, got {type(value).__name__}")
+    graph.outputs[name] = value.node
+
+
 def trace(model: Any, *example_inputs: Any, loss_fn: Any = None, target: Any = None, training: bool | None = None,
           static: bool = False) -> Graph:
     """Record ``model``'s forward (and ``loss_fn(output, target)``) on symbolic inputs.
@@ -70,9 +83,7 @@ def trace(model: Any, *example_inputs: Any, loss_fn: Any = None, target: Any = N
             graph = tracer.graph
             results = output if isinstance(output, (tuple, list)) else [output]
             for k, value in enumerate(results):
-                if not hasattr(value, "node"):
-                    raise TraceError(f"forward must return tensors, got {type(value).__name__}")
-                graph.outputs["output" if len(results) == 1 else f"output{k}"] = value.node
+                _add_outputs(graph, "output" if len(results) == 1 else f"output{k}", value)
             if loss_fn is not None:
                 t_shape, t_dtype = _spec(target, "target")
                 t = Tensor(tracer.input("target", t_shape, t_dtype, role="target"))

@@ -291,6 +291,26 @@ class _Repeat:
         return outputs
 
 
+def nested_outputs(outputs: dict):
+    """A forward's outputs (copies) as it returned them: one array for "output", else a tuple
+    in the order of "output0", "output1"..., with tuples where the forward returned tuples
+    ("output1_0", "output1_1": graphnn.capture)."""
+    if "output" in outputs:
+        return outputs["output"].copy()
+    tree: dict = {}
+    for name, array in outputs.items():
+        *parents, last = (int(part) for part in name[len("output"):].split("_"))
+        node = tree
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = array.copy()
+
+    def joined(node: dict) -> tuple:
+        return tuple(joined(v) if isinstance(v, dict) else v for _, v in sorted(node.items()))
+
+    return joined(tree)
+
+
 class InferenceProgram(Program):
     """``program(*inputs)``: the model's forward, in its train or eval mode at call time.
     ``static``: traced with every input dimension fixed (inputs without a batch axis, such as
@@ -309,8 +329,7 @@ class InferenceProgram(Program):
         if outputs is None:
             key, arrays = self._prepare(inputs)
             outputs = self._run(key, "forward", arrays, copy=False)
-        results = [outputs[k].copy() for k in sorted(outputs)]
-        return results[0] if len(results) == 1 else tuple(results)
+        return nested_outputs(outputs)
 
     def _prepare(self, inputs: Sequence) -> tuple[tuple, list]:
         arrays = self._arrays(inputs, self._input_names(len(inputs), target=False))

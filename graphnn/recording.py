@@ -130,9 +130,12 @@ def _modes(module: Any) -> tuple:
 
 def _key_of(value: Any) -> Any:
     """An argument as a module call's key holds it: a tensor (its node) by the node's place in
-    the tape, anything else by identity when it is not hashable."""
+    the tape, a tuple of them (an LSTM's ``(h, c)``) by theirs, anything else by identity when it
+    is not hashable."""
     if isinstance(value, Node):
         return ("node", value.index)
+    if type(value) is tuple:
+        return ("tuple",) + tuple(_key_of(v) for v in value)
     try:
         hash(value)
     except TypeError:
@@ -142,6 +145,8 @@ def _key_of(value: Any) -> Any:
 
 def _as_argument(value: Any, node: Any) -> Any:
     """What a traced forward receives for an argument whose node (Tape._node_of) is ``node``."""
+    if type(value) is tuple:
+        return tuple(_as_argument(v, n) for v, n in zip(value, node))
     if not isinstance(value, T.Tensor) or value._node is node:
         return value
     return T.Tensor(node)
@@ -428,7 +433,10 @@ class Tape(trace.Tracer):
 
     def _node_of(self, value: Any) -> Any:
         """A module call's argument as this tape's node (data becomes an input leaf up front, so a
-        replayed call finds its inputs at the same positions); other values as they are."""
+        replayed call finds its inputs at the same positions); a tuple's tensors alike; other
+        values as they are."""
+        if type(value) is tuple:
+            return tuple(self._node_of(v) for v in value)
         if not isinstance(value, T.Tensor):
             return value
         node = value._node

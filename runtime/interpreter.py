@@ -190,7 +190,9 @@ def _reduce(kernel: Kernel, buffers: dict, batch: int) -> None:
 
 
 def _operand(load: Load, buffers: dict, dims: tuple, batch: int) -> np.ndarray:
-    return _load(load, buffers, _Domain(dims, batch))
+    """A matmul operand over its whole ``dims`` (an axis of stride 0, a broadcast state or a
+    contraction over a broadcast axis, loads as size 1 and is repeated)."""
+    return np.broadcast_to(_load(load, buffers, _Domain(dims, batch)), dims)
 
 
 def _matmul(kernel: Kernel, buffers: dict, batch: int) -> None:

@@ -64,6 +64,9 @@ class Fusion:
         """Views computed into a buffer of their own, each read through the view it would have been:
         a padded view that a matmul reads or that is padded again with another fill."""
         self.named = _named_results(graph)
+        self.copied_placements: list[tuple] = []
+        """(name, node, buffer, offset) of placements stored by a copy after the kernels: two
+        parameters with the same gradient node (two biases added alike) each get their slot."""
 
     # -- analysis -------------------------------------------------------------------------------
     def analyse(self) -> None:
@@ -96,11 +99,16 @@ class Fusion:
             base = view.base
             contiguous = (view.offset == 0 and view.strides == views.contiguous_strides(view.shape)
                           and not view.guards)
-            if (name in self.storage and contiguous and base.op not in ("input", "param", "buffer", "hyper", *GENERATORS)
+            if name not in self.storage:
+                continue
+            buffer, offset, size, kind = self.storage[name]
+            self._buffer(buffer, kind, size, base.dtype, source=buffer)
+            if (contiguous and base.op not in ("input", "param", "buffer", "hyper", *GENERATORS)
                     and base.id not in self.named and base.id not in self.placements):
-                buffer, offset, size, kind = self.storage[name]
-                self._buffer(buffer, kind, size, base.dtype, source=buffer)
                 self.placements[base.id] = (buffer, offset)
+            else:  # a view, a leaf, or a value placed under another name too (equal gradients): copied
+                self.copied_placements.append((name, node, buffer, offset))
+                self.viewed_results.add(base.id)
 
     def _materialize(self, node: Node) -> None:
         self.materialized[node.id] = self.view.pop(node.id)
@@ -554,17 +562,19 @@ class Fusion:
         outputs = {name: f"out.{name}" for name in self.graph.outputs}
         for name, node in self.graph.outputs.items():  # an output that is a view or a leaf: copy it
             if f"out.{name}" not in self.buffers:
-                kernels.append(self._copy_kernel(name, node, len(kernels)))
+                kernels.append(self._copy_kernel(f"output_{_sanitize(name)}", node, len(kernels),
+                                                 self._output_buffer(name, node), 0))
+        for name, node, buffer, offset in self.copied_placements:
+            kernels.append(self._copy_kernel(f"placement_{_sanitize(name)}", node, len(kernels), buffer, offset))
         return KernelPlan(kernels, self.buffers, outputs, tuple(leaf.attrs["name"] for leaf in self.graph.inputs))
 
-    def _copy_kernel(self, name: str, node: Node, index: int) -> Kernel:
-        kernel = Kernel(f"k{index}_output_{_sanitize(name)}", "pointwise", tuple(node.shape))
+    def _copy_kernel(self, what: str, node: Node, index: int, out: str, out_offset) -> Kernel:
+        kernel = Kernel(f"k{index}_{what}", "pointwise", tuple(node.shape))
         view = self.view_of(node)
         buffer, offset = self.location(view.base)
         kernel.loads = [Load("l0", buffer, _add(offset, view.offset), view.strides, node.dtype,
                              guards=view.guards, fill=view.fill)]
-        out = self._output_buffer(name, node)
-        kernel.stores = [Store(out, "l0", 0, views.contiguous_strides(node.shape), node.dtype)]
+        kernel.stores = [Store(out, "l0", out_offset, views.contiguous_strides(node.shape), node.dtype)]
         return kernel
 
 

@@ -208,3 +208,45 @@ def test_long_sums_keep_their_precision():
 
     got = gn.compile(Total(), backend="c")(values)[0, 0]
     assert abs(got - values.astype(np.float64).sum()) / values.sum() < 1e-6
+
+
+
+def two_biases(lib):
+    """Two biases added alike have one gradient node (after CSE), which the fused step must
+    place in both gradient slots; a broadcast state is a matmul operand of stride 0."""
+
+    class TwoBiases(lib.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = lib.nn.Linear(2, 2)
+            self.second = lib.nn.Parameter(lib.zeros(2))
+            self.register_buffer("state", lib.full((2,), 0.5))
+
+        def forward(self, x):
+            return self.lin(x) + self.second + self.state.expand(x.shape[0], 2) @ self.lin.weight
+
+    return TwoBiases()
+
+
+def test_equal_gradients_each_reach_p_grad_and_broadcast_operands_multiply(backend, monkeypatch):
+    """Three SGD steps of the literal loop (fused: backward and update in one program) as torch's:
+    both biases' .grad (one was left at zero) and the product with a broadcast operand (the plan
+    interpreter could not read it)."""
+    import torch
+
+    from tests.graphnn.torch_oracle import pair
+
+    monkeypatch.setenv("GRAPHNN_BACKEND", backend)
+    models = pair(two_biases, modules=False)
+    grads = []
+    for lib, model in zip((gn, torch), models):
+        opt = lib.optim.SGD(model.parameters(), lr=0.1)
+        for _ in range(3):  # the first step runs in the reference, the next ones compiled for the backend
+            loss = (model(lib.tensor(X[:, :2])) ** 2).sum()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            grads.append([p.grad.numpy().copy() for p in model.parameters()])
+    for got, expected in zip(grads[:3], grads[3:]):
+        for a, b in zip(got, expected):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
