@@ -14,7 +14,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("graphnn", "codegen", "runtime")
 
 LAYERS = [
-    {"ir": ("graphnn.ir", "graphnn.ops", "graphnn.pointwise", "graphnn.errors", "graphnn.evaluate", "graphnn.dtypes")},
+    {"ir": ("graphnn.ir", "graphnn.ops", "graphnn.pointwise", "graphnn.errors", "graphnn.evaluate", "graphnn.dtypes",
+            "graphnn.attention_op")},
     {"base": ("graphnn.files", "graphnn.flat", "graphnn.guard", "graphnn.random", "graphnn.device", "graphnn.printing",
               "graphnn.eager")},
     {"passes": ("graphnn.passes", "graphnn.autodiff", "graphnn.generalize")},
