@@ -1,6 +1,6 @@
 """A training step while another process keeps a core busy: does it degrade gracefully or stall?
 
-    python benchmarks/busy.py [--rounds 3] [--seconds 2] [--cases mlp:64,mlp_silu:32]
+    python benchmarks/busy.py [--rounds 3] [--seconds 2] [--cases mlp:64,mlp_silu:32] [--spincounts 1000,...]
 
 Times the MLP 784-300-100-10 at batch 64 and the small MLP 32-64-64-4 (SiLU) at batch 32 alone
 and while a background process spins on one core (pinned to it; started before and stopped after
@@ -11,7 +11,9 @@ each measurement), for:
 - graphnn openmp: the same library with ``GRAPHNN_THREADS=openmp`` (libgomp's own spinning, every
   large region on every core: the behaviour before the policy);
 - graphnn 1 thread: ``OMP_NUM_THREADS=1``, the reference a busy machine should stay near;
-- torch eager, on every core.
+- torch eager, on every core;
+- with ``--spincounts``, graphnn's policy with each of those ``GOMP_SPINCOUNT`` values instead of
+  its own (runtime/threads.py: SPIN_COUNT), to weigh that default on a quiet machine.
 
 Each figure is the mean time per step over the timed window (a stall counts in full; a median
 would hide it), the median over interleaved rounds; each measurement runs in a process of its own.
@@ -87,6 +89,14 @@ def busy_core(core: int):
         spinner.wait()
 
 
+def spin_contender(count: int) -> str:
+    """The contender running graphnn's policy with libgomp spinning ``count`` rounds (added to
+    CONTENDERS)."""
+    name = f"graphnn spin {count}"
+    CONTENDERS[name] = ("graphnn", {"GOMP_SPINCOUNT": str(count)})
+    return name
+
+
 def measure(cases=CASES, rounds: int = 3, seconds: float = 2.0, contenders=tuple(CONTENDERS)) -> dict:
     """{(case, batch): {contender: {"alone": µs, "busy": µs}}}: each the median over ``rounds``
     interleaved rounds of the mean µs per step (see time_steps)."""
@@ -115,20 +125,24 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=2.0, help="timed seconds per measurement")
     parser.add_argument("--cases", default=",".join(f"{case}:{batch}" for case, batch in CASES),
                         help="model:batch pairs (models of benchmarks/train_step.py)")
+    parser.add_argument("--spincounts", default="", help="GOMP_SPINCOUNT values to time graphnn's policy with too")
     args = parser.parse_args()
     if cores() < 2:
         raise SystemExit("busy.py needs at least 2 cores: one for the background process, one for the step")
     cases = [(case, int(batch)) for case, batch in (item.split(":") for item in args.cases.split(","))]
-    results = measure(cases, args.rounds, args.seconds)
+    for count in args.spincounts.split(","):
+        if count:
+            spin_contender(int(count))
+    results = measure(cases, args.rounds, args.seconds, tuple(CONTENDERS))
     print(f"µs per step (mean over {args.seconds:g} s, median of {args.rounds} interleaved rounds), alone and with a "
           f"process spinning on one of {cores()} cores")
-    print(f"{'model':<10} {'batch':>5} {'contender':<17} {'alone':>10} {'busy':>10} {'busy/alone':>11} "
+    print(f"{'model':<10} {'batch':>5} {'contender':<20} {'alone':>10} {'busy':>10} {'busy/alone':>11} "
           f"{'busy / 1 thread alone':>22}")
     for (case, batch), by_name in results.items():
         one = by_name["graphnn 1 thread"]["alone"]
         for name, times in by_name.items():
             relative = f"{times['busy'] / one:>21.2f}x" if name.startswith("graphnn") else f"{'-':>22}"
-            print(f"{case:<10} {batch:>5} {name:<17} {times['alone']:>10.1f} {times['busy']:>10.1f} "
+            print(f"{case:<10} {batch:>5} {name:<20} {times['alone']:>10.1f} {times['busy']:>10.1f} "
                   f"{times['busy'] / times['alone']:>10.2f}x {relative}", flush=True)
 
 
