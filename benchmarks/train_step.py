@@ -1,8 +1,15 @@
 """Microseconds per training step: graphnn (C backend) against torch eager, torch.compile, JAX
-(when installed: the `bench` extra) and graphnn's numpy reference, measured side by side in one
-run (interleaved rounds, medians), with the matmul GFLOP/s graphnn achieves.
+(when installed: the `bench` extra) and graphnn's numpy reference, with the matmul GFLOP/s graphnn
+achieves.
 
     python benchmarks/train_step.py [--rounds 5] [--no-compile] [--quick] [--cases mlp,cnn,...]
+
+Each framework runs in a process of its own (in one process their thread pools contend for the
+cores: on a 2-core machine that once inflated torch's MLP step from 1 ms to 87 ms and graphnn's
+from 0.5 ms to 15 ms): a round starts one subprocess per framework and model, which builds the
+step for each batch size of the model, warms it up and times it, and prints its times as a JSON
+line. The rounds are interleaved (a slow spell of the machine hits every column) and each cell is
+the median over the rounds.
 
 Models: the MLP 784-300-100-10 (ReLU, CrossEntropy, SGD(lr=0.01, momentum=0.9)) at several
 batch sizes, the same with Adam and AdamW (mlp_adam, mlp_adamw; their rows also time graphnn's
@@ -14,7 +21,8 @@ call overhead), a LeNet-style network (5x5 convolutions with 16 and 32 channels,
 ReLU and 2x2 max pooling, on 28x28 images, then Linear layers 512-120-84-10) at batch 64, and a
 wide MLP 1024-1024-1024-10 at batch 128 (mlp_1024). Also graphnn's compile time (cold and cached)
 and the Python overhead of one call. Each row's GFLOP/s is also given as a fraction of the
-machine's measured float32 multiply-add peak (benchmarks/peak.py).
+machine's measured ceiling: the best of its float32 multiply-add peak on every core and numpy's
+sgemm (benchmarks/peak.py).
 """
 from __future__ import annotations
 
@@ -26,6 +34,8 @@ for _name in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
     os.environ.pop(_name, None)
 
 import argparse  # noqa: E402
+import importlib.util  # noqa: E402
+import json  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -35,13 +45,14 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 import graphnn as gn  # noqa: E402
 from graphnn import nn, optim  # noqa: E402
+from peak import cores  # noqa: E402
+from processes import run_worker, worker_task  # noqa: E402
 
-try:
-    import torch
-except ImportError:  # pragma: no cover
-    torch = None
+torch = None
+"""torch, once a worker that needs it has imported it (the parent process never does)."""
 
 
 def mlp(lib, batchnorm=False):
@@ -220,31 +231,106 @@ def time_per_step(fn, budget: float = 0.25) -> float:
     return (time.perf_counter() - start) / repeats * 1e6
 
 
-def measure(case: str, batch: int, rounds: int, with_compile: bool, with_reference: bool) -> dict:
-    rng = np.random.default_rng(0)
-    x, y = data(case, batch, rng)
-    steppers = {"graphnn": graphnn_stepper(case, "c", x, y)}
-    if optimizer_of(case) != "SGD":  # what the optimizer costs over graphnn's SGD-momentum step
-        steppers["graphnn SGD"] = graphnn_stepper(case, "c", x, y, optimizer="SGD")
-    if torch is not None:
-        steppers["torch eager"] = torch_stepper(case, x, y, compiled=False)
-        if with_compile:
-            steppers["torch.compile"] = torch_stepper(case, x, y, compiled=True)
-    jax_step = jax_stepper(case, x, y)
-    if jax_step is not None:
-        steppers["jax.jit"] = jax_step
-    samples = {name: [] for name in steppers}
-    for _ in range(rounds):  # interleaved, so a slow spell of the machine hits every column
-        for name, fn in steppers.items():
-            samples[name].append(time_per_step(fn))
-    result = {name: statistics.median(values) for name, values in samples.items()}
-    if with_reference:
-        # measured after the others: numpy's OpenBLAS threads keep spinning after each call and
-        # would slow whichever threaded code runs next on these two cores
-        reference = graphnn_stepper(case, "numpy", x, y)
-        result["numpy ref"] = statistics.median(time_per_step(reference) for _ in range(max(1, rounds // 2)))
-    result["GFLOP/s"] = matmul_flops(steppers["graphnn"].program, batch) / result["graphnn"] * 1e-3
+FRAMEWORKS = ("graphnn", "graphnn SGD", "torch eager", "torch.compile", "jax.jit", "numpy ref")
+"""Every column a row can have, each timed in processes of its own."""
+
+
+def stepper(framework: str, case: str, x, y):
+    """One framework's step of ``case`` on (x, y), built and run once; None where that framework
+    has no such step (JAX without JAX or for convolutions, graphnn SGD for an SGD case)."""
+    if framework == "graphnn":
+        return graphnn_stepper(case, "c", x, y)
+    if framework == "graphnn SGD":  # what the optimizer costs over graphnn's SGD-momentum step
+        return graphnn_stepper(case, "c", x, y, optimizer="SGD") if optimizer_of(case) != "SGD" else None
+    if framework == "numpy ref":
+        return graphnn_stepper(case, "numpy", x, y)
+    if framework == "jax.jit":
+        return jax_stepper(case, x, y)
+    if _torch() is None:
+        return None
+    return torch_stepper(case, x, y, compiled=framework == "torch.compile")
+
+
+def _torch():
+    """torch, imported on first use (the parent process never imports it), or None when it is
+    not installed."""
+    global torch
+    if torch is None and importlib.util.find_spec("torch") is not None:
+        import torch as module
+
+        torch = module
+    return torch
+
+
+def set_up_torch() -> None:
+    """torch as a worker process runs it: on every core, torch.compile's log quiet."""
+    if _torch() is not None:
+        import logging
+        import warnings
+
+        torch.set_num_threads(cores())
+        torch._logging.set_logs(dynamo=logging.ERROR, inductor=logging.ERROR)
+        warnings.filterwarnings("ignore")
+
+
+def time_framework(framework: str, case: str, batches, budget: float = 0.25) -> dict:
+    """In this process: µs per step of ``framework`` on each batch size of ``case`` (after a
+    warm-up of the same length), with graphnn's matmul FLOPs per step; {batch: {"us", "flops"}}."""
+    rows = {}
+    for batch in batches:
+        x, y = data(case, batch, np.random.default_rng(0))
+        fn = stepper(framework, case, x, y)
+        if fn is None:
+            continue
+        time_per_step(fn, budget)
+        rows[batch] = {"us": time_per_step(fn, budget)}
+        if framework == "graphnn":
+            rows[batch]["flops"] = matmul_flops(fn.program, batch)
+    return rows
+
+
+def frameworks(with_compile: bool, with_reference: bool, case: str) -> list[str]:
+    """The columns timed for ``case``."""
+    names = ["graphnn"] + (["graphnn SGD"] if optimizer_of(case) != "SGD" else [])
+    if importlib.util.find_spec("torch") is not None:
+        names += ["torch eager"] + (["torch.compile"] if with_compile else [])
+    if importlib.util.find_spec("jax") is not None and case in JAX_MLPS:
+        names.append("jax.jit")
+    return names + (["numpy ref"] if with_reference else [])
+
+
+def measure_case(case: str, batches, rounds: int, with_compile: bool, with_reference: bool,
+                 isolated: bool = True, budget: float = 0.25) -> dict:
+    """Each batch size's row: the median µs per step of every framework over ``rounds``
+    interleaved rounds, each framework in a subprocess of its own per round (in this process
+    with ``isolated=False``) timed for about ``budget`` seconds per batch size, and graphnn's
+    matmul GFLOP/s. The slow numpy reference runs in half the rounds."""
+    batches = list(batches)
+    samples: dict[int, dict[str, list]] = {batch: {} for batch in batches}
+    flops = {}
+    for round_ in range(rounds):
+        for framework in frameworks(with_compile, with_reference, case):
+            if framework == "numpy ref" and round_ >= max(1, rounds // 2):
+                continue
+            if isolated:
+                task = {"framework": framework, "case": case, "batches": batches, "budget": budget}
+                rows = {int(b): row for b, row in run_worker(__file__, task).items()}
+            else:
+                rows = time_framework(framework, case, batches, budget)
+            for batch, row in rows.items():
+                samples[batch].setdefault(framework, []).append(row["us"])
+                flops.setdefault(batch, row.get("flops"))
+    result = {}
+    for batch in batches:
+        result[batch] = {name: statistics.median(values) for name, values in samples[batch].items()}
+        result[batch]["GFLOP/s"] = flops[batch] / result[batch]["graphnn"] * 1e-3
     return result
+
+
+def measure(case: str, batch: int, rounds: int, with_compile: bool, with_reference: bool,
+            isolated: bool = True) -> dict:
+    """One row (see measure_case)."""
+    return measure_case(case, [batch], rounds, with_compile, with_reference, isolated)[batch]
 
 
 def compile_times() -> tuple[float, float]:
@@ -319,6 +405,12 @@ def cuda_seconds(fn, budget: float = 0.25) -> float:
 
 
 def main() -> None:
+    task = worker_task(sys.argv)
+    if task is not None:  # a subprocess of the parent's rounds: one framework, one model
+        if task["framework"].startswith("torch"):  # never imported beside graphnn: one libgomp would serve both
+            set_up_torch()
+        print(json.dumps(time_framework(task["framework"], task["case"], task["batches"], task["budget"])))
+        return
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--no-compile", action="store_true", help="leave out torch.compile")
@@ -331,39 +423,32 @@ def main() -> None:
                         help="c: the CPU table; triton: steps per second on a CUDA GPU")
     args = parser.parse_args()
     if args.backend == "triton":
+        set_up_torch()
         return gpu_main(args)
-    if torch is not None:
-        import logging
-        import warnings
-
-        torch.set_num_threads(2)
-        torch._logging.set_logs(dynamo=logging.ERROR, inductor=logging.ERROR)
-        warnings.filterwarnings("ignore")
     rounds = 3 if args.quick else args.rounds
-    rows = [(case, b) for case in args.cases.split(",") for b in ROWS[case]
-            if not args.quick or b in (1, 64) or len(ROWS[case]) == 1]
-    import importlib.util
+    cases = args.cases.split(",")
+    batches = {case: [b for b in ROWS[case] if not args.quick or b in (1, 64) or len(ROWS[case]) == 1] for case in cases}
+    timed = {name for case in cases for name in frameworks(not args.no_compile, True, case)}
+    columns = [name for name in FRAMEWORKS if name in timed]
+    import peak
 
-    with_jax = ["jax.jit"] if importlib.util.find_spec("jax") else []
-    columns = ["graphnn", "torch eager"] + ([] if args.no_compile else ["torch.compile"]) + with_jax + ["numpy ref"]
-    if any(optimizer_of(case) != "SGD" for case, _ in rows):
-        columns.insert(1, "graphnn SGD")
-    from peak import fma_peak
-
-    cores = os.cpu_count() or 1
-    peak = fma_peak(cores)
-    print(f"µs per training step, median of {rounds} interleaved rounds; ratio = other / graphnn (higher: graphnn faster)")
-    print(f"GFLOP/s: graphnn's useful matmul work; % peak: of the measured float32 multiply-add peak, "
-          f"{peak:.0f} GFLOP/s on {cores} cores (benchmarks/peak.py)")
+    machine = peak.measure(measurements=3)
+    ceiling = peak.ceiling(machine)
+    print("\n".join(peak.report(machine)))
+    print(f"µs per training step, median of {rounds} interleaved rounds, each framework in its own processes; "
+          "ratio = other / graphnn (higher: graphnn faster)")
+    print(f"GFLOP/s: graphnn's useful matmul work; % peak: of {ceiling:.0f} GFLOP/s, the best of the measured "
+          f"float32 multiply-add peak on {machine['cores']} cores and numpy's sgemm (benchmarks/peak.py)")
     header = f"{'model':<12} {'batch':>5} " + " ".join(f"{c:>13}" for c in columns) + f" {'GFLOP/s':>8} {'% peak':>6}  " + " ".join(
         f"{'vs ' + c:>17}" for c in columns[1:])
     print(header)
-    for case, batch in rows:
-        result = measure(case, batch, rounds, not args.no_compile, with_reference=True)
-        cells = " ".join(f"{result.get(c, float('nan')):>13.1f}" for c in columns)
-        ratios = " ".join(f"{result.get(c, float('nan')) / result['graphnn']:>16.2f}x" for c in columns[1:])
-        print(f"{case:<12} {batch:>5} {cells} {result['GFLOP/s']:>8.1f} {100 * result['GFLOP/s'] / peak:>5.0f}%  {ratios}",
-              flush=True)
+    for case in cases:
+        rows = measure_case(case, batches[case], rounds, not args.no_compile, with_reference=True)
+        for batch, result in rows.items():
+            cells = " ".join(f"{result.get(c, float('nan')):>13.1f}" for c in columns)
+            ratios = " ".join(f"{result.get(c, float('nan')) / result['graphnn']:>16.2f}x" for c in columns[1:])
+            print(f"{case:<12} {batch:>5} {cells} {result['GFLOP/s']:>8.1f} {100 * result['GFLOP/s'] / ceiling:>5.0f}%  "
+                  f"{ratios}", flush=True)
     cold, cached = compile_times()
     print(f"\ngraphnn compile of the MNIST BatchNorm network (trace, autodiff, passes, C compiler, load): "
           f"cold {cold * 1e3:.0f} ms, cached {cached * 1e3:.0f} ms")

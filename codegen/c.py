@@ -4,8 +4,9 @@ Each entry point (``train_step``, ``forward``, ...) is ``int name(int64_t B, voi
 ``bufs`` holds one pointer per buffer of ``plan.arguments`` (the plan's calling order) and then the arena.
 Every kernel is a static function that starts with a comment naming the graph nodes and Module
 paths it came from. Loops run over the kernel's domain; large loops are split across threads with
-OpenMP. Matmul kernels are printed by ``codegen/c_matmul.py``: the packed GEMM for large products,
-rows accumulated a few at a time (so the compiler vectorises the inner loop) for small ones.
+OpenMP, on the team the runtime sets between calls (``graphnn_set_threads``; runtime/threads.py).
+Matmul kernels are printed by ``codegen/c_matmul.py``: the packed GEMM for large products, rows
+accumulated a few at a time (so the compiler vectorises the inner loop) for small ones.
 """
 from __future__ import annotations
 
@@ -66,6 +67,30 @@ float log2f(float);
 #pragma omp declare simd notinbranch
 float atanf(float);
 #endif
+
+/* The team of this library's parallel regions, chosen by the runtime between calls
+ * (runtime/threads.py): 0 for OpenMP's (every core, or OMP_NUM_THREADS), else that many threads.
+ * The regions entered are counted, so the runtime knows which calls use a second thread at all.
+ * Defined in each translation unit that includes this prelude, weakly: the linker keeps one. */
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+__attribute__((weak, visibility("hidden"))) int graphnn_threads = 0;
+__attribute__((weak, visibility("hidden"))) int64_t graphnn_regions = 0;
+__attribute__((weak)) void graphnn_set_threads(int threads) { graphnn_threads = threads; }
+__attribute__((weak)) int64_t graphnn_parallel_regions(void) { return graphnn_regions; }
+
+/* The number of threads for the parallel region about to start (called by the thread that
+ * starts it). Every kernel computes the same numbers on any number of threads: a thread owns
+ * whole outputs, and each output's sums run in one order. */
+static inline int graphnn_team(void) {
+    ++graphnn_regions;
+#ifdef _OPENMP
+    return graphnn_threads > 0 ? graphnn_threads : omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
 
 /* The context a matmul's epilogue function gets: the kernel's arguments and the indices of the
  * batch loops around a batched matmul. */
@@ -154,6 +179,7 @@ def units(source: str) -> list[str]:
 def declarations(entries, profile: bool = False) -> str:
     """The cffi declarations of the entry points."""
     lines = [f"int {entry}(int64_t B, void* const* bufs);" for entry in entries]
+    lines += ["void graphnn_set_threads(int threads);", "int64_t graphnn_parallel_regions(void);"]
     if profile:
         lines += [f"double* {entry}_profile(void);" for entry in entries]
     return "\n".join(lines)
@@ -352,16 +378,17 @@ class _Entry(MatmulEmitter):
         lines = []
         for k in looped(domain, dims):
             if parallel and not lines:
-                lines.append(f"{indent}#pragma omp parallel for")
+                lines.append(f"{indent}#pragma omp parallel for num_threads(graphnn_team())")
             lines.append(f"{indent}for (int64_t i{k} = 0; i{k} < {c_index(domain[k])}; ++i{k}) {{")
             indent += "    "
         return lines, indent
 
-    def split(self, work, make, indent: str = "    ", threshold: int = PARALLEL_WORK) -> list[str]:
-        """``make(parallel, indent)``'s loop nest on threads when ``work`` reaches the threshold and
-        plain otherwise. Constant work decides here; work that depends on B gets both versions
-        behind one branch, so a small call never pays for an OpenMP region it does not use.
-        Callers split only loop nests that have a loop to put on threads."""
+    def split(self, work, make, indent: str = "    ", threshold: int | None = None) -> list[str]:
+        """``make(parallel, indent)``'s loop nest on threads when ``work`` reaches the threshold
+        (default PARALLEL_WORK) and plain otherwise. Constant work decides here; work that depends
+        on B gets both versions behind one branch, so a small call never pays for an OpenMP region
+        it does not use. Callers split only loop nests that have a loop to put on threads."""
+        threshold = PARALLEL_WORK if threshold is None else threshold
         work = sympy.sympify(work)
         if work.is_Integer:
             return make(int(work) >= threshold, indent)

@@ -363,7 +363,7 @@ static void graphnn_sgemm(int64_t m, int64_t n, int64_t k, const float* a, int64
     }
     int threads = 1;
 #ifdef _OPENMP
-    if (m * n * k >= ((int64_t)1 << 20)) threads = omp_get_max_threads();
+    if (m * n * k >= ((int64_t)1 << 20)) threads = graphnn_team();
     if (threads > GRAPHNN_MAX_THREADS) threads = GRAPHNN_MAX_THREADS;
 #endif
 #ifdef GRAPHNN_DOT

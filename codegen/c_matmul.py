@@ -126,7 +126,7 @@ class MatmulEmitter:
         else:
             first = "m0"
             if parallel:
-                lines.append(f"{indent}#pragma omp parallel for")
+                lines.append(f"{indent}#pragma omp parallel for num_threads(graphnn_team())")
             lines.append(f"{indent}for (int64_t m0 = {start}; m0 < {stop}; m0 += {mr}) {{")
             body = indent + "    "
 

@@ -236,7 +236,10 @@ class _Binding:
     they change."""
 
     def __init__(self, owner: CExecutable, library, name: str, getters: dict) -> None:
+        from runtime import threads
+
         self.owner, self.function, self.ffi = owner, library.function(name), library.ffi
+        self.threads = threads.configure(library)  # one thread or OpenMP's team per call, by measured time
         # cffi's FFI.cast parses its type argument in Python on every call; cast with the type object
         backend, void_pointer = self.ffi._backend, self.ffi.typeof("void*")
         self.pointer = lambda address: backend.cast(void_pointer, address)
@@ -287,7 +290,10 @@ class _Binding:
             self._bind_arena(shrink=True)
         elif self.generation != self.owner.arena_generation:  # another entry replaced the arena
             self._bind_arena(shrink=False)
-        self.function(batch, table)
+        if self.threads is None:
+            self.function(batch, table)
+        else:
+            self.threads(self.function, batch, table)
         if not copy:
             return self.results
         return {name: array.copy() for name, array in self.results.items()}

@@ -27,6 +27,7 @@ from pathlib import Path
 import cffi
 
 from graphnn.files import atomic_write
+from runtime.threads import openmp_environment
 
 FLAG_SETS = (
     ["-O3", "-march=native", "-fopenmp", "-fno-math-errno"],
@@ -214,11 +215,17 @@ class Library:
     def _load_or_build(self, compiler_path: str, flags: tuple):
         if self._valid():
             try:
-                return self.ffi.dlopen(str(self.path))
+                return self._open()
             except OSError:
                 pass  # unreadable: rebuild below
         self._build(compiler_path, flags)
-        return self.ffi.dlopen(str(self.path))
+        return self._open()
+
+    def _open(self):
+        """Load the library, with graphnn's defaults for OpenMP's variables in the environment
+        (libgomp reads them once, when the first library that links it loads; runtime/threads.py)."""
+        with openmp_environment():
+            return self.ffi.dlopen(str(self.path))
 
     def _valid(self) -> bool:
         """The entry is whole (its bytes match the sidecar's checksum) and was built from this
