@@ -24,6 +24,7 @@ from graphnn import pointwise as pw
 from graphnn.ir import format_shape
 from graphnn.nn.init import reset_weight_and_bias
 from graphnn.nn.module import Module, Parameter
+from graphnn.nn.padding import pad
 from graphnn.tensors import Tensor, _builder, _named, _wrap, as_tensor, current_builder
 
 
@@ -50,24 +51,25 @@ def _window(x: Tensor, kernel, stride, padding, dilation, fill: float = 0.0) -> 
     return _wrap(_builder(x).window(x.node, kernel, stride, padding, dilation, fill), [x], "x")
 
 
-def _same_padding(kernel: tuple, dilation: tuple, stride: tuple) -> tuple[int, int]:
+def _same_padding(kernel: tuple, dilation: tuple, stride: tuple) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(padding before, padding after) per spatial axis that keeps the size: dilation*(kernel-1)
+    in all, the odd one after (PyTorch's choice)."""
     if stride != (1, 1):
         raise ValueError("padding='same' is not supported for strided convolutions")
     total = tuple(d * (k - 1) for k, d in zip(kernel, dilation))
-    if any(t % 2 for t in total):
-        raise NotImplementedError(f"padding='same' with an even kernel span (kernel {kernel}, dilation {dilation}) "
-                                  "pads unevenly, which graphnn does not support yet")
-    return tuple(t // 2 for t in total)
+    return tuple(t // 2 for t in total), tuple(t - t // 2 for t in total)
 
 
-def _conv_padding(padding, kernel: tuple, dilation: tuple, stride: tuple) -> tuple[int, int]:
+def _conv_padding(padding, kernel: tuple, dilation: tuple, stride: tuple) -> tuple[tuple, tuple]:
+    """(padding before, padding after) per spatial axis."""
     if padding == "valid":
-        return (0, 0)
+        return (0, 0), (0, 0)
     if padding == "same":
         return _same_padding(kernel, dilation, stride)
     if isinstance(padding, str):
         raise ValueError(f"Invalid padding string {padding!r}, should be one of {{'valid', 'same'}}")
-    return _pair(padding, "padding")
+    padding = _pair(padding, "padding")
+    return padding, padding
 
 
 # -- functional ---------------------------------------------------------------------------------
@@ -87,7 +89,9 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups: in
         raise b.error(f"conv2d expected input with {group_channels * groups} channels (weight {format_shape(w.shape)}, "
                       f"groups={groups}), got input of shape {format_shape(x.shape)}")
     stride, dilation = _pair(stride, "stride"), _pair(dilation, "dilation")
-    padding = _conv_padding(padding, (kh, kw), dilation, stride)
+    padding, after = _conv_padding(padding, (kh, kw), dilation, stride)
+    if after != padding:  # 'same' with an even span: the extra position after, as its own pad
+        x = pad(x, (0, after[1] - padding[1], 0, after[0] - padding[0]))
     patches = _window(x, (kh, kw), stride, padding, dilation)  # (N, Ho, Wo, C, kh, kw)
     n, ho, wo = patches.shape[:3]
     rows, depth = n * ho * wo, group_channels * kh * kw

@@ -102,20 +102,51 @@ def dropout(input, p: float = 0.5, training: bool = True, inplace: bool = False)
     The mask comes from the counter-based ``rand`` primitive keyed by the program's seed and
     step, so every call draws a fresh mask and a backward pass regenerates the same one.
     """
+    _check_probability(p)
+    x = as_tensor(input)
+    return _dropped(x, p, training, tuple(x.shape), "MulBackward0")
+
+
+def dropout2d(input, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
+    """Zero each channel (input[n, c], a whole feature map) with probability p and scale the rest
+    by 1/(1-p) (training only): one draw per (sample, channel), as ``dropout`` draws per element."""
+    _check_probability(p)
+    x = as_tensor(input)
+    if x.ndim not in (3, 4):
+        warnings.warn(f"dropout2d: Received a {x.ndim}-D input to dropout2d, which is deprecated and will result in "
+                      "an error in a future release. To retain the behavior and silence this warning, please use "
+                      "dropout instead. Note that dropout2d exists to provide channel-wise dropout on inputs with 2 "
+                      "spatial dimensions, a channel dimension, and an optional batch dimension (i.e. 3D or 4D "
+                      "inputs).", stacklevel=2)
+    if x.ndim == 3:
+        warnings.warn("dropout2d: Received a 3D input to dropout2d and assuming that channel-wise 1D dropout behavior "
+                      "is desired - input is interpreted as shape (N, C, L), where C is the channel dim. This behavior "
+                      "will change in a future release to interpret the input as one without a batch dimension, i.e. "
+                      "shape (C, H, W). To maintain the 1D channel-wise dropout behavior, please switch to using "
+                      "dropout1d instead.", stacklevel=2)
+    if x.ndim < 2:
+        raise RuntimeError("Feature dropout requires at least 2 dimensions in the input")
+    return _dropped(x, p, training, tuple(x.shape[:2]) + (1,) * (x.ndim - 2), "MulBackward0")
+
+
+def _check_probability(p: float) -> None:
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
-    x = as_tensor(input)
+
+
+def _dropped(x: Tensor, p: float, training: bool, mask_shape: tuple, grad: str) -> Tensor:
+    """x times a keep mask of ``mask_shape`` (x's shape, or 1 along the axes one draw covers)."""
     if not training or p == 0.0:
         return x
     b = _b(x)
     if b is EAGER:  # a fresh mask from the global generator (graphnn.manual_seed)
-        draws = random.generator().random(tuple(x.shape), dtype=np.float32)
-        u = as_tensor(draws, b)
-        return _wrap(b.pointwise(pw.dropout(p), x.node, u.node), [x], "MulBackward0")
+        draws = random.generator().random(mask_shape, dtype=np.float32)
+        u = as_tensor(draws, b).expand(*x.shape)
+        return _wrap(b.pointwise(pw.dropout(p), x.node, u.node), [x], grad)
     tracer = trace.current()
     seed, step = tracer.hyper("rng.seed", "i64"), tracer.hyper("rng.step", "i64")
-    u = Tensor(tracer.builder.rand(x.shape, seed, step, tracer.next_stream()))
-    return Tensor(tracer.builder.pointwise(pw.dropout(p), x.node, u.node))
+    u = tracer.builder.expand(tracer.builder.rand(mask_shape, seed, step, tracer.next_stream()), tuple(x.shape))
+    return Tensor(tracer.builder.pointwise(pw.dropout(p), x.node, u))
 
 
 def batch_norm(
@@ -398,12 +429,16 @@ def _probability_cross_entropy(logp: Tensor, t: Tensor, weight, ignore_index: in
 __all__ = [name for name, value in dict(globals()).items() if not name.startswith("_") and callable(value)
            and getattr(value, "__module__", None) in (__name__, _reductions.__name__)]
 
-# convolution and pooling, and the normalisations over trailing axes, live beside their Modules
-# (graphnn/nn/conv.py, graphnn/nn/normalization.py)
+# convolution, pooling, padding, resizing and the normalisations over trailing axes live beside their
+# Modules (graphnn/nn/conv.py, adaptive_pool.py, padding.py, upsampling.py, normalization.py)
+from graphnn.nn.adaptive_pool import adaptive_avg_pool2d, adaptive_max_pool2d  # noqa: E402
 from graphnn.nn.conv import avg_pool2d, conv2d, max_pool2d  # noqa: E402
 from graphnn.nn.normalization import layer_norm, rms_norm  # noqa: E402
+from graphnn.nn.padding import pad  # noqa: E402
+from graphnn.nn.upsampling import interpolate  # noqa: E402
 
-__all__ += ["conv2d", "max_pool2d", "avg_pool2d", "layer_norm", "rms_norm"]
+__all__ += ["conv2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d", "pad", "interpolate",
+            "layer_norm", "rms_norm"]
 
 # the embedding lookup is a gather, beside the Tensor's (graphnn/tensor_gather.py)
 from graphnn.tensor_gather import embedding  # noqa: E402

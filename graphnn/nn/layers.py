@@ -1,4 +1,4 @@
-"""Layers: Identity, Flatten, Linear, Dropout and the normalisation layers."""
+"""Layers: Identity, Flatten, Linear, Dropout, Dropout2d and the normalisation layers."""
 from __future__ import annotations
 
 import numpy as np
@@ -56,8 +56,8 @@ class Linear(Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
 
 
-class Dropout(Module):
-    """Zeroes elements with probability p in training and scales the rest by 1/(1-p)."""
+class _DropoutNd(Module):
+    """What the dropout layers share: the probability p and the ``inplace`` flag."""
 
     def __init__(self, p: float = 0.5, inplace: bool = False) -> None:
         super().__init__()
@@ -65,11 +65,23 @@ class Dropout(Module):
             raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
         self.p, self.inplace = p, inplace
 
+    def extra_repr(self) -> str:
+        return f"p={self.p}, inplace={self.inplace}"
+
+
+class Dropout(_DropoutNd):
+    """Zeroes elements with probability p in training and scales the rest by 1/(1-p)."""
+
     def forward(self, input):
         return F.dropout(input, self.p, self.training, self.inplace)
 
-    def extra_repr(self) -> str:
-        return f"p={self.p}, inplace={self.inplace}"
+
+class Dropout2d(_DropoutNd):
+    """Zeroes whole channels (each input[n, c]) with probability p in training and scales the
+    rest by 1/(1-p)."""
+
+    def forward(self, input):
+        return F.dropout2d(input, self.p, self.training, self.inplace)
 
 
 class _BatchNorm(Module):

@@ -62,7 +62,8 @@ class Fusion:
         self.copies: set[int] = set()  # reshapes that need a contiguous copy
         self.materialized: dict[int, views.View] = {}
         """Views computed into a buffer of their own, each read through the view it would have been:
-        a padded view that a matmul reads or that is padded again with another fill."""
+        a padded view that a matmul or a gather's table reads, that is padded again with another
+        fill or that windows read."""
         self.named = _named_results(graph)
         self.copied_placements: list[tuple] = []
         """(name, node, buffer, offset) of placements stored by a copy after the kernels: two
@@ -81,8 +82,9 @@ class Fusion:
                     self.copies.add(node.id)
                 else:
                     self.view[node.id] = view
-            elif node.op == "matmul" or node.op in attention_op.OPS:  # operands read through plain strides
-                for source in node.inputs:
+            elif node.op in ("matmul", "gather") or node.op in attention_op.OPS:
+                # the GEMM and attention read their operands, a gather its table, through plain strides
+                for source in node.inputs[:1] if node.op == "gather" else node.inputs:
                     if self.view_of(source).guards:
                         self._materialize(source)
         for node in self.graph.nodes:

@@ -76,7 +76,9 @@ def identity(node: Node) -> View:
 
 def apply(view: View, node: Node) -> View | None:
     """The view of movement ``node`` applied to ``view``; None when it needs a copy (a reshape of
-    a non-contiguous or guarded view, a pad of a view padded with another value)."""
+    a non-contiguous or guarded view, a pad of a view padded with another value, the windows of a
+    padded or gathered value: one guard per axis cannot say both where a window reads and where
+    the padding inside it lies)."""
     if node.op == "permute":
         perm = node.attrs["perm"]
         return replace(view.per_axis(lambda t: tuple(t[p] for p in perm)), shape=node.shape)
@@ -100,7 +102,7 @@ def apply(view: View, node: Node) -> View | None:
         return _pad(view, node)
     if node.op in ("window", "unwindow"):
         if view.guards:
-            raise NotImplementedError(f"a {node.op} of a padded or gathered value is not supported by the fusion pass")
+            return None
         return (_window if node.op == "window" else _unwindow)(view, node)
     raise ValueError(f"{node.op} is not a movement op")
 

@@ -77,6 +77,7 @@ def gradients(model, x: np.ndarray, upstream: np.ndarray, backend: str) -> dict:
     graphs = {"forward": graph.variant(results, {})}
     values = dict(model.named_parameters())
     persistent = {leaf.attrs["name"]: (lambda p=values[leaf.attrs["name"]]: np.asarray(p.data)) for leaf in params}
+    persistent.update({name: lambda a=array: a for name, array in graph.constants.items()})
     return executable(backend, graphs, persistent).run("forward", x.shape[0], [x, upstream], {})
 
 
@@ -238,7 +239,6 @@ def test_bad_configurations_fail_at_trace_time(make, shape, message):
 @pytest.mark.parametrize("make, message", [
     (lambda: nn.Conv2d(3, 2, 3, groups=2), "in_channels must be divisible by groups"),
     (lambda: nn.Conv2d(4, 3, 3, groups=2), "out_channels must be divisible by groups"),
-    (lambda: nn.Conv2d(4, 4, 2, padding="same"), "pads unevenly"),
     (lambda: nn.Conv2d(4, 4, 3, stride=2, padding="same"), "not supported for strided convolutions"),
     (lambda: nn.Conv2d(4, 4, 3, padding="full"), "Invalid padding string"),
 ])
