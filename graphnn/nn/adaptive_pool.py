@@ -81,6 +81,7 @@ def _spread(x: Tensor, output: tuple[int, int]) -> tuple[Tensor, list]:
 
 
 def _reduced(spread: Tensor, kind: str, axes: tuple) -> Tensor:
+    """The sum or max over ``axes`` (kept with size 1); a max's gradient goes to the first maximum."""
     b = _builder(spread)
     return _wrap(b.reduce(kind, spread.node, axes, **({"ties": "pool"} if kind == "max" else {})), [spread], "x")
 

@@ -104,7 +104,7 @@ def dropout(input, p: float = 0.5, training: bool = True, inplace: bool = False)
     """
     _check_probability(p)
     x = as_tensor(input)
-    return _dropped(x, p, training, tuple(x.shape), "MulBackward0")
+    return _dropped(x, p, training, tuple(x.shape))
 
 
 def dropout2d(input, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
@@ -126,7 +126,7 @@ def dropout2d(input, p: float = 0.5, training: bool = True, inplace: bool = Fals
                       "dropout1d instead.", stacklevel=2)
     if x.ndim < 2:
         raise RuntimeError("Feature dropout requires at least 2 dimensions in the input")
-    return _dropped(x, p, training, tuple(x.shape[:2]) + (1,) * (x.ndim - 2), "MulBackward0")
+    return _dropped(x, p, training, tuple(x.shape[:2]) + (1,) * (x.ndim - 2))
 
 
 def _check_probability(p: float) -> None:
@@ -134,7 +134,7 @@ def _check_probability(p: float) -> None:
         raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
 
 
-def _dropped(x: Tensor, p: float, training: bool, mask_shape: tuple, grad: str) -> Tensor:
+def _dropped(x: Tensor, p: float, training: bool, mask_shape: tuple) -> Tensor:
     """x times a keep mask of ``mask_shape`` (x's shape, or 1 along the axes one draw covers)."""
     if not training or p == 0.0:
         return x
@@ -142,7 +142,7 @@ def _dropped(x: Tensor, p: float, training: bool, mask_shape: tuple, grad: str) 
     if b is EAGER:  # a fresh mask from the global generator (graphnn.manual_seed)
         draws = random.generator().random(mask_shape, dtype=np.float32)
         u = as_tensor(draws, b).expand(*x.shape)
-        return _wrap(b.pointwise(pw.dropout(p), x.node, u.node), [x], grad)
+        return _wrap(b.pointwise(pw.dropout(p), x.node, u.node), [x], "MulBackward0")
     tracer = trace.current()
     seed, step = tracer.hyper("rng.seed", "i64"), tracer.hyper("rng.step", "i64")
     u = tracer.builder.expand(tracer.builder.rand(mask_shape, seed, step, tracer.next_stream()), tuple(x.shape))
