@@ -4,6 +4,7 @@ compiler rejects (types, tl.dot shapes, shared memory). The compile runs in a su
 because this process runs Triton in its interpreter."""
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -43,7 +44,10 @@ def models():
     yield gpt_step.gpt(gn, 11, 8, 16, 1, 2, attention="manual"), gpt_step.sequence_loss(gn), (5, 8), "tokens"
 
 
-def generated_modules() -> list[Path]:
+@functools.lru_cache(maxsize=None)
+def generated_modules() -> tuple[Path, ...]:
+    """The module files the Triton backend generates for ``models()`` (made once: each
+    capability compiles the same files)."""
     paths = []
     for model, loss, shape, target in models():
         rng = np.random.default_rng(0)
@@ -59,7 +63,7 @@ def generated_modules() -> list[Path]:
         for program in (train, predict):
             for executable in program.executables.values():
                 paths += [m.path for m in executable.modules.values()]
-    return paths
+    return tuple(paths)
 
 
 @pytest.mark.parametrize("capability", [90, 80])
