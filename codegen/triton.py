@@ -267,7 +267,7 @@ class _Module:
                + (f" from {', '.join(kernel.paths)}" if kernel.paths else ""),
                f'    nodes: {nodes}"""']
         body = {"pointwise": self.pointwise, "reduce": self.reduce, "matmul": self.matmul,
-                "scatter": self.pointwise, "attention": self.attention}[kernel.kind](kernel)
+                "scatter": self.pointwise, "attention": lambda k: attention_body(self, k)}[kernel.kind](kernel)
         source = "\n".join([f"# {kernel.name}: {', '.join(kernel.paths) or '<model>'}", "@triton.jit",
                             f"def {kernel.name}({signature}):"] + doc + binds + body)
         grid = self.grid(kernel, blocks)
@@ -500,8 +500,8 @@ def attention_blocks(kernel: Kernel) -> dict:
     return {**BLOCKS["attention"], "BD": padded(a["d"]), "BDV": padded(max(a["dv"], 1))}
 
 
-def _attention(self, kernel: Kernel) -> list[str]:
-    """Flash attention (graphnn.attention_op): the scores of a BM x BN tile computed, masked and
+def attention_body(self: _Module, kernel: Kernel) -> list[str]:
+    """The body of an attention kernel of module ``self``. Flash attention (graphnn.attention_op): the scores of a BM x BN tile computed, masked and
     used at once, never stored.
 
     - forward: per block of queries, over blocks of keys, an online softmax (running maximum
@@ -641,5 +641,3 @@ def _attention(self, kernel: Kernel) -> list[str]:
         lines += store("dv", "dv", "cols[:, None]", "de[None, :]", "cols_in[:, None] & e_in[None, :]")
     return lines
 
-
-_Module.attention = _attention
