@@ -540,9 +540,6 @@ def attention_body(self: _Module, kernel: Kernel) -> list[str]:
     def tile(name: str, row: str, col: str, row_in: str, col_in: str) -> str:
         return f"tl.load({address(name, row, col)}, mask={row_in} & {col_in}, other=0.0)"
 
-    def stored(value: str) -> Store | None:
-        return next((st for st in kernel.stores if st.value == value), None)
-
     def store(value: str, expr: str, row: str, col: str | None, mask: str) -> list[str]:
         out = []
         for st in (x for x in kernel.stores if x.value == value):
@@ -614,10 +611,8 @@ def attention_body(self: _Module, kernel: Kernel) -> list[str]:
                   f"    shift = tl.where(top == {neg}, 0.0, top)",
                   "    empty = total == 0.0",
                   "    total = tl.where(empty, 1.0, total)"]
-        if stored("o"):
-            lines += store("o", "acc / total[:, None]", "rows[:, None]", "de[None, :]", "rows_in[:, None] & e_in[None, :]")
-        if stored("lse"):
-            lines += store("lse", f"tl.where(empty, {neg}, shift + tl.log(total))", "rows", None, "rows_in")
+        lines += store("o", "acc / total[:, None]", "rows[:, None]", "de[None, :]", "rows_in[:, None] & e_in[None, :]")
+        lines += store("lse", f"tl.where(empty, {neg}, shift + tl.log(total))", "rows", None, "rows_in")
     elif role == "grad_q":
         lines += ["    rows = block * BM + tl.arange(0, BM)"] + queries("    ")
         lines += ["    dq = tl.zeros((BM, BD), tl.float32)",

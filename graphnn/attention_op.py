@@ -161,14 +161,8 @@ _log_sum = pw.fn("lse", pw.X[0] + sympy.log(pw.X[1]), nargs=2)
 _scores_grad = pw.fn("softmax_grad", pw.X[0] * (pw.X[1] - pw.X[2]), nargs=3)
 
 
-def _swap_last(b, x: Node) -> Node:
-    perm = list(range(len(x.shape)))
-    perm[-1], perm[-2] = perm[-2], perm[-1]
-    return b.permute(x, perm)
-
-
 def _scores(b, q: Node, k: Node, mask: Node | None, attrs: dict) -> Node:
-    s = b.pointwise(pw.scale(sympy.Float(attrs["scale"])), b.matmul(q, _swap_last(b, k)))
+    s = b.pointwise(pw.scale(sympy.Float(attrs["scale"])), b.matmul(q, b.swap_last(k)))
     if attrs["causal"]:
         rank = len(s.shape)
         s = b.pointwise(_causal, s, b.iota(s.shape, rank - 2), b.iota(s.shape, rank - 1), dtype=s.dtype)
@@ -189,7 +183,7 @@ def _probabilities(b, s: Node) -> tuple[Node, Node]:
 
 
 def _scores_gradient(b, p: Node, v: Node, do: Node, delta: Node) -> Node:
-    dp = b.matmul(do, _swap_last(b, v))
+    dp = b.matmul(do, b.swap_last(v))
     return b.pointwise(_scores_grad, p, dp, b.expand(delta, dp.shape))
 
 
@@ -204,12 +198,12 @@ def _expansion(b, node: Node, inputs: tuple) -> Node:
         return row_lse
     do, _, delta = rest
     if attrs["wrt"] == "v":
-        return b.matmul(_swap_last(b, p), do)
+        return b.matmul(b.swap_last(p), do)
     ds = _scores_gradient(b, p, v, do, delta)
     scale = pw.scale(sympy.Float(attrs["scale"]))
     if attrs["wrt"] == "q":
         return b.pointwise(scale, b.matmul(ds, k))
-    return b.pointwise(scale, b.matmul(_swap_last(b, ds), q))
+    return b.pointwise(scale, b.matmul(b.swap_last(ds), q))
 
 
 def expand(graph: Graph) -> Graph:

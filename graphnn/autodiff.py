@@ -113,19 +113,13 @@ def _inside(b: Builder, patches: Node) -> Node | None:
     return b.window(ones, a["kernel"], a["stride"], a["padding"], a["dilation"], fill=0.0)
 
 
-def _swap_last(b: Builder, x: Node) -> Node:
-    perm = list(range(len(x.shape)))
-    perm[-1], perm[-2] = perm[-2], perm[-1]
-    return b.permute(x, perm)
-
-
 def _matmul(b: Builder, node: Node, g: Node, needed: list) -> list:
     a, w = node.inputs
     out = []
     if needed[0]:
-        out.append((0, b.matmul(g, _swap_last(b, w))))
+        out.append((0, b.matmul(g, b.swap_last(w))))
     if needed[1]:
-        out.append((1, b.matmul(_swap_last(b, a), g)))
+        out.append((1, b.matmul(b.swap_last(a), g)))
     return out
 
 

@@ -187,6 +187,12 @@ class Builder:
             return x
         return self.emit("permute", (x,), tuple(x.shape[p] for p in perm), x.dtype, perm=perm)
 
+    def swap_last(self, x: Node) -> Node:
+        """x with its last two axes swapped (a matrix's transpose, batched)."""
+        perm = list(range(len(x.shape)))
+        perm[-1], perm[-2] = perm[-2], perm[-1]
+        return self.permute(x, perm)
+
     def expand(self, x: Node, shape: Shape) -> Node:
         shape = tuple(dim(d) for d in shape)
         if shape == x.shape:
