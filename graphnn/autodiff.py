@@ -11,7 +11,7 @@ from typing import Callable
 
 import sympy
 
-from graphnn import attention_op
+from graphnn import attention_op, scan_op
 from graphnn import pointwise as pw
 from graphnn.ir import Graph, Node
 from graphnn.ops import Builder
@@ -28,14 +28,22 @@ def gradients(graph: Graph, loss: Node, wrt: list[Node]) -> tuple[Graph, dict[in
         raise ValueError(f"gradients need a scalar loss, got shape {loss.shape}")
     out = graph.copy()
     b = Builder(out)
-    wanted = {n.id for n in wrt}
-    needs = _needs_gradient(graph, wanted)
-    if loss.id not in needs:
-        return out, {}
     b.path, b.module = loss.path, loss.module
-    grads: dict[int, Node] = {loss.id: b.pointwise(one)}
-    forward = graph.nodes[: graph.nodes.index(loss) + 1]
-    for node in reversed(forward):
+    return out, backward(b, graph.nodes, {loss.id: lambda: b.pointwise(one)}, wrt)
+
+
+def backward(b: Builder, nodes: list[Node], seeds: dict, wrt: list[Node]) -> dict[int, Node]:
+    """The reverse sweep over ``nodes`` (a graph's, in topological order) appending to ``b``: the
+    gradient reaching each node of ``wrt`` (by node id) from the cotangents of ``seeds`` (node id
+    -> a function that makes the seed's cotangent node, called only for a node some node of
+    ``wrt`` depends through)."""
+    wanted = {n.id for n in wrt}
+    needs = _needs_gradient(nodes, wanted)
+    grads: dict[int, Node] = {i: make() for i, make in seeds.items() if i in needs}
+    if not grads:
+        return {}
+    last = max(k for k, n in enumerate(nodes) if n.id in grads)
+    for node in reversed(nodes[: last + 1]):
         g = grads.get(node.id)
         if g is None or node.op in NO_GRADIENT:
             continue
@@ -44,12 +52,12 @@ def gradients(graph: Graph, loss: Node, wrt: list[Node]) -> tuple[Graph, dict[in
             source = node.inputs[index]
             previous = grads.get(source.id)
             grads[source.id] = contribution if previous is None else b.pointwise(pw.add, previous, contribution)
-    return out, {n.id: grads[n.id] for n in wrt if n.id in grads}
+    return {n.id: grads[n.id] for n in wrt if n.id in grads}
 
 
-def _needs_gradient(graph: Graph, wanted: set[int]) -> set[int]:
+def _needs_gradient(nodes: list[Node], wanted: set[int]) -> set[int]:
     needs = set()
-    for n in graph.nodes:
+    for n in nodes:
         if n.id in wanted or (
             n.op not in NO_GRADIENT and n.dtype in ("f32", "f64") and any(i.id in needs for i in n.inputs)
         ):
@@ -177,6 +185,7 @@ def _unwindow(b: Builder, node: Node, g: Node, needed: list) -> list:
 
 RULES: dict[str, Rule] = {
     "attention": attention_op.gradient,
+    "scan": scan_op.gradient,
     "attention_lse": attention_op.no_second_derivative,
     "attention_grad": attention_op.no_second_derivative,
     "gather": _gather,

@@ -12,7 +12,7 @@ from typing import Callable
 
 import numpy as np
 
-from graphnn import attention_op
+from graphnn import attention_op, scan_op
 from graphnn.ir import Node, evaluate_dim, evaluate_shape
 from graphnn.pointwise import numpy_function
 
@@ -175,6 +175,7 @@ def _pad(node, args, shape, dtype, batch):
 
 EVALUATORS: dict[str, Callable] = {
     **{op: attention_op.evaluate for op in attention_op.OPS},
+    "scan": scan_op.evaluate,
     "gather": _gather,
     "scatter_add": _scatter_add,
     "window": _window,

@@ -1,21 +1,37 @@
 """The arithmetic of the recurrent layers: one time step of each cell, and a layer's time loop
-unrolled into the traced graph (the modules are graphnn.nn.rnn).
+(the modules are graphnn.nn.rnn).
 
 A layer's input projection ``x W_ih^T + b_ih`` is one matmul over every time step at once
 ((T * N) rows); each step then adds the recurrent product ``h W_hh^T + b_hh`` and applies the
 gates. A step is one function of (input projection at t, state, weights), ``step(x_t, state, w)
--> state``, the body a loop primitive would repeat; ``unroll`` calls it once per time step. The
-state is a tuple: ``(h,)``, or ``(h, c)`` for the LSTM. A zero initial state is a broadcast
-constant (``zeros``), multiplied as torch multiplies it, so NaN and infinite weights propagate
-alike and W_hh has a (zero) gradient even for a single step.
+-> state``. The state is a tuple: ``(h,)``, or ``(h, c)`` for the LSTM. A zero initial state is
+a broadcast constant (``zeros``), multiplied as torch multiplies it, so NaN and infinite weights
+propagate alike and W_hh has a (zero) gradient even for a single step.
+
+``layer`` runs a step over a sequence in one of two forms that compute the same numbers:
+``unroll`` calls the step once per time step (short sequences: the steps fuse with each other),
+``loop`` traces the step once into the body of a ``scan`` node (graphnn.scan_op), which the
+backends run as a loop over time, so the graph, the plan and the generated code do not grow
+with the sequence's length.
 """
 from __future__ import annotations
 
+import functools
 from typing import Callable, NamedTuple
 
-from graphnn import factories
+import numpy as np
+import sympy
+
+from graphnn import factories, scan_op, trace
+from graphnn.eager import EAGER
+from graphnn.errors import TraceError
+from graphnn.ir import Graph
 from graphnn.nn import functional as F
-from graphnn.tensors import Tensor, _builder, as_tensor
+from graphnn.ops import Builder
+from graphnn.tensors import Tensor, _builder, _wrap, as_tensor
+
+UNROLL_LIMIT = 8
+"""Sequences up to this length are unrolled; longer ones run as a time loop (``loop``)."""
 
 
 class Weights(NamedTuple):
@@ -75,6 +91,14 @@ STEPS: dict[str, Step] = {"RNN_TANH": rnn_tanh_step, "RNN_RELU": rnn_relu_step, 
 """Each mode's step, by the names PyTorch's RNNBase gives the modes."""
 
 
+def layer(step: Step, x: Tensor, time_axis: int, state: State, w: Weights, reverse: bool = False) -> tuple:
+    """One layer and direction over the whole sequence ``x`` (time along ``time_axis``): (its
+    outputs h_t stacked along ``time_axis``, its final state), unrolled or as a time loop by the
+    sequence's length (``UNROLL_LIMIT``)."""
+    run = unroll if x.shape[time_axis] <= UNROLL_LIMIT else loop
+    return run(step, x, time_axis, state, w, reverse)
+
+
 def unroll(step: Step, x: Tensor, time_axis: int, state: State, w: Weights, reverse: bool = False) -> tuple:
     """One layer and direction over the whole sequence ``x`` (time along ``time_axis``):
     (its outputs h_t stacked along ``time_axis``, its final state)."""
@@ -85,6 +109,85 @@ def unroll(step: Step, x: Tensor, time_axis: int, state: State, w: Weights, reve
         state = step(projected.select(time_axis, t), state, w)
         outputs[t] = state[0]
     return factories.stack(outputs, time_axis), state
+
+
+def loop(step: Step, x: Tensor, time_axis: int, state: State, w: Weights, reverse: bool = False) -> tuple:
+    """``unroll``'s result from a ``scan`` node whose body is ``step`` traced once: the
+    projection of every time step is one matmul before it, as in ``unroll``."""
+    projected = F.linear(x, w.weight_ih, w.bias_ih)
+    seq = projected if time_axis == 0 else projected.transpose(0, 1)  # time-major: (T, N, gates)
+    weights = [t for t in (w.weight_hh, w.bias_hh, w.weight_hr) if t is not None]
+    b = _builder(seq, *state, *weights)
+    seq, state, weights = as_tensor(seq, b), [as_tensor(s, b) for s in state], [as_tensor(t, b) for t in weights]
+    body = _body(step, tuple(seq.shape[1:]), tuple(tuple(s.shape) for s in state),
+                 tuple(None if t is None else tuple(t.shape) for t in (w.weight_hh, w.bias_hh, w.weight_hr)),
+                 b is not EAGER, b.path, b.module)
+    node = scan_op.scan(b, body, [seq.node], [s.node for s in state], [t.node for t in weights], reverse)
+    every, final = scan_op.results(b, node)
+    sources = [seq, *state, *weights]
+    outputs = _wrap(every["c0"], sources, "StackBackward0", b)
+    if time_axis != 0:
+        outputs = outputs.transpose(0, 1)
+    return outputs, tuple(_wrap(final[f"c{j}"], sources, "SelectBackward0", b) for j in range(len(state)))
+
+
+@functools.lru_cache(maxsize=64)
+def _body(step: Step, x_shape: tuple, state_shapes: tuple, weight_shapes: tuple, differentiable: bool,
+          path: str, module: str) -> scan_op.Body:
+    """The scan body of ``step`` for these shapes (weights: W_hh, b_hh, W_hr, None where absent),
+    with its vector-Jacobian product where it is ``differentiable``; built once per shape."""
+    with _StepTracer(path, module) as tracer:
+        leaf = lambda name, shape: Tensor(tracer.builder.leaf("input", name, shape))  # noqa: E731
+        present = iter(range(3))
+        given = [None if shape is None else leaf(f"w{next(present)}", shape) for shape in weight_shapes]
+        weights = Weights(None, given[0], None, given[1], given[2])
+        state = step(leaf("s0", x_shape), tuple(leaf(f"c{j}", s) for j, s in enumerate(state_shapes)), weights)
+    graph = tracer.graph
+    graph.outputs = {f"c{j}": s.node for j, s in enumerate(state)}
+    if not differentiable:
+        return scan_op.Body(graph)
+    extended, vjp = scan_op.differentiate(graph)
+    return scan_op.Body(extended, vjp)
+
+
+class _StepTracer:
+    """The tracer a step is traced with: its operations go to a Graph of its own, whose leaves
+    are the step's inputs (nothing of a model: parameters come in as leaves)."""
+
+    buffer_names: dict = {}
+
+    def __init__(self, path: str, module: str) -> None:
+        self.graph = Graph()
+        self.builder = Builder(self.graph)
+        self.builder.path, self.builder.module = path, module
+
+    def __enter__(self) -> "_StepTracer":
+        if not hasattr(trace._state, "stack"):
+            trace._state.stack = []
+        trace._state.stack.append(self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        trace._state.stack.pop()
+
+    def has_buffer(self, array) -> bool:
+        return False
+
+    def concrete(self, tensor):
+        """A value the step makes itself: a constant (one value everywhere)."""
+        array = np.asarray(tensor.array)
+        if array.size and (array == array.flat[0]).all() and np.isfinite(array.flat[0]):
+            value = array.flat[0].item()
+            expr = sympy.Integer(int(value)) if float(value).is_integer() else sympy.Float(float(np.float32(value)))
+            dtype = {"f": "f32", "b": "bool"}.get(array.dtype.kind, "i64")
+            return self.builder.emit("pointwise", (), array.shape, dtype, name="constant", expr=expr)
+        raise TraceError(f"{self.builder.where()}: a recurrent step reads a tensor of shape {list(array.shape)} "
+                         "that is not one of its inputs")
+
+    def param(self, p):
+        raise TraceError(f"{self.builder.where()}: a recurrent step reads a parameter that is not one of its inputs")
+
+    buffer = param
 
 
 def zeros(like: Tensor, *shape) -> Tensor:

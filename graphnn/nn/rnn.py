@@ -19,7 +19,8 @@ from graphnn.ir import format_dim
 from graphnn.nn import functional as F
 from graphnn.nn import init
 from graphnn.nn.module import Module, Parameter
-from graphnn.nn.recurrent import STEPS, Weights, unroll, zeros
+from graphnn.nn.recurrent import STEPS, Weights, zeros
+from graphnn.nn.recurrent import layer as run_layer
 from graphnn.nn.utils.rnn import refuse_packed
 from graphnn.tensors import Tensor, as_tensor
 
@@ -198,7 +199,7 @@ class RNNBase(Module):
             for direction in range(directions):
                 k = layer * directions + direction
                 initial = tuple(s[k] for s in states)
-                out, final = unroll(step, x, time_axis, initial, self._weights(layer, direction), direction == 1)
+                out, final = run_layer(step, x, time_axis, initial, self._weights(layer, direction), direction == 1)
                 outputs.append(out)
                 for kept, value in zip(finals, final):
                     kept.append(value)
