@@ -92,12 +92,13 @@ static inline int graphnn_team(void) {
 #endif
 }
 
-/* The context a matmul's epilogue function gets: the kernel's arguments and the indices of the
- * batch loops around a batched matmul. */
+/* The context a matmul's epilogue function gets: the kernel's arguments, the indices of the
+ * batch loops around a batched matmul and the position of a time loop's iteration. */
 typedef struct {
     int64_t B;
     void* const* bufs;
     int64_t batch[8];
+    int64_t loop_t;
 } graphnn_epilogue_context;
 
 /* Philox-4x32-10 keyed by (seed, step): uniform [0, 1) draws for dropout masks, recomputed in
@@ -142,10 +143,11 @@ def generate(entries: dict[str, tuple[KernelPlan, MemoryPlan]], profile: bool = 
 
     With ``profile``, each entry point also accumulates the seconds spent in each kernel into an
     array that ``<entry>_profile()`` returns (in kernel order)."""
-    uses_gemm = any(k.kind == "matmul" and gemm_sizes(k) is not False for plan, _ in entries.values() for k in plan.kernels)
+    uses_gemm = any(k.kind == "matmul" and gemm_sizes(k) is not False
+                    for plan, _ in entries.values() for top in plan.kernels for k in top.flat())
     prelude = PRELUDE + (GEMM if uses_gemm else "") + (PROFILE_PRELUDE if profile else "")
     emitters = [_Entry(entry, plan, memory, profile) for entry, (plan, memory) in entries.items()]
-    kernels = [e.kernel(k) for e in emitters for k in e.plan.kernels]
+    kernels = [e.kernel(k) for e in emitters for top in e.plan.kernels for k in top.flat()]
     entry_points = "\n".join(e.entry_point() for e in emitters)
     if sum(k.text().count("\n") for k in kernels) < SPLIT_LINES:
         return "\n".join([prelude] + [k.text() for k in kernels] + [entry_points])
@@ -216,8 +218,12 @@ class _Entry(MatmulEmitter):
         self.names = unique_names(plan.buffers)
         self.arena_slot = len(self.slots)
         self.invariant: set = set()
+        self.looped = {k.name for top in plan.kernels if top.kind == "loop" for k in top.flat()}
+        """The kernels a time loop runs: they take the loop's position ``loop_t``."""
 
     def signature(self, kernel: Kernel) -> str:
+        if kernel.name in self.looped:
+            return f"void {self.name}_{kernel.name}(int64_t B, int64_t loop_t, void* const* bufs)"
         return f"void {self.name}_{kernel.name}(int64_t B, void* const* bufs)"
 
     def entry_point(self) -> str:
@@ -235,11 +241,25 @@ class _Entry(MatmulEmitter):
         return "\n".join(out)
 
     def call(self, kernel: Kernel, index: int) -> str:
-        call = f"{self.name}_{kernel.name}(B, bufs);"
+        if kernel.kind == "loop":  # a scan: its kernels once per position
+            calls = "".join(self.inner_calls(kernel, "        "))
+            call = (f"for (int64_t loop_t = 0; loop_t < {c_index(kernel.domain[0])}; ++loop_t) {{  /* {kernel.name} */\n"
+                    f"{calls}    }}")
+        else:
+            call = f"{self.name}_{kernel.name}(B, bufs);"
         if not self.profile:
             return "    " + call
         return (f"    {{ double t0 = graphnn_now(); {call} "
                 f"{self.name}_seconds[{index}] += graphnn_now() - t0; }}")
+
+    def inner_calls(self, loop: Kernel, indent: str) -> list[str]:
+        """The calls of a loop's kernels, one line each (a nested loop as its own loop)."""
+        lines = []
+        for kernel in loop.kernels:
+            if kernel.kind == "loop":
+                raise NotImplementedError("a time loop inside another is not supported by the C backend")
+            lines.append(f"{indent}{self.name}_{kernel.name}(B, loop_t, bufs);\n")
+        return lines
 
     # -- pointers ----------------------------------------------------------------------------
     def c_name(self, buffer: str) -> str:
@@ -299,6 +319,8 @@ class _Entry(MatmulEmitter):
         bound = self.bindings(kernel)
         unused = [] if uses_batch(self.kernel_symbols(kernel) | binding_symbols(bound)) else \
             ["    (void)B;  /* this kernel's size does not depend on the batch */"]
+        if kernel.name in self.looped:
+            unused.append("    (void)loop_t;  /* the position of the time loop's iteration */")
         return KernelSource(header, self.signature(kernel), unused + self.declare_pointers(bound) + hoisted + body + ["}", ""])
 
     def kernel_symbols(self, kernel: Kernel) -> set[str]:

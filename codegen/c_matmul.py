@@ -56,7 +56,9 @@ class MatmulEmitter:
             lines.append(f"{indent}float* restrict product = "
                          f"{c_plus(self.c_name(store.buffer), index(store.offset, store.strides[:-2], batch))};")
         if not is_direct(kernel):
-            lines.append(f"{indent}graphnn_epilogue_context context = {{B, bufs, {{{', '.join(n or '0' for n in batch) or '0'}}}}};")
+            position = "loop_t" if kernel.name in getattr(self, "looped", ()) else "0"
+            lines.append(f"{indent}graphnn_epilogue_context context = "
+                         f"{{B, bufs, {{{', '.join(n or '0' for n in batch) or '0'}}}, {position}}};")
         gemm = gemm_sizes(kernel)
         if gemm is True:
             return lines + self.matmul_gemm(kernel, indent) + self.close(indent, "    ")
@@ -220,6 +222,7 @@ class MatmulEmitter:
         context = [f"    const int64_t {BATCH} = ctx->B;"] if uses_batch(used) else []
         context += ["    void* const* bufs = ctx->bufs;"] if bound else []
         context += [f"    const int64_t i{k} = ctx->batch[{k}];" for k in range(rank - 2) if f"i{k}" in used]
+        context += ["    const int64_t loop_t = ctx->loop_t;"] if "loop_t" in used else []
         if context:
             context.insert(0, "    const graphnn_epilogue_context* ctx = (const graphnn_epilogue_context*)context;")
         else:

@@ -157,12 +157,7 @@ class Stages:
         plan, memory = self._executable_plan()
         graph = self.train()
         params = sum(int(np.prod(p.shape)) for p in self.request.model.parameters())
-        flops = sympy.Integer(0)
-        for n in graph.nodes:
-            if n.op == "matmul":
-                flops += 2 * numel(n.shape) * n.inputs[0].shape[-1]
-            elif n.op in ("pointwise", "reduce", "scatter_add"):  # a scatter adds each of its values
-                flops += numel(n.inputs[0].shape if n.op in ("reduce", "scatter_add") else n.shape)
+        flops = _flops(graph.nodes)
         moved = bytes_moved(plan)
         persistent = sum((b.size for b in plan.buffers.values() if b.kind not in ("arena", "input", "output", "hyper")),
                          sympy.Integer(0))
@@ -175,35 +170,55 @@ class Stages:
         }
 
 
+def _flops(nodes) -> sympy.Expr:
+    """Floating-point operations of ``nodes``: 2 per multiply-add of a matmul, one per element
+    of a pointwise op, a reduction's or a scatter's input; a scan's body once per position."""
+    flops = sympy.Integer(0)
+    for n in nodes:
+        if n.op == "matmul":
+            flops += 2 * numel(n.shape) * n.inputs[0].shape[-1]
+        elif n.op in ("pointwise", "reduce", "scatter_add"):  # a scatter adds each of its values
+            flops += numel(n.inputs[0].shape if n.op in ("reduce", "scatter_add") else n.shape)
+        elif n.op == "scan":
+            flops += n.attrs["length"] * _flops(n.attrs["body"].graph.live_nodes())
+    return flops
+
+
 def bytes_moved(plan) -> sympy.Expr:
     """Bytes a plan's kernels read and write, in B: each access counts the elements its loop
     indices reach (the extents of the axes it moves along, all of them for an access at a loaded
     index, at most the buffer; a read of one parameter's slice of the
     flat buffer counts that slice), at most its buffer's size where both are numbers. Scalars of
     run-time hyperparameters are not counted."""
+    return sympy.expand(sum((_kernel_bytes(k, plan) for k in plan.kernels), sympy.Integer(0)))
+
+
+def _kernel_bytes(k, plan) -> sympy.Expr:
+    """What ``bytes_moved`` counts for one kernel (a loop's kernels once per position)."""
+    if k.kind == "loop":
+        return k.domain[0] * sum((_kernel_bytes(inner, plan) for inner in k.kernels), sympy.Integer(0))
     moved = sympy.Integer(0)
-    for k in plan.kernels:
-        accesses = [(access, k.domain) for access in list(k.loads) + list(k.stores)]
-        if k.kind == "attention":  # each operand and result once (a block of keys is read per block of queries)
-            accesses = [(op, k.attention_shape(name)) for name, op in k.operands.items()]
-            accesses += [(st, k.attention_shape(st.value)) for st in k.stores]
-        if k.kind == "matmul":
-            batch = tuple(k.domain[:-2])
-            accesses += [(k.a, batch + (k.domain[-2], k.k)), (k.b, batch + (k.k, k.domain[-1]))]
-        for access, domain in accesses:
-            name = getattr(access, "source", None) or getattr(access, "buffer", None)
-            if name not in plan.buffers or plan.buffers[name].kind == "hyper":
-                continue
-            coefs = [access.strides] + [g.coefs for g in getattr(access, "guards", ())]
-            extent = sympy.Integer(1)
-            for axis, size in enumerate(domain):  # a gather's or scatter's address moves with its index
-                if getattr(access, "indirect", None) is not None or any(sympy.sympify(c[axis]) != 0 for c in coefs):
-                    extent *= size
-            size = sympy.sympify(plan.buffers[name].size)
-            if extent.is_Integer and size.is_Integer:
-                extent = min(extent, size)
-            moved += 4 * extent
-    return sympy.expand(moved)
+    accesses = [(access, k.domain) for access in list(k.loads) + list(k.stores)]
+    if k.kind == "attention":  # each operand and result once (a block of keys is read per block of queries)
+        accesses = [(op, k.attention_shape(name)) for name, op in k.operands.items()]
+        accesses += [(st, k.attention_shape(st.value)) for st in k.stores]
+    if k.kind == "matmul":
+        batch = tuple(k.domain[:-2])
+        accesses += [(k.a, batch + (k.domain[-2], k.k)), (k.b, batch + (k.k, k.domain[-1]))]
+    for access, domain in accesses:
+        name = getattr(access, "source", None) or getattr(access, "buffer", None)
+        if name not in plan.buffers or plan.buffers[name].kind == "hyper":
+            continue
+        coefs = [access.strides] + [g.coefs for g in getattr(access, "guards", ())]
+        extent = sympy.Integer(1)
+        for axis, size in enumerate(domain):  # a gather's or scatter's address moves with its index
+            if getattr(access, "indirect", None) is not None or any(sympy.sympify(c[axis]) != 0 for c in coefs):
+                extent *= size
+        size = sympy.sympify(plan.buffers[name].size)
+        if extent.is_Integer and size.is_Integer:
+            extent = min(extent, size)
+        moved += 4 * extent
+    return moved
 
 
 def _expr(value) -> str:
@@ -276,7 +291,7 @@ def _kernel_json(k) -> dict:
     return {"name": k.name, "kind": k.kind, "domain": [_expr(d) for d in k.domain],
             "nodes": [i for i, _, _ in k.sources], "paths": k.paths,
             "reads": sorted({l.source for l in k.reads()}),
-            "writes": sorted({s.buffer for s in k.stores})}
+            "writes": sorted({s.buffer for s in k.writes()})}
 
 
 # -- DOT ------------------------------------------------------------------------------------------
@@ -328,7 +343,7 @@ def _plan_dot(stages: Stages) -> str:
     for k, kernel in enumerate(plan.kernels):
         for name in sorted({l.source for l in kernel.reads() if l.source in plan.buffers}):
             lines.append(f'  "{name}" -> k{k};')
-        for name in sorted({s.buffer for s in kernel.stores}):
+        for name in sorted({s.buffer for s in kernel.writes()}):
             lines.append(f'  k{k} -> "{name}";')
     lines.append("}")
     return "\n".join(lines)

@@ -315,11 +315,12 @@ def gradient(b, node: Node, g: Node, needed: list) -> list:
     for j, leaf in enumerate(_leaves(body.graph, "c")):
         grad = vjp.grads.get(leaf.name)
         step.outputs[f"c{j}"] = copy(grad) if grad is not None else _zeros(sb, leaf.shape)
-    yielded = [f"s{i}" for i, wanted in enumerate(need_seq) if wanted and f"s{i}" in vjp.grads]
-    yielded += [n.id for n in exports]
+    yielded = {f"s{i}": vjp.grads[f"s{i}"] for i, wanted in enumerate(need_seq) if wanted and f"s{i}" in vjp.grads}
+    yielded.update({n.id: n for n in exports if all(n is not other for other in yielded.values())})
     names = {key: f"y{k}" for k, key in enumerate(yielded)}
-    for key in yielded:
-        step.outputs[names[key]] = copy(vjp.grads[key] if isinstance(key, str) else requests[key])
+    for key, n in yielded.items():
+        step.outputs[names[key]] = copy(n)
+    names.update({n.id: names[key] for key, n in yielded.items()})  # an export that is a sequence's gradient
     back = scan(b, Body(step), list(seqs) + [in_slots, out_slots, ct_slots],
                 [_zeros(b, i.shape) for i in inits], list(consts), reverse=not reverse)
     every, final = results(b, back)

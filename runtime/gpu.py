@@ -183,7 +183,7 @@ class Binding:
         self.device, self.launcher, self.memory = device, launcher, memory
         self.inputs, self.fixed, self.arrays, self.outputs = classify(plan, getters)
         order = plan.arguments
-        written = {s.buffer for k in plan.kernels for s in k.stores}
+        written = {s.buffer for k in plan.kernels for s in k.writes()}
         self.written = {slot for slot, buffer in enumerate(order) if buffer in written}
         self.scalar_buffers = {slot for slot, buffer in enumerate(order) if plan.buffers[buffer].kind == "hyper"}
         self.tensors: list = [None] * len(order)

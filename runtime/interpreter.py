@@ -17,11 +17,13 @@ results.
 from __future__ import annotations
 
 import functools
+from dataclasses import replace
 
 import numpy as np
 import sympy
 
 from graphnn.ir import evaluate_dim
+from graphnn.scan_op import LOOP_T
 from graphnn.passes.memory import MemoryPlan
 from graphnn.passes.plan import Kernel, KernelPlan, Load, Store
 from graphnn.pointwise import NUMPY_FUNCTIONS
@@ -211,7 +213,27 @@ def _matmul(kernel: Kernel, buffers: dict, batch: int) -> None:
         _store(s, env, buffers, domain)
 
 
-_KERNELS = {"pointwise": _pointwise, "reduce": _reduce, "matmul": _matmul, "scatter": _scatter}
+def _loop(kernel: Kernel, buffers: dict, batch: int) -> None:
+    """A scan's kernels once per position, the loop counter bound in their addresses."""
+    for t in range(_value(kernel.domain[0], batch)):
+        for inner in kernel.kernels:
+            bound = _at_position(inner, t)
+            _KERNELS[bound.kind](bound, buffers, batch)
+
+
+def _at_position(kernel: Kernel, t: int) -> Kernel:
+    """``kernel`` with the loop counter LOOP_T replaced by ``t`` in its addresses."""
+    def at(access):
+        if access is None or isinstance(access.offset, int):
+            return access
+        return replace(access, offset=sympy.sympify(access.offset).subs(LOOP_T, t))
+
+    return replace(kernel, loads=[at(l) for l in kernel.loads], stores=[at(s) for s in kernel.stores],
+                   a=at(kernel.a), b=at(kernel.b), operands={k: at(v) for k, v in kernel.operands.items()},
+                   cleared=tuple((b, sympy.sympify(o).subs(LOOP_T, t), n) for b, o, n in kernel.cleared))
+
+
+_KERNELS = {"pointwise": _pointwise, "reduce": _reduce, "matmul": _matmul, "scatter": _scatter, "loop": _loop}
 
 
 class Binding:

@@ -79,6 +79,8 @@ def work(expr: sympy.Basic, memo: dict | None = None) -> int:
 
 
 def _kernel(kernel: Kernel) -> Kernel:
+    if kernel.kind == "loop":
+        return replace(kernel, kernels=[_kernel(k) for k in kernel.kernels])
     floats = {l.name for l in kernel.loads if l.dtype == "f32"}
     floats |= {a.name for a in kernel.body if a.dtype == "f32"} | {ACC.name}
     names = (f"{PREFIX}{k}" for k in itertools.count())

@@ -28,18 +28,18 @@ from typing import Callable
 
 import sympy
 
-from graphnn import attention_op
+from graphnn import attention_op, scan_op
 from graphnn import pointwise as pw
 from graphnn.ir import Graph, Node, numel
 from graphnn.passes import horizontal, views
 from graphnn.passes.plan import ACC, Assign, Buffer, Indirect, Kernel, KernelPlan, Load, Store
 
 GENERATORS = ("iota", "rand")
-CORES = ("reduce", "matmul", "scatter_add") + attention_op.OPS
-KINDS = {"reduce": "reduce", "matmul": "matmul", "scatter_add": "scatter",
+CORES = ("reduce", "matmul", "scatter_add", "scan") + attention_op.OPS
+KINDS = {"reduce": "reduce", "matmul": "matmul", "scatter_add": "scatter", "scan": "loop",
          **{op: "attention" for op in attention_op.OPS}}
 """The kernel kind of each core op."""
-ALONE = ("scatter_add",) + attention_op.OPS
+ALONE = ("scatter_add", "scan") + attention_op.OPS
 """Cores whose kernel takes no epilogue."""
 
 
@@ -48,12 +48,16 @@ class Fusion:
 
     ``storage`` maps names to (buffer, offset, buffer size, kind) for values kept in shared
     buffers: leaves (the flat parameter and momentum buffers) and the graph's placements (a
-    gradient in the flat gradient buffer).
+    gradient in the flat gradient buffer). ``results`` does the same for outputs (a scan body's
+    results, written into the scan's slots), and ``prefix`` starts the names of the plan's own
+    buffers and kernels (a scan body's, inside the plan of the graph around it).
     """
 
-    def __init__(self, graph: Graph, storage: dict) -> None:
+    def __init__(self, graph: Graph, storage: dict, results: dict | None = None, prefix: str = "") -> None:
         self.graph = graph
         self.storage = storage
+        self.results = results or {}
+        self.prefix = prefix
         self.placements = {}
         self.buffers: dict[str, Buffer] = {}
         self.view: dict[int, views.View] = {}
@@ -82,6 +86,13 @@ class Fusion:
                     self.copies.add(node.id)
                 else:
                     self.view[node.id] = view
+            elif node.op == "scan":  # each position's slice of a sequence, each carry and operand contiguous
+                sequences = node.attrs["counts"][0]
+                for k, source in enumerate(node.inputs):
+                    view = self.view_of(source)
+                    inner = slice(1 if k < sequences else 0, None)
+                    if source.id in self.view and (view.guards or not _contiguous(view.strides[inner], view.shape[inner])):
+                        self._materialize(source)
             elif node.op in ("matmul", "gather") or node.op in attention_op.OPS:
                 # the GEMM and attention read their operands, a gather its table, through plain strides
                 for source in node.inputs[:1] if node.op == "gather" else node.inputs:
@@ -304,10 +315,10 @@ class Fusion:
             kind, name = self.named[node.id][0]
             if kind == "update":
                 return self._leaf_buffer(self.graph.leaf(name))
-            return self._output_buffer(name, node), 0
+            return self._output_location(name, node)
         if node.id in self.placements:
             return self.placements[node.id]
-        return self._buffer(f"tmp.{node.id}", "arena", numel(node.shape), node.dtype), 0
+        return self._buffer(f"{self.prefix}tmp.{node.id}", "arena", numel(node.shape), node.dtype), 0
 
     def _leaf_buffer(self, leaf: Node) -> tuple[str, object]:
         name = leaf.attrs["name"]
@@ -318,6 +329,14 @@ class Fusion:
         kind = {"input": "input", "param": "param", "buffer": "state", "hyper": "hyper"}[leaf.op]
         return self._buffer(f"{kind}.{name}", kind, numel(leaf.shape), leaf.dtype, source=name), 0
 
+    def _output_location(self, name: str, node: Node) -> tuple[str, object]:
+        """(buffer, offset) of output ``name``: its place in ``results``, or an output buffer."""
+        if name in self.results:
+            buffer, offset, size, kind = self.results[name]
+            self._buffer(buffer, kind, size, node.dtype, source=buffer)
+            return buffer, offset
+        return self._output_buffer(name, node), 0
+
     def _output_buffer(self, name: str, node: Node) -> str:
         return self._buffer(f"out.{name}", "output", numel(node.shape), node.dtype, source=name,
                             shape=tuple(node.shape))
@@ -326,11 +345,13 @@ class Fusion:
         self.buffers.setdefault(name, Buffer(name, kind, size, dtype, source, shape))
         return name
 
-    def kernel(self, members: list[Node], index: int) -> Kernel:
+    def kernel(self, members: list[Node], index: int) -> Kernel | list[Kernel]:
         ids = {n.id for n in members}
         core = next((n for n in members if n.op in CORES), None)
         if core is not None and core.op in attention_op.OPS:
             return self.attention_kernel(members, index)
+        if core is not None and core.op == "scan":
+            return self.loop_kernel(core, index)
         last = members[-1]
         if core is None:
             kind = "pointwise"
@@ -339,7 +360,7 @@ class Fusion:
             kind, domain = "matmul", core.shape
         else:  # a reduction or a scatter loops over its input
             kind, domain = KINDS[core.op], core.inputs[0].shape
-        kernel = Kernel(_kernel_name(index, members), kind, tuple(domain))
+        kernel = Kernel(self.prefix + _kernel_name(index, members), kind, tuple(domain))
         prologue = _ancestors_within(core, ids, self._is_view) if kind in ("reduce", "scatter") else set()
         if kind == "reduce":
             kernel.axes, kernel.reduce_op = core.attrs["axes"], core.attrs["kind"]
@@ -478,7 +499,7 @@ class Fusion:
             v = next((m.inputs[2] for m in members if m.op == "attention"), None)
         path = next((n.path for n in members if n.path), "")
         what = {"forward": "attention", "grad_q": "attention_dq", "grad_kv": "attention_dk_dv"}[role]
-        name = f"k{index}_{_sanitize(path)}_{what}" if path else f"k{index}_{what}"
+        name = self.prefix + (f"k{index}_{_sanitize(path)}_{what}" if path else f"k{index}_{what}")
         kernel = Kernel(name, "attention", tuple(q.shape[:-2]) + (q.shape[-2], k.shape[-2]))
         named = dict(q=q, k=k, v=v, mask=mask, **dict(zip(("do", "lse", "delta"), rest)))
         kernel.operands = {name: self._operand_load(name, node) for name, node in named.items() if node is not None}
@@ -493,12 +514,54 @@ class Fusion:
                 kernel.stores.append(Store(buffer, value, offset, strides, node.dtype))
         return kernel
 
+    def loop_kernel(self, node: Node, index: int) -> list[Kernel]:
+        """A scan's kernels (graphnn.scan_op): a copy of each initial carry into its slot, then
+        the loop, whose ``kernels`` are the body fused on its own and run once per position with
+        the loop counter LOOP_T in their addresses: each sequence read at its position's slice,
+        the carries at the slot the previous step wrote, the results written into the step's
+        slot."""
+        from graphnn.passes.simplify import simplify
+
+        length, reverse = node.attrs["length"], node.attrs["reverse"]
+        buffer, base = self.location(node)
+        kind, width = self.buffers[buffer].kind, node.shape[1]
+        init, carried, first = scan_op.slots(node)
+        position = length - 1 - scan_op.LOOP_T if reverse else scan_op.LOOP_T
+        seqs, inits, consts = scan_op.split(node, node.inputs)
+        storage, results = {}, {}
+        for name, source in [(f"s{i}", s) for i, s in enumerate(seqs)] + [(f"w{k}", c) for k, c in enumerate(consts)]:
+            view = self.view_of(source)
+            at, offset = self.location(view.base)
+            offset = _add(offset, view.offset)
+            if name[0] == "s":  # the slice at this step's position
+                offset = _add(offset, position * view.strides[0])
+            storage[name] = (at, offset, self.buffers[at].size, self.buffers[at].kind)
+        blocks = {name: (offset, shape) for name, offset, shape in node.attrs["blocks"]}
+        for j in range(len(inits)):
+            offset = blocks[f"c{j}"][0]
+            storage[f"c{j}"] = (buffer, _add(base, (carried + position) * width + offset), self.buffers[buffer].size, kind)
+        for name, (offset, shape) in blocks.items():
+            results[name] = (buffer, _add(base, (first + position) * width + offset), self.buffers[buffer].size, kind)
+        prefix = f"{self.prefix}k{index}_"
+        graph = node.attrs["body"].graph
+        inner = Fusion(simplify(graph.variant(dict(graph.outputs), {})), storage, results, prefix).build()
+        for name, spec in inner.buffers.items():
+            self.buffers.setdefault(name, spec)
+        copies = [self._copy_kernel(f"initial_c{j}", source, index, buffer, _add(base, init * width + blocks[f"c{j}"][0]))
+                  for j, source in enumerate(inits)]
+        path = node.path
+        kernel = Kernel(f"{self.prefix}k{index}_{_sanitize(path)}_loop" if path else f"{self.prefix}k{index}_loop",
+                        "loop", (length,))
+        kernel.kernels = list(inner.kernels)
+        kernel.sources = [(node.id, "scan", node.path)]
+        return copies + [kernel]
+
     def _store_location(self, node: Node, named) -> tuple[str, object]:
         kind, name = named
         if kind == "update":
             return self._leaf_buffer(self.graph.leaf(name))
         if kind == "output":
-            return self._output_buffer(name, node), 0
+            return self._output_location(name, node)
         return self.location(node)
 
     def _operand_load(self, name: str, source: Node) -> Load:
@@ -560,18 +623,26 @@ class Fusion:
     def build(self) -> KernelPlan:
         self.analyse()
         _, groups = self.grouping()
-        kernels = horizontal.merge([self.kernel(g, k) for k, g in enumerate(groups)], self.buffers)
-        outputs = {name: f"out.{name}" for name in self.graph.outputs}
+        kernels = []
+        for k, g in enumerate(groups):
+            made = self.kernel(g, k)
+            kernels.extend(made if isinstance(made, list) else [made])
+        kernels = horizontal.merge(kernels, self.buffers)
+        outputs = {name: f"out.{name}" for name in self.graph.outputs if name not in self.results}
+        stored = {(s.buffer, s.offset) for k in kernels for s in k.stores}
         for name, node in self.graph.outputs.items():  # an output that is a view or a leaf: copy it
-            if f"out.{name}" not in self.buffers:
+            if f"out.{name}" not in self.buffers and name not in self.results:
                 kernels.append(self._copy_kernel(f"output_{_sanitize(name)}", node, len(kernels),
                                                  self._output_buffer(name, node), 0))
+            elif name in self.results and self._output_location(name, node) not in stored:
+                kernels.append(self._copy_kernel(f"output_{_sanitize(name)}", node, len(kernels),
+                                                 *self._output_location(name, node)))
         for name, node, buffer, offset in self.copied_placements:
             kernels.append(self._copy_kernel(f"placement_{_sanitize(name)}", node, len(kernels), buffer, offset))
         return KernelPlan(kernels, self.buffers, outputs, tuple(leaf.attrs["name"] for leaf in self.graph.inputs))
 
     def _copy_kernel(self, what: str, node: Node, index: int, out: str, out_offset) -> Kernel:
-        kernel = Kernel(f"k{index}_{what}", "pointwise", tuple(node.shape))
+        kernel = Kernel(f"{self.prefix}k{index}_{what}", "pointwise", tuple(node.shape))
         view = self.view_of(node)
         buffer, offset = self.location(view.base)
         kernel.loads = [Load("l0", buffer, _add(offset, view.offset), view.strides, node.dtype,
@@ -605,6 +676,12 @@ def _ancestors_within(node: Node | None, ids: set, views: Callable[[Node], bool]
         elif views(n):
             stack.extend(n.inputs)
     return out
+
+
+def _contiguous(strides: tuple, shape: tuple) -> bool:
+    """Whether a view with these strides over ``shape`` reads its elements one after another
+    (axes of extent 1 may have any stride)."""
+    return all(d == 1 or sympy.expand(s - c) == 0 for s, c, d in zip(strides, views.contiguous_strides(shape), shape))
 
 
 def _squeezed(shape: tuple) -> tuple:

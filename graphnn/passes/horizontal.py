@@ -101,9 +101,7 @@ def _movable(kernels: list, run: list[int], scalars: set) -> bool:
         other = kernels[q]
         if q in run or other is None:
             continue
-        used = {l.source for l in other.loads} | {s.buffer for s in other.stores}
-        used |= {op.source for op in (other.a, other.b) if op is not None}
-        if used & touched:
+        if set(other.buffers()) & touched:
             return False
     return True
 

@@ -107,6 +107,9 @@ class Kernel:
     an ``indirect`` term (stores without one write prologue values, elementwise). "attention":
     ``domain`` is the scores' shape (..., Tq, Tk); ``operands`` and ``attention`` say the rest
     (graphnn.attention_op), and each store writes one result (o, lse, dq, dk or dv) contiguously.
+    "loop": a scan's time loop (graphnn.scan_op): ``kernels`` run in order once per position,
+    ``domain`` is (the number of positions,), and their addresses may use the loop counter
+    ``LOOP_T`` (0, 1, ...).
     """
 
     name: str
@@ -130,10 +133,21 @@ class Kernel:
     attention: dict = field(default_factory=dict)
     """kind "attention": scale, causal, mask ("none", "bool", "add"), role ("forward": stores
     o and lse; "grad_q": dq; "grad_kv": dk and dv) and the head sizes d and dv."""
+    kernels: list = field(default_factory=list)
+    """kind "loop": the kernels of one iteration."""
 
     def reads(self) -> list:
-        """Every Load of the kernel: loads, matmul and attention operands."""
+        """Every Load of the kernel: loads, matmul and attention operands (a loop's: its
+        kernels')."""
+        if self.kind == "loop":
+            return [load for k in self.kernels for load in k.reads()]
         return [op for op in (self.a, self.b) if op is not None] + list(self.operands.values()) + list(self.loads)
+
+    def writes(self) -> list:
+        """Every Store of the kernel (a loop's: its kernels')."""
+        if self.kind == "loop":
+            return [store for k in self.kernels for store in k.writes()]
+        return list(self.stores)
 
     def attention_shape(self, name: str) -> tuple:
         """kind "attention": the shape of an operand or result (q, k, v, mask, do, lse, delta, o,
@@ -146,7 +160,9 @@ class Kernel:
 
     def buffers(self) -> list[str]:
         """Every buffer the kernel reads or writes (loads, operands, stores, random-draw keys),
-        each once, in that order."""
+        each once, in that order (a loop's: its kernels')."""
+        if self.kind == "loop":
+            return list(dict.fromkeys(name for k in self.kernels for name in k.buffers()))
         names = [l.source for l in self.loads if l.source not in ("index", "rand")]
         names += [s.buffer for s in self.stores]
         names += [op.source for op in (self.a, self.b) if op is not None]
@@ -160,8 +176,15 @@ class Kernel:
     def paths(self) -> list[str]:
         return list(dict.fromkeys(p for _, _, p in self.sources if p))
 
+    def flat(self) -> list:
+        """This kernel, or a loop's kernels (at any depth), in order."""
+        return [k for inner in self.kernels for k in inner.flat()] if self.kind == "loop" else [self]
+
     def __str__(self) -> str:
         head = f"kernel {self.name}: {self.kind}{format_shape(self.domain)}"
+        if self.kind == "loop":
+            lines = [head + " over loop_t   # " + ", ".join(self.paths or ["<model>"])]
+            return "\n".join(lines + ["  " + line for k in self.kernels for line in str(k).splitlines()])
         if self.kind == "reduce":
             head += f" {self.reduce_op} over axes {self.axes}"
         if self.kind == "matmul":
