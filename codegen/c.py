@@ -220,6 +220,8 @@ class _Entry(MatmulEmitter):
         self.invariant: set = set()
         self.looped = {k.name for top in plan.kernels if top.kind == "loop" for k in top.flat()}
         """The kernels a time loop runs: they take the loop's position ``loop_t``."""
+        self.separate: set = set()
+        """Buffers the current kernel reads through a pointer of their own (``separate_regions``)."""
 
     def signature(self, kernel: Kernel) -> str:
         if kernel.name in self.looped:
@@ -265,6 +267,23 @@ class _Entry(MatmulEmitter):
     def c_name(self, buffer: str) -> str:
         return self.names[buffer]
 
+    def read_name(self, buffer: str) -> str:
+        """The pointer a kernel loads ``buffer`` through."""
+        return self.names[buffer] + "_in" if buffer in self.separate else self.names[buffer]
+
+    def separate_regions(self, kernel: Kernel) -> set:
+        """The buffers a time loop's kernel reads in one region and writes in another (a scan's
+        carries from the previous step's slot, its results into this step's): read through a
+        pointer of their own, both restrict, the compiler knows the loads from the stores and
+        vectorises the loop (through one pointer it must assume a store may change a later load)."""
+        if kernel.name not in self.looped:
+            return set()
+        loads, stores = {}, {}
+        for access, into in [(l, loads) for l in kernel.loads] + [(st, stores) for st in kernel.stores]:
+            name = getattr(access, "source", None) or access.buffer
+            into.setdefault(name, set()).add(sympy.sympify(access.offset))
+        return {b for b in loads.keys() & stores.keys() if not loads[b] & stores[b]}
+
     def bindings(self, kernel: Kernel, buffers: list[str] | None = None) -> list[Binding]:
         return bindings(kernel, self.plan, self.memory, self.names, self.slots, buffers)
 
@@ -278,8 +297,10 @@ class _Entry(MatmulEmitter):
     def declare_pointers(self, bound: list[Binding]) -> list[str]:
         # restrict: distinct buffers never overlap (arena slices live at once are disjoint),
         # and an in-place update reads and writes one element through one pointer
-        return [f"    {'' if b.written else 'const '}{CTYPES[b.dtype]}* restrict {b.name} = {self.pointer(b)};"
-                for b in bound]
+        lines = [f"    {'' if b.written else 'const '}{CTYPES[b.dtype]}* restrict {b.name} = {self.pointer(b)};"
+                 for b in bound]
+        return lines + [f"    const {CTYPES[b.dtype]}* restrict {b.name}_in = {self.pointer(b)};"
+                        for b in bound if b.buffer in self.separate and b.written]
 
     def hoisted(self, kernel: Kernel) -> tuple[list[str], set]:
         """Loop-invariant code: loads of scalars (all strides 0) and assignments that use only
@@ -305,6 +326,7 @@ class _Entry(MatmulEmitter):
         header.append(f" * nodes: {nodes} */")
         if kernel.kind in ("pointwise", "scatter"):
             kernel = _collapsed(kernel)
+        self.separate = self.separate_regions(kernel)
         hoisted, self.invariant = self.hoisted(kernel)
         body = {"pointwise": self.pointwise, "reduce": self.reduce, "matmul": self.matmul,
                 "scatter": self.scatter}[kernel.kind](kernel)
@@ -353,10 +375,10 @@ class _Entry(MatmulEmitter):
         if load.indirect is not None:  # a gather: the loaded index completes the address
             position, inside = self.indirect_lines(load.name, load.indirect, indent)
             return (f"{position}\n{indent}const {ctype} {load.name} = {inside} ? "
-                    f"{self.c_name(load.source)}[{c_plus(at, c_term(f'{load.name}_at', load.indirect.stride))}] : "
+                    f"{self.read_name(load.source)}[{c_plus(at, c_term(f'{load.name}_at', load.indirect.stride))}] : "
                     f"({ctype})0;")
         if not load.guards:
-            return f"{indent}const {ctype} {load.name} = {self.c_name(load.source)}[{at}];"
+            return f"{indent}const {ctype} {load.name} = {self.read_name(load.source)}[{at}];"
         # a window read: each guarded index must land inside its axis, else the load is the fill
         lines, conditions = [], []
         for k, g in enumerate(load.guards):
@@ -369,7 +391,7 @@ class _Entry(MatmulEmitter):
                 at = c_plus(at, c_term(f"({v} / {g.div})", g.stride))
         fill = _c_fill(load.fill, load.dtype)
         lines.append(f"{indent}const {ctype} {load.name} = ({' && '.join(conditions)}) ? "
-                     f"{self.c_name(load.source)}[{at}] : {fill};")
+                     f"{self.read_name(load.source)}[{at}] : {fill};")
         return "\n".join(lines)
 
     def assign_lines(self, assigns, indent: str) -> list[str]:
@@ -429,6 +451,10 @@ class _Entry(MatmulEmitter):
 
         def make(threads: bool, indent: str) -> list[str]:
             lines, inner = self.loops(list(range(len(kernel.domain))), kernel.domain, indent, threads)
+            if kernel.name in self.looped and lines and not (threads and len(lines) == 2):
+                # a scan's step stores several results into one buffer (blocks of a slot, apart by
+                # sizes that depend on B): no element is written twice, which GCC cannot prove
+                lines.insert(len(lines) - 1, f"{inner[4:]}#pragma GCC ivdep")
             lines += [self.load_line(l, names, inner) for l in self.loads_in_loop(kernel.loads)]
             lines += self.assign_lines(self.assigns_in_loop(kernel.body), inner)
             lines += [self.store_line(s, names, inner) for s in kernel.stores]
