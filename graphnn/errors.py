@@ -12,8 +12,8 @@ class UnregisteredParameterError(TraceError):
 
 class BatchAxisError(ShapeError):
     """A model that cannot take an input's leading axis as the batch (the sequence axis of a
-    recurrent layer, whose time steps are unrolled): a program traced for the input's exact shape
-    can still run it."""
+    recurrent layer, whose number of time steps a program fixes): a program traced for the
+    input's exact shape can still run it."""
 
 
 class InputError(ValueError):

@@ -2,7 +2,8 @@
 parameters (names, shapes, registration order, uniform(-1/sqrt(hidden), 1/sqrt(hidden))
 initialisation: state dicts load either way), checks and results.
 
-Each layer's time loop is unrolled into the traced graph (graphnn.nn.recurrent), so the sequence
+Each layer's time loop is unrolled into the traced graph for short sequences and is one ``scan``
+node (a loop the backends run) for longer ones (graphnn.nn.recurrent); either way the sequence
 length is fixed per program while the batch stays symbolic. Packed sequences are not supported.
 """
 from __future__ import annotations
@@ -143,7 +144,7 @@ class RNNBase(Module):
             raise RuntimeError(f"input.size(-1) must be equal to input_size. Expected {self.input_size}, "
                                f"got {x.shape[-1]}")
         _fixed(x.shape[time_axis], f"the sequence length (dimension {time_axis} of the input)",
-               "the time steps are unrolled into the graph", name)
+               "a program runs a fixed number of time steps", name)
         output, finals = self._layers(x, time_axis, self._initial_states(states, x, x.shape[batch_dim]))
         if not batched:
             output = output.squeeze(batch_dim)

@@ -278,7 +278,7 @@ def test_a_compiled_program_serves_every_batch_size(backend):
 
 
 def test_a_hundred_steps_on_c():
-    """A sequence of 100 steps compiles and runs on C (the time loop unrolled): output and h_n
+    """A sequence of 100 steps compiles and runs on C (as a time loop): output and h_n
     as torch's, for a batch of 2 and of 1."""
     ours, theirs = pair(lambda m: m.GRU(2, 3, batch_first=True))
     x = data(2, 100, 2)

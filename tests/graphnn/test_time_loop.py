@@ -70,23 +70,25 @@ def stacked(m, kind: str, **extra):
     return Net()
 
 
-@pytest.mark.parametrize("backend", ["numpy", "c"])
-@pytest.mark.parametrize("kind", ["LSTM", "GRU", "RNN"])
+@pytest.mark.parametrize("kind, backend", [("LSTM", "numpy"), ("GRU", "numpy"), ("RNN", "numpy"), ("GRU", "c")])
 def test_the_loop_and_the_unrolled_form_agree(kind, backend, monkeypatch):
     """One model traced both ways (UNROLL_LIMIT above and below the length): outputs and h_n
     bit for bit on the reference (on C to an ulp: the loop's step is vectorised, with glibc's
     vector math, where the unrolled steps fuse into other loops); the loss's gradients to
-    float32 rounding."""
+    float32 rounding (on the reference)."""
     x, target = data(3, 7, 3), data(3, 6)
     model = stacked(nn, kind)
     results = []
     for limit in (8, 0):
         monkeypatch.setattr(recurrent, "UNROLL_LIMIT", limit)
         predict = gn.compile(model, backend=backend)
-        train = gn.compile(model, nn.MSELoss(), backend=backend)
-        model.zero_grad()
-        train.grad(x, target)
-        results.append(([predict(x)], [np.asarray(p.grad).copy() for p in model.parameters()]))
+        grads = []
+        if backend == "numpy":  # (each C program costs seconds to compile: the gradients on the reference)
+            train = gn.compile(model, nn.MSELoss(), backend=backend)
+            model.zero_grad()
+            train.grad(x, target)
+            grads = [np.asarray(p.grad).copy() for p in model.parameters()]
+        results.append(([predict(x)], grads))
         assert any(n.op == "scan" for n in predict.graphs[next(iter(predict.graphs))]["forward"].nodes) == (limit == 0)
     (unrolled, grads_unrolled), (loop, grads_loop) = results
     for a, b in zip(unrolled, loop):
