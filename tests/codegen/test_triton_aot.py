@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -42,6 +43,22 @@ def models():
     # attention written out: batched matmuls of two activations, a sliced causal-mask buffer
     yield gpt_step.gpt(gn, 11, 8, 16, 2, 2), gpt_step.sequence_loss(gn), (5, 8), "tokens"
     yield gpt_step.gpt(gn, 11, 8, 16, 1, 2, attention="manual"), gpt_step.sequence_loss(gn), (5, 8), "tokens"
+    # a time loop (an LSTM over 10 steps, more than are unrolled): the kernels of its step and of
+    # the reverse loop of its gradient take the loop's position as an argument
+    yield recurrent_net(), nn.CrossEntropyLoss(), (3, 10, 3), "classes"
+
+
+def recurrent_net():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = nn.LSTM(3, 4, batch_first=True)
+            self.head = nn.Linear(4, 3)
+
+        def forward(self, x):
+            return self.head(self.lstm(x)[0][:, -1])
+
+    return Net()
 
 
 @functools.lru_cache(maxsize=None)
@@ -80,6 +97,7 @@ def test_every_generated_kernel_compiles_for_the_gpu(tmp_path, capability):
     kernels = [k for module in json.loads(result.stdout.splitlines()[-1]) for k in module]
     kinds = {k["kind"] for k in kernels}
     assert kinds == {"pointwise", "reduce", "matmul", "scatter", "attention"}
+    assert any(re.match(r"k\d+_k\d+_lstm", k["name"]) for k in kernels)  # a time loop's step
     for k in kernels:
         assert k["cubin"] > 0, k
         assert k["shared"] <= H100_SHARED, k
