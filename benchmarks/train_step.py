@@ -19,7 +19,9 @@ conv-BatchNorm-ReLU-maxpool blocks on 8x8 images) at batch 64 and 256, small MLP
 with SiLU and with Tanh at batch 32 (mlp_silu, mlp_tanh: steps dominated by pointwise work and
 call overhead), a LeNet-style network (5x5 convolutions with 16 and 32 channels, each followed by
 ReLU and 2x2 max pooling, on 28x28 images, then Linear layers 512-120-84-10) at batch 64, and a
-wide MLP 1024-1024-1024-10 at batch 128 (mlp_1024). Also graphnn's compile time (cold and cached)
+wide MLP 1024-1024-1024-10 at batch 128 (mlp_1024), a 2-layer LSTM (input 64, hidden 128, 32
+steps, a time loop in graphnn) at batch 32 (lstm) and the book's ResNet-18 of examples/resnet.py
+on 28x28 digits at batch 64 (resnet18). Also graphnn's compile time (cold and cached)
 and the Python overhead of one call. Each row's GFLOP/s is also given as a fraction of the
 machine's measured ceiling: the best of its float32 multiply-add peak on every core and numpy's
 sgemm (benchmarks/peak.py).
@@ -90,6 +92,29 @@ def wide_mlp(lib):
     return lib.Sequential(lib.Linear(1024, 1024), lib.ReLU(), lib.Linear(1024, 1024), lib.ReLU(), lib.Linear(1024, 10))
 
 
+def lstm(lib):
+    """A 2-layer LSTM (input 64, hidden 128) over 32 steps, batch first, its last output through
+    a Linear to 10 classes."""
+    class Net(lib.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = lib.LSTM(64, 128, num_layers=2, batch_first=True)
+            self.head = lib.Linear(128, 10)
+
+        def forward(self, x):
+            return self.head(self.lstm(x)[0][:, -1])
+
+    return Net()
+
+
+def resnet18(lib):
+    """The book's ResNet-18 as examples/resnet.py writes it (1-channel 28x28 digits, width 64)."""
+    source = (Path(__file__).resolve().parents[1] / "examples" / "resnet.py").read_text()
+    namespace = {"nn": lib, "F": lib.functional}
+    exec(source[source.index("class RestNetBasicBlock"):source.index("def fully_connected")], namespace)
+    return namespace["RestNet18"]()
+
+
 CASES = {
     "mlp": (lambda lib: mlp(lib), "ce", (784,)),
     "mnist_bn": (lambda lib: mlp(lib, batchnorm=True), "ce", (784,)),
@@ -101,10 +126,12 @@ CASES = {
     "mlp_tanh": (lambda lib: small_mlp(lib, "Tanh"), "ce", (32,)),
     "lenet": (lenet, "ce", (1, 28, 28)),
     "mlp_1024": (wide_mlp, "ce", (1024,)),
+    "lstm": (lstm, "ce", (32, 64)),
+    "resnet18": (resnet18, "ce", (1, 28, 28)),
 }
 ROWS = {"mlp": (1, 16, 64, 256, 1024), "mnist_bn": (64,), "thermometer": (9,), "cnn": (64, 256),
         "mlp_adam": (1, 64, 1024), "mlp_adamw": (1, 64, 1024), "mlp_silu": (32,), "mlp_tanh": (32,), "lenet": (64,),
-        "mlp_1024": (128,)}
+        "mlp_1024": (128,), "lstm": (32,), "resnet18": (64,)}
 CLASSES = {"mlp_silu": 4, "mlp_tanh": 4}
 """The classes of a cross-entropy case's labels, where not 10."""
 JAX_MLPS = {"mlp": ((784, 300, 100, 10), "relu"), "thermometer": ((1, 13, 1), "tanh"),
@@ -145,9 +172,12 @@ def matmul_flops(program, batch: int) -> int:
     from graphnn.ir import evaluate_dim, numel
     from graphnn.passes.simplify import simplify
 
-    graph = simplify(next(iter(program.graphs.values()))["step"])
-    return sum(2 * evaluate_dim(numel(n.shape), batch) * evaluate_dim(n.inputs[0].shape[-1], batch)
-               for n in graph.nodes if n.op == "matmul")
+    def flops(nodes) -> int:  # a time loop's step once per position
+        return sum(2 * evaluate_dim(numel(n.shape), batch) * evaluate_dim(n.inputs[0].shape[-1], batch)
+                   if n.op == "matmul" else n.attrs["length"] * flops(n.attrs["body"].graph.live_nodes())
+                   for n in nodes if n.op in ("matmul", "scan"))
+
+    return flops(simplify(next(iter(program.graphs.values()))["step"]).nodes)
 
 
 def jax_stepper(case: str, x, y):

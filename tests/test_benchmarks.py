@@ -64,7 +64,7 @@ def test_loop_benchmark_times_the_literal_loop_and_the_compiled_step():
     assert set(row) == {"graphnn loop", "torch loop", "graphnn step"} and all(t > 0 for t in row.values())
 
 
-@pytest.mark.parametrize("case", ["mlp_silu", "mlp_tanh", "lenet", "mlp_1024"])
+@pytest.mark.parametrize("case", ["mlp_silu", "mlp_tanh", "lenet", "mlp_1024", "lstm"])
 def test_train_step_benchmark_times_graphnn_and_torch_on_each_model(case):
     import train_step
 
