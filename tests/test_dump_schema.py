@@ -69,3 +69,30 @@ def test_a_model_that_slices_and_joins_follows_the_schema():
         jsonschema.validate(document, SCHEMA)
         ops |= {(n["op"], tuple(sorted(n.get("attrs", {})))) for n in document.get("nodes", [])}
     assert ("slice", ("start", "step")) in ops and ("pad", ("fill", "start", "step")) in ops
+
+
+def test_a_time_loop_follows_the_schema():
+    """A scan node (an LSTM over more steps than are unrolled) and its loop kernels, at every
+    stage; the plan's text shows each loop's kernels under it."""
+    import jsonschema
+
+    from graphnn import nn
+    from graphnn.dump import STAGES, Request, Stages, text, to_json
+
+    class Reader(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = nn.LSTM(3, 4, batch_first=True)
+
+        def forward(self, x):
+            return self.lstm(x)[0][:, -1]
+
+    stages = Stages(Request(Reader(), ("B", 12, 3), loss="mse"))
+    for stage in STAGES:
+        document = json.loads(to_json(stages, stage))
+        jsonschema.validate(document, SCHEMA)
+        if stage == "train":
+            assert [n["attrs"]["length"] for n in document["nodes"] if n["op"] == "scan"] == ["12", "12"]
+        if stage == "plan":
+            assert sum(k["kind"] == "loop" for k in document["kernels"]) == 2
+    assert "over loop_t" in text(stages, "plan")
