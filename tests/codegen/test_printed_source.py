@@ -133,7 +133,7 @@ def test_epilogue_context_holds_what_the_epilogue_reads():
     assert "const int64_t i0 = ctx->batch[0];" in source and "const int64_t B = ctx->B;" in source
     source, _ = sources(build(1), {"x": (1, B, 24), "w": (1, 24, 40), "bias": (1, 1, 40)})
     check_c(source)
-    assert "ctx->batch" not in source and "{B, bufs, {0}}" in source
+    assert "ctx->batch" not in source and "{B, bufs, {0}, 0}" in source  # (0: the position of no time loop)
 
 
 def test_constant_sizes_mark_the_batch_unused_and_extent_one_loops_vanish():
