@@ -182,10 +182,12 @@ def block(node: Node, name: str) -> tuple:
     return next(entry for entry in node.attrs["blocks"] if entry[0] == name)
 
 
-def stacked(b, node: Node, name: str, first: int) -> Node:
-    """Block ``name`` of T slots from slot ``first``, as (T, *shape)."""
-    _, offset, shape = block(node, name)
-    length = node.attrs["length"]
+def stacked(b, node: Node, name: str, first: int, scan: Node | None = None) -> Node:
+    """Block ``name`` of T slots from slot ``first``, as (T, *shape), of scan ``node`` (or of a
+    value laid out as ``scan``: its cotangent)."""
+    scan = scan or node
+    _, offset, shape = block(scan, name)
+    length = scan.attrs["length"]
     part = b.slice(node, (first, offset), (1, 1), (length, numel(shape)))
     return b.reshape(part, (length,) + tuple(shape))
 
@@ -265,7 +267,12 @@ def gradient(b, node: Node, g: Node, needed: list) -> list:
     width = node.shape[1]
     out_slots = b.slice(node, (first, 0), (1, 1), (length, width))
     in_slots = b.slice(node, (carried, 0), (1, 1), (length, width))
-    ct_slots = b.slice(g, (first, 0), (1, 1), (length, width))
+    # the cotangent of each block that has one, at every position (a block no consumer read, a
+    # residual's, is zero: the step gets a constant instead of a sequence of zeros)
+    covered = _covered(g)
+    ct_blocks = {name: stacked(b, g, name, first, node) for name, offset, shape in node.attrs["blocks"]
+                 if covered is None or any(_at(lo) < _at(offset + numel(shape)) and _at(offset) < _at(hi)
+                                           for lo, hi in covered)}
 
     # which per-position values the sums over positions read (each operand gradient's terms)
     probe = Builder(Graph())
@@ -286,7 +293,8 @@ def gradient(b, node: Node, g: Node, needed: list) -> list:
     sb = Builder(step)
     sb.path, sb.module = node.path, (node.module + " backward") if node.module else "backward"
     leaf_seqs = [sb.leaf("input", f"s{i}", s.shape[1:]) for i, s in enumerate(seqs)]
-    fin, fout, ct = (sb.leaf("input", f"s{len(seqs) + k}", (width,)) for k in range(3))
+    fin, fout = (sb.leaf("input", f"s{len(seqs) + k}", (width,)) for k in range(2))
+    ct = {name: sb.leaf("input", f"s{len(seqs) + 2 + k}", block(node, name)[2]) for k, name in enumerate(ct_blocks)}
     carries = [sb.leaf("input", f"c{j}", i.shape) for j, i in enumerate(inits)]
     leaf_consts = [sb.leaf("input", f"w{k}", c.shape) for k, c in enumerate(consts)]
 
@@ -303,7 +311,7 @@ def gradient(b, node: Node, g: Node, needed: list) -> list:
     for node_id, name in vjp.residuals.items():
         mapping[node_id] = part(fout, name)
     for name, seed in vjp.seeds.items():
-        mapping[seed.id] = part(ct, name)
+        mapping[seed.id] = ct[name] if name in ct else _zeros(sb, seed.shape)
         if name[0] == "c":
             mapping[seed.id] = sb.pointwise(pw.add, mapping[seed.id], carries[int(name[1:])])
 
@@ -321,7 +329,7 @@ def gradient(b, node: Node, g: Node, needed: list) -> list:
     for key, n in yielded.items():
         step.outputs[names[key]] = copy(n)
     names.update({n.id: names[key] for key, n in yielded.items()})  # an export that is a sequence's gradient
-    back = scan(b, Body(step), list(seqs) + [in_slots, out_slots, ct_slots],
+    back = scan(b, Body(step), list(seqs) + [in_slots, out_slots] + list(ct_blocks.values()),
                 [_zeros(b, i.shape) for i in inits], list(consts), reverse=not reverse)
     every, final = results(b, back)
 
@@ -351,6 +359,23 @@ def gradient(b, node: Node, g: Node, needed: list) -> list:
         if wanted and f"w{k}" in vjp.grads:
             grads.append((len(seqs) + len(inits) + k, summed(b, vjp.grads[f"w{k}"], sequence, length)))
     return grads
+
+
+def _covered(g: Node) -> list | None:
+    """The column ranges [lo, hi) of a slot that cotangent ``g`` can be non-zero in: the parts
+    that the pads of its sum place (the gradients of the slices ``results`` takes); None when
+    it is made otherwise."""
+    if g.op == "pad":
+        return [(g.attrs["start"][1], g.attrs["start"][1] + g.inputs[0].shape[1])]
+    if g.op == "pointwise" and g.attrs["expr"] == pw.add.expr and len(g.inputs) == 2:
+        parts = [_covered(i) for i in g.inputs]
+        return None if None in parts else parts[0] + parts[1]
+    return None
+
+
+def _at(size) -> int:
+    """A position in a slot at a batch size (block boundaries keep their order at every size)."""
+    return evaluate_dim(dim(size), 1009)
 
 
 def _zeros(b, shape: tuple) -> Node:
