@@ -9,10 +9,10 @@ a broadcast constant (``zeros``), multiplied as torch multiplies it, so NaN and 
 propagate alike and W_hh has a (zero) gradient even for a single step.
 
 ``layer`` runs a step over a sequence in one of two forms that compute the same numbers:
-``unroll`` calls the step once per time step (short sequences: the steps fuse with each other),
 ``loop`` traces the step once into the body of a ``scan`` node (graphnn.scan_op), which the
 backends run as a loop over time, so the graph, the plan and the generated code do not grow
-with the sequence's length.
+with the sequence's length; ``unroll`` calls the step once per time step (sequences up to
+``UNROLL_LIMIT`` steps).
 """
 from __future__ import annotations
 
@@ -30,8 +30,11 @@ from graphnn.nn import functional as F
 from graphnn.ops import Builder
 from graphnn.tensors import Tensor, _builder, _wrap, as_tensor
 
-UNROLL_LIMIT = 8
-"""Sequences up to this length are unrolled; longer ones run as a time loop (``loop``)."""
+UNROLL_LIMIT = 0
+"""Sequences up to this length are unrolled; longer ones run as a time loop (``loop``). The loop
+is the default at every length: on the C backend a 2-layer LSTM (input 64, hidden 128, batch 32)
+trains faster as a loop (0.46 against 0.79 ms per step at length 1, 1.8 against 3.4 ms at 4, 3.5
+against 7.3 ms at 8: the step's kernels vectorise on their own) and compiles faster."""
 
 
 class Weights(NamedTuple):

@@ -2,9 +2,9 @@
 parameters (names, shapes, registration order, uniform(-1/sqrt(hidden), 1/sqrt(hidden))
 initialisation: state dicts load either way), checks and results.
 
-Each layer's time loop is unrolled into the traced graph for short sequences and is one ``scan``
-node (a loop the backends run) for longer ones (graphnn.nn.recurrent); either way the sequence
-length is fixed per program while the batch stays symbolic. Packed sequences are not supported.
+Each layer's time loop is one ``scan`` node, a loop the backends run (graphnn.nn.recurrent), so
+the sequence length is fixed per program while the batch stays symbolic. Packed sequences are not
+supported.
 """
 from __future__ import annotations
 

@@ -1,8 +1,9 @@
 """The recurrent layers' time loop (graphnn.scan_op): a sequence longer than
-``recurrent.UNROLL_LIMIT`` runs as one ``scan`` node whose step the backends repeat.
+``recurrent.UNROLL_LIMIT`` (0: every sequence) runs as one ``scan`` node whose step the backends
+repeat; shorter ones are unrolled into the graph.
 
-Against torch: the flag matrix of test_recurrent.py with every sequence through the loop (numpy
-reference), long sequences (100 steps) trained on C at two batch sizes, one LSTM on every
+Against torch: the flag matrix of test_recurrent.py with every sequence unrolled (numpy
+reference; test_recurrent.py runs it through the loop), long sequences (100 steps) trained on C at two batch sizes, one LSTM on every
 backend (plan interpreter, C, Triton's interpreter), the literal training loop with alternating
 batch sizes. Against the unrolled form: the same outputs (bit for bit on the reference), the
 same gradients to float32 rounding (the loop sums a weight's gradient over all steps in one
@@ -32,6 +33,10 @@ def data(*shape):
     return RNG.standard_normal(shape).astype(np.float32)
 
 
+UNROLLED = 1000
+"""An UNROLL_LIMIT that unrolls every sequence of these tests."""
+
+
 @pytest.fixture
 def looped(monkeypatch):
     """Every sequence through the time loop, whatever its length."""
@@ -39,10 +44,11 @@ def looped(monkeypatch):
 
 
 @pytest.mark.parametrize("case", flags.CASES, ids=flags.case_id)
-def test_layer_matches_torch_through_the_loop(case, looped, monkeypatch):
+def test_layer_matches_torch_unrolled(case, monkeypatch):
     """Outputs, h_n (and c_n) and every gradient (input, initial states, parameters) of the
     flag matrix (layers, directions, layouts, bias, given states, projections, batch 1,
-    unbatched, length 1 and 7), each sequence one scan, on the numpy reference."""
+    unbatched, length 1 and 7), each sequence unrolled, on the numpy reference."""
+    monkeypatch.setattr(recurrent, "UNROLL_LIMIT", UNROLLED)
     monkeypatch.setenv("GRAPHNN_BACKEND", "numpy")
     build, x, states = flags.layer_case(case)
     with warnings.catch_warnings():
@@ -79,7 +85,7 @@ def test_the_loop_and_the_unrolled_form_agree(kind, backend, monkeypatch):
     x, target = data(3, 7, 3), data(3, 6)
     model = stacked(nn, kind)
     results = []
-    for limit in (8, 0):
+    for limit in (UNROLLED, 0):
         monkeypatch.setattr(recurrent, "UNROLL_LIMIT", limit)
         predict = gn.compile(model, backend=backend)
         grads = []
