@@ -150,11 +150,9 @@ def _key(tape: Tape, requested: dict) -> tuple:
     """What decides the graph a run compiles: the tape's signature, the requested nodes, which
     leaves require grad, the leaf objects, whether updates are still to apply, the backend and
     the parameters' flat layout."""
-    leaves = tuple((name, id(holder), bool(getattr(holder, "requires_grad", False)))
-                   for name, holder in tape.leaves.items())
     wanted = tuple((name, node.index) for name, node in requested.items())
     updates = tuple((name, node.index) for name, node in tape.graph.updates.items())
-    return (tape.structure(), wanted, leaves, updates,
+    return (tape.structure(), wanted, tape.leaf_key(), updates,
             backends.resolve("auto"), flat.generation)
 
 
@@ -213,18 +211,21 @@ def run_step(optimizer: Any, tape: Tape, loss: Any) -> bool:
     wanted = recording.alive_values(tape)
     key = ("step", _key(tape, {"backward": loss, **wanted}), id(optimizer), optimizer.structure(),
            optimizer.layout_version)
-    wrt_names = [leaf.attrs["name"] for leaf in tape.graph.params if tape.leaves[leaf.attrs["name"]].requires_grad]
-
-    def compile_graph(graph: Graph, nodes: dict) -> _Step:
-        return _compile_step(optimizer, graph, tape.leaves, nodes[loss.id], wrt_names,
-                             {name: nodes[node.id] for name, node in wanted.items()})
-
-    if key not in _runs and any(tape.leaves[name]._grad is not None for name in wrt_names):
-        return False  # (checked before compiling anything; a cached step checks below)
-    found = _lookup(key, tape, compile_graph)
+    found = _runs.get(key)
     if found is None:
-        found = (compile_graph(tape.graph, {n.id: n for n in tape.graph.nodes}), 1)
-        _remember(key, found)
+        wrt_names = [leaf.attrs["name"] for leaf in tape.graph.params
+                     if tape.leaves[leaf.attrs["name"]].requires_grad]
+
+        def compile_graph(graph: Graph, nodes: dict) -> _Step:
+            return _compile_step(optimizer, graph, tape.leaves, nodes[loss.id], wrt_names,
+                                 {name: nodes[node.id] for name, node in wanted.items()})
+
+        if any(tape.leaves[name]._grad is not None for name in wrt_names):
+            return False  # (checked before compiling anything; a cached step checks below)
+        found = _lookup(key, tape, compile_graph)
+        if found is None:
+            found = (compile_graph(tape.graph, {n.id: n for n in tape.graph.nodes}), 1)
+            _remember(key, found)
     step, batch = found
     if any(holder._grad is not None for holder in step.differentiated):
         return False  # gradients to accumulate into: backward and step run apart

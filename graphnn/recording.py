@@ -41,6 +41,9 @@ class Recorded(Node):
     """Whether the value depends on a leaf that requires grad (through float ops, not detach)."""
     index: int = -1
     """Its position in the tape: what the structural key of a later node names it by."""
+    backward_ids: frozenset | None = None
+    """The ids of the recorded ops a backward from it goes through (_backward_path), once asked:
+    nodes never change and later iterations take them over, so each backward reuses it."""
 
     def __repr__(self) -> str:
         return f"<Recorded {self.ref}:{self.type_str()}>"
@@ -288,7 +291,7 @@ class Tape(trace.Tracer):
         one before it is written in place."""
         self.values: dict[int, np.ndarray] = {}  # node id -> value, once computed
         self.backwarded = False
-        self.freed: set[int] = set()
+        self.freed: frozenset[int] = frozenset()
         """The recorded ops a backward went through (without retain_graph): another backward
         through any of them is torch's "backward through the graph a second time" error."""
         self.alive: weakref.WeakSet = weakref.WeakSet()
@@ -308,6 +311,10 @@ class Tape(trace.Tracer):
         self.adopted: set[int] = set()
         self.spans: dict[int, Span] = {}
         self._token: tuple = (-1, None)
+        self.same_leaves = True
+        """Whether every leaf named outside a taken-over module call is held by the object the
+        template's leaf of that name was (a call taken over names the template's own)."""
+        self._leaf_key: tuple = (-1, -1, -1, ())
 
     def structure(self) -> int:
         """A number naming this tape's signature so far: equal signatures get equal numbers.
@@ -328,6 +335,25 @@ class Tape(trace.Tracer):
                 token = _tokens[signature] = next(_numbers)
         self._token = (len(self.signature), token)
         return token
+
+    def leaf_key(self) -> tuple:
+        """(name, identity of the object holding the value, requires grad) of every leaf: what a
+        compiled run of this tape binds. A tape that followed its template to the end, its leaves
+        held by the same objects and no ``requires_grad`` flipped since (graphnn.guard's version
+        moves on a flip), takes the template's instead of walking its leaves."""
+        state = (len(self.signature), len(self.leaves), guard.version)
+        memo = self._leaf_key
+        if memo[:3] == state:
+            return memo[3]
+        followed = self.followed
+        if (self.same_leaves and self.template is not None and followed is not None
+                and followed._leaf_key[:3] == state and len(followed.signature) == state[0]):
+            key = followed._leaf_key[3]
+        else:
+            key = tuple((name, id(holder), bool(getattr(holder, "requires_grad", False)))
+                        for name, holder in self.leaves.items())
+        self._leaf_key = (*state, key)
+        return key
 
     # -- following the previous iteration ------------------------------------------------------------
     def replayed(self, entry: tuple) -> Node | None:
@@ -355,8 +381,13 @@ class Tape(trace.Tracer):
         if name is None:
             name = self.param_names[id(p)] = f"p{len(self.param_names)}"
             self.leaves[name] = p
+            self._note_holder(name, p)
             self.builder.leaf("param", name, tuple(p.shape), "f32", requires_grad=bool(p.requires_grad))
         return self.graph.leaf(name)
+
+    def _note_holder(self, name: str, holder: Any) -> None:
+        if self.same_leaves and (self.followed is None or self.followed.leaves.get(name) is not holder):
+            self.same_leaves = False
 
     def has_buffer(self, array: np.ndarray) -> bool:
         return True  # a tape names every array it reads
@@ -369,6 +400,7 @@ class Tape(trace.Tracer):
         if name is None:
             name = self.buffer_names[id(array)] = f"b{len(self.buffer_names)}"
             self.leaves[name] = array
+            self._note_holder(name, array)
         if name in self.graph.updates:
             return self.graph.updates[name]
         return self.builder.leaf("buffer", name, tuple(array.shape), trace.buffer_dtype(array))
@@ -522,7 +554,9 @@ def backward(loss: Any, gradient: Any = None, retain_graph: bool | None = None) 
     if not isinstance(node, Recorded) or not loss.requires_grad:
         raise RuntimeError("element 0 of tensors does not require grad and does not have a grad_fn")
     tape = loss._tape
-    path = _backward_path(node)
+    path = node.backward_ids
+    if path is None:
+        path = node.backward_ids = _backward_path(node)
     if not path.isdisjoint(tape.freed):
         raise RuntimeError("Trying to backward through the graph a second time (or directly access saved tensors "
                            "after they have already been freed). Saved intermediate values of the graph are freed "
@@ -541,11 +575,11 @@ def backward(loss: Any, gradient: Any = None, retain_graph: bool | None = None) 
         raise RuntimeError("grad can be implicitly created only for scalar outputs")
     tape.backwarded = True
     if not retain_graph:
-        tape.freed |= path
+        tape.freed = path if not tape.freed else tape.freed | path
     _state.pending = (tape, node)
 
 
-def _backward_path(loss: Node) -> set:
+def _backward_path(loss: Node) -> frozenset:
     """The ids of the recorded ops a backward from ``loss`` goes through (not past a detach, not
     the leaves): what it frees, as torch frees the saved values of the graph it traversed."""
     path, stack = set(), [loss]
@@ -555,7 +589,7 @@ def _backward_path(loss: Node) -> set:
             continue
         path.add(node.id)
         stack.extend(node.inputs)
-    return path
+    return frozenset(path)
 
 
 def pending() -> tuple | None:
@@ -567,10 +601,15 @@ def alive_values(tape: Tape) -> dict:
     """Output name -> node for the recorded tensors Python still holds whose values a run of
     ``tape`` should compute too, named by their order in the tape (so the next iteration's graph
     prints, and caches, alike)."""
-    nodes = {t._node.id: t._node for t in list(tape.alive)
-             if t._node.id not in tape.values and t._node.op not in ("param", "input", "buffer")}
-    order = {n.id: k for k, n in enumerate(tape.graph.nodes)}
-    return {f"value{k}": nodes[i] for k, i in enumerate(sorted(nodes, key=order.__getitem__))}
+    values = tape.values
+    nodes = {node.id: node for node in [t._node for t in list(tape.alive)]
+             if node.id not in values and node.op not in LEAF_OPS}
+    # (a node's index is its place in the tape, the template's nodes taken over included)
+    return {f"value{k}": node for k, node in enumerate(sorted(nodes.values(), key=_position))}
+
+
+def _position(node: Recorded) -> int:
+    return node.index
 
 
 def keep_values(tape: Tape, wanted: dict, outputs: dict) -> None:

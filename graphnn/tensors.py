@@ -22,7 +22,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from graphnn import dtypes, recording, trace
+from graphnn import dtypes, guard, recording, trace
 from graphnn import pointwise as pw
 from graphnn.eager import EAGER, Concrete, GradFn, cast, constant, is_grad_enabled
 from graphnn.errors import TraceError
@@ -432,6 +432,8 @@ class Tensor(InPlaceMethods, TensorMethods):
                                "var_no_grad = var.detach().")
         if value and not self.dtype.is_floating_point:
             raise RuntimeError("only Tensors of floating point dtype can require gradients")
+        if bool(value) != self._requires_grad:
+            guard.changed()  # a recorded leaf's flag is part of what a compiled run binds
         self._requires_grad = bool(value)
 
     @property
@@ -532,8 +534,6 @@ class Parameter(Tensor):
 
     @requires_grad.setter
     def requires_grad(self, value: bool) -> None:
-        from graphnn import guard
-
         if bool(value) != self._requires_grad:
             self._requires_grad = bool(value)
             guard.changed()  # programs that compute (or skip) this gradient are retraced
