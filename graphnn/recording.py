@@ -54,7 +54,11 @@ class TapeBuilder(Builder):
 
     def __init__(self, tape: "Tape") -> None:
         super().__init__(tape.graph)
-        self.tape = tape
+        self._tape = weakref.ref(tape)  # (no cycle: a finished tape is freed when its last tensor is)
+
+    @property
+    def tape(self) -> "Tape":
+        return self._tape()
 
     def emit(self, op: str, inputs, shape, dtype: str, /, **attrs) -> Node:
         inputs = [self.tape.constant(i) if isinstance(i, Concrete) else i for i in inputs]
@@ -126,9 +130,10 @@ def _modes(module: Any) -> tuple:
     a module changes: that moves graphnn.guard's version; the flags themselves are read anew)."""
     cached = module.__dict__.get("_tape_modules")
     if cached is None or cached[0] != guard.version:
-        cached = (guard.version, list(module.modules()))
+        # (their attribute dictionaries: reading ``training`` there skips Module.__getattribute__)
+        cached = (guard.version, [vars(m) for m in module.modules()])
         object.__setattr__(module, "_tape_modules", cached)
-    return tuple(m.training for m in cached[1])
+    return tuple([attributes["training"] for attributes in cached[1]])
 
 
 def _key_of(value: Any) -> Any:
@@ -171,8 +176,13 @@ class Span:
                  output: Any, checks: tuple = ((), ())):
         self.key, self.start, self.end, self.names, self.constants = key, start, end, names, constants
         self.updates, self.streams, self.output, self.checks = updates, streams, output, checks
-        self.ids: tuple = ()  # the ids of its nodes, and its leaves by name (set when the tape knows them)
+        # set when the tape knows them: its signature entries, its nodes and their ids, its leaves
+        # by name, and the names it adds (by kind) with their holders, as a replay adds them
+        self.signature: tuple = ()
+        self.nodes: tuple = ()
+        self.ids: tuple = ()
         self.leaf_nodes: dict = {}
+        self.named: tuple = ({}, {}, {})
         self.drew = False
         """Whether the forward drew from the global random generator (torch.randn in forward):
         its values would differ on the next call, so the call is traced again."""
@@ -200,9 +210,12 @@ class Span:
         checks = (tuple(tape.graph.label_checks[labels:]), tuple(tape.graph.index_checks[indices:]))
         span = cls(key, start, len(tape.signature), names, constants, changed, tape.dropout_streams - streams,
                    _nodes_of(output), checks)
-        nodes = tape.graph.nodes[start:span.end]
-        span.ids = tuple(n.id for n in nodes)
-        span.leaf_nodes = {n.attrs["name"]: n for n in nodes if n.op in LEAF_OPS}
+        span.signature = tuple(tape.signature[start:span.end])
+        span.nodes = tuple(tape.graph.nodes[start:span.end])
+        span.ids = tuple(n.id for n in span.nodes)
+        span.leaf_nodes = {n.attrs["name"]: n for n in span.nodes if n.op in LEAF_OPS}
+        span.named = ({k: n for kind, k, n, _ in names if kind == "param"},
+                      {k: n for kind, k, n, _ in names if kind == "buffer"}, {n: h for _, _, n, h in names})
         return span
 
     def replay(self, tape: "Tape") -> Any:
@@ -214,27 +227,30 @@ class Span:
         labels, indices = self.checks
         for check in labels + indices:
             tape.builder.verify(check, values)
-        template = tape.template
         tape.adopted.update(self.ids)
-        tape.signature.extend(template.signature[self.start:self.end])
+        tape.signature.extend(self.signature)  # (the template's entries and nodes at these places)
         graph = tape.graph
-        graph.nodes.extend(template.graph.nodes[self.start:self.end])
+        graph.nodes.extend(self.nodes)
         if self.leaf_nodes:
             if not graph._leaves.keys().isdisjoint(self.leaf_nodes):
                 raise ValueError(f"graph already has a leaf named {next(iter(graph._leaves.keys() & self.leaf_nodes))!r}")
             graph._leaves.update(self.leaf_nodes)
-        for kind, key, name, holder in self.names:
-            (tape.param_names if kind == "param" else tape.buffer_names)[key] = name
-            tape.leaves[name] = holder
-        tape.input_values.update(values)
-        for name, owner, _ in self.constants:
-            if owner is not None:
-                tape.inputs_by_id[id(owner)] = graph.leaf(name)
-                tape.input_owners.append(owner)
-                tape.owner_of[name] = owner
-        graph.label_checks.extend(labels)
-        graph.index_checks.extend(indices)
-        tape.graph.updates.update(self.updates)
+        params, buffers, holders = self.named
+        tape.param_names.update(params)
+        tape.buffer_names.update(buffers)
+        tape.leaves.update(holders)
+        if values:
+            tape.input_values.update(values)
+            for name, owner, _ in self.constants:
+                if owner is not None:
+                    tape.inputs_by_id[id(owner)] = graph.leaf(name)
+                    tape.input_owners.append(owner)
+                    tape.owner_of[name] = owner
+        if labels or indices:
+            graph.label_checks.extend(labels)
+            graph.index_checks.extend(indices)
+        if self.updates:
+            graph.updates.update(self.updates)
         tape.dropout_streams += self.streams
         tape.spans[self.start] = self
         return _tensors_of(self.output)
@@ -294,10 +310,11 @@ class Tape(trace.Tracer):
         self.freed: frozenset[int] = frozenset()
         """The recorded ops a backward went through (without retain_graph): another backward
         through any of them is torch's "backward through the graph a second time" error."""
-        self.alive: weakref.WeakSet = weakref.WeakSet()
-        """The tensors wrapping this tape's nodes that Python still holds: backward computes their
-        values in the same run, so reading one after optimizer.step() gives the value it had when
-        it was recorded, as in PyTorch (``loss.item()`` after the step is the loss before it)."""
+        self.alive: list = []
+        """Weak references to the tensors wrapping this tape's nodes: backward computes the values
+        of those Python still holds in the same run, so reading one after optimizer.step() gives
+        the value it had when it was recorded, as in PyTorch (``loss.item()`` after the step is
+        the loss before it). (A list: cheaper than a WeakSet, and a tape lives one iteration.)"""
         self.seed = random.next_seed()
         self.signature: list = []
         """One entry per node (op, dtype, shape, input positions, attributes): two tapes with equal
@@ -441,10 +458,10 @@ class Tape(trace.Tracer):
         """``module(*args)`` recorded into this tape: traced, or, where the previous iteration
         made the same call (the same module unchanged, in the same modes, on the same nodes), its
         nodes taken over without running the forward in Python."""
-        nodes = tuple(self._node_of(a) for a in args)
+        nodes = tuple([self._node_of(a) for a in args])
         keyword_nodes = {k: self._node_of(v) for k, v in kwargs.items()}
-        key = ("call", id(module), guard.version, _modes(module), tuple(_key_of(n) for n in nodes),
-               tuple((k, _key_of(n)) for k, n in sorted(keyword_nodes.items())))
+        key = ("call", id(module), guard.version, _modes(module), tuple([_key_of(n) for n in nodes]),
+               tuple([(k, _key_of(n)) for k, n in sorted(keyword_nodes.items())]) if kwargs else ())
         start = len(self.signature)
         span = self.template.spans.get(start) if self.template is not None else None
         if replay_module_calls and span is not None and span.key == key and not span.drew and span.current():
@@ -602,7 +619,7 @@ def alive_values(tape: Tape) -> dict:
     ``tape`` should compute too, named by their order in the tape (so the next iteration's graph
     prints, and caches, alike)."""
     values = tape.values
-    nodes = {node.id: node for node in [t._node for t in list(tape.alive)]
+    nodes = {node.id: node for node in [t._node for t in [ref() for ref in tape.alive] if t is not None]
              if node.id not in values and node.op not in LEAF_OPS}
     # (a node's index is its place in the tape, the template's nodes taken over included)
     return {f"value{k}": node for k, node in enumerate(sorted(nodes.values(), key=_position))}
@@ -628,7 +645,7 @@ def before_write(array: np.ndarray) -> None:
                 sharing.input_values[name] = held.copy()
                 del sharing.shared[name]
     tape = getattr(_state, "tape", None)
-    if tape is None or tape.backwarded or not tape.alive:
+    if tape is None or tape.backwarded or all(ref() is None for ref in tape.alive):
         return
     holders = list(tape.leaves.values()) + tape.input_owners
     if any((h if isinstance(h, np.ndarray) else h.array) is array for h in holders):

@@ -17,6 +17,7 @@ operand is symbolic and the eager one otherwise. dtypes promote as PyTorch's do
 from __future__ import annotations
 
 import sys
+import weakref
 from collections import namedtuple
 from typing import Any, Sequence
 
@@ -387,7 +388,7 @@ class Tensor(InPlaceMethods, TensorMethods):
         self.grad_fn = None
         if isinstance(node, Recorded):
             self._tape = recording.tape_of(node)
-            self._tape.alive.add(self)
+            self._tape.alive.append(weakref.ref(self))
             if node.requires_grad:  # a leaf's node wrapped anew (a no-op view of it) is an alias of it
                 self._requires_grad = True
                 self.grad_fn = GradFn(_RECORDED_GRADS.get(node.op, "AliasBackward0"))

@@ -378,9 +378,15 @@ def _records(module: "Module", args: tuple, kwargs: dict) -> bool:
     or an input requires grad (PyTorch would build an autograd graph)."""
     if not is_grad_enabled():
         return False
-    if any(isinstance(v, Tensor) and v.requires_grad for v in list(args) + list(kwargs.values())):
+    tensors = False
+    for v in args:
+        if isinstance(v, Tensor):
+            if v.requires_grad:
+                return True
+            tensors = True
+    if kwargs and any(isinstance(v, Tensor) and v.requires_grad for v in kwargs.values()):
         return True
-    if not any(isinstance(v, Tensor) for v in args):
+    if not tensors:
         return False
     cached = module.__dict__.get("_trains")  # remembered until a module changes (requires_grad moves the version)
     if cached is None or cached[0] != guard.version:
@@ -392,7 +398,7 @@ def _records(module: "Module", args: tuple, kwargs: dict) -> bool:
 def _tape_of(args: tuple, kwargs: dict) -> "recording.Tape":
     """The tape a call records into: its recorded arguments' (a loss on a model's output), else the
     current one."""
-    for value in list(args) + list(kwargs.values()):
+    for value in (*args, *kwargs.values()) if kwargs else args:
         tape = getattr(value, "_tape", None)
         if tape is not None and value._node.id not in tape.freed:
             return tape
