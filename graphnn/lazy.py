@@ -220,14 +220,14 @@ def run_step(optimizer: Any, tape: Tape, loss: Any) -> bool:
             return _compile_step(optimizer, graph, tape.leaves, nodes[loss.id], wrt_names,
                                  {name: nodes[node.id] for name, node in wanted.items()})
 
-        if any(tape.leaves[name]._grad is not None for name in wrt_names):
+        if any(tape.leaves[name]._has_grad() for name in wrt_names):
             return False  # (checked before compiling anything; a cached step checks below)
         found = _lookup(key, tape, compile_graph)
         if found is None:
             found = (compile_graph(tape.graph, {n.id: n for n in tape.graph.nodes}), 1)
             _remember(key, found)
     step, batch = found
-    if any(holder._grad is not None for holder in step.differentiated):
+    if any(holder._has_grad() for holder in step.differentiated):
         return False  # gradients to accumulate into: backward and step run apart
     hypers = optimizer.hypers(step.stepped)
     if hypers is None:
@@ -236,9 +236,11 @@ def run_step(optimizer: Any, tape: Tape, loss: Any) -> bool:
     optimizer.finish_step(step.stepped)
     tape.graph.updates.clear()
     recording.keep_values(tape, wanted, outputs)
-    views, of_array = optimizer.step_grads.views, recording.T.Tensor._of_array
-    for p, index in step.grads:  # the gradient the step used, as p.grad after torch's step
-        p._grad = of_array(views[index].copy(), "f32")
+    # the gradients the step used, as p.grad after torch's step: one copy, sliced when read
+    flat.host_access(optimizer.step_grads.array)
+    snapshot = optimizer.step_grads.array.copy()
+    for p, start, end, shape in step.grads:
+        p._step_grad = (snapshot, start, end, shape)
     for name, value in outputs.items():  # leaves no optimizer of this step holds
         tape.leaves[name].grad = value
     return True
@@ -247,7 +249,7 @@ def run_step(optimizer: Any, tape: Tape, loss: Any) -> bool:
 class _Step(_Run):
     """A compiled step and what running it needs besides: the parameters it updates (name ->
     object, held here so the identities in its cache key stay theirs) with their places in the
-    optimizer's gradient buffer, and every leaf it differentiates."""
+    optimizer's gradient buffer (start, end, shape), and every leaf it differentiates."""
 
     def __init__(self, executable: Any, inputs: list, dtypes: dict, stepped: dict, grads: list,
                  differentiated: list) -> None:
@@ -274,8 +276,11 @@ def _compile_step(optimizer: Any, graph: Graph, leaves: dict, loss: Any, wrt_nam
     persistent.update(optimizer.persistent(stepped))
     executable = backends.get(backends.resolve("auto")).executable(graphs, storage, persistent)
     dtypes = {name: NUMPY_DTYPES[node.dtype] for name, node in step.outputs.items()}
-    return _Step(executable, [(leaf.attrs["name"], leaf.dtype) for leaf in step.inputs], dtypes, stepped,
-                 [(p, optimizer._index(p)) for p in stepped.values()], [leaves[name] for name in wrt_names])
+    places = optimizer.step_grads
+    grads = [(p, places.offsets[k], places.offsets[k + 1], places.shapes[k])
+             for p, k in ((p, optimizer._index(p)) for p in stepped.values())]
+    return _Step(executable, [(leaf.attrs["name"], leaf.dtype) for leaf in step.inputs], dtypes, stepped, grads,
+                 [leaves[name] for name in wrt_names])
 
 
 def compiled() -> list:

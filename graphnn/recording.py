@@ -61,27 +61,19 @@ class TapeBuilder(Builder):
         return self._tape()
 
     def emit(self, op: str, inputs, shape, dtype: str, /, **attrs) -> Node:
-        inputs = [self.tape.constant(i) if isinstance(i, Concrete) else i for i in inputs]
+        tape = self.tape
+        inputs = [tape.constant(i) if isinstance(i, Concrete) else i for i in inputs]
         shape = tuple(int(d) for d in shape)
         entry = (op, dtype, shape, tuple(i.index for i in inputs), _attrs_key(attrs))
-        node = self.tape.replayed(entry)
+        node = tape.replayed(entry)
         if node is None:
             grad = dtype in ("f32", "f64") and op != "detach" and any(getattr(i, "requires_grad", False) for i in inputs)
-            node = Recorded(op, tuple(inputs), shape, dtype, attrs, self.path, self.module, tape=self.tape,
+            node = Recorded(op, tuple(inputs), shape, dtype, attrs, self.path, self.module, tape=tape,
                             requires_grad=grad, index=len(self.graph.nodes))
-        return self.tape.add(entry, node)
+        return tape.add(entry, node)
 
     def leaf(self, op: str, name: str, shape, dtype: str = "f32", /, requires_grad: bool = False, **attrs) -> Node:
-        existing = self.graph.leaf(name)
-        if existing is not None:
-            return existing
-        shape = tuple(int(d) for d in shape)
-        entry = (op, dtype, shape, name, requires_grad)
-        node = self.tape.replayed(entry)
-        if node is None:
-            node = Recorded(op, (), shape, dtype, dict(name=name, **attrs), tape=self.tape,
-                            requires_grad=requires_grad, index=len(self.graph.nodes))
-        return self.tape.add(entry, node)
+        return self.tape.new_leaf(op, name, shape, dtype, requires_grad, attrs)
 
     def check(self, condition, message: str) -> None:
         if not bool(condition):
@@ -391,6 +383,21 @@ class Tape(trace.Tracer):
         self.signature.append(entry)
         return self.graph.add(node)
 
+    def new_leaf(self, op: str, name: str, shape, dtype: str = "f32", requires_grad: bool = False,
+                 attrs: dict | None = None) -> Node:
+        """The leaf called ``name`` (TapeBuilder.leaf): the template's node where this tape
+        follows it, else a new one."""
+        existing = self.graph._leaves.get(name)
+        if existing is not None:
+            return existing
+        shape = tuple([int(d) for d in shape])
+        entry = (op, dtype, shape, name, requires_grad)
+        node = self.replayed(entry)
+        if node is None:
+            node = Recorded(op, (), shape, dtype, dict(name=name, **(attrs or {})), tape=self,
+                            requires_grad=requires_grad, index=len(self.graph.nodes))
+        return self.add(entry, node)
+
     # -- leaves ------------------------------------------------------------------------------------
     def param(self, p: Any) -> Node:
         """The leaf of a Parameter or a leaf tensor that requires grad, named by first use."""
@@ -399,7 +406,7 @@ class Tape(trace.Tracer):
             name = self.param_names[id(p)] = f"p{len(self.param_names)}"
             self.leaves[name] = p
             self._note_holder(name, p)
-            self.builder.leaf("param", name, tuple(p.shape), "f32", requires_grad=bool(p.requires_grad))
+            self.new_leaf("param", name, tuple(p.shape), "f32", bool(p.requires_grad))
         return self.graph.leaf(name)
 
     def _note_holder(self, name: str, holder: Any) -> None:
@@ -420,7 +427,7 @@ class Tape(trace.Tracer):
             self._note_holder(name, array)
         if name in self.graph.updates:
             return self.graph.updates[name]
-        return self.builder.leaf("buffer", name, tuple(array.shape), trace.buffer_dtype(array))
+        return self.new_leaf("buffer", name, tuple(array.shape), trace.buffer_dtype(array))
 
     def update(self, array: np.ndarray, value) -> None:
         name = self.buffer_names[id(trace.storage(array))]
@@ -433,15 +440,17 @@ class Tape(trace.Tracer):
             return self.param(tensor)
         node = self.inputs_by_id.get(id(tensor))
         if node is None:
-            array, dtype = _graph_value(tensor.array, tensor._node.dtype)
+            held = tensor.array
+            array, dtype = _graph_value(held, tensor._node.dtype)
             name = f"x{len(self.input_values)}"
-            node = self.builder.leaf("input", name, tuple(array.shape), dtype)
+            node = self.new_leaf("input", name, array.shape, dtype)
             # its value now, as torch's autograd saves it: the array itself, copied only if it is
             # written in place before this tape has run (before_write), so a batch costs no copy
             self.input_values[name] = array
-            if array is tensor.array:
+            if array is held:
+                if not self.shared:
+                    _sharing.add(self)
                 self.shared[name] = array
-                _sharing.add(self)
             self.inputs_by_id[id(tensor)] = node
             self.owner_of[name] = tensor
             self.input_owners.append(tensor)  # held, so no other tensor reuses its id in this tape
@@ -666,6 +675,8 @@ def materialize() -> None:
     keep_values(tape, wanted, outputs)
     for name, value in outputs.items():
         leaf = tape.leaves[name]
+        if leaf._step_grad is not None:
+            leaf._take_step_grad()
         if leaf._grad is None:
             leaf.grad = value
         else:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import sys
 import weakref
 from collections import namedtuple
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -372,6 +372,10 @@ class Tensor(InPlaceMethods, TensorMethods):
     __array_priority__ = 1000  # numpy defers to our operators: ``array + tensor`` is a Tensor
     __hash__ = object.__hash__
     _tape = None  # the tape of a recorded tensor (graphnn.recording)
+    _step_grad = None
+    """(snapshot, start, end, shape): the gradient a compiled step of a recorded loop used for this
+    leaf, a slice of one copy of the step's flat gradients, made ``.grad`` when first read (a
+    step hands back every parameter's gradient; a loop that zeroes them unread makes none)."""
 
     def __init__(self, *data: Any, requires_grad: bool = False) -> None:
         if len(data) == 1 and isinstance(data[0], Node):
@@ -445,13 +449,25 @@ class Tensor(InPlaceMethods, TensorMethods):
     def grad(self) -> "Tensor | None":
         if recording.pending() is not None:
             recording.materialize()  # a deferred loss.backward() fills it now
+        if self._step_grad is not None:
+            self._take_step_grad()
         return self._grad
 
     @grad.setter
     def grad(self, value: Any) -> None:
         if recording.pending() is not None:
             recording.materialize()
+        self._step_grad = None
         self._grad = None if value is None else (value if isinstance(value, Tensor) else Tensor(_constant_of(value, self.dtype)))
+
+    def _has_grad(self) -> bool:
+        """Whether ``.grad`` is set (without making a compiled step's gradient a Tensor)."""
+        return self._grad is not None or self._step_grad is not None
+
+    def _take_step_grad(self) -> None:
+        snapshot, start, end, shape = self._step_grad
+        self._step_grad = None
+        self._grad = Tensor._of_array(snapshot[start:end].reshape(shape), "f32")
 
     @property
     def shape(self) -> Size:
@@ -487,6 +503,19 @@ class Tensor(InPlaceMethods, TensorMethods):
         flat parameter buffer: a leaf tensor an optimizer updates, as a Parameter."""
         view[...] = self.array
         self._node = constant(view, self._node.dtype)
+
+
+def zero_grads(tensors: Iterable, set_to_none: bool = True) -> None:
+    """``zero_grad()`` of a module or an optimizer over ``tensors``: each ``.grad`` set to None
+    (or zeroed in place), without making a compiled step's gradient a Tensor first."""
+    if recording.pending() is not None:
+        recording.materialize()  # (as reading .grad does)
+    for t in tensors:
+        if t._has_grad():
+            if set_to_none:
+                t._grad = t._step_grad = None
+            else:
+                t.grad[...] = 0
 
 
 def _rebuild(array: np.ndarray, dtype_name: str, requires_grad: bool) -> Tensor:

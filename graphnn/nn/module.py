@@ -12,7 +12,7 @@ from graphnn import pointwise as pw
 from graphnn.checkpoint import StateDictError
 from graphnn import recording
 from graphnn.eager import constant, is_grad_enabled
-from graphnn.tensors import Parameter, Tensor
+from graphnn.tensors import Parameter, Tensor, zero_grads
 
 
 def _no_compiler(module: "Module", args: tuple, kwargs: dict) -> Any:
@@ -330,12 +330,7 @@ class Module:
         return self.to(dst_type)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
-        for p in self.parameters():
-            if p.grad is not None:
-                if set_to_none:
-                    p.grad = None
-                else:
-                    p.grad[...] = 0
+        zero_grads(self.parameters(), set_to_none)
 
     def apply(self, fn: Callable[["Module"], None]) -> "Module":
         for module in self.children():
