@@ -150,10 +150,10 @@ def _key(tape: Tape, requested: dict) -> tuple:
     """What decides the graph a run compiles: the tape's signature, the requested nodes, which
     leaves require grad, the leaf objects, whether updates are still to apply, the backend and
     the parameters' flat layout."""
-    wanted = tuple((name, node.index) for name, node in requested.items())
-    updates = tuple((name, node.index) for name, node in tape.graph.updates.items())
-    return (tape.structure(), wanted, tape.leaf_key(), updates,
-            backends.resolve("auto"), flat.generation)
+    wanted = tuple([(name, node.index) for name, node in requested.items()])
+    updates = tape.graph.updates
+    updates = tuple([(name, node.index) for name, node in updates.items()]) if updates else ()
+    return (tape.structure(), wanted, tape.leaf_key(), updates, backends.resolve("auto"), flat.generation)
 
 
 def _live(graph: Graph) -> Graph:

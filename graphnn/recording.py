@@ -387,7 +387,8 @@ class Tape(trace.Tracer):
                  attrs: dict | None = None) -> Node:
         """The leaf called ``name`` (TapeBuilder.leaf): the template's node where this tape
         follows it, else a new one."""
-        existing = self.graph._leaves.get(name)
+        graph = self.graph
+        existing = graph._leaves.get(name)
         if existing is not None:
             return existing
         shape = tuple([int(d) for d in shape])
@@ -395,8 +396,13 @@ class Tape(trace.Tracer):
         node = self.replayed(entry)
         if node is None:
             node = Recorded(op, (), shape, dtype, dict(name=name, **(attrs or {})), tape=self,
-                            requires_grad=requires_grad, index=len(self.graph.nodes))
-        return self.add(entry, node)
+                            requires_grad=requires_grad, index=len(graph.nodes))
+        else:
+            self.adopted.add(node.id)
+        self.signature.append(entry)  # (as add, the name known to be new)
+        graph._leaves[name] = node
+        graph.nodes.append(node)
+        return node
 
     # -- leaves ------------------------------------------------------------------------------------
     def param(self, p: Any) -> Node:
@@ -627,15 +633,24 @@ def alive_values(tape: Tape) -> dict:
     """Output name -> node for the recorded tensors Python still holds whose values a run of
     ``tape`` should compute too, named by their order in the tape (so the next iteration's graph
     prints, and caches, alike)."""
-    values = tape.values
-    nodes = {node.id: node for node in [t._node for t in [ref() for ref in tape.alive] if t is not None]
-             if node.id not in values and node.op not in LEAF_OPS}
-    # (a node's index is its place in the tape, the template's nodes taken over included)
-    return {f"value{k}": node for k, node in enumerate(sorted(nodes.values(), key=_position))}
+    values, nodes = tape.values, {}
+    for ref in tape.alive:
+        t = ref()
+        if t is not None:
+            node = t._node
+            if node.id not in values and node.op not in LEAF_OPS:
+                nodes[node.index] = node  # (its place in the tape, the template's nodes taken over included)
+    return {_value_name(k): nodes[index] for k, index in enumerate(sorted(nodes))}
 
 
-def _position(node: Recorded) -> int:
-    return node.index
+_VALUE_NAMES: list[str] = []
+
+
+def _value_name(k: int) -> str:
+    """``value{k}`` (formatted once)."""
+    while len(_VALUE_NAMES) <= k:
+        _VALUE_NAMES.append(f"value{len(_VALUE_NAMES)}")
+    return _VALUE_NAMES[k]
 
 
 def keep_values(tape: Tape, wanted: dict, outputs: dict) -> None:
