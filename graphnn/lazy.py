@@ -181,8 +181,12 @@ def _compile(graph: Graph, tape: Tape, backend: str) -> _Run:
 
 def _execute(executable: Any, tape: Tape, inputs: list, dtypes: dict, batch: int, entry: str,
              hypers: dict | None = None) -> dict:
-    arrays = [_input(tape.input_values[name], dtype) for name, dtype in inputs]
-    outputs = executable.run(entry, batch, arrays, {"rng.seed": tape.seed, "rng.step": 0, **(hypers or {})})
+    values = tape.input_values
+    arrays = [_input(values[name], dtype) for name, dtype in inputs]
+    scalars = {"rng.seed": tape.seed, "rng.step": 0}
+    if hypers:
+        scalars.update(hypers)
+    outputs = executable.run(entry, batch, arrays, scalars)
     return {name: np.asarray(value).astype(dtypes[name], copy=False) for name, value in outputs.items()}
 
 
@@ -227,8 +231,9 @@ def run_step(optimizer: Any, tape: Tape, loss: Any) -> bool:
             found = (compile_graph(tape.graph, {n.id: n for n in tape.graph.nodes}), 1)
             _remember(key, found)
     step, batch = found
-    if any(holder._has_grad() for holder in step.differentiated):
-        return False  # gradients to accumulate into: backward and step run apart
+    for holder in step.differentiated:  # (Tensor._has_grad, inline: every step asks for each leaf)
+        if holder._grad is not None or holder._step_grad is not None:
+            return False  # gradients to accumulate into: backward and step run apart
     hypers = optimizer.hypers(step.stepped)
     if hypers is None:
         return False

@@ -120,7 +120,7 @@ def _attrs_key(attrs: dict) -> tuple:
 def _modes(module: Any) -> tuple:
     """The train/eval flag of every module under ``module`` (the list of modules remembered until
     a module changes: that moves graphnn.guard's version; the flags themselves are read anew)."""
-    cached = module.__dict__.get("_tape_modules")
+    cached = object.__getattribute__(module, "__dict__").get("_tape_modules")  # (not through Module's own)
     if cached is None or cached[0] != guard.version:
         # (their attribute dictionaries: reading ``training`` there skips Module.__getattribute__)
         cached = (guard.version, [vars(m) for m in module.modules()])
@@ -282,13 +282,24 @@ first time: graphnn.lazy sets it."""
 class Tape(trace.Tracer):
     """One iteration's recorded work (see the module docstring)."""
 
+    # (values every tape starts with, rebound, never changed in place: a tape is made per iteration)
+    dropout_streams = 0
+    backwarded = False
+    freed: frozenset = frozenset()
+    """The recorded ops a backward went through (without retain_graph): another backward
+    through any of them is torch's "backward through the graph a second time" error."""
+    same_leaves = True
+    """Whether every leaf named outside a taken-over module call is held by the object the
+    template's leaf of that name was (a call taken over names the template's own)."""
+    _token: tuple = (-1, None)
+    _leaf_key: tuple = (-1, -1, -1, ())
+
     def __init__(self, template: "Tape | None" = None) -> None:
         self.graph = Graph()
         self.builder = TapeBuilder(self)
         self.param_names: dict[int, str] = {}
         self.buffer_names: dict[int, str] = {}
         self.module_paths: dict[int, str] = {}
-        self.dropout_streams = 0
         self.leaves: dict[str, Any] = {}  # param and buffer leaf name -> the object holding its value
         self.input_values: dict[str, np.ndarray] = {}
         self.inputs_by_id: dict[int, Node] = {}
@@ -298,10 +309,6 @@ class Tape(trace.Tracer):
         """Input values held without a copy (a data tensor's own array): before_write copies
         one before it is written in place."""
         self.values: dict[int, np.ndarray] = {}  # node id -> value, once computed
-        self.backwarded = False
-        self.freed: frozenset[int] = frozenset()
-        """The recorded ops a backward went through (without retain_graph): another backward
-        through any of them is torch's "backward through the graph a second time" error."""
         self.alive: list = []
         """Weak references to the tensors wrapping this tape's nodes: backward computes the values
         of those Python still holds in the same run, so reading one after optimizer.step() gives
@@ -319,11 +326,6 @@ class Tape(trace.Tracer):
         """The template this tape started from (``template`` is dropped where they part)."""
         self.adopted: set[int] = set()
         self.spans: dict[int, Span] = {}
-        self._token: tuple = (-1, None)
-        self.same_leaves = True
-        """Whether every leaf named outside a taken-over module call is held by the object the
-        template's leaf of that name was (a call taken over names the template's own)."""
-        self._leaf_key: tuple = (-1, -1, -1, ())
 
     def structure(self) -> int:
         """A number naming this tape's signature so far: equal signatures get equal numbers.

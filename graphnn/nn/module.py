@@ -383,7 +383,8 @@ def _records(module: "Module", args: tuple, kwargs: dict) -> bool:
         return True
     if not tensors:
         return False
-    cached = module.__dict__.get("_trains")  # remembered until a module changes (requires_grad moves the version)
+    # remembered until a module changes (requires_grad moves the version); read past __getattribute__
+    cached = object.__getattribute__(module, "__dict__").get("_trains")
     if cached is None or cached[0] != guard.version:
         cached = (guard.version, any(p.requires_grad for p in module.parameters()))
         object.__setattr__(module, "_trains", cached)
