@@ -187,7 +187,8 @@ def _execute(executable: Any, tape: Tape, inputs: list, dtypes: dict, batch: int
     if hypers:
         scalars.update(hypers)
     outputs = executable.run(entry, batch, arrays, scalars)
-    return {name: np.asarray(value).astype(dtypes[name], copy=False) for name, value in outputs.items()}
+    return {name: value if type(value) is np.ndarray and value.dtype.type is dtypes[name]
+            else np.asarray(value).astype(dtypes[name], copy=False) for name, value in outputs.items()}
 
 
 def _persistent_names(graph: Graph) -> list:

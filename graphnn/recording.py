@@ -215,10 +215,11 @@ class Span:
         # the values of the tensors the forward read, now; then the checks on this call's inputs
         # (class labels, indices) as the forward would have made them, before anything changes
         values = {name: array if owner is None else _graph_value(owner.array, owner._node.dtype)[0].copy()
-                  for name, owner, array in self.constants}
+                  for name, owner, array in self.constants} if self.constants else None
         labels, indices = self.checks
-        for check in labels + indices:
-            tape.builder.verify(check, values)
+        if labels or indices:
+            for check in labels + indices:
+                tape.builder.verify(check, values)
         tape.adopted.update(self.ids)
         tape.signature.extend(self.signature)  # (the template's entries and nodes at these places)
         graph = tape.graph
@@ -228,15 +229,15 @@ class Span:
                 raise ValueError(f"graph already has a leaf named {next(iter(graph._leaves.keys() & self.leaf_nodes))!r}")
             graph._leaves.update(self.leaf_nodes)
         params, buffers, holders = self.named
-        tape.param_names.update(params)
-        tape.buffer_names.update(buffers)
-        tape.leaves.update(holders)
+        if holders:
+            tape.param_names.update(params)
+            tape.buffer_names.update(buffers)
+            tape.leaves.update(holders)
         if values:
             tape.input_values.update(values)
             for name, owner, _ in self.constants:
                 if owner is not None:
                     tape.inputs_by_id[id(owner)] = graph.leaf(name)
-                    tape.input_owners.append(owner)
                     tape.owner_of[name] = owner
         if labels or indices:
             graph.label_checks.extend(labels)
@@ -255,6 +256,8 @@ def _nodes_of(output: Any) -> Any:
 
 
 def _tensors_of(nodes: Any) -> Any:
+    if type(nodes) is Recorded:
+        return T.Tensor._of_recorded(nodes)
     if isinstance(nodes, (tuple, list)):
         return type(nodes)(_tensors_of(n) for n in nodes)
     return T.Tensor(nodes) if isinstance(nodes, Node) else nodes
@@ -303,8 +306,9 @@ class Tape(trace.Tracer):
         self.leaves: dict[str, Any] = {}  # param and buffer leaf name -> the object holding its value
         self.input_values: dict[str, np.ndarray] = {}
         self.inputs_by_id: dict[int, Node] = {}
-        self.input_owners: list = []
-        self.owner_of: dict[str, Any] = {}  # input leaf name -> the tensor it holds the value of
+        self.owner_of: dict[str, Any] = {}
+        """Input leaf name -> the tensor it holds the value of (held, so no other tensor reuses
+        its id, the key of ``inputs_by_id``, while this tape lives)."""
         self.shared: dict[str, np.ndarray] = {}
         """Input values held without a copy (a data tensor's own array): before_write copies
         one before it is written in place."""
@@ -461,7 +465,6 @@ class Tape(trace.Tracer):
                 self.shared[name] = array
             self.inputs_by_id[id(tensor)] = node
             self.owner_of[name] = tensor
-            self.input_owners.append(tensor)  # held, so no other tensor reuses its id in this tape
         return node
 
     def constant(self, node: Concrete) -> Node:
@@ -476,7 +479,7 @@ class Tape(trace.Tracer):
         made the same call (the same module unchanged, in the same modes, on the same nodes), its
         nodes taken over without running the forward in Python."""
         nodes = tuple([self._node_of(a) for a in args])
-        keyword_nodes = {k: self._node_of(v) for k, v in kwargs.items()}
+        keyword_nodes = {k: self._node_of(v) for k, v in kwargs.items()} if kwargs else {}
         key = ("call", id(module), guard.version, _modes(module), tuple([_key_of(n) for n in nodes]),
                tuple([(k, _key_of(n)) for k, n in sorted(keyword_nodes.items())]) if kwargs else ())
         start = len(self.signature)
@@ -673,7 +676,7 @@ def before_write(array: np.ndarray) -> None:
     tape = getattr(_state, "tape", None)
     if tape is None or tape.backwarded or all(ref() is None for ref in tape.alive):
         return
-    holders = list(tape.leaves.values()) + tape.input_owners
+    holders = [*tape.leaves.values(), *tape.owner_of.values()]
     if any((h if isinstance(h, np.ndarray) else h.array) is array for h in holders):
         wanted = alive_values(tape)
         if wanted:

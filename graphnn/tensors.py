@@ -391,11 +391,23 @@ class Tensor(InPlaceMethods, TensorMethods):
         self._grad = None
         self.grad_fn = None
         if isinstance(node, Recorded):
-            self._tape = recording.tape_of(node)
-            self._tape.alive.append(weakref.ref(self))
-            if node.requires_grad:  # a leaf's node wrapped anew (a no-op view of it) is an alias of it
-                self._requires_grad = True
-                self.grad_fn = GradFn(_RECORDED_GRADS.get(node.op, "AliasBackward0"))
+            self._join_tape(node)
+
+    def _join_tape(self, node: Recorded) -> None:
+        self._tape = recording.tape_of(node)
+        self._tape.alive.append(weakref.ref(self))
+        if node.requires_grad:  # a leaf's node wrapped anew (a no-op view of it) is an alias of it
+            self._requires_grad = True
+            self.grad_fn = GradFn(_RECORDED_GRADS.get(node.op, "AliasBackward0"))
+
+    @classmethod
+    def _of_recorded(cls, node: Recorded) -> "Tensor":
+        """``Tensor(node)`` of a recorded node, without ``__init__``'s dispatch on its arguments
+        (what a module call taken over returns)."""
+        t = object.__new__(cls)
+        t._node, t._requires_grad, t._grad, t.grad_fn = node, False, None, None
+        t._join_tape(node)
+        return t
 
     @classmethod
     def _of_array(cls, array: np.ndarray, ir: str) -> "Tensor":
@@ -511,7 +523,7 @@ def zero_grads(tensors: Iterable, set_to_none: bool = True) -> None:
     if recording.pending() is not None:
         recording.materialize()  # (as reading .grad does)
     for t in tensors:
-        if t._has_grad():
+        if t._grad is not None or t._step_grad is not None:  # (_has_grad, inline)
             if set_to_none:
                 t._grad = t._step_grad = None
             else:
