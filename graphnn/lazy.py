@@ -238,15 +238,12 @@ def run_step(optimizer: Any, tape: Tape, loss: Any) -> bool:
     hypers = optimizer.hypers(step.stepped)
     if hypers is None:
         return False
+    optimizer.reclaim_step_grads()
     outputs = step.run(tape, batch, "step", hypers)
     optimizer.finish_step(step.stepped)
     tape.graph.updates.clear()
     recording.keep_values(tape, wanted, outputs)
-    # the gradients the step used, as p.grad after torch's step: one copy, sliced when read
-    flat.host_access(optimizer.step_grads.array)
-    snapshot = optimizer.step_grads.array.copy()
-    for p, start, end, shape in step.grads:
-        p._step_grad = (snapshot, start, end, shape)
+    optimizer.lend_step_grads(step.grads)  # the gradients the step used, as p.grad after torch's step
     for name, value in outputs.items():  # leaves no optimizer of this step holds
         tape.leaves[name].grad = value
     return True

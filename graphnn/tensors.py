@@ -23,7 +23,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from graphnn import dtypes, guard, recording, trace
+from graphnn import dtypes, flat, guard, recording, trace
 from graphnn import pointwise as pw
 from graphnn.eager import EAGER, Concrete, GradFn, cast, constant, is_grad_enabled
 from graphnn.errors import TraceError
@@ -373,9 +373,9 @@ class Tensor(InPlaceMethods, TensorMethods):
     __hash__ = object.__hash__
     _tape = None  # the tape of a recorded tensor (graphnn.recording)
     _step_grad = None
-    """(snapshot, start, end, shape): the gradient a compiled step of a recorded loop used for this
-    leaf, a slice of one copy of the step's flat gradients, made ``.grad`` when first read (a
-    step hands back every parameter's gradient; a loop that zeroes them unread makes none)."""
+    """(array, start, end, shape): the gradient a compiled step of a recorded loop used for this
+    leaf, a slice of the optimizer's flat step gradients (or of a copy of them), copied into
+    ``.grad`` when first read (Optimizer.lend_step_grads)."""
 
     def __init__(self, *data: Any, requires_grad: bool = False) -> None:
         if len(data) == 1 and isinstance(data[0], Node):
@@ -477,9 +477,10 @@ class Tensor(InPlaceMethods, TensorMethods):
         return self._grad is not None or self._step_grad is not None
 
     def _take_step_grad(self) -> None:
-        snapshot, start, end, shape = self._step_grad
+        flat_grads, start, end, shape = self._step_grad
         self._step_grad = None
-        self._grad = Tensor._of_array(snapshot[start:end].reshape(shape), "f32")
+        flat.host_access(flat_grads)
+        self._grad = Tensor._of_array(flat_grads[start:end].reshape(shape).copy(), "f32")
 
     @property
     def shape(self) -> Size:
@@ -565,8 +566,6 @@ class Parameter(Tensor):
 
     @property
     def array(self) -> np.ndarray:
-        from graphnn import flat
-
         flat.host_access(self._data)
         return self._data
 

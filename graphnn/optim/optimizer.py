@@ -225,6 +225,34 @@ class Optimizer:
     def zero_grad(self, set_to_none: bool = True) -> None:
         zero_grads(self.params, set_to_none)
 
+    # -- the gradients of a recorded loop's compiled step ----------------------------------------------
+    _lent: list = []
+    """The parameters whose ``.grad`` is still their slice of ``step_grads`` (lend_step_grads)."""
+
+    def lend_step_grads(self, places: list) -> None:
+        """After a recorded loop's compiled step: each stepped parameter's ``.grad`` is its slice
+        of ``step_grads`` as the step left it, copied when read (Tensor.grad) or, unread, before a
+        compiled step writes the buffer again (reclaim_step_grads). A loop that zeroes its
+        gradients unread copies none. ``places``: (parameter, start, end, shape)."""
+        live = self.step_grads.array
+        for p, start, end, shape in places:
+            p._step_grad = (live, start, end, shape)
+        self._lent = [place[0] for place in places]
+
+    def reclaim_step_grads(self) -> None:
+        """Before a compiled step writes ``step_grads``: the gradients lent out and still unread
+        become copies of their slices."""
+        if not self._lent:
+            return
+        live = self.step_grads.array
+        flat.host_access(live)
+        for p in self._lent:
+            lent = p._step_grad
+            if lent is not None and lent[0] is live:
+                _, start, end, shape = lent
+                p._step_grad = (live[start:end].copy(), 0, end - start, shape)
+        self._lent = []
+
     # -- the update, on every path -----------------------------------------------------------------
     def _assignments(self, k: int) -> tuple:
         return assignments(type(self), self.flags(self.param_groups[k]))

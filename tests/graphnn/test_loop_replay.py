@@ -208,3 +208,26 @@ def test_a_followed_iteration_is_found_without_recompiling(depth):
         loss.backward()
         optimizer.step()
     assert lazy._runs == runs and np.isfinite(loss.item())
+
+
+def test_a_gradient_left_unread_keeps_its_values_when_a_compiled_step_runs_next():
+    """``p.grad`` after a recorded loop's step is lent from the optimizer's flat gradients: a
+    ``gn.compile`` step on the same optimizer, which overwrites them, runs only after the
+    unread gradients were copied."""
+    ours, theirs = pair(mlp)
+    x, y = X[:6], LABELS[:6]
+    optimizer = gn.optim.SGD(ours.parameters(), lr=0.1)
+    for _ in range(2):  # (the second iteration is the compiled step)
+        loss = gn.nn.CrossEntropyLoss()(ours(gn.tensor(x)), gn.tensor(y))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    gn.compile(ours, gn.nn.CrossEntropyLoss(), optimizer).step(X[6:], LABELS[6:])
+    reference = torch.optim.SGD(theirs.parameters(), lr=0.1)
+    for _ in range(2):
+        loss = torch.nn.CrossEntropyLoss()(theirs(torch.tensor(x)), torch.tensor(y))
+        reference.zero_grad()
+        loss.backward()
+        reference.step()
+    for p, q in zip(ours.parameters(), theirs.parameters()):
+        np.testing.assert_allclose(np.asarray(p.grad), q.grad.numpy(), rtol=2e-5, atol=1e-6)
