@@ -461,7 +461,7 @@ class Tape(trace.Tracer):
             self.input_values[name] = array
             if array is held:
                 if not self.shared:
-                    _sharing.add(self)
+                    _share(self)
                 self.shared[name] = array
             self.inputs_by_id[id(tensor)] = node
             self.owner_of[name] = tensor
@@ -532,8 +532,15 @@ class Tape(trace.Tracer):
 
 
 _state = threading.local()
-_sharing: weakref.WeakSet = weakref.WeakSet()
-"""The tapes that hold input values without a copy (Tape.shared)."""
+_sharing: list = []
+"""Weak references to the tapes that hold input values without a copy (Tape.shared): a list of
+a few, pruned as tapes are added (every iteration adds one; a WeakSet costs more)."""
+
+
+def _share(tape: Tape) -> None:
+    global _sharing
+    _sharing = [ref for ref in _sharing if ref() is not None]
+    _sharing.append(weakref.ref(tape))
 _tokens: dict[tuple, int] = {}
 _numbers = itertools.count()
 
@@ -668,7 +675,9 @@ def before_write(array: np.ndarray) -> None:
     backward, and compute the values of the open tape's live tensors if the tape reads it, so they
     keep the values they had when they were recorded, as PyTorch computes them at once."""
     materialize()
-    for sharing in list(_sharing):  # inputs recorded without a copy keep the values they had
+    for sharing in [ref() for ref in _sharing]:  # inputs recorded without a copy keep the values they had
+        if sharing is None:
+            continue
         for name, held in list(sharing.shared.items()):
             if np.shares_memory(held, array):
                 sharing.input_values[name] = held.copy()
