@@ -38,7 +38,15 @@ class _Run:
         self.executable, self.inputs, self.dtypes = executable, inputs, dtypes
 
     def run(self, tape: Tape, batch: int, entry: str, hypers: dict | None = None) -> dict:
-        return _execute(self.executable, tape, self.inputs, self.dtypes, batch, entry, hypers)
+        """The outputs of ``entry`` on ``tape``'s input values (and run-time scalars ``hypers``)."""
+        values, dtypes = tape.input_values, self.dtypes
+        arrays = [_input(values[name], dtype) for name, dtype in self.inputs]
+        scalars = {"rng.seed": tape.seed, "rng.step": 0}
+        if hypers:
+            scalars.update(hypers)
+        outputs = self.executable.run(entry, batch, arrays, scalars)
+        return {name: value if type(value) is np.ndarray and value.dtype.type is dtypes[name]
+                else np.asarray(value).astype(dtypes[name], copy=False) for name, value in outputs.items()}
 
 
 _runs: dict[tuple, tuple] = {}
@@ -177,18 +185,6 @@ def _compile(graph: Graph, tape: Tape, backend: str) -> _Run:
     executable = backends.get(backend).executable(graphs, scalar_storage(graphs), persistent)
     dtypes = {name: NUMPY_DTYPES[node.dtype] for name, node in graph.outputs.items()}
     return _Run(executable, [(leaf.attrs["name"], leaf.dtype) for leaf in graph.inputs], dtypes)
-
-
-def _execute(executable: Any, tape: Tape, inputs: list, dtypes: dict, batch: int, entry: str,
-             hypers: dict | None = None) -> dict:
-    values = tape.input_values
-    arrays = [_input(values[name], dtype) for name, dtype in inputs]
-    scalars = {"rng.seed": tape.seed, "rng.step": 0}
-    if hypers:
-        scalars.update(hypers)
-    outputs = executable.run(entry, batch, arrays, scalars)
-    return {name: value if type(value) is np.ndarray and value.dtype.type is dtypes[name]
-            else np.asarray(value).astype(dtypes[name], copy=False) for name, value in outputs.items()}
 
 
 def _persistent_names(graph: Graph) -> list:

@@ -16,6 +16,7 @@ structure); this module sits below the compiler and is told how to run graphs.
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import threading
 import weakref
@@ -231,7 +232,8 @@ class Span:
         params, buffers, holders = self.named
         if holders:
             tape.param_names.update(params)
-            tape.buffer_names.update(buffers)
+            if buffers:
+                tape.buffer_names.update(buffers)
             tape.leaves.update(holders)
         if values:
             tape.input_values.update(values)
@@ -299,10 +301,7 @@ class Tape(trace.Tracer):
 
     def __init__(self, template: "Tape | None" = None) -> None:
         self.graph = Graph()
-        self.builder = TapeBuilder(self)
         self.param_names: dict[int, str] = {}
-        self.buffer_names: dict[int, str] = {}
-        self.module_paths: dict[int, str] = {}
         self.leaves: dict[str, Any] = {}  # param and buffer leaf name -> the object holding its value
         self.input_values: dict[str, np.ndarray] = {}
         self.inputs_by_id: dict[int, Node] = {}
@@ -330,6 +329,19 @@ class Tape(trace.Tracer):
         """The template this tape started from (``template`` is dropped where they part)."""
         self.adopted: set[int] = set()
         self.spans: dict[int, Span] = {}
+
+    # (made when first asked for: a tape whose module calls are all taken over needs none of them)
+    @functools.cached_property
+    def builder(self) -> TapeBuilder:
+        return TapeBuilder(self)
+
+    @functools.cached_property
+    def buffer_names(self) -> dict[int, str]:
+        return {}
+
+    @functools.cached_property
+    def module_paths(self) -> dict[int, str]:
+        return {}
 
     def structure(self) -> int:
         """A number naming this tape's signature so far: equal signatures get equal numbers.
