@@ -215,7 +215,7 @@ class Optimizer:
 
     def structure(self) -> tuple:
         """The choices compiled into a step's update (not run-time scalars): a change rebuilds it."""
-        return tuple(self.flags(g) for g in self.param_groups)
+        return tuple([self.flags(g) for g in self.param_groups])
 
     def settings(self) -> tuple:
         """Everything a compiled step reads from the optimizer besides its buffers: each group's
@@ -224,6 +224,7 @@ class Optimizer:
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         zero_grads(self.params, set_to_none)
+        self._lent = []  # (none of its parameters holds a lent gradient now)
 
     # -- the gradients of a recorded loop's compiled step ----------------------------------------------
     _lent: list = []
