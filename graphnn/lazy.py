@@ -275,9 +275,10 @@ def _compile_step(optimizer: Any, graph: Graph, leaves: dict, loss: Any, wrt_nam
     persistent.update(optimizer.persistent(stepped))
     executable = backends.get(backends.resolve("auto")).executable(graphs, storage, persistent)
     dtypes = {name: NUMPY_DTYPES[node.dtype] for name, node in step.outputs.items()}
-    places = optimizer.step_grads
-    grads = [(p, places.offsets[k], places.offsets[k + 1], places.shapes[k])
-             for p, k in ((p, optimizer._index(p)) for p in stepped.values())]
+    places, grads = optimizer.step_grads, []
+    for p in stepped.values():
+        k = optimizer._index(p)
+        grads.append((p, places.offsets[k], places.offsets[k + 1], places.shapes[k]))
     return _Step(executable, [(leaf.attrs["name"], leaf.dtype) for leaf in step.inputs], dtypes, stepped, grads,
                  [leaves[name] for name in wrt_names])
 

@@ -37,8 +37,8 @@ from graphnn import flat, recording
 from graphnn import pointwise as pw
 from graphnn.checkpoint import StateDictError
 from graphnn.flat import FlatBuffer, flatten_parameters
-from graphnn.tensors import zero_grads
 from graphnn.optim.state import check_keys, check_like, is_int, plain, state_array
+from graphnn.tensors import zero_grads
 
 __all__ = ["Optimizer", "symbols", "gradient", "lerp", "check_nonnegative", "check_betas", "assignments", "evaluate",
            "check_keys", "check_like", "plain"]
