@@ -169,15 +169,17 @@ class Span:
 
     def __init__(self, key: tuple, start: int, end: int, names: list, constants: list, updates: dict, streams: int,
                  output: Any, checks: tuple = ((), ())):
-        self.key, self.start, self.end, self.names, self.constants = key, start, end, names, constants
+        self.key, self.start, self.end, self.constants = key, start, end, constants
         self.updates, self.streams, self.output, self.checks = updates, streams, output, checks
-        # set when the tape knows them: its signature entries, its nodes and their ids, its leaves
-        # by name, and the names it adds (by kind) with their holders, as a replay adds them
+        # the names it adds, (kind, key, name, holder) each, as a replay adds them: parameter and
+        # buffer names by key, and the holders by name
+        self.named = ({k: n for kind, k, n, _ in names if kind == "param"},
+                      {k: n for kind, k, n, _ in names if kind == "buffer"}, {n: h for _, _, n, h in names})
+        # set when the tape knows them: its signature entries, its nodes and their ids, its leaves by name
         self.signature: tuple = ()
         self.nodes: tuple = ()
         self.ids: tuple = ()
         self.leaf_nodes: dict = {}
-        self.named: tuple = ({}, {}, {})
         self.drew = False
         """Whether the forward drew from the global random generator (torch.randn in forward):
         its values would differ on the next call, so the call is traced again."""
@@ -209,8 +211,6 @@ class Span:
         span.nodes = tuple(tape.graph.nodes[start:span.end])
         span.ids = tuple(n.id for n in span.nodes)
         span.leaf_nodes = {n.attrs["name"]: n for n in span.nodes if n.op in LEAF_OPS}
-        span.named = ({k: n for kind, k, n, _ in names if kind == "param"},
-                      {k: n for kind, k, n, _ in names if kind == "buffer"}, {n: h for _, _, n, h in names})
         return span
 
     def replay(self, tape: "Tape") -> Any:
@@ -555,6 +555,8 @@ def _share(tape: Tape) -> None:
     global _sharing
     _sharing = [ref for ref in _sharing if ref() is not None]
     _sharing.append(weakref.ref(tape))
+
+
 _tokens: dict[tuple, int] = {}
 _numbers = itertools.count()
 
