@@ -142,6 +142,8 @@ def register(backend: Backend) -> Backend:
     if backend.name in REGISTRY:
         raise ValueError(f"a backend named {backend.name!r} is already registered")
     REGISTRY[backend.name] = backend
+    global _auto
+    _auto = ((), "")  # "auto" may now choose it
     return backend
 
 
@@ -163,21 +165,47 @@ def get(name: str) -> Backend:
     return backend
 
 
+_auto: tuple = ((), "")
+"""The environment ``resolve("auto")`` last answered for, and its answer (asked every step of a
+recorded loop; probing the compiler and the GPU costs microseconds each time)."""
+
+
 def resolve(name: str) -> str:
     """The backend a program runs on: ``name`` itself if it can run here, or for "auto" the
     preferred backend of lowest ``auto_rank``. An unknown or unavailable backend is a ValueError."""
+    global _auto
     if name == "auto":
-        chosen = os.environ.get("GRAPHNN_BACKEND")
-        if chosen and chosen != "auto":
-            if chosen not in REGISTRY:
-                raise ValueError(f"GRAPHNN_BACKEND={chosen!r} names no backend; use one of auto, {', '.join(REGISTRY)}")
-            return resolve(chosen)
-        ranked = sorted((b for b in REGISTRY.values() if b.auto_rank is not None), key=lambda b: b.auto_rank)
-        return next(b.name for b in ranked if b.preferred())
+        environment = _environment()
+        if _auto[0] == environment:
+            return _auto[1]
+        _auto = (environment, _resolve_auto())
+        return _auto[1]
     reason = get(name).unavailable()
     if reason is not None:
         raise ValueError(reason)
     return name
+
+
+_ENVIRON = getattr(os.environ, "_data", None)
+"""os.environ's own dictionary (encoded keys) where it has one: reading it directly costs a
+tenth of os.environ.get, and setting os.environ writes it."""
+
+
+def _environment() -> tuple:
+    """The environment variables that decide what "auto" resolves to, as set now."""
+    if isinstance(_ENVIRON, dict) and os.name == "posix":
+        return _ENVIRON.get(b"GRAPHNN_BACKEND"), _ENVIRON.get(b"CC")
+    return os.environ.get("GRAPHNN_BACKEND"), os.environ.get("CC")
+
+
+def _resolve_auto() -> str:
+    chosen = os.environ.get("GRAPHNN_BACKEND")
+    if chosen and chosen != "auto":
+        if chosen not in REGISTRY:
+            raise ValueError(f"GRAPHNN_BACKEND={chosen!r} names no backend; use one of auto, {', '.join(REGISTRY)}")
+        return resolve(chosen)
+    ranked = sorted((b for b in REGISTRY.values() if b.auto_rank is not None), key=lambda b: b.auto_rank)
+    return next(b.name for b in ranked if b.preferred())
 
 
 def sources() -> tuple[str, ...]:

@@ -12,6 +12,7 @@ table (runtime/binding.py).
 """
 from __future__ import annotations
 
+import functools
 import weakref
 from typing import TYPE_CHECKING, Mapping
 
@@ -243,7 +244,9 @@ class _Binding:
         # cffi's FFI.cast parses its type argument in Python on every call; cast with the type object
         backend, void_pointer = self.ffi._backend, self.ffi.typeof("void*")
         self.pointer = lambda address: backend.cast(void_pointer, address)
-        self.from_buffer = self.ffi.from_buffer  # a pointer to an input's data, holding it only while used
+        # a pointer to an input's data, holding it only while used (FFI.from_buffer without its
+        # Python wrapper: the char[] type it defaults to, given)
+        self.from_buffer = functools.partial(backend.from_buffer, self.ffi.BCharA)
         plan, memory = owner.plans[name]
         self.plan, self.memory = plan, memory
         self.table = self.ffi.new("void*[]", len(plan.arguments) + 1)

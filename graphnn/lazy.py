@@ -38,7 +38,15 @@ class _Run:
         self.executable, self.inputs, self.dtypes = executable, inputs, dtypes
 
     def run(self, tape: Tape, batch: int, entry: str, hypers: dict | None = None) -> dict:
-        return _execute(self.executable, tape, self.inputs, self.dtypes, batch, entry, hypers)
+        """The outputs of ``entry`` on ``tape``'s input values (and run-time scalars ``hypers``)."""
+        values, dtypes = tape.input_values, self.dtypes
+        arrays = [_input(values[name], dtype) for name, dtype in self.inputs]
+        scalars = {"rng.seed": tape.seed, "rng.step": 0}
+        if hypers:
+            scalars.update(hypers)
+        outputs = self.executable.run(entry, batch, arrays, scalars)
+        return {name: value if type(value) is np.ndarray and value.dtype.type is dtypes[name]
+                else np.asarray(value).astype(dtypes[name], copy=False) for name, value in outputs.items()}
 
 
 _runs: dict[tuple, tuple] = {}
@@ -150,12 +158,10 @@ def _key(tape: Tape, requested: dict) -> tuple:
     """What decides the graph a run compiles: the tape's signature, the requested nodes, which
     leaves require grad, the leaf objects, whether updates are still to apply, the backend and
     the parameters' flat layout."""
-    leaves = tuple((name, id(holder), bool(getattr(holder, "requires_grad", False)))
-                   for name, holder in tape.leaves.items())
-    wanted = tuple((name, node.index) for name, node in requested.items())
-    updates = tuple((name, node.index) for name, node in tape.graph.updates.items())
-    return (tape.structure(), wanted, leaves, updates,
-            backends.resolve("auto"), flat.generation)
+    wanted = tuple([(name, node.index) for name, node in requested.items()])
+    updates = tape.graph.updates
+    updates = tuple([(name, node.index) for name, node in updates.items()]) if updates else ()
+    return (tape.structure(), wanted, tape.leaf_key(), updates, backends.resolve("auto"), flat.generation)
 
 
 def _live(graph: Graph) -> Graph:
@@ -179,13 +185,6 @@ def _compile(graph: Graph, tape: Tape, backend: str) -> _Run:
     executable = backends.get(backend).executable(graphs, scalar_storage(graphs), persistent)
     dtypes = {name: NUMPY_DTYPES[node.dtype] for name, node in graph.outputs.items()}
     return _Run(executable, [(leaf.attrs["name"], leaf.dtype) for leaf in graph.inputs], dtypes)
-
-
-def _execute(executable: Any, tape: Tape, inputs: list, dtypes: dict, batch: int, entry: str,
-             hypers: dict | None = None) -> dict:
-    arrays = [_input(tape.input_values[name], dtype) for name, dtype in inputs]
-    outputs = executable.run(entry, batch, arrays, {"rng.seed": tape.seed, "rng.step": 0, **(hypers or {})})
-    return {name: np.asarray(value).astype(dtypes[name], copy=False) for name, value in outputs.items()}
 
 
 def _persistent_names(graph: Graph) -> list:
@@ -213,31 +212,34 @@ def run_step(optimizer: Any, tape: Tape, loss: Any) -> bool:
     wanted = recording.alive_values(tape)
     key = ("step", _key(tape, {"backward": loss, **wanted}), id(optimizer), optimizer.structure(),
            optimizer.layout_version)
-    wrt_names = [leaf.attrs["name"] for leaf in tape.graph.params if tape.leaves[leaf.attrs["name"]].requires_grad]
-
-    def compile_graph(graph: Graph, nodes: dict) -> _Step:
-        return _compile_step(optimizer, graph, tape.leaves, nodes[loss.id], wrt_names,
-                             {name: nodes[node.id] for name, node in wanted.items()})
-
-    if key not in _runs and any(tape.leaves[name]._grad is not None for name in wrt_names):
-        return False  # (checked before compiling anything; a cached step checks below)
-    found = _lookup(key, tape, compile_graph)
+    found = _runs.get(key)
     if found is None:
-        found = (compile_graph(tape.graph, {n.id: n for n in tape.graph.nodes}), 1)
-        _remember(key, found)
+        wrt_names = [leaf.attrs["name"] for leaf in tape.graph.params
+                     if tape.leaves[leaf.attrs["name"]].requires_grad]
+
+        def compile_graph(graph: Graph, nodes: dict) -> _Step:
+            return _compile_step(optimizer, graph, tape.leaves, nodes[loss.id], wrt_names,
+                                 {name: nodes[node.id] for name, node in wanted.items()})
+
+        if any(tape.leaves[name]._has_grad() for name in wrt_names):
+            return False  # (checked before compiling anything; a cached step checks below)
+        found = _lookup(key, tape, compile_graph)
+        if found is None:
+            found = (compile_graph(tape.graph, {n.id: n for n in tape.graph.nodes}), 1)
+            _remember(key, found)
     step, batch = found
-    if any(holder._grad is not None for holder in step.differentiated):
-        return False  # gradients to accumulate into: backward and step run apart
+    for holder in step.differentiated:  # (Tensor._has_grad, inline: every step asks for each leaf)
+        if holder._grad is not None or holder._step_grad is not None:
+            return False  # gradients to accumulate into: backward and step run apart
     hypers = optimizer.hypers(step.stepped)
     if hypers is None:
         return False
+    optimizer.reclaim_step_grads()
     outputs = step.run(tape, batch, "step", hypers)
     optimizer.finish_step(step.stepped)
     tape.graph.updates.clear()
     recording.keep_values(tape, wanted, outputs)
-    views, of_array = optimizer.step_grads.views, recording.T.Tensor._of_array
-    for p, index in step.grads:  # the gradient the step used, as p.grad after torch's step
-        p._grad = of_array(views[index].copy(), "f32")
+    optimizer.lend_step_grads(step.grads)  # the gradients the step used, as p.grad after torch's step
     for name, value in outputs.items():  # leaves no optimizer of this step holds
         tape.leaves[name].grad = value
     return True
@@ -246,7 +248,7 @@ def run_step(optimizer: Any, tape: Tape, loss: Any) -> bool:
 class _Step(_Run):
     """A compiled step and what running it needs besides: the parameters it updates (name ->
     object, held here so the identities in its cache key stay theirs) with their places in the
-    optimizer's gradient buffer, and every leaf it differentiates."""
+    optimizer's gradient buffer (start, end, shape), and every leaf it differentiates."""
 
     def __init__(self, executable: Any, inputs: list, dtypes: dict, stepped: dict, grads: list,
                  differentiated: list) -> None:
@@ -273,8 +275,12 @@ def _compile_step(optimizer: Any, graph: Graph, leaves: dict, loss: Any, wrt_nam
     persistent.update(optimizer.persistent(stepped))
     executable = backends.get(backends.resolve("auto")).executable(graphs, storage, persistent)
     dtypes = {name: NUMPY_DTYPES[node.dtype] for name, node in step.outputs.items()}
-    return _Step(executable, [(leaf.attrs["name"], leaf.dtype) for leaf in step.inputs], dtypes, stepped,
-                 [(p, optimizer._index(p)) for p in stepped.values()], [leaves[name] for name in wrt_names])
+    places, grads = optimizer.step_grads, []
+    for p in stepped.values():
+        k = optimizer._index(p)
+        grads.append((p, places.offsets[k], places.offsets[k + 1], places.shapes[k]))
+    return _Step(executable, [(leaf.attrs["name"], leaf.dtype) for leaf in step.inputs], dtypes, stepped, grads,
+                 [leaves[name] for name in wrt_names])
 
 
 def compiled() -> list:

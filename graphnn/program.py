@@ -441,6 +441,7 @@ class TrainProgram(Program):
         """One training step on a batch; returns the loss before the update."""
         if self.optimizer is None:
             raise TypeError("step() needs an optimizer: gn.compile(model, loss_fn, optimizer)")
+        self.optimizer.reclaim_step_grads()  # (a recorded loop's gradients it is about to overwrite)
         if self.distributed:
             return self._step_distributed(args)
         outputs = self._repeat("step", args)

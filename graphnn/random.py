@@ -55,6 +55,18 @@ def generator() -> np.random.Generator:
     return default_generator.numpy
 
 
+_SEEDS = 2**63 - 1
+"""next_seed draws from [0, _SEEDS)."""
+
+
 def next_seed() -> int:
-    """A fresh 63-bit seed for a compiled program's dropout stream."""
-    return int(generator().integers(0, 2**63 - 1))
+    """A fresh 63-bit seed for a compiled program's dropout stream: ``integers(0, 2**63 - 1)``
+    of the global generator, computed as numpy's Lemire method computes it from one 64-bit draw
+    (a recorded loop asks once per iteration; the numpy call costs several times more)."""
+    bits = generator().bit_generator
+    if not isinstance(bits, np.random.PCG64):  # (a generator whose raw draws are not 64-bit)
+        return int(generator().integers(0, _SEEDS))
+    while True:
+        product = bits.random_raw() * _SEEDS
+        if product & 0xFFFFFFFFFFFFFFFF >= 2:  # numpy's threshold, (2**64 - _SEEDS) % _SEEDS
+            return product >> 64

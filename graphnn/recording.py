@@ -16,6 +16,7 @@ structure); this module sits below the compiler and is told how to run graphs.
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import threading
 import weakref
@@ -41,6 +42,9 @@ class Recorded(Node):
     """Whether the value depends on a leaf that requires grad (through float ops, not detach)."""
     index: int = -1
     """Its position in the tape: what the structural key of a later node names it by."""
+    backward_ids: frozenset | None = None
+    """The ids of the recorded ops a backward from it goes through (_backward_path), once asked:
+    nodes never change and later iterations take them over, so each backward reuses it."""
 
     def __repr__(self) -> str:
         return f"<Recorded {self.ref}:{self.type_str()}>"
@@ -51,30 +55,26 @@ class TapeBuilder(Builder):
 
     def __init__(self, tape: "Tape") -> None:
         super().__init__(tape.graph)
-        self.tape = tape
+        self._tape = weakref.ref(tape)  # (no cycle: a finished tape is freed when its last tensor is)
+
+    @property
+    def tape(self) -> "Tape":
+        return self._tape()
 
     def emit(self, op: str, inputs, shape, dtype: str, /, **attrs) -> Node:
-        inputs = [self.tape.constant(i) if isinstance(i, Concrete) else i for i in inputs]
+        tape = self.tape
+        inputs = [tape.constant(i) if isinstance(i, Concrete) else i for i in inputs]
         shape = tuple(int(d) for d in shape)
         entry = (op, dtype, shape, tuple(i.index for i in inputs), _attrs_key(attrs))
-        node = self.tape.replayed(entry)
+        node = tape.replayed(entry)
         if node is None:
             grad = dtype in ("f32", "f64") and op != "detach" and any(getattr(i, "requires_grad", False) for i in inputs)
-            node = Recorded(op, tuple(inputs), shape, dtype, attrs, self.path, self.module, tape=self.tape,
+            node = Recorded(op, tuple(inputs), shape, dtype, attrs, self.path, self.module, tape=tape,
                             requires_grad=grad, index=len(self.graph.nodes))
-        return self.tape.add(entry, node)
+        return tape.add(entry, node)
 
     def leaf(self, op: str, name: str, shape, dtype: str = "f32", /, requires_grad: bool = False, **attrs) -> Node:
-        existing = self.graph.leaf(name)
-        if existing is not None:
-            return existing
-        shape = tuple(int(d) for d in shape)
-        entry = (op, dtype, shape, name, requires_grad)
-        node = self.tape.replayed(entry)
-        if node is None:
-            node = Recorded(op, (), shape, dtype, dict(name=name, **attrs), tape=self.tape,
-                            requires_grad=requires_grad, index=len(self.graph.nodes))
-        return self.tape.add(entry, node)
+        return self.tape.new_leaf(op, name, shape, dtype, requires_grad, attrs)
 
     def check(self, condition, message: str) -> None:
         if not bool(condition):
@@ -109,6 +109,8 @@ class TapeBuilder(Builder):
         if isinstance(check, IndexCheck):
             check_indices(values, check)
             return
+        if values.size == 0 or (values.min() >= 0 and values.max() < check.classes):
+            return  # (every label a class: the usual case, two reductions)
         bad = values[(values != check.ignore_index) & ((values < 0) | (values >= check.classes))]
         if bad.size:
             raise IndexError(f"Target {int(bad.flat[0])} is out of bounds.")
@@ -121,11 +123,12 @@ def _attrs_key(attrs: dict) -> tuple:
 def _modes(module: Any) -> tuple:
     """The train/eval flag of every module under ``module`` (the list of modules remembered until
     a module changes: that moves graphnn.guard's version; the flags themselves are read anew)."""
-    cached = module.__dict__.get("_tape_modules")
+    cached = object.__getattribute__(module, "__dict__").get("_tape_modules")  # (not through Module's own)
     if cached is None or cached[0] != guard.version:
-        cached = (guard.version, list(module.modules()))
+        # (their attribute dictionaries: reading ``training`` there skips Module.__getattribute__)
+        cached = (guard.version, [vars(m) for m in module.modules()])
         object.__setattr__(module, "_tape_modules", cached)
-    return tuple(m.training for m in cached[1])
+    return tuple([attributes["training"] for attributes in cached[1]])
 
 
 def _key_of(value: Any) -> Any:
@@ -166,9 +169,16 @@ class Span:
 
     def __init__(self, key: tuple, start: int, end: int, names: list, constants: list, updates: dict, streams: int,
                  output: Any, checks: tuple = ((), ())):
-        self.key, self.start, self.end, self.names, self.constants = key, start, end, names, constants
+        self.key, self.start, self.end, self.constants = key, start, end, constants
         self.updates, self.streams, self.output, self.checks = updates, streams, output, checks
-        self.ids: tuple = ()  # the ids of its nodes, and its leaves by name (set when the tape knows them)
+        # the names it adds, (kind, key, name, holder) each, as a replay adds them: parameter and
+        # buffer names by key, and the holders by name
+        self.named = ({k: n for kind, k, n, _ in names if kind == "param"},
+                      {k: n for kind, k, n, _ in names if kind == "buffer"}, {n: h for _, _, n, h in names})
+        # set when the tape knows them: its signature entries, its nodes and their ids, its leaves by name
+        self.signature: tuple = ()
+        self.nodes: tuple = ()
+        self.ids: tuple = ()
         self.leaf_nodes: dict = {}
         self.drew = False
         """Whether the forward drew from the global random generator (torch.randn in forward):
@@ -197,9 +207,10 @@ class Span:
         checks = (tuple(tape.graph.label_checks[labels:]), tuple(tape.graph.index_checks[indices:]))
         span = cls(key, start, len(tape.signature), names, constants, changed, tape.dropout_streams - streams,
                    _nodes_of(output), checks)
-        nodes = tape.graph.nodes[start:span.end]
-        span.ids = tuple(n.id for n in nodes)
-        span.leaf_nodes = {n.attrs["name"]: n for n in nodes if n.op in LEAF_OPS}
+        span.signature = tuple(tape.signature[start:span.end])
+        span.nodes = tuple(tape.graph.nodes[start:span.end])
+        span.ids = tuple(n.id for n in span.nodes)
+        span.leaf_nodes = {n.attrs["name"]: n for n in span.nodes if n.op in LEAF_OPS}
         return span
 
     def replay(self, tape: "Tape") -> Any:
@@ -207,31 +218,36 @@ class Span:
         # the values of the tensors the forward read, now; then the checks on this call's inputs
         # (class labels, indices) as the forward would have made them, before anything changes
         values = {name: array if owner is None else _graph_value(owner.array, owner._node.dtype)[0].copy()
-                  for name, owner, array in self.constants}
+                  for name, owner, array in self.constants} if self.constants else None
         labels, indices = self.checks
-        for check in labels + indices:
-            tape.builder.verify(check, values)
-        template = tape.template
+        if labels or indices:
+            for check in labels + indices:
+                tape.builder.verify(check, values)
         tape.adopted.update(self.ids)
-        tape.signature.extend(template.signature[self.start:self.end])
+        tape.signature.extend(self.signature)  # (the template's entries and nodes at these places)
         graph = tape.graph
-        graph.nodes.extend(template.graph.nodes[self.start:self.end])
+        graph.nodes.extend(self.nodes)
         if self.leaf_nodes:
             if not graph._leaves.keys().isdisjoint(self.leaf_nodes):
                 raise ValueError(f"graph already has a leaf named {next(iter(graph._leaves.keys() & self.leaf_nodes))!r}")
             graph._leaves.update(self.leaf_nodes)
-        for kind, key, name, holder in self.names:
-            (tape.param_names if kind == "param" else tape.buffer_names)[key] = name
-            tape.leaves[name] = holder
-        tape.input_values.update(values)
-        for name, owner, _ in self.constants:
-            if owner is not None:
-                tape.inputs_by_id[id(owner)] = graph.leaf(name)
-                tape.input_owners.append(owner)
-                tape.owner_of[name] = owner
-        graph.label_checks.extend(labels)
-        graph.index_checks.extend(indices)
-        tape.graph.updates.update(self.updates)
+        params, buffers, holders = self.named
+        if holders:
+            tape.param_names.update(params)
+            if buffers:
+                tape.buffer_names.update(buffers)
+            tape.leaves.update(holders)
+        if values:
+            tape.input_values.update(values)
+            for name, owner, _ in self.constants:
+                if owner is not None:
+                    tape.inputs_by_id[id(owner)] = graph.leaf(name)
+                    tape.owner_of[name] = owner
+        if labels or indices:
+            graph.label_checks.extend(labels)
+            graph.index_checks.extend(indices)
+        if self.updates:
+            graph.updates.update(self.updates)
         tape.dropout_streams += self.streams
         tape.spans[self.start] = self
         return _tensors_of(self.output)
@@ -244,6 +260,8 @@ def _nodes_of(output: Any) -> Any:
 
 
 def _tensors_of(nodes: Any) -> Any:
+    if type(nodes) is Recorded:
+        return T.Tensor._of_recorded(nodes)
     if isinstance(nodes, (tuple, list)):
         return type(nodes)(_tensors_of(n) for n in nodes)
     return T.Tensor(nodes) if isinstance(nodes, Node) else nodes
@@ -271,30 +289,36 @@ first time: graphnn.lazy sets it."""
 class Tape(trace.Tracer):
     """One iteration's recorded work (see the module docstring)."""
 
+    # (values every tape starts with, rebound, never changed in place: a tape is made per iteration)
+    dropout_streams = 0
+    backwarded = False
+    freed: frozenset = frozenset()
+    """The recorded ops a backward went through (without retain_graph): another backward
+    through any of them is torch's "backward through the graph a second time" error."""
+    same_leaves = True
+    """Whether every leaf named outside a taken-over module call is held by the object the
+    template's leaf of that name was (a call taken over names the template's own)."""
+    _token: tuple = (-1, None)
+    _leaf_key: tuple = (-1, -1, -1, ())
+
     def __init__(self, template: "Tape | None" = None) -> None:
         self.graph = Graph()
-        self.builder = TapeBuilder(self)
         self.param_names: dict[int, str] = {}
-        self.buffer_names: dict[int, str] = {}
-        self.module_paths: dict[int, str] = {}
-        self.dropout_streams = 0
         self.leaves: dict[str, Any] = {}  # param and buffer leaf name -> the object holding its value
         self.input_values: dict[str, np.ndarray] = {}
         self.inputs_by_id: dict[int, Node] = {}
-        self.input_owners: list = []
-        self.owner_of: dict[str, Any] = {}  # input leaf name -> the tensor it holds the value of
+        self.owner_of: dict[str, Any] = {}
+        """Input leaf name -> the tensor it holds the value of (held, so no other tensor reuses
+        its id, the key of ``inputs_by_id``, while this tape lives)."""
         self.shared: dict[str, np.ndarray] = {}
         """Input values held without a copy (a data tensor's own array): before_write copies
         one before it is written in place."""
         self.values: dict[int, np.ndarray] = {}  # node id -> value, once computed
-        self.backwarded = False
-        self.freed: set[int] = set()
-        """The recorded ops a backward went through (without retain_graph): another backward
-        through any of them is torch's "backward through the graph a second time" error."""
-        self.alive: weakref.WeakSet = weakref.WeakSet()
-        """The tensors wrapping this tape's nodes that Python still holds: backward computes their
-        values in the same run, so reading one after optimizer.step() gives the value it had when
-        it was recorded, as in PyTorch (``loss.item()`` after the step is the loss before it)."""
+        self.alive: list = []
+        """Weak references to the tensors wrapping this tape's nodes: backward computes the values
+        of those Python still holds in the same run, so reading one after optimizer.step() gives
+        the value it had when it was recorded, as in PyTorch (``loss.item()`` after the step is
+        the loss before it). (A list: cheaper than a WeakSet, and a tape lives one iteration.)"""
         self.seed = random.next_seed()
         self.signature: list = []
         """One entry per node (op, dtype, shape, input positions, attributes): two tapes with equal
@@ -307,7 +331,19 @@ class Tape(trace.Tracer):
         """The template this tape started from (``template`` is dropped where they part)."""
         self.adopted: set[int] = set()
         self.spans: dict[int, Span] = {}
-        self._token: tuple = (-1, None)
+
+    # (made when first asked for: a tape whose module calls are all taken over needs none of them)
+    @functools.cached_property
+    def builder(self) -> TapeBuilder:
+        return TapeBuilder(self)
+
+    @functools.cached_property
+    def buffer_names(self) -> dict[int, str]:
+        return {}
+
+    @functools.cached_property
+    def module_paths(self) -> dict[int, str]:
+        return {}
 
     def structure(self) -> int:
         """A number naming this tape's signature so far: equal signatures get equal numbers.
@@ -329,6 +365,25 @@ class Tape(trace.Tracer):
         self._token = (len(self.signature), token)
         return token
 
+    def leaf_key(self) -> tuple:
+        """(name, identity of the object holding the value, requires grad) of every leaf: what a
+        compiled run of this tape binds. A tape that followed its template to the end, its leaves
+        held by the same objects and no ``requires_grad`` flipped since (graphnn.guard's version
+        moves on a flip), takes the template's instead of walking its leaves."""
+        state = (len(self.signature), len(self.leaves), guard.version)
+        memo = self._leaf_key
+        if memo[:3] == state:
+            return memo[3]
+        followed = self.followed
+        if (self.same_leaves and self.template is not None and followed is not None
+                and followed._leaf_key[:3] == state and len(followed.signature) == state[0]):
+            key = followed._leaf_key[3]
+        else:
+            key = tuple((name, id(holder), bool(getattr(holder, "requires_grad", False)))
+                        for name, holder in self.leaves.items())
+        self._leaf_key = (*state, key)
+        return key
+
     # -- following the previous iteration ------------------------------------------------------------
     def replayed(self, entry: tuple) -> Node | None:
         """The template's node at this position when it was recorded from the same entry; None
@@ -348,6 +403,27 @@ class Tape(trace.Tracer):
         self.signature.append(entry)
         return self.graph.add(node)
 
+    def new_leaf(self, op: str, name: str, shape, dtype: str = "f32", requires_grad: bool = False,
+                 attrs: dict | None = None) -> Node:
+        """The leaf called ``name`` (TapeBuilder.leaf): the template's node where this tape
+        follows it, else a new one."""
+        graph = self.graph
+        existing = graph._leaves.get(name)
+        if existing is not None:
+            return existing
+        shape = tuple([int(d) for d in shape])
+        entry = (op, dtype, shape, name, requires_grad)
+        node = self.replayed(entry)
+        if node is None:
+            node = Recorded(op, (), shape, dtype, dict(name=name, **(attrs or {})), tape=self,
+                            requires_grad=requires_grad, index=len(graph.nodes))
+        else:
+            self.adopted.add(node.id)
+        self.signature.append(entry)  # (as add, the name known to be new)
+        graph._leaves[name] = node
+        graph.nodes.append(node)
+        return node
+
     # -- leaves ------------------------------------------------------------------------------------
     def param(self, p: Any) -> Node:
         """The leaf of a Parameter or a leaf tensor that requires grad, named by first use."""
@@ -355,8 +431,13 @@ class Tape(trace.Tracer):
         if name is None:
             name = self.param_names[id(p)] = f"p{len(self.param_names)}"
             self.leaves[name] = p
-            self.builder.leaf("param", name, tuple(p.shape), "f32", requires_grad=bool(p.requires_grad))
+            self._note_holder(name, p)
+            self.new_leaf("param", name, tuple(p.shape), "f32", bool(p.requires_grad))
         return self.graph.leaf(name)
+
+    def _note_holder(self, name: str, holder: Any) -> None:
+        if self.same_leaves and (self.followed is None or self.followed.leaves.get(name) is not holder):
+            self.same_leaves = False
 
     def has_buffer(self, array: np.ndarray) -> bool:
         return True  # a tape names every array it reads
@@ -369,9 +450,10 @@ class Tape(trace.Tracer):
         if name is None:
             name = self.buffer_names[id(array)] = f"b{len(self.buffer_names)}"
             self.leaves[name] = array
+            self._note_holder(name, array)
         if name in self.graph.updates:
             return self.graph.updates[name]
-        return self.builder.leaf("buffer", name, tuple(array.shape), trace.buffer_dtype(array))
+        return self.new_leaf("buffer", name, tuple(array.shape), trace.buffer_dtype(array))
 
     def update(self, array: np.ndarray, value) -> None:
         name = self.buffer_names[id(trace.storage(array))]
@@ -384,18 +466,19 @@ class Tape(trace.Tracer):
             return self.param(tensor)
         node = self.inputs_by_id.get(id(tensor))
         if node is None:
-            array, dtype = _graph_value(tensor.array, tensor._node.dtype)
+            held = tensor.array
+            array, dtype = _graph_value(held, tensor._node.dtype)
             name = f"x{len(self.input_values)}"
-            node = self.builder.leaf("input", name, tuple(array.shape), dtype)
+            node = self.new_leaf("input", name, array.shape, dtype)
             # its value now, as torch's autograd saves it: the array itself, copied only if it is
             # written in place before this tape has run (before_write), so a batch costs no copy
             self.input_values[name] = array
-            if array is tensor.array:
+            if array is held:
+                if not self.shared:
+                    _share(self)
                 self.shared[name] = array
-                _sharing.add(self)
             self.inputs_by_id[id(tensor)] = node
             self.owner_of[name] = tensor
-            self.input_owners.append(tensor)  # held, so no other tensor reuses its id in this tape
         return node
 
     def constant(self, node: Concrete) -> Node:
@@ -409,10 +492,10 @@ class Tape(trace.Tracer):
         """``module(*args)`` recorded into this tape: traced, or, where the previous iteration
         made the same call (the same module unchanged, in the same modes, on the same nodes), its
         nodes taken over without running the forward in Python."""
-        nodes = tuple(self._node_of(a) for a in args)
-        keyword_nodes = {k: self._node_of(v) for k, v in kwargs.items()}
-        key = ("call", id(module), guard.version, _modes(module), tuple(_key_of(n) for n in nodes),
-               tuple((k, _key_of(n)) for k, n in sorted(keyword_nodes.items())))
+        nodes = tuple([self._node_of(a) for a in args])
+        keyword_nodes = {k: self._node_of(v) for k, v in kwargs.items()} if kwargs else {}
+        key = ("call", id(module), guard.version, _modes(module), tuple([_key_of(n) for n in nodes]),
+               tuple([(k, _key_of(n)) for k, n in sorted(keyword_nodes.items())]) if kwargs else ())
         start = len(self.signature)
         span = self.template.spans.get(start) if self.template is not None else None
         if replay_module_calls and span is not None and span.key == key and not span.drew and span.current():
@@ -463,8 +546,17 @@ class Tape(trace.Tracer):
 
 
 _state = threading.local()
-_sharing: weakref.WeakSet = weakref.WeakSet()
-"""The tapes that hold input values without a copy (Tape.shared)."""
+_sharing: list = []
+"""Weak references to the tapes that hold input values without a copy (Tape.shared): a list of
+a few, pruned as tapes are added (every iteration adds one; a WeakSet costs more)."""
+
+
+def _share(tape: Tape) -> None:
+    global _sharing
+    _sharing = [ref for ref in _sharing if ref() is not None]
+    _sharing.append(weakref.ref(tape))
+
+
 _tokens: dict[tuple, int] = {}
 _numbers = itertools.count()
 
@@ -522,7 +614,9 @@ def backward(loss: Any, gradient: Any = None, retain_graph: bool | None = None) 
     if not isinstance(node, Recorded) or not loss.requires_grad:
         raise RuntimeError("element 0 of tensors does not require grad and does not have a grad_fn")
     tape = loss._tape
-    path = _backward_path(node)
+    path = node.backward_ids
+    if path is None:
+        path = node.backward_ids = _backward_path(node)
     if not path.isdisjoint(tape.freed):
         raise RuntimeError("Trying to backward through the graph a second time (or directly access saved tensors "
                            "after they have already been freed). Saved intermediate values of the graph are freed "
@@ -541,11 +635,11 @@ def backward(loss: Any, gradient: Any = None, retain_graph: bool | None = None) 
         raise RuntimeError("grad can be implicitly created only for scalar outputs")
     tape.backwarded = True
     if not retain_graph:
-        tape.freed |= path
+        tape.freed = path if not tape.freed else tape.freed | path
     _state.pending = (tape, node)
 
 
-def _backward_path(loss: Node) -> set:
+def _backward_path(loss: Node) -> frozenset:
     """The ids of the recorded ops a backward from ``loss`` goes through (not past a detach, not
     the leaves): what it frees, as torch frees the saved values of the graph it traversed."""
     path, stack = set(), [loss]
@@ -555,7 +649,7 @@ def _backward_path(loss: Node) -> set:
             continue
         path.add(node.id)
         stack.extend(node.inputs)
-    return path
+    return frozenset(path)
 
 
 def pending() -> tuple | None:
@@ -567,10 +661,24 @@ def alive_values(tape: Tape) -> dict:
     """Output name -> node for the recorded tensors Python still holds whose values a run of
     ``tape`` should compute too, named by their order in the tape (so the next iteration's graph
     prints, and caches, alike)."""
-    nodes = {t._node.id: t._node for t in list(tape.alive)
-             if t._node.id not in tape.values and t._node.op not in ("param", "input", "buffer")}
-    order = {n.id: k for k, n in enumerate(tape.graph.nodes)}
-    return {f"value{k}": nodes[i] for k, i in enumerate(sorted(nodes, key=order.__getitem__))}
+    values, nodes = tape.values, {}
+    for ref in tape.alive:
+        t = ref()
+        if t is not None:
+            node = t._node
+            if node.id not in values and node.op not in LEAF_OPS:
+                nodes[node.index] = node  # (its place in the tape, the template's nodes taken over included)
+    return {_value_name(k): nodes[index] for k, index in enumerate(sorted(nodes))}
+
+
+_VALUE_NAMES: list[str] = []
+
+
+def _value_name(k: int) -> str:
+    """``value{k}`` (formatted once)."""
+    while len(_VALUE_NAMES) <= k:
+        _VALUE_NAMES.append(f"value{len(_VALUE_NAMES)}")
+    return _VALUE_NAMES[k]
 
 
 def keep_values(tape: Tape, wanted: dict, outputs: dict) -> None:
@@ -583,15 +691,17 @@ def before_write(array: np.ndarray) -> None:
     backward, and compute the values of the open tape's live tensors if the tape reads it, so they
     keep the values they had when they were recorded, as PyTorch computes them at once."""
     materialize()
-    for sharing in list(_sharing):  # inputs recorded without a copy keep the values they had
+    for sharing in [ref() for ref in _sharing]:  # inputs recorded without a copy keep the values they had
+        if sharing is None:
+            continue
         for name, held in list(sharing.shared.items()):
             if np.shares_memory(held, array):
                 sharing.input_values[name] = held.copy()
                 del sharing.shared[name]
     tape = getattr(_state, "tape", None)
-    if tape is None or tape.backwarded or not tape.alive:
+    if tape is None or tape.backwarded or all(ref() is None for ref in tape.alive):
         return
-    holders = list(tape.leaves.values()) + tape.input_owners
+    holders = [*tape.leaves.values(), *tape.owner_of.values()]
     if any((h if isinstance(h, np.ndarray) else h.array) is array for h in holders):
         wanted = alive_values(tape)
         if wanted:
@@ -610,6 +720,8 @@ def materialize() -> None:
     keep_values(tape, wanted, outputs)
     for name, value in outputs.items():
         leaf = tape.leaves[name]
+        if leaf._step_grad is not None:
+            leaf._take_step_grad()
         if leaf._grad is None:
             leaf.grad = value
         else:

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import sympy
 
-from graphnn import dtypes, recording, trace
+from graphnn import dtypes, guard, recording, trace
 from graphnn import pointwise as pw
 from graphnn.eager import EAGER, Concrete, cast, constant
 from graphnn.errors import ShapeError, TraceError
@@ -212,6 +212,8 @@ class TensorMethods(ArithmeticMethods, ReductionMethods, GatherMethods, SlicingM
         return T.Tensor(b.detach(T.as_tensor(self, b).node))
 
     def detach_(self):
+        if self._requires_grad:
+            guard.changed()  # (as the requires_grad setter)
         self.grad_fn, self._requires_grad = None, False
         return self
 

@@ -17,12 +17,13 @@ operand is symbolic and the eager one otherwise. dtypes promote as PyTorch's do
 from __future__ import annotations
 
 import sys
+import weakref
 from collections import namedtuple
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from graphnn import dtypes, recording, trace
+from graphnn import dtypes, flat, guard, recording, trace
 from graphnn import pointwise as pw
 from graphnn.eager import EAGER, Concrete, GradFn, cast, constant, is_grad_enabled
 from graphnn.errors import TraceError
@@ -371,6 +372,10 @@ class Tensor(InPlaceMethods, TensorMethods):
     __array_priority__ = 1000  # numpy defers to our operators: ``array + tensor`` is a Tensor
     __hash__ = object.__hash__
     _tape = None  # the tape of a recorded tensor (graphnn.recording)
+    _step_grad = None
+    """(array, start, end, shape): the gradient a compiled step of a recorded loop used for this
+    leaf, a slice of the optimizer's flat step gradients (or of a copy of them), copied into
+    ``.grad`` when first read (Optimizer.lend_step_grads)."""
 
     def __init__(self, *data: Any, requires_grad: bool = False) -> None:
         if len(data) == 1 and isinstance(data[0], Node):
@@ -386,11 +391,23 @@ class Tensor(InPlaceMethods, TensorMethods):
         self._grad = None
         self.grad_fn = None
         if isinstance(node, Recorded):
-            self._tape = recording.tape_of(node)
-            self._tape.alive.add(self)
-            if node.requires_grad:  # a leaf's node wrapped anew (a no-op view of it) is an alias of it
-                self._requires_grad = True
-                self.grad_fn = GradFn(_RECORDED_GRADS.get(node.op, "AliasBackward0"))
+            self._join_tape(node)
+
+    def _join_tape(self, node: Recorded) -> None:
+        self._tape = recording.tape_of(node)
+        self._tape.alive.append(weakref.ref(self))
+        if node.requires_grad:  # a leaf's node wrapped anew (a no-op view of it) is an alias of it
+            self._requires_grad = True
+            self.grad_fn = GradFn(_RECORDED_GRADS.get(node.op, "AliasBackward0"))
+
+    @classmethod
+    def _of_recorded(cls, node: Recorded) -> "Tensor":
+        """``Tensor(node)`` of a recorded node, without ``__init__``'s dispatch on its arguments
+        (what a module call taken over returns)."""
+        t = object.__new__(cls)
+        t._node, t._requires_grad, t._grad, t.grad_fn = node, False, None, None
+        t._join_tape(node)
+        return t
 
     @classmethod
     def _of_array(cls, array: np.ndarray, ir: str) -> "Tensor":
@@ -432,6 +449,8 @@ class Tensor(InPlaceMethods, TensorMethods):
                                "var_no_grad = var.detach().")
         if value and not self.dtype.is_floating_point:
             raise RuntimeError("only Tensors of floating point dtype can require gradients")
+        if bool(value) != self._requires_grad:
+            guard.changed()  # a recorded leaf's flag is part of what a compiled run binds
         self._requires_grad = bool(value)
 
     @property
@@ -442,13 +461,26 @@ class Tensor(InPlaceMethods, TensorMethods):
     def grad(self) -> "Tensor | None":
         if recording.pending() is not None:
             recording.materialize()  # a deferred loss.backward() fills it now
+        if self._step_grad is not None:
+            self._take_step_grad()
         return self._grad
 
     @grad.setter
     def grad(self, value: Any) -> None:
         if recording.pending() is not None:
             recording.materialize()
+        self._step_grad = None
         self._grad = None if value is None else (value if isinstance(value, Tensor) else Tensor(_constant_of(value, self.dtype)))
+
+    def _has_grad(self) -> bool:
+        """Whether ``.grad`` is set (without making a compiled step's gradient a Tensor)."""
+        return self._grad is not None or self._step_grad is not None
+
+    def _take_step_grad(self) -> None:
+        flat_grads, start, end, shape = self._step_grad
+        self._step_grad = None
+        flat.host_access(flat_grads)
+        self._grad = Tensor._of_array(flat_grads[start:end].reshape(shape).copy(), "f32")
 
     @property
     def shape(self) -> Size:
@@ -486,6 +518,19 @@ class Tensor(InPlaceMethods, TensorMethods):
         self._node = constant(view, self._node.dtype)
 
 
+def zero_grads(tensors: Iterable, set_to_none: bool = True) -> None:
+    """``zero_grad()`` of a module or an optimizer over ``tensors``: each ``.grad`` set to None
+    (or zeroed in place), without making a compiled step's gradient a Tensor first."""
+    if recording.pending() is not None:
+        recording.materialize()  # (as reading .grad does)
+    for t in tensors:
+        if t._grad is not None or t._step_grad is not None:  # (_has_grad, inline)
+            if set_to_none:
+                t._grad = t._step_grad = None
+            else:
+                t.grad[...] = 0
+
+
 def _rebuild(array: np.ndarray, dtype_name: str, requires_grad: bool) -> Tensor:
     t = Tensor(_constant_of(array, dtypes.as_dtype(dtype_name)))
     t._requires_grad = requires_grad
@@ -521,8 +566,6 @@ class Parameter(Tensor):
 
     @property
     def array(self) -> np.ndarray:
-        from graphnn import flat
-
         flat.host_access(self._data)
         return self._data
 
@@ -532,8 +575,6 @@ class Parameter(Tensor):
 
     @requires_grad.setter
     def requires_grad(self, value: bool) -> None:
-        from graphnn import guard
-
         if bool(value) != self._requires_grad:
             self._requires_grad = bool(value)
             guard.changed()  # programs that compute (or skip) this gradient are retraced

@@ -12,7 +12,7 @@ from graphnn import pointwise as pw
 from graphnn.checkpoint import StateDictError
 from graphnn import recording
 from graphnn.eager import constant, is_grad_enabled
-from graphnn.tensors import Parameter, Tensor
+from graphnn.tensors import Parameter, Tensor, zero_grads
 
 
 def _no_compiler(module: "Module", args: tuple, kwargs: dict) -> Any:
@@ -330,12 +330,7 @@ class Module:
         return self.to(dst_type)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
-        for p in self.parameters():
-            if p.grad is not None:
-                if set_to_none:
-                    p.grad = None
-                else:
-                    p.grad[...] = 0
+        zero_grads(self.parameters(), set_to_none)
 
     def apply(self, fn: Callable[["Module"], None]) -> "Module":
         for module in self.children():
@@ -378,11 +373,18 @@ def _records(module: "Module", args: tuple, kwargs: dict) -> bool:
     or an input requires grad (PyTorch would build an autograd graph)."""
     if not is_grad_enabled():
         return False
-    if any(isinstance(v, Tensor) and v.requires_grad for v in list(args) + list(kwargs.values())):
+    tensors = False
+    for v in args:
+        if isinstance(v, Tensor):
+            if v.requires_grad:
+                return True
+            tensors = True
+    if kwargs and any(isinstance(v, Tensor) and v.requires_grad for v in kwargs.values()):
         return True
-    if not any(isinstance(v, Tensor) for v in args):
+    if not tensors:
         return False
-    cached = module.__dict__.get("_trains")  # remembered until a module changes (requires_grad moves the version)
+    # remembered until a module changes (requires_grad moves the version); read past __getattribute__
+    cached = object.__getattribute__(module, "__dict__").get("_trains")
     if cached is None or cached[0] != guard.version:
         cached = (guard.version, any(p.requires_grad for p in module.parameters()))
         object.__setattr__(module, "_trains", cached)
@@ -392,7 +394,7 @@ def _records(module: "Module", args: tuple, kwargs: dict) -> bool:
 def _tape_of(args: tuple, kwargs: dict) -> "recording.Tape":
     """The tape a call records into: its recorded arguments' (a loss on a model's output), else the
     current one."""
-    for value in list(args) + list(kwargs.values()):
+    for value in (*args, *kwargs.values()) if kwargs else args:
         tape = getattr(value, "_tape", None)
         if tape is not None and value._node.id not in tape.freed:
             return tape

@@ -38,6 +38,7 @@ from graphnn import pointwise as pw
 from graphnn.checkpoint import StateDictError
 from graphnn.flat import FlatBuffer, flatten_parameters
 from graphnn.optim.state import check_keys, check_like, is_int, plain, state_array
+from graphnn.tensors import zero_grads
 
 __all__ = ["Optimizer", "symbols", "gradient", "lerp", "check_nonnegative", "check_betas", "assignments", "evaluate",
            "check_keys", "check_like", "plain"]
@@ -214,7 +215,7 @@ class Optimizer:
 
     def structure(self) -> tuple:
         """The choices compiled into a step's update (not run-time scalars): a change rebuilds it."""
-        return tuple(self.flags(g) for g in self.param_groups)
+        return tuple([self.flags(g) for g in self.param_groups])
 
     def settings(self) -> tuple:
         """Everything a compiled step reads from the optimizer besides its buffers: each group's
@@ -222,12 +223,36 @@ class Optimizer:
         return (self.state_version, *(tuple(g[h] for h in self.defaults) for g in self.param_groups))
 
     def zero_grad(self, set_to_none: bool = True) -> None:
-        for p in self.params:
-            if p.grad is not None:
-                if set_to_none:
-                    p.grad = None
-                else:
-                    p.grad[...] = 0
+        zero_grads(self.params, set_to_none)
+        self._lent = []  # (none of its parameters holds a lent gradient now)
+
+    # -- the gradients of a recorded loop's compiled step ----------------------------------------------
+    _lent: list = []
+    """The parameters whose ``.grad`` is still their slice of ``step_grads`` (lend_step_grads)."""
+
+    def lend_step_grads(self, places: list) -> None:
+        """After a recorded loop's compiled step: each stepped parameter's ``.grad`` is its slice
+        of ``step_grads`` as the step left it, copied when read (Tensor.grad) or, unread, before a
+        compiled step writes the buffer again (reclaim_step_grads). A loop that zeroes its
+        gradients unread copies none. ``places``: (parameter, start, end, shape)."""
+        live = self.step_grads.array
+        for p, start, end, shape in places:
+            p._step_grad = (live, start, end, shape)
+        self._lent = [place[0] for place in places]
+
+    def reclaim_step_grads(self) -> None:
+        """Before a compiled step writes ``step_grads``: the gradients lent out and still unread
+        become copies of their slices."""
+        if not self._lent:
+            return
+        live = self.step_grads.array
+        flat.host_access(live)
+        for p in self._lent:
+            lent = p._step_grad
+            if lent is not None and lent[0] is live:
+                _, start, end, shape = lent
+                p._step_grad = (live[start:end].copy(), 0, end - start, shape)
+        self._lent = []
 
     # -- the update, on every path -----------------------------------------------------------------
     def _assignments(self, k: int) -> tuple:
@@ -307,10 +332,13 @@ class Optimizer:
         for k, group, members, names in self._groups_of(stepped):
             if not members:
                 continue
-            states = [self._state.get(p, _EMPTY) for p in members]
-            first = states[0]
-            if any(self._differs(state, first) for state in states[1:]):
-                return None
+            if self._state:
+                states = [self._state.get(p, _EMPTY) for p in members]
+                first = states[0]
+                if self._differ(states):
+                    return None
+            else:  # (no parameter stepped yet: all alike)
+                first = _EMPTY
             out.update(zip(names, self.scalar_values(group, first)))
         return out
 
@@ -326,16 +354,31 @@ class Optimizer:
                 for k, group in enumerate(self.param_groups)]
         return groups
 
-    def _differs(self, state: dict, other: dict) -> bool:
-        """Whether two parameters' states would give different run-time scalars."""
-        return (any(float(state.get(c, 0.0)) != float(other.get(c, 0.0)) for c in self.counters)
-                or any((state.get(s) is None) != (other.get(s) is None) for s in self.slots))
+    def _differ(self, states: list) -> bool:
+        """Whether parameters with these states would get different run-time scalars."""
+        first = states[0]
+        for c in self.counters:
+            count = float(first.get(c, 0.0))
+            if any(float(state.get(c, 0.0)) != count for state in states):
+                return True
+        for s in self.slots:
+            missing = first.get(s) is None
+            if any((state.get(s) is None) != missing for state in states):
+                return True
+        return False
 
     def finish_step(self, stepped: dict) -> None:
         """After a compiled step wrote the new parameters and slots: advance their state as
-        ``step()`` does."""
+        ``step()`` does (nothing to do where there are no counters and every slot the update
+        writes is in each parameter's state already)."""
         for k, group, members, _ in self._groups_of(stepped):
             steps = self._assignments(k)
+            if not self.counters:
+                written = [target for target, _ in steps if target in self.slot_buffers]
+                if not written:
+                    continue
+                state_of = self._state.get
+                members = [p for p in members if any((state_of(p) or _EMPTY).get(t) is None for t in written)]
             for p in members:
                 self._advance(p, group, steps)
 
