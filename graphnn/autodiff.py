@@ -65,6 +65,37 @@ def _needs_gradient(nodes: list[Node], wanted: set[int]) -> set[int]:
     return needs
 
 
+def differentiate_step(body: Graph) -> tuple[Graph, scan_op.Vjp]:
+    """A scan step's vector-Jacobian product (graphnn.scan_op), and ``body`` with the residuals
+    it needs added as outputs ``r0``, ``r1``, ...: the values computed in the step that the
+    product reads (a value that is already a carry or a result is read from there; leaves,
+    constants and views of them are read or recomputed)."""
+    graph = body.copy()
+    b = Builder(graph)
+    outputs = [(name, node) for name, node in body.outputs.items() if name[0] in "cy"]
+    seeds = {name: b.leaf("input", f"ct_{name}", node.shape) for name, node in outputs}
+    wrt = [leaf for kind in "scw" for leaf in scan_op.leaves(body, kind)]
+    grads = backward(b, body.nodes, {node.id: (lambda seed=seeds[name]: seed) for name, node in outputs}, wrt)
+    forward = {n.id for n in body.nodes}
+    needed = {}
+    for node in graph.nodes:
+        if node.id not in forward:
+            for source in node.inputs:
+                if source.id in forward and not scan_op.recomputed(source):
+                    needed.setdefault(source.id, source)
+    stored = {node.id: name for name, node in outputs}
+    residuals, extended = {}, body.variant(dict(body.outputs), dict(body.updates))
+    for node in needed.values():
+        if node.id in stored:
+            residuals[node.id] = stored[node.id]
+        else:
+            name = f"r{sum(1 for n in extended.outputs if n[0] == 'r')}"
+            extended.outputs[name] = node
+            residuals[node.id] = name
+    by_name = {leaf.id: leaf.attrs["name"] for leaf in wrt}
+    return extended, scan_op.Vjp(graph, seeds, {by_name[i]: g for i, g in grads.items()}, residuals)
+
+
 # -- rules: (builder, node, incoming gradient, which inputs need one) -> [(input index, grad)] ----
 Rule = Callable[[Builder, Node, Node, list], list]
 

@@ -175,7 +175,7 @@ def _pad(node, args, shape, dtype, batch):
 
 EVALUATORS: dict[str, Callable] = {
     **{op: attention_op.evaluate for op in attention_op.OPS},
-    "scan": scan_op.evaluate,
+    "scan": lambda node, args, shape, dtype, batch: scan_op.evaluate(node, args, shape, dtype, batch, evaluate),
     "gather": _gather,
     "scatter_add": _scatter_add,
     "window": _window,

@@ -69,12 +69,9 @@ class Body:
 
     __str__ = __repr__
 
-    def leaves(self, prefix: str) -> list[Node]:
+    def leaves(self, kind: str) -> list[Node]:
         """The body's input leaves of one kind ("s", "c" or "w"), in order."""
-        found = []
-        while self.graph.leaf(f"{prefix}{len(found)}") is not None:
-            found.append(self.graph.leaf(f"{prefix}{len(found)}"))
-        return found
+        return leaves(self.graph, kind)
 
 
 class Vjp:
@@ -89,50 +86,16 @@ class Vjp:
         result that is the same value)."""
 
 
-# -- building -------------------------------------------------------------------------------------
-def differentiate(body: Graph) -> tuple[Graph, Vjp]:
-    """The step's vector-Jacobian product, and ``body`` with the residuals it needs added as
-    outputs ``r0``, ``r1``, ...: the values computed in the step that the product reads (a value
-    that is already a carry or a result is read from there; leaves, constants and views of them
-    are read or recomputed)."""
-    from graphnn.autodiff import backward
-    from graphnn.ops import Builder
-
-    graph = body.copy()
-    b = Builder(graph)
-    outputs = [(name, node) for name, node in body.outputs.items() if name[0] in "cy"]
-    seeds = {name: b.leaf("input", f"ct_{name}", node.shape) for name, node in outputs}
-    wrt = [leaf for kind in "scw" for leaf in _leaves(body, kind)]
-    grads = backward(b, body.nodes, {node.id: (lambda seed=seeds[name]: seed) for name, node in outputs}, wrt)
-    forward = {n.id for n in body.nodes}
-    added = [n for n in graph.nodes if n.id not in forward]
-    needed = {}
-    for node in added:
-        for source in node.inputs:
-            if source.id in forward and not _recomputed(source):
-                needed.setdefault(source.id, source)
-    stored = {node.id: name for name, node in outputs}
-    residuals, extended = {}, body.variant(dict(body.outputs), dict(body.updates))
-    for node in needed.values():
-        if node.id in stored:
-            residuals[node.id] = stored[node.id]
-        else:
-            name = f"r{sum(1 for n in extended.outputs if n[0] == 'r')}"
-            extended.outputs[name] = node
-            residuals[node.id] = name
-    by_name = {leaf.id: leaf.attrs["name"] for leaf in wrt}
-    return extended, Vjp(graph, seeds, {by_name[i]: g for i, g in grads.items()}, residuals)
-
-
-def _recomputed(node: Node) -> bool:
+# -- building (the step's vector-Jacobian product: graphnn.autodiff.differentiate_step) ---------------
+def recomputed(node: Node) -> bool:
     """Whether the backward computes ``node`` again rather than reading it from the forward: a
     leaf, a constant, a view of those."""
     if node.op in LEAF_OPS or (node.op == "pointwise" and not node.inputs):
         return True
-    return node.op in MOVEMENT and all(_recomputed(i) for i in node.inputs)
+    return node.op in MOVEMENT and all(recomputed(i) for i in node.inputs)
 
 
-def _leaves(graph: Graph, kind: str) -> list[Node]:
+def leaves(graph: Graph, kind: str) -> list[Node]:
     found = []
     while graph.leaf(f"{kind}{len(found)}") is not None:
         found.append(graph.leaf(f"{kind}{len(found)}"))
@@ -214,9 +177,9 @@ def split(node: Node, inputs: Sequence) -> tuple[list, list, list]:
 
 
 # -- the numpy meaning ------------------------------------------------------------------------------
-def evaluate(node: Node, args: list, shape: tuple, dtype: type, batch) -> np.ndarray:
-    from graphnn.evaluate import evaluate as evaluate_node
-
+def evaluate(node: Node, args: list, shape: tuple, dtype: type, batch, evaluate_node: Callable) -> np.ndarray:
+    """The scan's value from its inputs' (``evaluate_node(node, args, batch, precision)``
+    evaluates one node of the body: graphnn.evaluate's)."""
     graph, length, reverse = node.attrs["body"].graph, node.attrs["length"], node.attrs["reverse"]
     seqs, inits, consts = split(node, args)
     out = np.zeros(shape, dtype)
@@ -285,7 +248,7 @@ def gradient(b, node: Node, g: Node, needed: list) -> list:
     for k, wanted in enumerate(need_const):
         if wanted and f"w{k}" in vjp.grads:
             summed(probe, vjp.grads[f"w{k}"], request, length)
-    sequence_values = {leaf.id for kind in "sc" for leaf in _leaves(body.graph, kind)} | set(vjp.residuals)
+    sequence_values = {leaf.id for kind in "sc" for leaf in leaves(body.graph, kind)} | set(vjp.residuals)
     exports = [n for i, n in requests.items() if i not in sequence_values]
 
     # the reverse scan's step
@@ -303,10 +266,10 @@ def gradient(b, node: Node, g: Node, needed: list) -> list:
         return sb.reshape(sb.slice(slot, (offset,), (1,), (numel(shape),)), shape)
 
     mapping: dict[int, Node] = {}
-    for kind, leaves in (("s", leaf_seqs), ("w", leaf_consts)):
-        for leaf, new in zip(_leaves(body.graph, kind), leaves):
+    for kind, made in (("s", leaf_seqs), ("w", leaf_consts)):
+        for leaf, new in zip(leaves(body.graph, kind), made):
             mapping[leaf.id] = new
-    for j, leaf in enumerate(_leaves(body.graph, "c")):
+    for j, leaf in enumerate(leaves(body.graph, "c")):
         mapping[leaf.id] = part(fin, f"c{j}")
     for node_id, name in vjp.residuals.items():
         mapping[node_id] = part(fout, name)
@@ -320,7 +283,7 @@ def gradient(b, node: Node, g: Node, needed: list) -> list:
             mapping[n.id] = sb.emit(n.op, [copy(i) for i in n.inputs], n.shape, n.dtype, **n.attrs)
         return mapping[n.id]
 
-    for j, leaf in enumerate(_leaves(body.graph, "c")):
+    for j, leaf in enumerate(leaves(body.graph, "c")):
         grad = vjp.grads.get(leaf.name)
         step.outputs[f"c{j}"] = copy(grad) if grad is not None else _zeros(sb, leaf.shape)
     yielded = {f"s{i}": vjp.grads[f"s{i}"] for i, wanted in enumerate(need_seq) if wanted and f"s{i}" in vjp.grads}

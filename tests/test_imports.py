@@ -15,7 +15,7 @@ PACKAGES = ("graphnn", "codegen", "runtime")
 
 LAYERS = [
     {"ir": ("graphnn.ir", "graphnn.ops", "graphnn.pointwise", "graphnn.errors", "graphnn.evaluate", "graphnn.dtypes",
-            "graphnn.attention_op")},
+            "graphnn.attention_op", "graphnn.scan_op")},
     {"base": ("graphnn.files", "graphnn.flat", "graphnn.guard", "graphnn.random", "graphnn.device", "graphnn.printing",
               "graphnn.eager")},
     {"passes": ("graphnn.passes", "graphnn.autodiff", "graphnn.generalize")},

@@ -23,6 +23,7 @@ import numpy as np
 import sympy
 
 from graphnn import factories, scan_op, trace
+from graphnn.autodiff import differentiate_step
 from graphnn.eager import EAGER
 from graphnn.errors import TraceError
 from graphnn.ir import Graph
@@ -149,7 +150,7 @@ def _body(step: Step, x_shape: tuple, state_shapes: tuple, weight_shapes: tuple,
     graph.outputs = {f"c{j}": s.node for j, s in enumerate(state)}
     if not differentiable:
         return scan_op.Body(graph)
-    extended, vjp = scan_op.differentiate(graph)
+    extended, vjp = differentiate_step(graph)
     return scan_op.Body(extended, vjp)
 
 
