@@ -62,9 +62,9 @@ def recurrent_net():
 
 
 @functools.lru_cache(maxsize=None)
-def generated_modules() -> tuple[Path, ...]:
-    """The module files the Triton backend generates for ``models()`` (made once: each
-    capability compiles the same files)."""
+def generated_modules() -> tuple[tuple[str, Path], ...]:
+    """(target kind, module file) of each module the Triton backend generates for ``models()``
+    (made once for both capabilities)."""
     paths = []
     for model, loss, shape, target in models():
         rng = np.random.default_rng(0)
@@ -79,14 +79,16 @@ def generated_modules() -> tuple[Path, ...]:
         predict(x)  # forward in eval mode: running statistics
         for program in (train, predict):
             for executable in program.executables.values():
-                paths += [m.path for m in executable.modules.values()]
+                paths += [(target, m.path) for m in executable.modules.values()]
     return tuple(paths)
 
 
 @pytest.mark.parametrize("capability", [90, 80])
 def test_every_generated_kernel_compiles_for_the_gpu(tmp_path, capability):
-    paths = generated_modules()
-    assert len(paths) >= 6
+    """sm_90: every module; sm_80 (where only the tensor-core instructions differ): the GPT's,
+    which have every kernel kind but the time loop's."""
+    paths = [path for target, path in generated_modules() if capability == 90 or target == "tokens"]
+    assert len(paths) >= (6 if capability == 90 else 4)
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env["TRITON_CACHE_DIR"] = str(tmp_path / "triton-cache")
     script = ("import json, sys\nfrom runtime.gpu import compile_ahead\n"
@@ -97,7 +99,8 @@ def test_every_generated_kernel_compiles_for_the_gpu(tmp_path, capability):
     kernels = [k for module in json.loads(result.stdout.splitlines()[-1]) for k in module]
     kinds = {k["kind"] for k in kernels}
     assert kinds == {"pointwise", "reduce", "matmul", "scatter", "attention"}
-    assert any(re.match(r"k\d+_k\d+_lstm", k["name"]) for k in kernels)  # a time loop's step
+    if capability == 90:
+        assert any(re.match(r"k\d+_k\d+_lstm", k["name"]) for k in kernels)  # a time loop's step
     for k in kernels:
         assert k["cubin"] > 0, k
         assert k["shared"] <= H100_SHARED, k
