@@ -121,10 +121,16 @@ def _pool_arguments(name: str, kernel_size, stride, padding, dilation, ceil_mode
 
 
 def _pooled(patches: Tensor, kind: str) -> Tensor:
-    """Reduce the patch axes of (N, Ho, Wo, C, kh, kw) and read the result as (N, C, Ho, Wo)."""
+    """Reduce the patch axes of (N, Ho, Wo, C, kh, kw) into (N, C, Ho, Wo). The patches are read
+    channel-major, (N, C, Ho, Wo, kh, kw), a view: the reduction's loops then walk the (N, C, H, W)
+    input along its rows and store its result in order (in the patches' own order, each step
+    along C jumped H*W elements of the input)."""
     b = _builder(patches)
-    reduced = _wrap(b.reduce(kind, patches.node, (4, 5), **({"ties": "pool"} if kind == "max" else {})), [patches], "x")
-    return reduced.reshape(*patches.shape[:4]).permute(0, 3, 1, 2)
+    channel_major = patches.permute(0, 3, 1, 2, 4, 5)
+    reduced = _wrap(b.reduce(kind, channel_major.node, (4, 5), **({"ties": "pool"} if kind == "max" else {})),
+                    [channel_major], "x")
+    n, ho, wo, c = patches.shape[:4]
+    return reduced.reshape(n, c, ho, wo)
 
 
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False,
