@@ -14,8 +14,8 @@ block's sums are final, by the thread that computed it.
 """
 
 MR, NR = 8, 32
-KC, MC = 256, 96
-DOT_M = 32
+KC, MC, NC = 256, 96, 512
+DOT_M, DOT_K, DOT_N = 32, 64, 1024
 
 def _transpose16() -> str:
     """C for graphnn_transpose16; the shuffles' lane indices must be constants, so they are written out."""
@@ -71,9 +71,18 @@ GEMM = r"""
 #define GEMM_NR %(NR)d
 #define GEMM_KC %(KC)d
 #define GEMM_MC %(MC)d
+#define GEMM_NC %(NC)d
 #define GEMM_SPLIT 16  /* threads split rows or columns in blocks of this many */
 #ifndef GEMM_DOT_M
-#define GEMM_DOT_M %(DOT_M)d  /* products with at most this many rows use dot-product tiles, unpacked */
+#define GEMM_DOT_M %(DOT_M)d  /* products with at most this many rows use dot-product tiles, unpacked, */
+#endif
+#ifndef GEMM_DOT_K  /* ...when they sum at least this many products (shorter ones are mostly the
+                     * zero-padded tail of each dot product: a first convolution's 9 or 25)... */
+#define GEMM_DOT_K %(DOT_K)d
+#endif
+#ifndef GEMM_DOT_N  /* ...into at most this many columns (beyond, packing B once per GEMM_MR rows
+                     * pays: a channels-first convolution's N*Ho*Wo positions) */
+#define GEMM_DOT_N %(DOT_N)d
 #endif
 typedef float graphnn_v16 __attribute__((vector_size(64), aligned(64)));
 
@@ -105,6 +114,7 @@ typedef float graphnn_v16u __attribute__((vector_size(64), aligned(4)));  /* for
 /* The register transpose needs 512-bit vectors and __builtin_shufflevector (GCC 12+, Clang). */
 #if defined(__AVX512F__) && (defined(__clang__) || __GNUC__ >= 12)
 #define GRAPHNN_TRANSPOSE16 1
+#include <immintrin.h>  /* masked loads: the last rows or columns of a panel, without reading past them */
 %(TRANSPOSE16)s
 #endif
 
@@ -133,7 +143,8 @@ static void graphnn_pack_a(const float* a, int64_t sam, int64_t sak, int64_t m0,
 
 /* One sliver of a B stored transposed (``cols`` contiguous columns of length kc, ``sbn`` apart;
  * zeros past ``cols``): 16 x 16 blocks transposed in registers where the target has 512-bit
- * vectors (four times faster than element by element), the edges element by element. */
+ * vectors (four times faster than element by element; the last kc %% 16 rows by masked loads, so
+ * a convolution's short columns of 9 or 25 take the same path), the edges element by element. */
 static void graphnn_pack_b_columns(const float* b, int64_t sbn, int64_t kc, int64_t cols, float* restrict out) {
     for (int64_t h = 0; h < GEMM_NR; h += 16) {
         int64_t kb = 0;
@@ -144,6 +155,14 @@ static void graphnn_pack_b_columns(const float* b, int64_t sbn, int64_t kc, int6
                 for (int c = 0; c < 16; ++c) r[c] = *(const graphnn_v16u*)(b + (h + c) * sbn + kb);
                 graphnn_transpose16(r);
                 for (int l = 0; l < 16; ++l) *(graphnn_v16*)(out + (kb + l) * GEMM_NR + h) = r[l];
+            }
+            if (kb < kc) {
+                const __mmask16 rows = (__mmask16)((1u << (kc - kb)) - 1);
+                graphnn_v16 r[16];
+                for (int c = 0; c < 16; ++c) r[c] = (graphnn_v16)_mm512_maskz_loadu_ps(rows, b + (h + c) * sbn + kb);
+                graphnn_transpose16(r);
+                for (int64_t l = 0; l < kc - kb; ++l) *(graphnn_v16*)(out + (kb + l) * GEMM_NR + h) = r[l];
+                kb = kc;
             }
         }
 #endif
@@ -175,6 +194,18 @@ static void graphnn_pack_b(const float* b, int64_t sbk, int64_t sbn, int64_t k0,
             }
             continue;
         }
+#ifdef GRAPHNN_TRANSPOSE16
+        if (sbn == 1) {  /* row-major B, the last sliver: masked vector copies (zeros past nr) */
+            const __mmask16 low = (__mmask16)(nr >= 16 ? 0xffff : (1u << nr) - 1);
+            const __mmask16 high = (__mmask16)(nr <= 16 ? 0 : (1u << (nr - 16)) - 1);
+            const float* row = b + k0 * sbk + j;
+            for (int64_t k = 0; k < kc; ++k, row += sbk, out += GEMM_NR) {
+                ((graphnn_v16*)out)[0] = (graphnn_v16)_mm512_maskz_loadu_ps(low, row);
+                ((graphnn_v16*)out)[1] = (graphnn_v16)_mm512_maskz_loadu_ps(high, row + 16);
+            }
+            continue;
+        }
+#endif
         for (int64_t k = 0; k < kc; ++k) {
             const float* row = b + (k0 + k) * sbk + j * sbn;
             int64_t c = 0;
@@ -297,9 +328,10 @@ static void graphnn_dot_block(int64_t m, int64_t n0, int64_t n1, int64_t k, cons
 typedef void (*graphnn_epilogue)(void* context, const float* c, int64_t ldc, int64_t m0, int64_t m1,
                                  int64_t n0, int64_t n1);
 
-/* Rows [m0, m1) x columns [n0, n1) of C = A B, with this thread's scratch; the epilogue (if
- * any) runs on each GEMM_MC-row block after its last k panel. With ``dot``, by dot-product tiles
- * instead (no packing), then the epilogue on the whole block. */
+/* Rows [m0, m1) x columns [n0, n1) of C = A B, with this thread's scratch, GEMM_NC columns at a
+ * time (so a packed panel of B, GEMM_KC x GEMM_NC, stays in L2 while the rows pass it); the
+ * epilogue (if any) runs on each GEMM_MC-row block of those columns after its last k panel. With
+ * ``dot``, by dot-product tiles instead (no packing), then the epilogue on the whole block. */
 static void graphnn_sgemm_block(int64_t m0, int64_t m1, int64_t n0, int64_t n1, int64_t k,
                                 const float* a, int64_t sam, int64_t sak, const float* b, int64_t sbk, int64_t sbn,
                                 float* c, int64_t ldc, graphnn_epilogue epilogue, void* context, int thread, int dot) {
@@ -311,32 +343,34 @@ static void graphnn_sgemm_block(int64_t m0, int64_t m1, int64_t n0, int64_t n1, 
     }
 #endif
     (void)dot;
-    const int64_t n = n1 - n0;
-    const int64_t n_padded = (n + GEMM_NR - 1) / GEMM_NR * GEMM_NR;
-    float* bp = graphnn_scratch(0, thread, (size_t)(GEMM_KC * n_padded));
+    const int64_t width = n1 - n0 < GEMM_NC ? n1 - n0 : GEMM_NC;
+    float* bp = graphnn_scratch(0, thread, (size_t)(GEMM_KC * ((width + GEMM_NR - 1) / GEMM_NR * GEMM_NR)));
     float* ap = graphnn_scratch(2, thread, (size_t)(GEMM_MC * GEMM_KC));
-    for (int64_t k0 = 0; k0 < k; k0 += GEMM_KC) {
-        const int64_t kc = k - k0 < GEMM_KC ? k - k0 : GEMM_KC;
-        graphnn_pack_b(b + n0 * sbn, sbk, sbn, k0, kc, n, bp);
-        for (int64_t i0 = m0; i0 < m1; i0 += GEMM_MC) {
-            const int64_t mc = m1 - i0 < GEMM_MC ? m1 - i0 : GEMM_MC;
-            /* a row-major A is read in place (its rows are contiguous along k already); only an
-             * edge of fewer than GEMM_MR rows is packed (zero-padded) */
-            const int64_t in_place = sak == 1 ? mc / GEMM_MR * GEMM_MR : 0;
-            graphnn_pack_a(a, sam, sak, i0 + in_place, mc - in_place, k0, kc, ap);
-            for (int64_t j = 0; j < n; j += GEMM_NR) {
-                const int64_t nr = n - j < GEMM_NR ? n - j : GEMM_NR;
-                for (int64_t i = 0; i < mc; i += GEMM_MR) {
-                    const int64_t mr = mc - i < GEMM_MR ? mc - i : GEMM_MR;
-                    float* tile = c + (i0 + i) * ldc + n0 + j;
-                    if (i < in_place) {
-                        graphnn_micro_rows(kc, a + (i0 + i) * sam + k0, sam, bp + j * kc, tile, ldc, nr, k0 > 0);
-                    } else {
-                        graphnn_micro(kc, ap + (i - in_place) * kc, bp + j * kc, tile, ldc, mr, nr, k0 > 0);
+    for (int64_t j0 = n0; j0 < n1; j0 += GEMM_NC) {
+        const int64_t n = n1 - j0 < GEMM_NC ? n1 - j0 : GEMM_NC;
+        for (int64_t k0 = 0; k0 < k; k0 += GEMM_KC) {
+            const int64_t kc = k - k0 < GEMM_KC ? k - k0 : GEMM_KC;
+            graphnn_pack_b(b + j0 * sbn, sbk, sbn, k0, kc, n, bp);
+            for (int64_t i0 = m0; i0 < m1; i0 += GEMM_MC) {
+                const int64_t mc = m1 - i0 < GEMM_MC ? m1 - i0 : GEMM_MC;
+                /* a row-major A is read in place (its rows are contiguous along k already); only an
+                 * edge of fewer than GEMM_MR rows is packed (zero-padded) */
+                const int64_t in_place = sak == 1 ? mc / GEMM_MR * GEMM_MR : 0;
+                graphnn_pack_a(a, sam, sak, i0 + in_place, mc - in_place, k0, kc, ap);
+                for (int64_t j = 0; j < n; j += GEMM_NR) {
+                    const int64_t nr = n - j < GEMM_NR ? n - j : GEMM_NR;
+                    for (int64_t i = 0; i < mc; i += GEMM_MR) {
+                        const int64_t mr = mc - i < GEMM_MR ? mc - i : GEMM_MR;
+                        float* tile = c + (i0 + i) * ldc + j0 + j;
+                        if (i < in_place) {
+                            graphnn_micro_rows(kc, a + (i0 + i) * sam + k0, sam, bp + j * kc, tile, ldc, nr, k0 > 0);
+                        } else {
+                            graphnn_micro(kc, ap + (i - in_place) * kc, bp + j * kc, tile, ldc, mr, nr, k0 > 0);
+                        }
                     }
                 }
+                if (epilogue && k0 + kc == k) epilogue(context, c + i0 * ldc + j0, ldc, i0, i0 + mc, j0, j0 + n);
             }
-            if (epilogue && k0 + kc == k) epilogue(context, c + i0 * ldc + n0, ldc, i0, i0 + mc, n0, n1);
         }
     }
 }
@@ -368,7 +402,7 @@ static void graphnn_sgemm(int64_t m, int64_t n, int64_t k, const float* a, int64
 #endif
 #ifdef GRAPHNN_DOT
     /* few rows, both operands contiguous along k (a Linear layer's forward at a small batch) */
-    const int dot = m <= GEMM_DOT_M && sak == 1 && sbk == 1;
+    const int dot = m <= GEMM_DOT_M && k >= GEMM_DOT_K && n <= GEMM_DOT_N && sak == 1 && sbk == 1;
 #else
     const int dot = 0;
 #endif
@@ -396,4 +430,4 @@ static void graphnn_sgemm(int64_t m, int64_t n, int64_t k, const float* a, int64
         }
     }
 }
-""" % {"MR": MR, "NR": NR, "KC": KC, "MC": MC, "DOT_M": DOT_M, "TRANSPOSE16": _transpose16(), "SUMS16": _sums16()[0]}
+""" % {"MR": MR, "NR": NR, "KC": KC, "MC": MC, "NC": NC, "DOT_M": DOT_M, "DOT_K": DOT_K, "DOT_N": DOT_N, "TRANSPOSE16": _transpose16(), "SUMS16": _sums16()[0]}

@@ -96,7 +96,13 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups: in
     n, ho, wo = patches.shape[:3]
     rows, depth = n * ho * wo, group_channels * kh * kw
     if groups == 1:
-        y = patches.reshape(rows, depth) @ w.reshape(out_channels, depth).t()
+        # channels-first (O, N*Ho*Wo): each output channel's positions are contiguous, so the
+        # (N, C, H, W) view of the result walks H*W in memory order (batch norm's statistics,
+        # pooling and the next window read it along its rows)
+        y = w.reshape(out_channels, depth) @ patches.reshape(rows, depth).t()
+        if bias is not None:
+            y = y + as_tensor(bias).reshape(out_channels, 1)
+        return _named(y.reshape(out_channels, n, ho, wo).permute(1, 0, 2, 3), "ConvolutionBackward0")
     else:  # one matmul per group, batched over the groups
         per_group = patches.reshape(rows, groups, depth).permute(1, 0, 2)
         kernels = w.reshape(groups, out_channels // groups, depth).permute(0, 2, 1)
