@@ -98,8 +98,11 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups: in
     if groups == 1:
         # channels-first (O, N*Ho*Wo): each output channel's positions are contiguous, so the
         # (N, C, H, W) view of the result walks H*W in memory order (batch norm's statistics,
-        # pooling and the next window read it along its rows)
-        y = w.reshape(out_channels, depth) @ patches.reshape(rows, depth).t()
+        # pooling and the next window read it along its rows). The patches are gathered as
+        # (C*kh*kw, N*Ho*Wo) rows: the gather copies along the input's rows, the GEMM packs its
+        # B row by row, and the patches' gradient comes out in the same layout
+        columns = patches.permute(3, 4, 5, 0, 1, 2).reshape(depth, rows)
+        y = w.reshape(out_channels, depth) @ columns
         if bias is not None:
             y = y + as_tensor(bias).reshape(out_channels, 1)
         return _named(y.reshape(out_channels, n, ho, wo).permute(1, 0, 2, 3), "ConvolutionBackward0")
