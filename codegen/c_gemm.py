@@ -114,7 +114,12 @@ typedef float graphnn_v16u __attribute__((vector_size(64), aligned(4)));  /* for
 /* The register transpose needs 512-bit vectors and __builtin_shufflevector (GCC 12+, Clang). */
 #if defined(__AVX512F__) && (defined(__clang__) || __GNUC__ >= 12)
 #define GRAPHNN_TRANSPOSE16 1
-#include <immintrin.h>  /* masked loads: the last rows or columns of a panel, without reading past them */
+/* The first ``lanes`` floats at p, zeros after them, reading nothing past them (AVX-512's masked
+ * load; the builtin rather than <immintrin.h>, whose parsing costs each unit a tenth of a second) */
+static inline graphnn_v16 graphnn_load_first(const float* p, int64_t lanes) {
+    return (graphnn_v16)__builtin_ia32_loadups512_mask(p, (graphnn_v16){0},
+                                                       (unsigned short)(lanes <= 0 ? 0 : lanes >= 16 ? 0xffff : (1u << lanes) - 1));
+}
 %(TRANSPOSE16)s
 #endif
 
@@ -150,19 +155,12 @@ static void graphnn_pack_b_columns(const float* b, int64_t sbn, int64_t kc, int6
         int64_t kb = 0;
 #ifdef GRAPHNN_TRANSPOSE16
         if (cols - h >= 16) {
-            for (; kb + 16 <= kc; kb += 16) {
+            for (; kb < kc; kb += 16) {
+                const int64_t rows = kc - kb < 16 ? kc - kb : 16;
                 graphnn_v16 r[16];
-                for (int c = 0; c < 16; ++c) r[c] = *(const graphnn_v16u*)(b + (h + c) * sbn + kb);
+                for (int c = 0; c < 16; ++c) r[c] = graphnn_load_first(b + (h + c) * sbn + kb, rows);
                 graphnn_transpose16(r);
-                for (int l = 0; l < 16; ++l) *(graphnn_v16*)(out + (kb + l) * GEMM_NR + h) = r[l];
-            }
-            if (kb < kc) {
-                const __mmask16 rows = (__mmask16)((1u << (kc - kb)) - 1);
-                graphnn_v16 r[16];
-                for (int c = 0; c < 16; ++c) r[c] = (graphnn_v16)_mm512_maskz_loadu_ps(rows, b + (h + c) * sbn + kb);
-                graphnn_transpose16(r);
-                for (int64_t l = 0; l < kc - kb; ++l) *(graphnn_v16*)(out + (kb + l) * GEMM_NR + h) = r[l];
-                kb = kc;
+                for (int64_t l = 0; l < rows; ++l) *(graphnn_v16*)(out + (kb + l) * GEMM_NR + h) = r[l];
             }
         }
 #endif
@@ -196,12 +194,10 @@ static void graphnn_pack_b(const float* b, int64_t sbk, int64_t sbn, int64_t k0,
         }
 #ifdef GRAPHNN_TRANSPOSE16
         if (sbn == 1) {  /* row-major B, the last sliver: masked vector copies (zeros past nr) */
-            const __mmask16 low = (__mmask16)(nr >= 16 ? 0xffff : (1u << nr) - 1);
-            const __mmask16 high = (__mmask16)(nr <= 16 ? 0 : (1u << (nr - 16)) - 1);
             const float* row = b + k0 * sbk + j;
             for (int64_t k = 0; k < kc; ++k, row += sbk, out += GEMM_NR) {
-                ((graphnn_v16*)out)[0] = (graphnn_v16)_mm512_maskz_loadu_ps(low, row);
-                ((graphnn_v16*)out)[1] = (graphnn_v16)_mm512_maskz_loadu_ps(high, row + 16);
+                ((graphnn_v16*)out)[0] = graphnn_load_first(row, nr);
+                ((graphnn_v16*)out)[1] = graphnn_load_first(row + 16, nr - 16);
             }
             continue;
         }
@@ -328,10 +324,9 @@ static void graphnn_dot_block(int64_t m, int64_t n0, int64_t n1, int64_t k, cons
 typedef void (*graphnn_epilogue)(void* context, const float* c, int64_t ldc, int64_t m0, int64_t m1,
                                  int64_t n0, int64_t n1);
 
-/* Rows [m0, m1) x columns [n0, n1) of C = A B, with this thread's scratch, GEMM_NC columns at a
- * time (so a packed panel of B, GEMM_KC x GEMM_NC, stays in L2 while the rows pass it); the
- * epilogue (if any) runs on each GEMM_MC-row block of those columns after its last k panel. With
- * ``dot``, by dot-product tiles instead (no packing), then the epilogue on the whole block. */
+/* Rows [m0, m1) x columns [n0, n1) of C = A B, with this thread's scratch; the epilogue (if
+ * any) runs on each GEMM_MC-row block after its last k panel. With ``dot``, by dot-product tiles
+ * instead (no packing), then the epilogue on the whole block. */
 static void graphnn_sgemm_block(int64_t m0, int64_t m1, int64_t n0, int64_t n1, int64_t k,
                                 const float* a, int64_t sam, int64_t sak, const float* b, int64_t sbk, int64_t sbn,
                                 float* c, int64_t ldc, graphnn_epilogue epilogue, void* context, int thread, int dot) {
@@ -343,36 +338,48 @@ static void graphnn_sgemm_block(int64_t m0, int64_t m1, int64_t n0, int64_t n1, 
     }
 #endif
     (void)dot;
-    const int64_t width = n1 - n0 < GEMM_NC ? n1 - n0 : GEMM_NC;
-    float* bp = graphnn_scratch(0, thread, (size_t)(GEMM_KC * ((width + GEMM_NR - 1) / GEMM_NR * GEMM_NR)));
+    const int64_t n = n1 - n0;
+    const int64_t n_padded = (n + GEMM_NR - 1) / GEMM_NR * GEMM_NR;
+    float* bp = graphnn_scratch(0, thread, (size_t)(GEMM_KC * n_padded));
     float* ap = graphnn_scratch(2, thread, (size_t)(GEMM_MC * GEMM_KC));
-    for (int64_t j0 = n0; j0 < n1; j0 += GEMM_NC) {
-        const int64_t n = n1 - j0 < GEMM_NC ? n1 - j0 : GEMM_NC;
-        for (int64_t k0 = 0; k0 < k; k0 += GEMM_KC) {
-            const int64_t kc = k - k0 < GEMM_KC ? k - k0 : GEMM_KC;
-            graphnn_pack_b(b + j0 * sbn, sbk, sbn, k0, kc, n, bp);
-            for (int64_t i0 = m0; i0 < m1; i0 += GEMM_MC) {
-                const int64_t mc = m1 - i0 < GEMM_MC ? m1 - i0 : GEMM_MC;
-                /* a row-major A is read in place (its rows are contiguous along k already); only an
-                 * edge of fewer than GEMM_MR rows is packed (zero-padded) */
-                const int64_t in_place = sak == 1 ? mc / GEMM_MR * GEMM_MR : 0;
-                graphnn_pack_a(a, sam, sak, i0 + in_place, mc - in_place, k0, kc, ap);
-                for (int64_t j = 0; j < n; j += GEMM_NR) {
-                    const int64_t nr = n - j < GEMM_NR ? n - j : GEMM_NR;
-                    for (int64_t i = 0; i < mc; i += GEMM_MR) {
-                        const int64_t mr = mc - i < GEMM_MR ? mc - i : GEMM_MR;
-                        float* tile = c + (i0 + i) * ldc + j0 + j;
-                        if (i < in_place) {
-                            graphnn_micro_rows(kc, a + (i0 + i) * sam + k0, sam, bp + j * kc, tile, ldc, nr, k0 > 0);
-                        } else {
-                            graphnn_micro(kc, ap + (i - in_place) * kc, bp + j * kc, tile, ldc, mr, nr, k0 > 0);
-                        }
+    for (int64_t k0 = 0; k0 < k; k0 += GEMM_KC) {
+        const int64_t kc = k - k0 < GEMM_KC ? k - k0 : GEMM_KC;
+        graphnn_pack_b(b + n0 * sbn, sbk, sbn, k0, kc, n, bp);
+        for (int64_t i0 = m0; i0 < m1; i0 += GEMM_MC) {
+            const int64_t mc = m1 - i0 < GEMM_MC ? m1 - i0 : GEMM_MC;
+            /* a row-major A is read in place (its rows are contiguous along k already); only an
+             * edge of fewer than GEMM_MR rows is packed (zero-padded) */
+            const int64_t in_place = sak == 1 ? mc / GEMM_MR * GEMM_MR : 0;
+            graphnn_pack_a(a, sam, sak, i0 + in_place, mc - in_place, k0, kc, ap);
+            for (int64_t j = 0; j < n; j += GEMM_NR) {
+                const int64_t nr = n - j < GEMM_NR ? n - j : GEMM_NR;
+                for (int64_t i = 0; i < mc; i += GEMM_MR) {
+                    const int64_t mr = mc - i < GEMM_MR ? mc - i : GEMM_MR;
+                    float* tile = c + (i0 + i) * ldc + n0 + j;
+                    if (i < in_place) {
+                        graphnn_micro_rows(kc, a + (i0 + i) * sam + k0, sam, bp + j * kc, tile, ldc, nr, k0 > 0);
+                    } else {
+                        graphnn_micro(kc, ap + (i - in_place) * kc, bp + j * kc, tile, ldc, mr, nr, k0 > 0);
                     }
                 }
-                if (epilogue && k0 + kc == k) epilogue(context, c + i0 * ldc + j0, ldc, i0, i0 + mc, j0, j0 + n);
             }
+            if (epilogue && k0 + kc == k) epilogue(context, c + i0 * ldc + n0, ldc, i0, i0 + mc, n0, n1);
         }
     }
+}
+
+/* The same, GEMM_NC columns at a time: a packed panel of B (GEMM_KC x GEMM_NC) stays in L2 while
+ * the rows pass it (a channels-first convolution's N*Ho*Wo columns would not). */
+static void graphnn_sgemm_columns(int64_t m0, int64_t m1, int64_t n0, int64_t n1, int64_t k,
+                                  const float* a, int64_t sam, int64_t sak, const float* b, int64_t sbk, int64_t sbn,
+                                  float* c, int64_t ldc, graphnn_epilogue epilogue, void* context, int thread, int dot) {
+    if (dot) {  /* unpacked: no panel to keep */
+        graphnn_sgemm_block(m0, m1, n0, n1, k, a, sam, sak, b, sbk, sbn, c, ldc, epilogue, context, thread, dot);
+        return;
+    }
+    for (int64_t j0 = n0; j0 < n1; j0 += GEMM_NC)
+        graphnn_sgemm_block(m0, m1, j0, n1 - j0 < GEMM_NC ? n1 : j0 + GEMM_NC, k, a, sam, sak, b, sbk, sbn, c, ldc,
+                            epilogue, context, thread, 0);
 }
 
 /* Threads split C into row blocks (each packs all of B, its own rows of A) when B is the smaller
@@ -410,7 +417,7 @@ static void graphnn_sgemm(int64_t m, int64_t n, int64_t k, const float* a, int64
     const int64_t parts = ((by_rows ? m : n) + GEMM_SPLIT - 1) / GEMM_SPLIT;
     if (threads > parts) threads = (int)parts;
     if (threads <= 1) {
-        graphnn_sgemm_block(0, m, 0, n, k, a, sam, sak, b, sbk, sbn, c, ldc, epilogue, context, 0, dot);
+        graphnn_sgemm_columns(0, m, 0, n, k, a, sam, sak, b, sbk, sbn, c, ldc, epilogue, context, 0, dot);
         return;
     }
     #pragma omp parallel num_threads(threads)
@@ -422,11 +429,11 @@ static void graphnn_sgemm(int64_t m, int64_t n, int64_t k, const float* a, int64
 #endif
         const int64_t start = parts * t / nt * GEMM_SPLIT, stop = parts * (t + 1) / nt * GEMM_SPLIT;
         if (by_rows && start < m) {
-            graphnn_sgemm_block(start, stop < m ? stop : m, 0, n, k, a, sam, sak, b, sbk, sbn, c, ldc,
-                                epilogue, context, t, dot);
+            graphnn_sgemm_columns(start, stop < m ? stop : m, 0, n, k, a, sam, sak, b, sbk, sbn, c, ldc,
+                                  epilogue, context, t, dot);
         } else if (!by_rows && start < n) {
-            graphnn_sgemm_block(0, m, start, stop < n ? stop : n, k, a, sam, sak, b, sbk, sbn, c, ldc,
-                                epilogue, context, t, dot);
+            graphnn_sgemm_columns(0, m, start, stop < n ? stop : n, k, a, sam, sak, b, sbk, sbn, c, ldc,
+                                  epilogue, context, t, dot);
         }
     }
 }
