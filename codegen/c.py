@@ -411,6 +411,12 @@ class _Entry(MatmulEmitter):
         return ([f"{indent}if ({c_index(work)} >= {threshold}) {{"] + make(True, indent + "    ") +
                 [f"{indent}}} else {{"] + make(False, indent + "    ") + [f"{indent}}}"])
 
+    def work(self, kernel: Kernel):
+        """A loop nest's work for ``split``: its iterations times the assignments each computes
+        (at least one), so a heavy body (a max pool's gradient: five per element) goes on threads
+        at fewer elements than a copy does."""
+        return numel(kernel.domain) * max(1, len(self.assigns_in_loop(kernel.body)))
+
     @staticmethod
     def close(inner: str, outer: str) -> list[str]:
         """The closing braces from indent ``inner`` back out to ``outer``."""
@@ -428,7 +434,7 @@ class _Entry(MatmulEmitter):
             lines += [self.store_line(s, names, inner) for s in kernel.stores]
             return lines + self.close(inner, indent)
 
-        return self.split(numel(kernel.domain), make) if parallel else make(False, "    ")
+        return self.split(self.work(kernel), make) if parallel else make(False, "    ")
 
     def scatter(self, kernel: Kernel) -> list[str]:
         """Zero the target, then add each value at its place in one serial loop nest: repeated
@@ -448,7 +454,7 @@ class _Entry(MatmulEmitter):
             return self.reduce_columns(kernel, kept)
         if not looped(kernel.domain, kept):  # one accumulator: nothing to put on threads
             return self.reduce_loops(kernel, kept, False, "    ")
-        return self.split(numel(kernel.domain), lambda parallel, indent: self.reduce_loops(kernel, kept, parallel, indent))
+        return self.split(self.work(kernel), lambda parallel, indent: self.reduce_loops(kernel, kept, parallel, indent))
 
     def reduce_columns(self, kernel: Kernel, kept: list) -> list[str]:
         """A sum over leading axes (a bias gradient over the batch): rows are read in memory
