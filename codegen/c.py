@@ -25,6 +25,9 @@ from graphnn.passes.plan import Kernel, KernelPlan, Load, Store
 CTYPES = {"f32": "float", "i64": "int64_t", "f64": "double", "bool": "float"}
 COLUMN_SUMS = 1 << 16
 """Sums over leading axes with at most this many outputs accumulate row by row (on the stack)."""
+SIMD_REDUCED = 16
+"""A reduction with several reduced loops vectorises its innermost one when it runs at least this
+many times (a 2 x 2 pooling window's rows stay scalar: two lanes would cost more than they save)."""
 PARALLEL_WORK = 1 << 21
 """Loops with fewer iterations (times inner work) than this stay on one thread: waking a second
 core costs more than it saves on the 2-core machines this is tuned for."""
@@ -130,6 +133,18 @@ static inline float graphnn_remainder(float a, float b) {
 static inline float graphnn_max(float acc, float v) {
     return (v > acc || v != v) ? v : acc;
 }
+
+/* On a reduction whose inner loop vectorises: GCC 12 keeps a select that feeds a float-to-double
+ * conversion (a ReLU's gradient summed into a double accumulator) as a branch, since the
+ * conversion might trap on the side not taken, and then leaves the whole loop scalar, its branch
+ * mispredicting on every other element. Nothing here unmasks floating-point traps, so telling it
+ * so changes no result (rounding, NaNs and infinities stay IEEE's). Not for every kernel: the
+ * small scalar loops of a pooling window's gradient ran 10x slower compiled that way. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define GRAPHNN_VECTOR_REDUCTION __attribute__((optimize("no-trapping-math")))
+#else
+#define GRAPHNN_VECTOR_REDUCTION
+#endif
 """
 
 
@@ -224,9 +239,9 @@ class _Entry(MatmulEmitter):
         """Buffers the current kernel reads through a pointer of their own (``separate_regions``)."""
 
     def signature(self, kernel: Kernel) -> str:
-        if kernel.name in self.looped:
-            return f"void {self.name}_{kernel.name}(int64_t B, int64_t loop_t, void* const* bufs)"
-        return f"void {self.name}_{kernel.name}(int64_t B, void* const* bufs)"
+        vector = "GRAPHNN_VECTOR_REDUCTION " if kernel.kind == "reduce" and vector_reduction(kernel) else ""
+        position = "int64_t loop_t, " if kernel.name in self.looped else ""
+        return f"{vector}void {self.name}_{kernel.name}(int64_t B, {position}void* const* bufs)"
 
     def entry_point(self) -> str:
         calls = "\n".join(self.call(k, i) for i, k in enumerate(self.plan.kernels))
@@ -324,7 +339,7 @@ class _Entry(MatmulEmitter):
             header.append(f" * from {', '.join(kernel.paths)}")
         nodes = ", ".join(f"%{i} {op}" for i, op, _ in kernel.sources)
         header.append(f" * nodes: {nodes} */")
-        if kernel.kind in ("pointwise", "scatter"):
+        if kernel.kind in ("pointwise", "scatter", "reduce"):
             kernel = _collapsed(kernel)
         self.separate = self.separate_regions(kernel)
         hoisted, self.invariant = self.hoisted(kernel)
@@ -439,6 +454,12 @@ class _Entry(MatmulEmitter):
         return ([f"{indent}if ({c_index(work)} >= {threshold}) {{"] + make(True, indent + "    ") +
                 [f"{indent}}} else {{"] + make(False, indent + "    ") + [f"{indent}}}"])
 
+    def work(self, kernel: Kernel):
+        """A loop nest's work for ``split``: its iterations times the assignments each computes
+        (at least one), so a heavy body (a max pool's gradient: five per element) goes on threads
+        at fewer elements than a copy does."""
+        return numel(kernel.domain) * max(1, len(self.assigns_in_loop(kernel.body)))
+
     @staticmethod
     def close(inner: str, outer: str) -> list[str]:
         """The closing braces from indent ``inner`` back out to ``outer``."""
@@ -460,7 +481,7 @@ class _Entry(MatmulEmitter):
             lines += [self.store_line(s, names, inner) for s in kernel.stores]
             return lines + self.close(inner, indent)
 
-        return self.split(numel(kernel.domain), make) if parallel else make(False, "    ")
+        return self.split(self.work(kernel), make) if parallel else make(False, "    ")
 
     def scatter(self, kernel: Kernel) -> list[str]:
         """Zero the target, then add each value at its place in one serial loop nest: repeated
@@ -480,7 +501,7 @@ class _Entry(MatmulEmitter):
             return self.reduce_columns(kernel, kept)
         if not looped(kernel.domain, kept):  # one accumulator: nothing to put on threads
             return self.reduce_loops(kernel, kept, False, "    ")
-        return self.split(numel(kernel.domain), lambda parallel, indent: self.reduce_loops(kernel, kept, parallel, indent))
+        return self.split(self.work(kernel), lambda parallel, indent: self.reduce_loops(kernel, kept, parallel, indent))
 
     def reduce_columns(self, kernel: Kernel, kept: list) -> list[str]:
         """A sum over leading axes (a bias gradient over the batch): rows are read in memory
@@ -520,19 +541,23 @@ class _Entry(MatmulEmitter):
                        if l not in inner_loads and (l in parts.early_loads or l in parts.late_loads)]
         lines += [self.load_line(l, names, outer) for l in outer_loads]
         inner_lines, inner = self.loops(list(kernel.axes), kernel.domain, outer, parallel=False)
-        # one reduced loop vectorises, its body (an exp, say) with it: a sum keeps a double in
-        # each lane (the order of the additions changes, not the float32 result they round to:
-        # the partial sums carry 29 more bits than it keeps); a max keeps a float per lane and
-        # notes a NaN apart (any NaN makes the maximum NaN, as graphnn_max does serially)
-        vector = len(inner_lines) == 1
+        # the innermost reduced loop vectorises, its body (an exp, say) with it, when it is the
+        # only one or long enough to fill vectors (the outer reduced loops then run it again and
+        # again into the same accumulators): a sum keeps a double in each lane (the order of the
+        # additions changes, not the float32 result they round to: the partial sums carry 29
+        # more bits than it keeps); a max keeps a float per lane and notes a NaN apart (any NaN
+        # makes the maximum NaN, as graphnn_max does serially)
+        vector = vector_reduction(kernel)
         # sums accumulate in double: a float accumulator loses digits over long reductions
         init = "double sum = 0.0;" if kernel.reduce_op == "sum" else "float acc = -INFINITY;"
         lines.append(f"{outer}{init}")
-        if vector and kernel.reduce_op == "sum":
-            lines.append(f"{outer}#pragma omp simd reduction(+:sum)")
-        elif vector:
-            lines += [f"{outer}int nan_seen = 0;", f"{outer}#pragma omp simd reduction(max:acc) reduction(|:nan_seen)"]
-        lines += inner_lines
+        if vector and kernel.reduce_op == "max":
+            lines.append(f"{outer}int nan_seen = 0;")
+        lines += inner_lines[:-1]
+        if vector:
+            pragma = "reduction(+:sum)" if kernel.reduce_op == "sum" else "reduction(max:acc) reduction(|:nan_seen)"
+            lines.append(f"{inner_lines[-1][:len(inner_lines[-1]) - len(inner_lines[-1].lstrip())]}#pragma omp simd {pragma}")
+        lines += inner_lines[-1:]
         lines += [self.load_line(l, names, inner) for l in inner_loads]
         lines += self.assign_lines(parts.prologue, inner)
         lines += [self.store_line(s, names, inner) for s in parts.early_stores]
@@ -553,6 +578,16 @@ class _Entry(MatmulEmitter):
         return lines + self.close(outer, indent)
 
 
+def vector_reduction(kernel: Kernel) -> bool:
+    """Whether a reduction's innermost reduced loop vectorises (``_Entry.reduce_loops``): when it
+    is the only reduced loop, or one long enough to fill vectors."""
+    reduced = looped(kernel.domain, kernel.axes)
+    if len(reduced) <= 1:
+        return len(reduced) == 1
+    last = sympy.sympify(kernel.domain[reduced[-1]])
+    return not last.is_Integer or int(last) >= SIMD_REDUCED
+
+
 def _c_fill(fill: float, dtype: str) -> str:
     """A guarded load's fill as a C literal of the load's type (a float literal would turn an
     integer load's whole conditional into float)."""
@@ -564,24 +599,30 @@ def _c_fill(fill: float, dtype: str) -> str:
 
 
 def _collapsed(kernel: Kernel) -> Kernel:
-    """A pointwise kernel with adjacent loop axes merged wherever every access walks them as one
-    (outer stride = inner stride x inner extent): fewer, longer loops, so a layout like
-    [B, 32, 2, 2] runs as [B, 128] and vectorises."""
-    domain = list(kernel.domain)
+    """A pointwise, scatter or reduce kernel with adjacent loop axes merged wherever every access
+    walks them as one (outer stride = inner stride x inner extent): fewer, longer loops, so a
+    layout like [B, 32, 2, 2] runs as [B, 128] and vectorises, and a sum over the (N, H, W) of
+    an (N, C, H, W) value (a batch norm's statistics, a convolution's bias gradient) runs its
+    H x W positions as one loop. A reduction merges two reduced or two kept axes, never one of
+    each."""
+    domain, axes = list(kernel.domain), list(kernel.axes)
     accesses = [list(l.strides) for l in kernel.loads] + [list(s.strides) for s in kernel.stores]
     accesses += [list(g.coefs) for l in kernel.loads for g in l.guards]
     for k in range(len(domain) - 2, -1, -1):
         inner = domain[k + 1]
+        if (k in axes) != (k + 1 in axes):
+            continue
         if all(sympy.expand(sympy.sympify(a[k]) - sympy.sympify(a[k + 1]) * inner) == 0 for a in accesses):
             domain[k] = sympy.sympify(domain[k] * inner)
             domain[k] = int(domain[k]) if domain[k].is_Integer else domain[k]
             del domain[k + 1]
             for a in accesses:
                 del a[k]
+            axes = [a if a <= k else a - 1 for a in axes if a != k + 1]
     if len(domain) == len(kernel.domain):
         return kernel
     it = iter(accesses)
     loads = [replace(l, strides=tuple(next(it))) for l in kernel.loads]
     stores = [replace(s, strides=tuple(next(it))) for s in kernel.stores]
     loads = [replace(l, guards=tuple(replace(g, coefs=tuple(next(it))) for g in l.guards)) for l in loads]
-    return replace(kernel, domain=tuple(domain), loads=loads, stores=stores)
+    return replace(kernel, domain=tuple(domain), loads=loads, stores=stores, axes=tuple(axes))

@@ -14,8 +14,8 @@ block's sums are final, by the thread that computed it.
 """
 
 MR, NR = 8, 32
-KC, MC = 256, 96
-DOT_M = 32
+KC, MC, NC = 256, 96, 512
+DOT_M, DOT_K, DOT_N = 32, 64, 1024
 
 def _transpose16() -> str:
     """C for graphnn_transpose16; the shuffles' lane indices must be constants, so they are written out."""
@@ -71,9 +71,18 @@ GEMM = r"""
 #define GEMM_NR %(NR)d
 #define GEMM_KC %(KC)d
 #define GEMM_MC %(MC)d
+#define GEMM_NC %(NC)d
 #define GEMM_SPLIT 16  /* threads split rows or columns in blocks of this many */
 #ifndef GEMM_DOT_M
-#define GEMM_DOT_M %(DOT_M)d  /* products with at most this many rows use dot-product tiles, unpacked */
+#define GEMM_DOT_M %(DOT_M)d  /* products with at most this many rows use dot-product tiles, unpacked, */
+#endif
+#ifndef GEMM_DOT_K  /* ...when they sum at least this many products (shorter ones are mostly the
+                     * zero-padded tail of each dot product: a first convolution's 9 or 25)... */
+#define GEMM_DOT_K %(DOT_K)d
+#endif
+#ifndef GEMM_DOT_N  /* ...into at most this many columns (beyond, packing B once per GEMM_MR rows
+                     * pays: a channels-first convolution's N*Ho*Wo positions) */
+#define GEMM_DOT_N %(DOT_N)d
 #endif
 typedef float graphnn_v16 __attribute__((vector_size(64), aligned(64)));
 
@@ -105,6 +114,12 @@ typedef float graphnn_v16u __attribute__((vector_size(64), aligned(4)));  /* for
 /* The register transpose needs 512-bit vectors and __builtin_shufflevector (GCC 12+, Clang). */
 #if defined(__AVX512F__) && (defined(__clang__) || __GNUC__ >= 12)
 #define GRAPHNN_TRANSPOSE16 1
+/* The first ``lanes`` floats at p, zeros after them, reading nothing past them (AVX-512's masked
+ * load; the builtin rather than <immintrin.h>, whose parsing costs each unit a tenth of a second) */
+static inline graphnn_v16 graphnn_load_first(const float* p, int64_t lanes) {
+    return (graphnn_v16)__builtin_ia32_loadups512_mask(p, (graphnn_v16){0},
+                                                       (unsigned short)(lanes <= 0 ? 0 : lanes >= 16 ? 0xffff : (1u << lanes) - 1));
+}
 %(TRANSPOSE16)s
 #endif
 
@@ -133,17 +148,19 @@ static void graphnn_pack_a(const float* a, int64_t sam, int64_t sak, int64_t m0,
 
 /* One sliver of a B stored transposed (``cols`` contiguous columns of length kc, ``sbn`` apart;
  * zeros past ``cols``): 16 x 16 blocks transposed in registers where the target has 512-bit
- * vectors (four times faster than element by element), the edges element by element. */
+ * vectors (four times faster than element by element; the last kc %% 16 rows by masked loads, so
+ * a convolution's short columns of 9 or 25 take the same path), the edges element by element. */
 static void graphnn_pack_b_columns(const float* b, int64_t sbn, int64_t kc, int64_t cols, float* restrict out) {
     for (int64_t h = 0; h < GEMM_NR; h += 16) {
         int64_t kb = 0;
 #ifdef GRAPHNN_TRANSPOSE16
         if (cols - h >= 16) {
-            for (; kb + 16 <= kc; kb += 16) {
+            for (; kb < kc; kb += 16) {
+                const int64_t rows = kc - kb < 16 ? kc - kb : 16;
                 graphnn_v16 r[16];
-                for (int c = 0; c < 16; ++c) r[c] = *(const graphnn_v16u*)(b + (h + c) * sbn + kb);
+                for (int c = 0; c < 16; ++c) r[c] = graphnn_load_first(b + (h + c) * sbn + kb, rows);
                 graphnn_transpose16(r);
-                for (int l = 0; l < 16; ++l) *(graphnn_v16*)(out + (kb + l) * GEMM_NR + h) = r[l];
+                for (int64_t l = 0; l < rows; ++l) *(graphnn_v16*)(out + (kb + l) * GEMM_NR + h) = r[l];
             }
         }
 #endif
@@ -175,6 +192,16 @@ static void graphnn_pack_b(const float* b, int64_t sbk, int64_t sbn, int64_t k0,
             }
             continue;
         }
+#ifdef GRAPHNN_TRANSPOSE16
+        if (sbn == 1) {  /* row-major B, the last sliver: masked vector copies (zeros past nr) */
+            const float* row = b + k0 * sbk + j;
+            for (int64_t k = 0; k < kc; ++k, row += sbk, out += GEMM_NR) {
+                ((graphnn_v16*)out)[0] = graphnn_load_first(row, nr);
+                ((graphnn_v16*)out)[1] = graphnn_load_first(row + 16, nr - 16);
+            }
+            continue;
+        }
+#endif
         for (int64_t k = 0; k < kc; ++k) {
             const float* row = b + (k0 + k) * sbk + j * sbn;
             int64_t c = 0;
@@ -341,6 +368,20 @@ static void graphnn_sgemm_block(int64_t m0, int64_t m1, int64_t n0, int64_t n1, 
     }
 }
 
+/* The same, GEMM_NC columns at a time: a packed panel of B (GEMM_KC x GEMM_NC) stays in L2 while
+ * the rows pass it (a channels-first convolution's N*Ho*Wo columns would not). */
+static void graphnn_sgemm_columns(int64_t m0, int64_t m1, int64_t n0, int64_t n1, int64_t k,
+                                  const float* a, int64_t sam, int64_t sak, const float* b, int64_t sbk, int64_t sbn,
+                                  float* c, int64_t ldc, graphnn_epilogue epilogue, void* context, int thread, int dot) {
+    if (dot) {  /* unpacked: no panel to keep */
+        graphnn_sgemm_block(m0, m1, n0, n1, k, a, sam, sak, b, sbk, sbn, c, ldc, epilogue, context, thread, dot);
+        return;
+    }
+    for (int64_t j0 = n0; j0 < n1; j0 += GEMM_NC)
+        graphnn_sgemm_block(m0, m1, j0, n1 - j0 < GEMM_NC ? n1 : j0 + GEMM_NC, k, a, sam, sak, b, sbk, sbn, c, ldc,
+                            epilogue, context, thread, 0);
+}
+
 /* Threads split C into row blocks (each packs all of B, its own rows of A) when B is the smaller
  * operand to pack twice, and into column blocks (each packs all of A, its own columns of B)
  * otherwise. Both split in blocks of GEMM_SPLIT (the narrow micro-kernel's width, finer than
@@ -368,7 +409,7 @@ static void graphnn_sgemm(int64_t m, int64_t n, int64_t k, const float* a, int64
 #endif
 #ifdef GRAPHNN_DOT
     /* few rows, both operands contiguous along k (a Linear layer's forward at a small batch) */
-    const int dot = m <= GEMM_DOT_M && sak == 1 && sbk == 1;
+    const int dot = m <= GEMM_DOT_M && k >= GEMM_DOT_K && n <= GEMM_DOT_N && sak == 1 && sbk == 1;
 #else
     const int dot = 0;
 #endif
@@ -376,7 +417,7 @@ static void graphnn_sgemm(int64_t m, int64_t n, int64_t k, const float* a, int64
     const int64_t parts = ((by_rows ? m : n) + GEMM_SPLIT - 1) / GEMM_SPLIT;
     if (threads > parts) threads = (int)parts;
     if (threads <= 1) {
-        graphnn_sgemm_block(0, m, 0, n, k, a, sam, sak, b, sbk, sbn, c, ldc, epilogue, context, 0, dot);
+        graphnn_sgemm_columns(0, m, 0, n, k, a, sam, sak, b, sbk, sbn, c, ldc, epilogue, context, 0, dot);
         return;
     }
     #pragma omp parallel num_threads(threads)
@@ -388,12 +429,12 @@ static void graphnn_sgemm(int64_t m, int64_t n, int64_t k, const float* a, int64
 #endif
         const int64_t start = parts * t / nt * GEMM_SPLIT, stop = parts * (t + 1) / nt * GEMM_SPLIT;
         if (by_rows && start < m) {
-            graphnn_sgemm_block(start, stop < m ? stop : m, 0, n, k, a, sam, sak, b, sbk, sbn, c, ldc,
-                                epilogue, context, t, dot);
+            graphnn_sgemm_columns(start, stop < m ? stop : m, 0, n, k, a, sam, sak, b, sbk, sbn, c, ldc,
+                                  epilogue, context, t, dot);
         } else if (!by_rows && start < n) {
-            graphnn_sgemm_block(0, m, start, stop < n ? stop : n, k, a, sam, sak, b, sbk, sbn, c, ldc,
-                                epilogue, context, t, dot);
+            graphnn_sgemm_columns(0, m, start, stop < n ? stop : n, k, a, sam, sak, b, sbk, sbn, c, ldc,
+                                  epilogue, context, t, dot);
         }
     }
 }
-""" % {"MR": MR, "NR": NR, "KC": KC, "MC": MC, "DOT_M": DOT_M, "TRANSPOSE16": _transpose16(), "SUMS16": _sums16()[0]}
+""" % {"MR": MR, "NR": NR, "KC": KC, "MC": MC, "NC": NC, "DOT_M": DOT_M, "DOT_K": DOT_K, "DOT_N": DOT_N, "TRANSPOSE16": _transpose16(), "SUMS16": _sums16()[0]}

@@ -143,13 +143,16 @@ def _reduce(b: Builder, node: Node, g: Node, needed: list) -> list:
 
 
 def _inside(b: Builder, patches: Node) -> Node | None:
-    """1 where a padded window reads the input and 0 where it reads padding (None: no padding)."""
-    if patches.op != "window" or not any(patches.attrs["padding"]):
+    """1 where a padded window reads the input and 0 where it reads padding (None: no padding);
+    the patches may be read through a permute (pooling reads them channel-major)."""
+    window = patches.inputs[0] if patches.op == "permute" else patches
+    if window.op != "window" or not any(window.attrs["padding"]):
         return None
-    source = patches.inputs[0]
+    source = window.inputs[0]
     ones = b.expand(b.reshape(b.pointwise(one), (1,) * len(source.shape)), source.shape)
-    a = patches.attrs
-    return b.window(ones, a["kernel"], a["stride"], a["padding"], a["dilation"], fill=0.0)
+    a = window.attrs
+    inside = b.window(ones, a["kernel"], a["stride"], a["padding"], a["dilation"], fill=0.0)
+    return b.permute(inside, patches.attrs["perm"]) if patches.op == "permute" else inside
 
 
 def _matmul(b: Builder, node: Node, g: Node, needed: list) -> list:

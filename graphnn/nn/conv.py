@@ -4,16 +4,20 @@ twins, decomposed into primitives while tracing.
 Every one of them starts from the ``window`` primitive, the (N, Ho, Wo, C, kh, kw) patches the
 kernel visits, a strided view of the input that costs no kernel of its own:
 
-- ``conv2d``: the patches as rows of an (N*Ho*Wo, C*kh*kw) matrix times the weight as a
-  (C*kh*kw, O) matrix, so the GEMM and its fused bias/activation epilogue serve convolutions
-  too; its backward is two matmuls and the transpose of the window (``unwindow`` + a sum);
+- ``conv2d``: the weight as an (O, C*kh*kw) matrix times the patches as a (C*kh*kw, N*Ho*Wo)
+  matrix, so the GEMM and its fused bias epilogue serve convolutions too; its backward is two
+  matmuls and the transpose of the window (``unwindow`` + a sum);
 - ``max_pool2d``: a max over the patch axes, padding reading -inf; the gradient goes to the
   first maximum of each window in row-major order, PyTorch's choice on ties (and to the last
   NaN of a window that holds several, as PyTorch's pooling sends it);
 - ``avg_pool2d``: a sum over the patch axes divided by the window's size.
 
-The patch axes put channels inside spatial positions (NHWC order), so convolution results come
-out as (N*Ho*Wo, O) rows and are read as NCHW through a permuted view.
+A convolution's result comes out channels-first, (O, N, Ho, Wo), and is read as (N, C, H, W)
+through a permuted view whose H*W positions are contiguous: batch norm's sums, ReLU and pooling
+then read along rows. Pooling reads its patches channel-major, (N, C, Ho, Wo, kh, kw), for the
+same reason. (Computing (N*Ho*Wo, O) rows makes the forward GEMM itself faster, it reads the
+patches in place, but every consumer then strides across channels: the steps were 10-17% slower.
+Grouped convolutions, one matmul per group batched over the groups, still compute such rows.)
 """
 from __future__ import annotations
 
@@ -96,11 +100,20 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups: in
     n, ho, wo = patches.shape[:3]
     rows, depth = n * ho * wo, group_channels * kh * kw
     if groups == 1:
-        y = patches.reshape(rows, depth) @ w.reshape(out_channels, depth).t()
-    else:  # one matmul per group, batched over the groups
-        per_group = patches.reshape(rows, groups, depth).permute(1, 0, 2)
-        kernels = w.reshape(groups, out_channels // groups, depth).permute(0, 2, 1)
-        y = (per_group @ kernels).permute(1, 0, 2).reshape(rows, out_channels)
+        # channels-first (O, N*Ho*Wo): each output channel's positions are contiguous, so the
+        # (N, C, H, W) view of the result walks H*W in memory order (batch norm's statistics,
+        # pooling and the next window read it along its rows). The patches are gathered as
+        # (C*kh*kw, N*Ho*Wo) rows: the gather copies along the input's rows, the GEMM packs its
+        # B row by row, and the patches' gradient comes out in the same layout
+        columns = patches.permute(3, 4, 5, 0, 1, 2).reshape(depth, rows)
+        y = w.reshape(out_channels, depth) @ columns
+        if bias is not None:
+            y = y + as_tensor(bias).reshape(out_channels, 1)
+        return _named(y.reshape(out_channels, n, ho, wo).permute(1, 0, 2, 3), "ConvolutionBackward0")
+    # grouped: one matmul per group, batched over the groups, as (N*Ho*Wo, O) rows
+    per_group = patches.reshape(rows, groups, depth).permute(1, 0, 2)
+    kernels = w.reshape(groups, out_channels // groups, depth).permute(0, 2, 1)
+    y = (per_group @ kernels).permute(1, 0, 2).reshape(rows, out_channels)
     if bias is not None:
         y = y + as_tensor(bias)
     return _named(y.reshape(n, ho, wo, out_channels).permute(0, 3, 1, 2), "ConvolutionBackward0")
@@ -121,10 +134,16 @@ def _pool_arguments(name: str, kernel_size, stride, padding, dilation, ceil_mode
 
 
 def _pooled(patches: Tensor, kind: str) -> Tensor:
-    """Reduce the patch axes of (N, Ho, Wo, C, kh, kw) and read the result as (N, C, Ho, Wo)."""
+    """Reduce the patch axes of (N, Ho, Wo, C, kh, kw) into (N, C, Ho, Wo). The patches are read
+    channel-major, (N, C, Ho, Wo, kh, kw), a view: the reduction's loops then walk the (N, C, H, W)
+    input along its rows and store its result in order (in the patches' own order, each step
+    along C jumped H*W elements of the input)."""
     b = _builder(patches)
-    reduced = _wrap(b.reduce(kind, patches.node, (4, 5), **({"ties": "pool"} if kind == "max" else {})), [patches], "x")
-    return reduced.reshape(*patches.shape[:4]).permute(0, 3, 1, 2)
+    channel_major = patches.permute(0, 3, 1, 2, 4, 5)
+    reduced = _wrap(b.reduce(kind, channel_major.node, (4, 5), **({"ties": "pool"} if kind == "max" else {})),
+                    [channel_major], "x")
+    n, ho, wo, c = patches.shape[:4]
+    return reduced.reshape(n, c, ho, wo)
 
 
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False,

@@ -43,7 +43,7 @@ def library(request, tmp_path_factory):
     every size, and off, so both paths see every shape."""
     from runtime.cpu import Library
 
-    define = {"default": "", "dot everywhere": "#define GEMM_DOT_M 1000000\n", "never dot": "#define GEMM_DOT_M 0\n"}
+    define = {"default": "", "dot everywhere": "#define GEMM_DOT_M 1000000\n#define GEMM_DOT_K 0\n#define GEMM_DOT_N 1000000000\n", "never dot": "#define GEMM_DOT_M 0\n"}
     source = define[request.param] + PRELUDE + GEMM + HARNESS
     return Library(source, DECLARATIONS, tmp_path_factory.mktemp("gemm"))
 
@@ -97,6 +97,20 @@ def test_gemm_on_the_mlp_shapes_and_tile_edges(library, m, n, k):
     run(library, strided(rng, m, k, False, 0), strided(rng, k, n, True, 0), m, n, k)
     run(library, strided(rng, m, k, True, 0), strided(rng, k, n, False, 0), m, n, k, weight_rows=1)
     run(library, strided(rng, m, k, False, 1), strided(rng, k, n, False, 2), m, n, k, epilogue=False)
+
+
+@pytest.mark.parametrize("o, positions, depth", [(32, 1100, 9), (16, 1037, 25), (64, 530, 288), (8, 1500, 3),
+                                                  (33, 513, 17)])
+def test_gemm_on_convolution_shapes(library, o, positions, depth):
+    """A channels-first convolution's products: the forward W (O x CKK) @ P^T (a transposed B
+    with columns as short as 9 or 25, past several GEMM_NC column blocks), the weight gradient
+    G (O x positions) @ P (a row-major B whose last sliver is partial) and the patches' gradient
+    G^T @ W (a column-major A)."""
+    rng = np.random.default_rng(o * positions + depth)
+    run(library, strided(rng, o, depth, False, 0), strided(rng, depth, positions, True, 1), o, positions, depth)
+    run(library, strided(rng, o, positions, False, 0), strided(rng, positions, depth, False, 0), o, depth, positions,
+        weight_rows=1)
+    run(library, strided(rng, positions, o, True, 0), strided(rng, o, depth, False, 0), positions, depth, o)
 
 
 def test_sums16_lane_order_is_what_the_generator_says():

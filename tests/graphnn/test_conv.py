@@ -179,6 +179,38 @@ def test_cnn_with_batchnorm_trains_like_torch(backend):
                                    rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("config", [
+    dict(in_channels=17, out_channels=33, kernel_size=3, stride=1, padding=1, dilation=1, groups=1, spatial=(13, 11),
+         batch=1),
+    dict(in_channels=5, out_channels=20, kernel_size=5, stride=2, padding=2, dilation=1, groups=1, spatial=(19, 17),
+         batch=3),
+    dict(in_channels=6, out_channels=18, kernel_size=3, stride=1, padding=0, dilation=2, groups=3, spatial=(14, 12),
+         batch=2),
+    dict(in_channels=3, out_channels=16, kernel_size=3, stride=1, padding=1, dilation=1, groups=1, spatial=(16, 16),
+         batch=3),
+])
+def test_conv_block_at_gemm_sizes_matches_torch(backend, config):
+    """Conv2d-BatchNorm2d-ReLU-MaxPool2d at sizes that take the packed GEMM: channel counts off
+    its tiles (17 in, 33 out), batch 1, stride, dilation, groups, and 768 output positions (more
+    than one block of GEMM_NC columns). The channels-first product, batch norm's statistics
+    vectorised over H*W and the channel-major pooling windows agree with torch over 5 SGD steps."""
+    torch.manual_seed(0)
+    arguments = {k: v for k, v in config.items() if k not in ("spatial", "batch")}
+
+    def block(lib):
+        return lib.Sequential(lib.Conv2d(**arguments), lib.BatchNorm2d(config["out_channels"]), lib.ReLU(),
+                              lib.MaxPool2d(2))
+
+    ref, model = block(torch.nn), block(nn)
+    copy_torch_weights(model, ref)
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((config["batch"], config["in_channels"]) + config["spatial"]).astype(np.float32)
+    ref.eval()  # the output's shape, without moving the running statistics
+    shape = tuple(ref(torch.from_numpy(x)).shape)
+    ref.train()
+    train_both(ref, model, x, rng.standard_normal(shape).astype(np.float32), backend, steps=5)
+
+
 def test_functional_forms_and_same_padding():
     torch.manual_seed(0)
     ref = torch.nn.Conv2d(2, 3, 3, padding="same")
