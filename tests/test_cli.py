@@ -75,7 +75,7 @@ def test_dump_of_the_convolutional_example(tmp_path):
     text = out.read_text()
     assert "= window{kernel=(3,3), stride=(1,1), padding=(1,1), dilation=(1,1), fill=0.0}" in text
     assert "= unwindow{kernel=(3,3), stride=(1,1), padding=(1,1), dilation=(1,1)}" in text  # conv backward
-    assert "/* k0_block1_0: pointwise over [B, 8, 8, 1, 3, 3]" in text  # the first layer's patches
+    assert "/* k0_block1_0: pointwise over [1, 3, 3, B, 8, 8]" in text  # the first layer's patches, channels first
     assert " in [0,8) else 0.0" in text  # a padded load in the plan
 
 
