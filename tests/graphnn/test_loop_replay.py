@@ -119,6 +119,22 @@ def test_gradients_of_a_compiled_step_are_read_accumulated_and_zeroed_as_torchs(
     same_parameters(ours, theirs)
 
 
+def book_loop(lib, model, optimizer, steps: int, before_step) -> list:
+    """The five-step loop on (X, LABELS) ``steps`` times, ``before_step(step)`` first each time:
+    the losses."""
+    criterion = lib.nn.CrossEntropyLoss()
+    x, y = lib.tensor(X), lib.tensor(LABELS)
+    losses = []
+    for step in range(steps):
+        before_step(step)
+        loss = criterion(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses
+
+
 def test_param_groups_learning_rates_and_modes_changed_mid_loop():
     """A learning rate set through ``param_groups``, a parameter group added, ``model.eval()``
     and ``model.train()`` between iterations: each takes effect at the next step."""
@@ -127,10 +143,8 @@ def test_param_groups_learning_rates_and_modes_changed_mid_loop():
     for lib, model in ((gn, ours), (torch, theirs)):
         head = list(model.parameters())[-2:]
         optimizer = lib.optim.SGD(list(model.parameters())[:-2], lr=0.1, momentum=0.9)
-        criterion = lib.nn.CrossEntropyLoss()
-        x, y = lib.tensor(X), lib.tensor(LABELS)
-        losses = []
-        for step in range(10):
+
+        def change(step, optimizer=optimizer, model=model, head=head):
             if step == 2:
                 optimizer.param_groups[0]["lr"] = 0.02
             if step == 4:
@@ -139,12 +153,8 @@ def test_param_groups_learning_rates_and_modes_changed_mid_loop():
                 model.eval()
             if step == 8:
                 model.train()
-            loss = criterion(model(x), y)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            losses.append(loss.item())
-        results.append(losses)
+
+        results.append(book_loop(lib, model, optimizer, 10, change))
     np.testing.assert_allclose(results[0], results[1], rtol=1e-4, atol=1e-6)
     same_parameters(ours, theirs, rtol=1e-4, atol=1e-5)
 
@@ -154,23 +164,15 @@ def test_the_backend_named_mid_loop_runs_the_next_step(monkeypatch):
     backend "auto" resolves to is remembered per environment, not for good)."""
     monkeypatch.setenv("GRAPHNN_BACKEND", "c")
     ours, theirs = pair(mlp)
-    results = []
+    results, before = [], set()
     for lib, model in ((gn, ours), (torch, theirs)):
-        optimizer = lib.optim.SGD(model.parameters(), lr=0.1)
-        criterion = lib.nn.CrossEntropyLoss()
-        x, y = lib.tensor(X), lib.tensor(LABELS)
-        losses = []
-        for step in range(6):
+        def switch(step, lib=lib):
             if step == 3 and lib is gn:
                 monkeypatch.setenv("GRAPHNN_BACKEND", "numpy")
                 assert backends.resolve("auto") == "numpy"
-                before = {id(executable) for _, _, executable in lazy.compiled()}  # (the cache may be full)
-            loss = criterion(model(x), y)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            losses.append(loss.item())
-        results.append(losses)
+                before.update(id(executable) for _, _, executable in lazy.compiled())  # (the cache may be full)
+
+        results.append(book_loop(lib, model, lib.optim.SGD(model.parameters(), lr=0.1), 6, switch))
     added = [executable for _, _, executable in lazy.compiled() if id(executable) not in before]
     assert added and all(type(executable).__name__ == "ReferenceExecutable" for executable in added)
     np.testing.assert_allclose(results[0], results[1], rtol=2e-5, atol=1e-6)

@@ -195,8 +195,6 @@ def test_the_literal_loop_with_a_long_sequence(backend, monkeypatch):
 
 
 def c_source(length: int) -> str:
-    from graphnn.dump import Request, Stages  # noqa: F401
-
     model = long_net(nn, "LSTM")
     train = gn.compile(model, nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1), backend="c")
     train.step(data(2, length, 2), RNG.integers(0, 3, 2))
