@@ -14,7 +14,8 @@ scan reads its initial carries from slot 0 and writes the step at position p int
 ``reverse`` scan (positions T - 1 down to 0) starts from slot T and writes position p into slot
 p. Either way the per-position results are slots in position order (``results``), the step at
 position p reads its carries from the slot the previous step wrote, and the final carries are the
-last slot written; the other blocks of the initial slot are zeros.
+last slot written. Nothing reads the other blocks of the initial slot (the reference fills them
+with zeros; compiled code leaves them unwritten).
 
 Why one node. Unrolled, a sequence of length T is T copies of the step in the traced graph, the
 gradient graph, the fused plan and the generated code: compile time and code size grow with T.
