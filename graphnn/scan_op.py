@@ -146,12 +146,12 @@ def block(node: Node, name: str) -> tuple:
     return next(entry for entry in node.attrs["blocks"] if entry[0] == name)
 
 
-def stacked(b, node: Node, name: str, first: int, scan: Node | None = None) -> Node:
+def stacked(b, node: Node, name: str, first: int, layout: Node | None = None) -> Node:
     """Block ``name`` of T slots from slot ``first``, as (T, *shape), of scan ``node`` (or of a
-    value laid out as ``scan``: its cotangent)."""
-    scan = scan or node
-    _, offset, shape = block(scan, name)
-    length = scan.attrs["length"]
+    value laid out as scan ``layout``: its cotangent)."""
+    layout = layout or node
+    _, offset, shape = block(layout, name)
+    length = layout.attrs["length"]
     part = b.slice(node, (first, offset), (1, 1), (length, numel(shape)))
     return b.reshape(part, (length,) + tuple(shape))
 
