@@ -13,7 +13,7 @@ the median over the rounds.
 
 Models: the MLP 784-300-100-10 (ReLU, CrossEntropy, SGD(lr=0.01, momentum=0.9)) at several
 batch sizes, the same with Adam and AdamW (mlp_adam, mlp_adamw; their rows also time graphnn's
-SGD step, so "vs graphnn SGD" below 1 is what the optimizer costs), the book's MNIST network with BatchNorm at batch 64, the thermometer model
+SGD step, so "vs graphnn SGD" below 1 is what the optimizer costs), the book's MNIST network with BatchNorm at batch 64 and 128, the thermometer model
 (Linear(1,13), Tanh, Linear(13,1), 9 samples), the CNN of examples/digits_cnn.py (two
 conv-BatchNorm-ReLU-maxpool blocks on 8x8 images) at batch 64 and 256, small MLPs 32-64-64-4
 with SiLU and with Tanh at batch 32 (mlp_silu, mlp_tanh: steps dominated by pointwise work and
@@ -129,7 +129,7 @@ CASES = {
     "lstm": (lstm, "ce", (32, 64)),
     "resnet18": (resnet18, "ce", (1, 28, 28)),
 }
-ROWS = {"mlp": (1, 16, 64, 256, 1024), "mnist_bn": (64,), "thermometer": (9,), "cnn": (64, 256),
+ROWS = {"mlp": (1, 16, 64, 256, 1024), "mnist_bn": (64, 128), "thermometer": (9,), "cnn": (64, 256),
         "mlp_adam": (1, 64, 1024), "mlp_adamw": (1, 64, 1024), "mlp_silu": (32,), "mlp_tanh": (32,), "lenet": (64,),
         "mlp_1024": (128,), "lstm": (32,), "resnet18": (64,)}
 CLASSES = {"mlp_silu": 4, "mlp_tanh": 4}
