@@ -261,6 +261,13 @@ def time_per_step(fn, budget: float = 0.25) -> float:
     return (time.perf_counter() - start) / repeats * 1e6
 
 
+WARM_UP = 10
+"""Calls every step makes before it is timed, however long a call takes: graphnn's thread policy
+times its first calls on both cores and on one thread before it settles (runtime/threads.py),
+and torch's allocator and oneDNN's primitive caches warm up over the first calls too; with the
+time budget alone, a 70 ms step would be timed during those trials."""
+
+
 FRAMEWORKS = ("graphnn", "graphnn SGD", "torch eager", "torch.compile", "jax.jit", "numpy ref")
 """Every column a row can have, each timed in processes of its own."""
 
@@ -312,6 +319,8 @@ def time_framework(framework: str, case: str, batches, budget: float = 0.25) -> 
         fn = stepper(framework, case, x, y)
         if fn is None:
             continue
+        for _ in range(WARM_UP):
+            fn()
         time_per_step(fn, budget)
         rows[batch] = {"us": time_per_step(fn, budget)}
         if framework == "graphnn":
