@@ -90,7 +90,7 @@ class TritonPrinter(ValuePrinting, PythonCodePrinter):
     BATCH_AS_FLOAT = f"({BATCH} * 1.0)"
     PRODUCT_POWERS = 16  # exp(e log b) would be NaN for a negative base: integer powers multiply out
     FUNCTIONS = {"exp": "tl.exp", "log": "tl.log", "erf": "tl.erf", "tanh": "_tanh", "expm1": "_expm1",
-                 "log1p": "_log1p", "Abs": "tl.abs"}
+                 "log1p": "_log1p", "Abs": "tl.abs", "floor": "tl.floor", "ceiling": "tl.ceil"}
 
     def conditional(self, cond: str, then: str, otherwise: str) -> str:
         return f"tl.where({cond}, {then}, {otherwise})"
@@ -111,6 +111,7 @@ class TritonPrinter(ValuePrinting, PythonCodePrinter):
         return f"{self.FUNCTIONS[name]}({', '.join(self._print(a) for a in expr.args)})"
 
     _print_exp = _print_log = _print_erf = _print_tanh = _print_expm1 = _print_log1p = _print_Abs = _print_Function
+    _print_floor = _print_ceiling = _print_Function
 
     def _print_isnan(self, expr):
         x = self._print(expr.args[0])

@@ -133,13 +133,80 @@ def _reduce(b: Builder, node: Node, g: Node, needed: list) -> list:
         return [(0, wide)]
     if node.attrs.get("ties") in ("first", "pool"):
         pool = node.attrs["ties"] == "pool"
-        mask, _ = b.first_max(x, node.attrs["axes"], node, last_nan=pool, inside=_inside(b, x) if pool else None)
-        return [(0, b.pointwise(pw.mul, mask, wide))]
+        mask, key = b.first_max(x, node.attrs["axes"], node, last_nan=pool, inside=_inside(b, x) if pool else None)
+        grad = b.pointwise(pw.mul, mask, wide)
+        window = _pooled_window(x, node.attrs["axes"]) if pool else None
+        if window is not None:
+            b.routed[grad.id] = (window, key, g)
+        return [(0, grad)]
     # ties share the gradient evenly (PyTorch's amax)
     at_max = b.pointwise(pw.eq, x, b.expand(node, x.shape), dtype=g.dtype)
     count = b.expand(b.reduce("sum", at_max, node.attrs["axes"]), x.shape)
     share = pw.fn("max_grad", pw.X[0] * pw.X[1] / pw.X[2])
     return [(0, b.pointwise(share, at_max, wide, count))]
+
+
+def _pooled_window(patches: Node, axes) -> Node | None:
+    """The window a max pool reduces, when ``patches`` are its channel-major view (N, C, *O, *K)
+    reduced over the kernel axes (conv.py's pooling), else None."""
+    if patches.op != "permute" or patches.inputs[0].op != "window":
+        return None
+    window = patches.inputs[0]
+    rank = len(window.attrs["kernel"])
+    channel_major = (0, rank + 1, *range(1, rank + 1), *range(rank + 2, 2 * rank + 2))
+    if tuple(patches.attrs["perm"]) != channel_major or tuple(axes) != tuple(range(rank + 2, 2 * rank + 2)):
+        return None
+    return window
+
+
+def _routed_pool_gradient(b: Builder, node: Node, g: Node) -> Node | None:
+    """A max pool's gradient added straight to the element each window chose, or None where
+    ``g`` is not the gradient of a max pool over this window alone.
+
+    The reduce's rule gives the patches a gradient that is nonzero only at each window's chosen
+    element (the first maximum, or the last NaN); its transpose through the window
+    (``unwindow`` and a sum over the kernel axes) then visits every (input element, kernel
+    position) pair, with a divisibility test per pair where the stride exceeds 1, and reads a
+    patch-sized array made for it. Here each window's chosen element is found from the key the
+    reduce's rule computed (n - flat kernel index, or n + 1 + index for a NaN) and the pooled
+    cotangent is added there: one ``scatter_add`` over the pooled positions. Windows overlap
+    (stride under the kernel size), so an element chosen by several windows sums their
+    gradients, in the order of the windows, as PyTorch's max pool backward adds them."""
+    patches = g.inputs[0] if g.op == "permute" else None
+    if patches is None or patches.id not in b.routed or b.routed[patches.id][0] is not node:
+        return None
+    _, key, cotangent = b.routed[patches.id]
+    a, x = node.attrs, node.inputs[0]
+    rank = len(a["kernel"])
+    n, c, spatial = x.shape[0], x.shape[1], tuple(x.shape[2:])
+    pooled = tuple(key.shape[2:2 + rank])
+    k, count = pw.x0, 1
+    for size in a["kernel"]:
+        count *= size
+    # the flat kernel index of the chosen element, then its position along each kernel axis
+    flat = sympy.Piecewise((k - count - 1, k > count), (count - k, True))
+    offsets, rest = [], flat
+    for axis in reversed(range(rank)):
+        size = a["kernel"][axis]
+        # rest is a whole number: half a step above it keeps the quotient off an integer, where a
+        # division printed as a product with a rounded reciprocal could land just under one
+        quotient = sympy.floor((rest + sympy.Rational(1, 2)) / size)
+        offsets.insert(0, rest - size * quotient if axis else rest)
+        rest = quotient
+    position, stride = sympy.Integer(0), 1
+    for axis in reversed(range(rank)):
+        along = pw.X[1 + axis] * a["stride"][axis] - a["padding"][axis] + offsets[axis] * a["dilation"][axis]
+        position += along * stride
+        stride *= spatial[axis]
+    shape = (n, c, *pooled)
+    iotas = [b.iota(shape, 2 + axis, "f32") for axis in range(rank)]
+    index = b.pointwise(pw.fn("pool_source", position, nargs=1 + rank), b.reshape(key, shape), *iotas, dtype="i64")
+    windows = 1
+    for size in pooled:
+        windows *= size
+    flat_shape = (n, c, windows)
+    added = b.scatter_add(b.reshape(cotangent, flat_shape), b.reshape(index, flat_shape), 2, (n, c, stride))
+    return b.reshape(added, x.shape)
 
 
 def _inside(b: Builder, patches: Node) -> Node | None:
@@ -193,6 +260,9 @@ def _pad(b: Builder, node: Node, g: Node, needed: list) -> list:
 
 def _window(b: Builder, node: Node, g: Node, needed: list) -> list:
     """Each input element gets the sum of the gradients of the patch positions that read it."""
+    routed = _routed_pool_gradient(b, node, g)
+    if routed is not None:
+        return [(0, routed)]
     x, a = node.inputs[0], node.attrs
     rank = len(a["kernel"])
     spread = b.unwindow(g, x.shape[2:], a["kernel"], a["stride"], a["padding"], a["dilation"])

@@ -41,6 +41,10 @@ class Builder:
         self.graph = graph
         self.path = ""
         self.module = ""
+        self.routed: dict[int, tuple[Node, Node, Node]] = {}
+        """Gradients of a max pool's patches that the window's own rule sends straight to its
+        input (autodiff): id of the patches' gradient -> (the window, the key of each window's
+        chosen element, the pooled result's cotangent)."""
 
     def where(self) -> str:
         if self.module:

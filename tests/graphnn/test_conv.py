@@ -156,6 +156,38 @@ def test_pooling_matches_torch(backend, config, seed, count_include_pad):
         assert_results_close(gradients(model, x, upstream, backend), torch_gradients(ref, x, upstream))
 
 
+@pytest.mark.parametrize("kernel, stride, padding, dilation", [
+    (3, 2, 1, 1),  # ResNet's stem: overlapping, padded windows
+    (3, 1, 1, 1),  # every element in up to nine windows
+    ((3, 2), (2, 1), (1, 0), 1),
+    (3, 2, 0, 2),  # dilated
+])
+def test_overlapping_max_pool_gradient_goes_to_each_window_choice(backend, kernel, stride, padding, dilation):
+    """An overlapping max pool's gradient is added at each window's chosen element (one
+    scatter_add of the pooled gradient, no patch-sized array): ties go to the first maximum, a
+    NaN takes it (the last NaN of a window), windows of -inf pick their first real element, and
+    an element chosen by several windows sums their gradients, as in torch."""
+    rng = np.random.default_rng(3)
+    x = rng.integers(-2, 3, (2, 3, 9, 11)).astype(np.float32)  # ties everywhere
+    x[0, 0, 2, 3] = x[0, 0, 3, 3] = np.nan
+    x[1, 1] = -np.inf
+    x[1, 2, 4:7, 4:7] = -np.inf
+    ref = torch.nn.MaxPool2d(kernel, stride, padding, dilation)
+    model = nn.MaxPool2d(kernel, stride, padding, dilation)
+    upstream = rng.standard_normal(tuple(ref(torch.from_numpy(x)).shape)).astype(np.float32)
+    got, expected = gradients(model, x, upstream, backend), torch_gradients(ref, x, upstream)
+    for name in expected:
+        np.testing.assert_allclose(got[name], expected[name], rtol=1e-6, atol=1e-6, err_msg=name)
+
+    graph = gn.trace(model, x)
+    output = graph.outputs["output"]
+    b = Builder(graph)
+    loss = b.reshape(b.reduce("sum", output, range(4)), ())
+    graph, grads = autodiff.gradients(graph, loss, graph.inputs[:1])
+    ops = {n.op for n in graph.variant({"grad": grads[graph.inputs[0].id]}, {}).live_nodes()}
+    assert "scatter_add" in ops and "unwindow" not in ops
+
+
 def small_cnn(lib):
     return lib.Sequential(lib.Conv2d(2, 4, 3, padding=1), lib.BatchNorm2d(4), lib.ReLU(), lib.MaxPool2d(2),
                           lib.Conv2d(4, 6, 3, padding=1, stride=2, groups=2), lib.ReLU(),
