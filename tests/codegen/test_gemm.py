@@ -43,7 +43,10 @@ def library(request, tmp_path_factory):
     every size, and off, so both paths see every shape."""
     from runtime.cpu import Library
 
-    define = {"default": "", "dot everywhere": "#define GEMM_DOT_M 1000000\n#define GEMM_DOT_K 0\n#define GEMM_DOT_N 1000000000\n", "never dot": "#define GEMM_DOT_M 0\n"}
+    define = {"default": "",
+              "dot everywhere": "#define GEMM_DOT_M 1000000\n#define GEMM_DOT_K 0\n#define GEMM_DOT_LONG_K 0\n"
+                                "#define GEMM_DOT_N 1000000000\n",
+              "never dot": "#define GEMM_DOT_K 1000000000\n"}
     source = define[request.param] + PRELUDE + GEMM + HARNESS
     return Library(source, DECLARATIONS, tmp_path_factory.mktemp("gemm"))
 
