@@ -98,15 +98,6 @@ class FloatPrinter(ValuePrinting, C99CodePrinter):
     def _print_Mod(self, expr):
         return f"graphnn_remainder({self._print(expr.args[0])}, {self._print(expr.args[1])})"
 
-    def _print_And(self, expr):
-        # bitwise on the 0/1 of comparisons: both sides are pure, and GCC turns `||` and `&&`
-        # between float comparisons into branches, which mispredict on data (a max pool's
-        # gradient ran its window loops at a misprediction per element)
-        return "(" + " & ".join(f"({self._print(a)})" for a in expr.args) + ")"
-
-    def _print_Or(self, expr):
-        return "(" + " | ".join(f"({self._print(a)})" for a in expr.args) + ")"
-
     def _print_BooleanTrue(self, expr):
         return "1"
 

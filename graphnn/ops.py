@@ -120,7 +120,8 @@ class Builder:
         axes = (axes,) if isinstance(axes, int) else tuple(axes)
         n = numel(tuple(x.shape[a] for a in axes))
         m = self.reduce("max", x, axes) if m is None else m
-        at_max = self.pointwise(pw.at_max, x, self.expand(m, x.shape), dtype="f32")
+        # with last_nan a NaN's key comes from its own branch below, so the mask need not see NaNs
+        at_max = self.pointwise(pw.eq if last_nan else pw.at_max, x, self.expand(m, x.shape), dtype="f32")
         index, step = None, 1
         for axis in reversed(axes):  # the flat index over the reduced axes, last axis fastest
             term = self.iota(x.shape, axis, "f32")
