@@ -9,7 +9,9 @@ kernel visits, a strided view of the input that costs no kernel of its own:
   matmuls and the transpose of the window (``unwindow`` + a sum);
 - ``max_pool2d``: a max over the patch axes, padding reading -inf; the gradient goes to the
   first maximum of each window in row-major order, PyTorch's choice on ties (and to the last
-  NaN of a window that holds several, as PyTorch's pooling sends it);
+  NaN of a window that holds several, as PyTorch's pooling sends it); where windows overlap or
+  are padded, autodiff adds it at that element with one scatter_add (autodiff's
+  ``_routed_pool_gradient``) rather than through the window's transpose;
 - ``avg_pool2d``: a sum over the patch axes divided by the window's size.
 
 A convolution's result comes out channels-first, (O, N, Ho, Wo), and is read as (N, C, H, W)
