@@ -83,11 +83,18 @@ def cast(node: Concrete, ir: str) -> Concrete:
 
 
 # -- grad mode --------------------------------------------------------------------------------
-_mode = threading.local()
+class _Mode(threading.local):
+    """Grad mode per thread; on unless set (a class default: no caught AttributeError per read,
+    see graphnn.trace._State)."""
+
+    enabled = True
+
+
+_mode = _Mode()
 
 
 def is_grad_enabled() -> bool:
-    return getattr(_mode, "enabled", True)
+    return _mode.enabled
 
 
 class _GradMode:

@@ -545,7 +545,16 @@ class Tape(trace.Tracer):
         return found
 
 
-_state = threading.local()
+class _State(threading.local):
+    """Per-thread recording state, its defaults class attributes (see graphnn.trace._State)."""
+
+    tape: "Tape | None" = None
+    """The open tape: the one new recording starts on."""
+    pending: tuple | None = None
+    """The deferred backward (tape, loss node), if one waits."""
+
+
+_state = _State()
 _sharing: list = []
 """Weak references to the tapes that hold input values without a copy (Tape.shared): a list of
 a few, pruned as tapes are added (every iteration adds one; a WeakSet costs more)."""
@@ -566,7 +575,7 @@ def current(module_call: bool = False) -> Tape:
     or a new one when the last was differentiated (a new iteration) or, for a module call, has
     given values (an evaluation loop's next batch). Work on tensors already recorded goes on their
     own tape (graphnn.tensors._builder)."""
-    tape = getattr(_state, "tape", None)
+    tape = _state.tape
     if tape is None or tape.backwarded or (module_call and tape.values):
         flush()
         tape = _state.tape = Tape(template=tape)
@@ -579,7 +588,7 @@ def current(module_call: bool = False) -> Tape:
 def tape_of(node: Recorded) -> Tape:
     """The tape a recorded node belongs to for a tensor made now: the current tape where it took
     the node over from the previous iteration's, else the tape that built it."""
-    tape = getattr(_state, "tape", None)
+    tape = _state.tape
     if tape is not None and node.id in tape.adopted:
         return tape
     return node.tape
@@ -592,7 +601,7 @@ def flush() -> None:
     if trace.active() is not None:
         return
     materialize()
-    tape = getattr(_state, "tape", None)
+    tape = _state.tape
     if tape is not None and tape.graph.updates:
         run(tape, {})
 
@@ -654,7 +663,7 @@ def _backward_path(loss: Node) -> frozenset:
 
 def pending() -> tuple | None:
     """The deferred backward (tape, loss node), if one waits."""
-    return getattr(_state, "pending", None)
+    return _state.pending
 
 
 def alive_values(tape: Tape) -> dict:
@@ -698,7 +707,7 @@ def before_write(array: np.ndarray) -> None:
             if np.shares_memory(held, array):
                 sharing.input_values[name] = held.copy()
                 del sharing.shared[name]
-    tape = getattr(_state, "tape", None)
+    tape = _state.tape
     if tape is None or tape.backwarded or all(ref() is None for ref in tape.alive):
         return
     holders = [*tape.leaves.values(), *tape.owner_of.values()]

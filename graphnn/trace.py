@@ -18,12 +18,20 @@ from graphnn.errors import TraceError, UnregisteredParameterError
 from graphnn.ir import B, Graph, Node
 from graphnn.ops import Builder
 
-_state = threading.local()
+class _State(threading.local):
+    """Per-thread tracing state. Its defaults are class attributes, so reading one in a thread
+    that never set it costs an attribute lookup, not a caught AttributeError (about ten times
+    more: a training loop asks several times per iteration)."""
+
+    stack: list | None = None
+
+
+_state = _State()
 
 
 def active() -> "Tracer | None":
     """The tracer recording the current forward, or None outside tracing."""
-    stack = getattr(_state, "stack", None)
+    stack = _state.stack
     return stack[-1] if stack else None
 
 
@@ -50,7 +58,7 @@ class Tracer:
         self.constant_leaves: dict[int, tuple] = {}  # id(array) -> (array, leaf): one leaf per array read
 
     def __enter__(self) -> "Tracer":
-        if not hasattr(_state, "stack"):
+        if _state.stack is None:
             _state.stack = []
         _state.stack.append(self)
         return self
