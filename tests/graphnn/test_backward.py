@@ -503,3 +503,27 @@ def test_an_input_written_in_place_before_the_backward_keeps_its_recorded_value(
     for write in (lambda x: x.add_(1.0), lambda x: x[0].fill_(5.0), lambda x: x.copy_(gn.zeros(X.shape))):
         for got, want in zip(gradients(write), expected):
             np.testing.assert_array_equal(got, want)
+
+
+def test_grad_mode_and_recording_are_per_thread():
+    """As in torch, grad mode is the calling thread's: no_grad in one thread leaves another's
+    on, and a thread that never set it starts enabled, recording into a tape of its own."""
+    import threading
+
+    seen = {}
+
+    def worker():
+        seen["enabled"] = gn.is_grad_enabled()
+        w = gn.tensor([2.0], requires_grad=True)
+        (w * w).sum().backward()
+        seen["grad"] = w.grad.tolist()
+
+    with gn.no_grad():
+        assert not gn.is_grad_enabled()
+        thread = threading.Thread(target=worker)
+        thread.start()
+        thread.join()
+        assert not gn.is_grad_enabled()
+    assert gn.is_grad_enabled()
+    assert seen == {"enabled": True, "grad": [4.0]}
+    assert seen["enabled"] == torch.is_grad_enabled()
