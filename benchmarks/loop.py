@@ -6,13 +6,18 @@ overhead) and on an MLP 784-300-100-10 at batch 64 (SGD with momentum).
 
     python benchmarks/loop.py [--rounds 5] [--iterations 200]
 
-Each figure is the median over interleaved rounds. It also reports the Python time per iteration
-the recording costs (graphnn's loop minus its compiled step) and how it grows with the depth of an
-MLP.
+Each contender runs in a process of its own (benchmarks/processes.py: torch's and graphnn's
+thread pools in one process contend for the cores, and torch's import loads the libgomp graphnn
+then shares), which warms its loop up and times five blocks of iterations, reporting their
+median; each figure is the median of that over interleaved rounds. It also reports the Python
+time per iteration the recording costs (graphnn's loop minus its compiled step) and how it grows
+with the depth of an MLP.
 """
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import json
 import statistics
 import sys
 import time
@@ -21,12 +26,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import graphnn as gn  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from processes import run_worker, worker_task  # noqa: E402
 
-try:
-    import torch
-except ImportError:  # pragma: no cover
-    torch = None
+CONTENDERS = ("graphnn loop", "torch loop", "graphnn step")
 
 
 def thermometer(lib):
@@ -41,8 +44,17 @@ def mlp(lib, depth: int = 2):
     return lib.nn.Sequential(*layers[:-1])
 
 
-def setups(name: str, depth: int = 2) -> dict:
-    """Each contender as a function running one iteration."""
+def setup(contender: str, name: str, depth: int = 2):
+    """One contender's iteration as a function (None where torch is not installed); the library
+    it uses is imported here, in the worker's process only."""
+    if contender == "torch loop":
+        if importlib.util.find_spec("torch") is None:
+            return None
+        import torch
+
+        lib = torch
+    else:
+        import graphnn as lib
     rng = np.random.default_rng(0)
     if name == "thermometer":
         x = rng.random((10, 1)).astype(np.float32) * 8
@@ -52,30 +64,24 @@ def setups(name: str, depth: int = 2) -> dict:
         x = rng.standard_normal((64, 784)).astype(np.float32)
         y = rng.integers(0, 10, 64)
         build, loss_name, opt = (lambda lib: mlp(lib, depth)), "CrossEntropyLoss", ("SGD", {"lr": 0.01, "momentum": 0.9})
-    runs = {}
-    for label, lib in (("graphnn loop", gn), ("torch loop", torch)):
-        if lib is None:
-            continue
-        lib.manual_seed(0)
-        model = build(lib)
-        criterion = getattr(lib.nn, loss_name)()
-        optimizer = getattr(lib.optim, opt[0])(model.parameters(), **opt[1])
-        xt, yt = lib.tensor(x), lib.tensor(y)
+    lib.manual_seed(0)
+    model = build(lib)
+    criterion = getattr(lib.nn, loss_name)()
+    optimizer = getattr(lib.optim, opt[0])(model.parameters(), **opt[1])
+    if contender == "graphnn step":
+        step = lib.compile(model, criterion, optimizer).step
+        return lambda: step(x, y)
+    xt, yt = lib.tensor(x), lib.tensor(y)
 
-        def iteration(model=model, criterion=criterion, optimizer=optimizer, xt=xt, yt=yt):
-            out = model(xt)
-            loss = criterion(out, yt)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            return loss.item()
+    def iteration(model=model, criterion=criterion, optimizer=optimizer, xt=xt, yt=yt):
+        out = model(xt)
+        loss = criterion(out, yt)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        return loss.item()
 
-        runs[label] = iteration
-    gn.manual_seed(0)
-    model = build(gn)
-    step = gn.compile(model, getattr(gn.nn, loss_name)(), getattr(gn.optim, opt[0])(model.parameters(), **opt[1])).step
-    runs["graphnn step"] = lambda: step(x, y)
-    return runs
+    return iteration
 
 
 def per_iteration(run, iterations: int) -> float:
@@ -85,24 +91,41 @@ def per_iteration(run, iterations: int) -> float:
     return (time.perf_counter() - start) / iterations * 1e6
 
 
+def time_contender(task: dict) -> float | None:
+    """In a worker: µs per iteration of one contender, the median of five timed blocks after a
+    warm-up (the first iterations record, compile and settle the thread policy)."""
+    run = setup(task["contender"], task["name"], task["depth"])
+    if run is None:
+        return None
+    per_iteration(run, 3)
+    per_iteration(run, task["iterations"])
+    return statistics.median(per_iteration(run, task["iterations"]) for _ in range(5))
+
+
 def measure(name: str, rounds: int = 5, iterations: int = 200, depth: int = 2) -> dict:
-    """{contender: median µs per iteration} over interleaved rounds."""
-    runs = setups(name, depth)
-    for run in runs.values():  # record, compile and warm each path first
-        per_iteration(run, 3)
-    times = {label: [] for label in runs}
+    """{contender: median µs per iteration} over interleaved rounds, each measurement in a
+    process of its own."""
+    times = {label: [] for label in CONTENDERS}
     for _ in range(rounds):
-        for label, run in runs.items():
-            times[label].append(per_iteration(run, iterations))
-    return {label: statistics.median(values) for label, values in times.items()}
+        for label in CONTENDERS:
+            task = {"contender": label, "name": name, "depth": depth, "iterations": iterations}
+            value = run_worker(__file__, task)["us"]
+            if value is not None:
+                times[label].append(value)
+    return {label: statistics.median(values) for label, values in times.items() if values}
 
 
 def main() -> None:
+    task = worker_task(sys.argv)
+    if task is not None:  # a subprocess of the parent's rounds: one contender, one network
+        print(json.dumps({"us": time_contender(task)}))
+        return
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--iterations", type=int, default=200)
     args = parser.parse_args()
-    print(f"µs per iteration, median of {args.rounds} interleaved rounds of {args.iterations}")
+    print(f"µs per iteration, median of {args.rounds} interleaved rounds, each contender in its own processes "
+          f"(median of five blocks of {args.iterations} per process)")
     print(f"{'network':<22} {'graphnn loop':>13} {'torch loop':>11} {'graphnn step':>13} {'torch/loop':>11} {'loop/step':>10}")
     rows = [("thermometer", 2), ("mlp 784-300-100-10", 2)] + [(f"mlp depth {d}", d) for d in (4, 6)]
     for label, depth in rows:
