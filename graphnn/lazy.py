@@ -36,12 +36,15 @@ class _Run:
 
     def __init__(self, executable: Any, inputs: list, dtypes: dict) -> None:
         self.executable, self.inputs, self.dtypes = executable, inputs, dtypes
+        # whether it draws random numbers (dropout): only then does the tape draw its seed
+        self.random = any(leaf.attrs["name"] in ("rng.seed", "rng.step")
+                          for graph in executable.graphs.values() for leaf in graph.leaves("hyper"))
 
     def run(self, tape: Tape, batch: int, entry: str, hypers: dict | None = None) -> dict:
         """The outputs of ``entry`` on ``tape``'s input values (and run-time scalars ``hypers``)."""
         values, dtypes = tape.input_values, self.dtypes
         arrays = [_input(values[name], dtype) for name, dtype in self.inputs]
-        scalars = {"rng.seed": tape.seed, "rng.step": 0}
+        scalars = {"rng.seed": tape.seed, "rng.step": 0} if self.random else {}
         if hypers:
             scalars.update(hypers)
         outputs = self.executable.run(entry, batch, arrays, scalars)

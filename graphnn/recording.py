@@ -319,7 +319,6 @@ class Tape(trace.Tracer):
         of those Python still holds in the same run, so reading one after optimizer.step() gives
         the value it had when it was recorded, as in PyTorch (``loss.item()`` after the step is
         the loss before it). (A list: cheaper than a WeakSet, and a tape lives one iteration.)"""
-        self.seed = random.next_seed()
         self.signature: list = []
         """One entry per node (op, dtype, shape, input positions, attributes): two tapes with equal
         signatures (and the same leaf objects) record the same graph, so the compiled run of one
@@ -331,6 +330,13 @@ class Tape(trace.Tracer):
         """The template this tape started from (``template`` is dropped where they part)."""
         self.adopted: set[int] = set()
         self.spans: dict[int, Span] = {}
+
+    @functools.cached_property
+    def seed(self) -> int:
+        """The seed of this tape's random streams (dropout), drawn from the global generator when
+        a run first needs it: an iteration that draws nothing advances the generator by nothing,
+        as torch's does."""
+        return random.next_seed()
 
     # (made when first asked for: a tape whose module calls are all taken over needs none of them)
     @functools.cached_property
