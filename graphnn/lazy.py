@@ -213,8 +213,8 @@ def run_step(optimizer: Any, tape: Tape, loss: Any) -> bool:
     step cannot express it: a gradient to add to an existing ``.grad``, or a parameter group
     whose parameters' states differ."""
     wanted = recording.alive_values(tape)
-    key = ("step", _key(tape, {"backward": loss, **wanted}), id(optimizer), optimizer.structure(),
-           optimizer.layout_version)
+    structure = optimizer.structure()
+    key = ("step", _key(tape, {"backward": loss, **wanted}), id(optimizer), structure, optimizer.layout_version)
     found = _runs.get(key)
     if found is None:
         wrt_names = [leaf.attrs["name"] for leaf in tape.graph.params
@@ -239,7 +239,7 @@ def run_step(optimizer: Any, tape: Tape, loss: Any) -> bool:
         return False
     optimizer.reclaim_step_grads()
     outputs = step.run(tape, batch, "step", hypers)
-    optimizer.finish_step(step.stepped)
+    optimizer.finish_step(step.stepped, structure)
     tape.graph.updates.clear()
     recording.keep_values(tape, wanted, outputs)
     optimizer.lend_step_grads(step.grads)  # the gradients the step used, as p.grad after torch's step

@@ -367,16 +367,19 @@ class Optimizer:
                 return True
         return False
 
-    def finish_step(self, stepped: dict) -> None:
+    def finish_step(self, stepped: dict, structure: tuple | None = None) -> None:
         """After a compiled step wrote the new parameters and slots: advance their state as
         ``step()`` does (nothing to do where there are no counters and every slot the update
-        writes is in each parameter's state already)."""
+        writes is in each parameter's state already). ``structure``: ``self.structure()``, where
+        the caller has it already."""
         for k, group, members, _ in self._groups_of(stepped):
-            steps = self._assignments(k)
+            flags = structure[k] if structure is not None else self.flags(group)
             if not self.counters:
-                written = [target for target, _ in steps if target in self.slot_buffers]
+                written = _written(type(self), flags, tuple(self.slot_buffers))
                 if not written:
                     continue
+            steps = assignments(type(self), flags)
+            if not self.counters:
                 state_of = self._state.get
                 members = [p for p in members if any((state_of(p) or _EMPTY).get(t) is None for t in written)]
             for p in members:
@@ -544,6 +547,12 @@ def _counter(where: str, value: Any) -> np.ndarray:
 def assignments(cls: type, flags: tuple) -> tuple:
     """``cls.update(flags)``, built once per optimizer class and flags."""
     return tuple(cls.update(flags))
+
+
+@functools.lru_cache(maxsize=None)
+def _written(cls: type, flags: tuple, slots: tuple) -> tuple:
+    """The slots among ``slots`` that the update of ``cls`` with ``flags`` writes."""
+    return tuple(target for target, _ in assignments(cls, flags) if target in slots)
 
 
 def evaluate(steps: tuple, env: dict) -> dict:
