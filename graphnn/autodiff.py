@@ -193,11 +193,12 @@ def _routed_pool_gradient(b: Builder, node: Node, g: Node) -> Node | None:
         quotient = sympy.floor((rest + sympy.Rational(1, 2)) / size)
         offsets.insert(0, rest - size * quotient if axis else rest)
         rest = quotient
-    position, stride = sympy.Integer(0), 1
+    # its flat position in the (H, W) plane of the input, from the window's position (iotas)
+    position, plane = sympy.Integer(0), 1
     for axis in reversed(range(rank)):
         along = pw.X[1 + axis] * a["stride"][axis] - a["padding"][axis] + offsets[axis] * a["dilation"][axis]
-        position += along * stride
-        stride *= spatial[axis]
+        position += along * plane
+        plane *= spatial[axis]
     shape = (n, c, *pooled)
     iotas = [b.iota(shape, 2 + axis, "f32") for axis in range(rank)]
     index = b.pointwise(pw.fn("pool_source", position, nargs=1 + rank), b.reshape(key, shape), *iotas, dtype="i64")
@@ -205,7 +206,7 @@ def _routed_pool_gradient(b: Builder, node: Node, g: Node) -> Node | None:
     for size in pooled:
         windows *= size
     flat_shape = (n, c, windows)
-    added = b.scatter_add(b.reshape(cotangent, flat_shape), b.reshape(index, flat_shape), 2, (n, c, stride))
+    added = b.scatter_add(b.reshape(cotangent, flat_shape), b.reshape(index, flat_shape), 2, (n, c, plane))
     return b.reshape(added, x.shape)
 
 

@@ -374,12 +374,11 @@ class Optimizer:
         the caller has it already."""
         for k, group, members, _ in self._groups_of(stepped):
             flags = structure[k] if structure is not None else self.flags(group)
-            if not self.counters:
-                written = _written(type(self), flags, tuple(self.slot_buffers))
-                if not written:
-                    continue
+            written = None if self.counters else _written(type(self), flags, tuple(self.slot_buffers))
+            if written == ():
+                continue
             steps = assignments(type(self), flags)
-            if not self.counters:
+            if written is not None:
                 state_of = self._state.get
                 members = [p for p in members if any((state_of(p) or _EMPTY).get(t) is None for t in written)]
             for p in members:
