@@ -191,6 +191,39 @@ def test_a_dropout_seed_is_numpys_draw_of_the_global_generator():
     assert ours == expected
 
 
+def test_an_iteration_draws_a_dropout_seed_only_when_it_has_random_ops():
+    """As torch's generator, the global one moves only where something random runs: a recorded
+    iteration without dropout leaves it as it was; one with dropout draws its seed (once, however
+    many runs the tape makes) and the next iteration draws a new mask."""
+    def iteration(model, x):
+        optimizer = gn.optim.SGD(model.parameters(), lr=0.0)
+        out = model(x)
+        loss = out.pow(2).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        return out.detach().numpy().copy()
+
+    x = gn.tensor(np.ones((8, 4), np.float32))
+    gn.manual_seed(5)
+    plain = gn.nn.Sequential(gn.nn.Linear(4, 16), gn.nn.ReLU(), gn.nn.Linear(16, 1))
+    for _ in range(3):
+        before = gn_random.generator().bit_generator.state
+        iteration(plain, x)
+        assert gn_random.generator().bit_generator.state == before
+
+    dropped = gn.nn.Sequential(gn.nn.Linear(4, 16), gn.nn.Dropout(0.5), gn.nn.Linear(16, 1))
+    outputs = []
+    for _ in range(3):
+        before = gn_random.generator().bit_generator.state
+        outputs.append(iteration(dropped, x))
+        after = gn_random.generator().bit_generator.state
+        gn_random.generator().bit_generator.state = before
+        gn_random.next_seed()  # one draw: the generator is where it would be after it
+        assert gn_random.generator().bit_generator.state == after
+    assert not np.array_equal(outputs[0], outputs[1]) and not np.array_equal(outputs[1], outputs[2])
+
+
 @pytest.mark.parametrize("depth", [1, 3])
 def test_a_followed_iteration_is_found_without_recompiling(depth):
     """Iterations recorded alike run the first compiled step, at every depth."""
