@@ -18,6 +18,7 @@ from graphnn.errors import TraceError, UnregisteredParameterError
 from graphnn.ir import B, Graph, Node
 from graphnn.ops import Builder
 
+
 class _State(threading.local):
     """Per-thread tracing state. Its defaults are class attributes, so reading one in a thread
     that never set it costs an attribute lookup, not a caught AttributeError (about ten times
