@@ -9,6 +9,7 @@ import numpy as np
 
 from graphnn.errors import InputError, TraceError
 from graphnn.ir import Graph, format_shape
+from graphnn.nn.module import set_modes
 from graphnn.tensors import Tensor
 from graphnn.trace import Tracer, symbolic_shape
 
@@ -95,6 +96,5 @@ def trace(model: Any, *example_inputs: Any, loss_fn: Any = None, target: Any = N
                     )
                 graph.outputs["loss"] = loss.node
     finally:
-        for m, flag in flags:  # restore each module's own mode
-            object.__setattr__(m, "training", flag)
+        set_modes(flags)  # restore each module's own mode
     return graph

@@ -25,6 +25,10 @@ import numpy as np
 version = 0
 """Bumped by every change to a Module attribute or a parameter's ``requires_grad``."""
 
+modes = 0
+"""Bumped by every change of a module's train/eval flag (``train()``, ``eval()``, and the places
+that set the flags for a while): a recorded loop reads the flags again only then."""
+
 recording: dict | None = None
 """While a forward is traced: (id(module), attribute) -> (module, attribute, frozen value)."""
 
@@ -37,6 +41,12 @@ def changed() -> None:
     """Record that something a traced program may depend on has changed."""
     global version
     version += 1
+
+
+def modes_changed() -> None:
+    """Record that some module's ``training`` flag may have changed."""
+    global modes
+    modes += 1
 
 
 def record_read(module: Any, name: str, value: Any) -> None:

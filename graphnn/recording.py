@@ -45,6 +45,8 @@ class Recorded(Node):
     backward_ids: frozenset | None = None
     """The ids of the recorded ops a backward from it goes through (_backward_path), once asked:
     nodes never change and later iterations take them over, so each backward reuses it."""
+    grad_fn: Any = None
+    """The ``grad_fn`` of the tensors wrapping it, made for the first (graphnn.tensors)."""
 
     def __repr__(self) -> str:
         return f"<Recorded {self.ref}:{self.type_str()}>"
@@ -121,14 +123,15 @@ def _attrs_key(attrs: dict) -> tuple:
 
 
 def _modes(module: Any) -> tuple:
-    """The train/eval flag of every module under ``module`` (the list of modules remembered until
-    a module changes: that moves graphnn.guard's version; the flags themselves are read anew)."""
-    cached = object.__getattribute__(module, "__dict__").get("_tape_modules")  # (not through Module's own)
-    if cached is None or cached[0] != guard.version:
-        # (their attribute dictionaries: reading ``training`` there skips Module.__getattribute__)
-        cached = (guard.version, [vars(m) for m in module.modules()])
-        object.__setattr__(module, "_tape_modules", cached)
-    return tuple([attributes["training"] for attributes in cached[1]])
+    """The train/eval flag of every module under ``module``, remembered until a module changes
+    or a flag is set (graphnn.guard's ``version`` and ``modes``)."""
+    cached = object.__getattribute__(module, "__dict__").get("_tape_modes")  # (not through Module's own)
+    if cached is None or cached[0] != guard.version or cached[1] != guard.modes:
+        # (read from their attribute dictionaries: skips Module.__getattribute__)
+        flags = tuple([vars(m)["training"] for m in module.modules()])
+        cached = (guard.version, guard.modes, flags)
+        object.__setattr__(module, "_tape_modes", cached)
+    return cached[2]
 
 
 def _key_of(value: Any) -> Any:
@@ -299,7 +302,7 @@ class Tape(trace.Tracer):
     """Whether every leaf named outside a taken-over module call is held by the object the
     template's leaf of that name was (a call taken over names the template's own)."""
     _token: tuple = (-1, None)
-    _leaf_key: tuple = (-1, -1, -1, ())
+    _leaf_key: tuple = (-1, -1, -1, -1)
 
     def __init__(self, template: "Tape | None" = None) -> None:
         self.graph = Graph()
@@ -362,18 +365,13 @@ class Tape(trace.Tracer):
         if self.template is not None and followed is not None and len(followed.signature) == len(self.signature):
             token = followed.structure()
         else:
-            signature = tuple(self.signature)
-            token = _tokens.get(signature)
-            if token is None:
-                if len(_tokens) >= 4096:
-                    _tokens.clear()  # numbers are never reused: a forgotten signature gets a new one
-                token = _tokens[signature] = next(_numbers)
+            token = _number(_tokens, tuple(self.signature))
         self._token = (len(self.signature), token)
         return token
 
-    def leaf_key(self) -> tuple:
-        """(name, identity of the object holding the value, requires grad) of every leaf: what a
-        compiled run of this tape binds. A tape that followed its template to the end, its leaves
+    def leaf_key(self) -> int:
+        """A number naming (name, identity of the object holding the value, requires grad) of
+        every leaf: what a compiled run of this tape binds. A tape that followed its template to the end, its leaves
         held by the same objects and no ``requires_grad`` flipped since (graphnn.guard's version
         moves on a flip), takes the template's instead of walking its leaves."""
         state = (len(self.signature), len(self.leaves), guard.version)
@@ -385,8 +383,8 @@ class Tape(trace.Tracer):
                 and followed._leaf_key[:3] == state and len(followed.signature) == state[0]):
             key = followed._leaf_key[3]
         else:
-            key = tuple((name, id(holder), bool(getattr(holder, "requires_grad", False)))
-                        for name, holder in self.leaves.items())
+            key = _number(_leaf_tokens, tuple((name, id(holder), bool(getattr(holder, "requires_grad", False)))
+                                              for name, holder in self.leaves.items()))
         self._leaf_key = (*state, key)
         return key
 
@@ -473,9 +471,13 @@ class Tape(trace.Tracer):
         node = self.inputs_by_id.get(id(tensor))
         if node is None:
             held = tensor.array
-            array, dtype = _graph_value(held, tensor._node.dtype)
-            name = f"x{len(self.input_values)}"
-            node = self.new_leaf("input", name, array.shape, dtype)
+            node = self._followed_input(held, tensor._node.dtype)
+            if node is None:
+                array, dtype = _graph_value(held, tensor._node.dtype)
+                name = f"x{len(self.input_values)}"
+                node = self.new_leaf("input", name, array.shape, dtype)
+            else:
+                array, name = held, node.attrs["name"]
             # its value now, as torch's autograd saves it: the array itself, copied only if it is
             # written in place before this tape has run (before_write), so a batch costs no copy
             self.input_values[name] = array
@@ -485,6 +487,26 @@ class Tape(trace.Tracer):
                 self.shared[name] = array
             self.inputs_by_id[id(tensor)] = node
             self.owner_of[name] = tensor
+        return node
+
+    def _followed_input(self, array: np.ndarray, dtype: str) -> Node | None:
+        """The template's input leaf at this position, taken over, where it was recorded from a
+        value of this dtype and shape (what ``new_leaf`` would find, without building the entry:
+        every iteration of a loop reads its batch this way); else None."""
+        template = self.template
+        if template is None:
+            return None
+        position = len(self.signature)
+        if position >= len(template.signature):
+            return None
+        node = template.graph.nodes[position]
+        if node.op != "input" or node.dtype != dtype or node.shape != array.shape or dtype == "i32":
+            return None
+        name = node.attrs["name"]  # (the same as this tape's next input name: the tapes agree so far)
+        self.adopted.add(node.id)
+        self.signature.append(template.signature[position])
+        self.graph._leaves[name] = node
+        self.graph.nodes.append(node)
         return node
 
     def constant(self, node: Concrete) -> Node:
@@ -568,12 +590,27 @@ a few, pruned as tapes are added (every iteration adds one; a WeakSet costs more
 
 def _share(tape: Tape) -> None:
     global _sharing
-    _sharing = [ref for ref in _sharing if ref() is not None]
+    if len(_sharing) >= 8:
+        _sharing = [ref for ref in _sharing if ref() is not None]
     _sharing.append(weakref.ref(tape))
 
 
 _tokens: dict[tuple, int] = {}
+"""Tape signatures -> the numbers that name them (Tape.structure)."""
+_leaf_tokens: dict[tuple, int] = {}
+"""The leaves of tapes (name, holder's identity, requires grad) -> their numbers (Tape.leaf_key)."""
 _numbers = itertools.count()
+
+
+def _number(table: dict, value: tuple) -> int:
+    """The number naming ``value`` in ``table``: cache keys hold it, cheap to hash and compare.
+    Numbers are never reused: a value forgotten when the table is full gets a new one."""
+    number = table.get(value)
+    if number is None:
+        if len(table) >= 4096:
+            table.clear()
+        number = table[value] = next(_numbers)
+    return number
 
 
 def current(module_call: bool = False) -> Tape:

@@ -367,10 +367,14 @@ class TensorMethods(ArithmeticMethods, ReductionMethods, GatherMethods, SlicingM
         return self.array
 
     def item(self):
-        array = self._value(".item()")
+        tape, node = self._tape, self._node
+        # a recorded value computed already (a loop's loss read after its step): no run to wait for
+        array = tape.values.get(node.id) if tape is not None and recording.pending() is None else None
+        if array is None or trace.active() is not None:
+            array = self._value(".item()")
         if array.size != 1:
             raise RuntimeError(f"a Tensor with {array.size} elements cannot be converted to Scalar")
-        return array.reshape(()).item()
+        return array.item()
 
     def tolist(self):
         return self._value(".tolist()").tolist()

@@ -398,7 +398,10 @@ class Tensor(InPlaceMethods, TensorMethods):
         self._tape.alive.append(weakref.ref(self))
         if node.requires_grad:  # a leaf's node wrapped anew (a no-op view of it) is an alias of it
             self._requires_grad = True
-            self.grad_fn = GradFn(_RECORDED_GRADS.get(node.op, "AliasBackward0"))
+            grad_fn = node.grad_fn
+            if grad_fn is None:
+                grad_fn = node.grad_fn = GradFn(_RECORDED_GRADS.get(node.op, "AliasBackward0"))
+            self.grad_fn = grad_fn
 
     @classmethod
     def _of_recorded(cls, node: Recorded) -> "Tensor":

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from graphnn.nn.module import set_modes
+
 
 RUN_KEYS = ("epoch", "model", "optimizer", "scheduler", "program", "shuffle", "random", "history")
 """What a fit checkpoint holds (run_state)."""
@@ -154,8 +156,7 @@ def evaluate(program: Any, x, y=None, batch_size: int = 256) -> tuple[float, flo
                 correct += accuracy * n
             count += n
     finally:
-        for m, flag in flags:
-            object.__setattr__(m, "training", flag)
+        set_modes(flags)
     return (total / count if reduction == "mean" else total), (correct / count if accuracy_known else None)
 
 

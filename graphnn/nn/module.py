@@ -277,8 +277,7 @@ class Module:
     def train(self, mode: bool = True) -> "Module":
         if not isinstance(mode, bool):
             raise ValueError("training mode is expected to be boolean")
-        for m in self.modules():
-            object.__setattr__(m, "training", mode)
+        set_modes([(m, mode) for m in self.modules()])
         return self
 
     def eval(self) -> "Module":
@@ -366,6 +365,14 @@ class Module:
 
     def __dir__(self):
         return sorted(set(object.__dir__(self)) | set(self._parameters) | set(self._buffers) | set(self._modules))
+
+
+def set_modes(flags: list) -> None:
+    """Set each module's train/eval flag, (module, flag) each (not a guarded attribute change:
+    every program's signature holds the modes), and tell graphnn.guard they moved."""
+    for m, flag in flags:
+        object.__setattr__(m, "training", flag)
+    guard.modes_changed()
 
 
 def _records(module: "Module", args: tuple, kwargs: dict) -> bool:

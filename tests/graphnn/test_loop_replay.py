@@ -136,8 +136,9 @@ def book_loop(lib, model, optimizer, steps: int, before_step) -> list:
 
 
 def test_param_groups_learning_rates_and_modes_changed_mid_loop():
-    """A learning rate set through ``param_groups``, a parameter group added, ``model.eval()``
-    and ``model.train()`` between iterations: each takes effect at the next step."""
+    """A learning rate set through ``param_groups``, a parameter group added, ``model.eval()``,
+    one submodule's ``train()`` and ``model.train()`` between iterations: each takes effect at
+    the next step."""
     ours, theirs = pair(lambda m: m.Sequential(m.Linear(5, 6), m.BatchNorm1d(6), m.Tanh(), m.Linear(6, 3)))
     results = []
     for lib, model in ((gn, ours), (torch, theirs)):
@@ -151,6 +152,8 @@ def test_param_groups_learning_rates_and_modes_changed_mid_loop():
                 optimizer.add_param_group({"params": head, "lr": 0.2})
             if step == 6:
                 model.eval()
+            if step == 7:
+                model[1].train()  # (the BatchNorm alone: its batch statistics again)
             if step == 8:
                 model.train()
 
