@@ -466,7 +466,7 @@ class Tape(trace.Tracer):
     def concrete(self, tensor: Any) -> Node:
         """A tensor with a value read by recorded work: an input leaf holding that value (a
         tensor that requires grad is a leaf to differentiate instead)."""
-        if tensor.requires_grad:
+        if tensor._requires_grad:
             return self.param(tensor)
         node = self.inputs_by_id.get(id(tensor))
         if node is None:

@@ -383,7 +383,7 @@ def _records(module: "Module", args: tuple, kwargs: dict) -> bool:
     tensors = False
     for v in args:
         if isinstance(v, Tensor):
-            if v.requires_grad:
+            if v._requires_grad:  # (the property's value, read directly: every call asks)
                 return True
             tensors = True
     if kwargs and any(isinstance(v, Tensor) and v.requires_grad for v in kwargs.values()):

@@ -269,3 +269,33 @@ def test_a_gradient_left_unread_keeps_its_values_when_a_compiled_step_runs_next(
         reference.step()
     for p, q in zip(ours.parameters(), theirs.parameters()):
         np.testing.assert_allclose(np.asarray(p.grad), q.grad.numpy(), rtol=2e-5, atol=1e-6)
+
+
+def test_an_iteration_takes_over_the_input_leaves_of_the_previous_one_where_they_agree():
+    """Data read at the same place with the same dtype and shape takes the previous iteration's
+    input leaf (its node, not a copy); a batch of another shape gets a new leaf; every loss is
+    torch's."""
+    from graphnn import recording
+
+    ours, theirs = pair(mlp)
+    batches = [(0, 6), (6, 12), (0, 5), (0, 5)]
+    results, leaves = [], []
+    for lib, model in ((gn, ours), (torch, theirs)):
+        optimizer = lib.optim.SGD(model.parameters(), lr=0.1)
+        losses = []
+        for start, end in batches:
+            x, y = lib.tensor(X[start:end]), lib.tensor(LABELS[start:end])
+            loss = lib.nn.functional.cross_entropy(model(x), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+            if lib is gn:
+                tape = recording._state.tape
+                leaves.append({name: tape.graph.leaf(name) for name in tape.input_values})
+        results.append(losses)
+    np.testing.assert_allclose(results[0], results[1], rtol=2e-5, atol=1e-6)
+    assert leaves[1]["x0"] is leaves[0]["x0"] and leaves[1]["x1"] is leaves[0]["x1"]  # (the same shapes)
+    assert leaves[2]["x0"] is not leaves[1]["x0"] and leaves[2]["x0"].shape == (5, 5)  # (a smaller batch)
+    assert leaves[3]["x0"] is leaves[2]["x0"] and leaves[3]["x1"] is leaves[2]["x1"]
+    assert all(leaves[3][name].op == "input" for name in leaves[3])
