@@ -12,12 +12,19 @@ then shares), which warms its loop up and times five blocks of iterations, repor
 median; each figure is the median of that over interleaved rounds. It also reports the Python
 time per iteration the recording costs (graphnn's loop minus its compiled step) and how it grows
 with the depth of an MLP.
+
+The thermometer row runs every contender pinned to one core (the same one; ``--unpinned`` lets
+them run free). Its iterations start no parallel region in either library, and on a two-core
+virtual machine an unpinned process lands in a fast or a slow mode for its whole life (graphnn's
+loop measured 31-33 or 45-50 µs a process, torch's 90 to 235), which a five-process median does
+not settle. Pinned, both are steady, and torch's loop measured faster than unpinned.
 """
 from __future__ import annotations
 
 import argparse
 import importlib.util
 import json
+import os
 import statistics
 import sys
 import time
@@ -94,6 +101,8 @@ def per_iteration(run, iterations: int) -> float:
 def time_contender(task: dict) -> float | None:
     """In a worker: µs per iteration of one contender, the median of five timed blocks after a
     warm-up (the first iterations record, compile and settle the thread policy)."""
+    if task.get("pinned") and hasattr(os, "sched_setaffinity"):  # (before either library starts its threads)
+        os.sched_setaffinity(0, {max(os.sched_getaffinity(0))})
     run = setup(task["contender"], task["name"], task["depth"])
     if run is None:
         return None
@@ -102,13 +111,13 @@ def time_contender(task: dict) -> float | None:
     return statistics.median(per_iteration(run, task["iterations"]) for _ in range(5))
 
 
-def measure(name: str, rounds: int = 5, iterations: int = 200, depth: int = 2) -> dict:
+def measure(name: str, rounds: int = 5, iterations: int = 200, depth: int = 2, pinned: bool = False) -> dict:
     """{contender: median µs per iteration} over interleaved rounds, each measurement in a
-    process of its own."""
+    process of its own (``pinned``: to one core)."""
     times = {label: [] for label in CONTENDERS}
     for _ in range(rounds):
         for label in CONTENDERS:
-            task = {"contender": label, "name": name, "depth": depth, "iterations": iterations}
+            task = {"contender": label, "name": name, "depth": depth, "iterations": iterations, "pinned": pinned}
             value = run_worker(__file__, task)["us"]
             if value is not None:
                 times[label].append(value)
@@ -123,13 +132,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--iterations", type=int, default=200)
+    parser.add_argument("--unpinned", action="store_true", help="run the thermometer row's processes on every core")
     args = parser.parse_args()
     print(f"µs per iteration, median of {args.rounds} interleaved rounds, each contender in its own processes "
           f"(median of five blocks of {args.iterations} per process)")
+    print("(the thermometer row " + ("on every core)" if args.unpinned else "pinned to one core)"))
     print(f"{'network':<22} {'graphnn loop':>13} {'torch loop':>11} {'graphnn step':>13} {'torch/loop':>11} {'loop/step':>10}")
     rows = [("thermometer", 2), ("mlp 784-300-100-10", 2)] + [(f"mlp depth {d}", d) for d in (4, 6)]
     for label, depth in rows:
-        row = measure("thermometer" if label == "thermometer" else "mlp", args.rounds, args.iterations, depth)
+        pinned = label == "thermometer" and not args.unpinned
+        row = measure("thermometer" if label == "thermometer" else "mlp", args.rounds, args.iterations, depth, pinned)
         loop, step = row["graphnn loop"], row["graphnn step"]
         print(f"{label:<22} {loop:>13.1f} {row.get('torch loop', float('nan')):>11.1f} {step:>13.1f} "
               f"{row.get('torch loop', float('nan')) / loop:>10.2f}x {loop / step:>9.2f}x")
