@@ -372,6 +372,8 @@ class Optimizer:
         ``step()`` does (nothing to do where there are no counters and every slot the update
         writes is in each parameter's state already). ``structure``: ``self.structure()``, where
         the caller has it already."""
+        if structure is not None and not self.counters and _idle(type(self), structure, tuple(self.slot_buffers)):
+            return  # (plain SGD: no counters, no slot written in any group)
         for k, group, members, _ in self._groups_of(stepped):
             flags = structure[k] if structure is not None else self.flags(group)
             written = None if self.counters else _written(type(self), flags, tuple(self.slot_buffers))
@@ -552,6 +554,13 @@ def assignments(cls: type, flags: tuple) -> tuple:
 def _written(cls: type, flags: tuple, slots: tuple) -> tuple:
     """The slots among ``slots`` that the update of ``cls`` with ``flags`` writes."""
     return tuple(target for target, _ in assignments(cls, flags) if target in slots)
+
+
+@functools.lru_cache(maxsize=256)
+def _idle(cls: type, structure: tuple, slots: tuple) -> bool:
+    """Whether the updates of ``cls`` with each group's flags in ``structure`` write none of
+    ``slots``: a step then has no state to advance (without counters)."""
+    return all(_written(cls, flags, slots) == () for flags in structure)
 
 
 def evaluate(steps: tuple, env: dict) -> dict:
