@@ -371,9 +371,10 @@ class Tape(trace.Tracer):
 
     def leaf_key(self) -> int:
         """A number naming (name, identity of the object holding the value, requires grad) of
-        every leaf: what a compiled run of this tape binds. A tape that followed its template to the end, its leaves
-        held by the same objects and no ``requires_grad`` flipped since (graphnn.guard's version
-        moves on a flip), takes the template's instead of walking its leaves."""
+        every leaf: what a compiled run of this tape binds. A tape that followed its template to
+        the end, its leaves held by the same objects and no ``requires_grad`` flipped since
+        (graphnn.guard's version moves on a flip), takes the template's instead of walking its
+        leaves."""
         state = (len(self.signature), len(self.leaves), guard.version)
         memo = self._leaf_key
         if memo[:3] == state:
@@ -500,8 +501,8 @@ class Tape(trace.Tracer):
         if position >= len(template.signature):
             return None
         node = template.graph.nodes[position]
-        if node.op != "input" or node.dtype != dtype or node.shape != array.shape or dtype == "i32":
-            return None
+        if node.op != "input" or node.dtype != dtype or node.shape != array.shape:
+            return None  # (an int32 tensor never matches: its leaf holds it as int64)
         name = node.attrs["name"]  # (the same as this tape's next input name: the tapes agree so far)
         self.adopted.add(node.id)
         self.signature.append(template.signature[position])

@@ -83,20 +83,36 @@ def generated_modules() -> tuple[tuple[str, Path], ...]:
     return tuple(paths)
 
 
+def compile_ahead(paths: list, capability: int, tmp_path: Path) -> list:
+    """runtime.gpu.compile_ahead's report of each module, compiled in as many subprocesses as
+    there are cores (the suite itself runs on one), the modules shared out by size, largest
+    first, each to the least loaded."""
+    script = ("import json, sys\nfrom runtime.gpu import compile_ahead\n"
+              "print(json.dumps([compile_ahead(p, int(sys.argv[1])) for p in sys.argv[2:]]))")
+    shares: list[list[Path]] = [[] for _ in range(min(len(paths), os.cpu_count() or 1))]
+    for path in sorted(paths, key=lambda p: -p.stat().st_size):
+        min(shares, key=lambda share: sum(p.stat().st_size for p in share)).append(path)
+    workers = []
+    for k, share in enumerate(shares):
+        env = {name: v for name, v in os.environ.items() if name != "TRITON_INTERPRET"}
+        env["TRITON_CACHE_DIR"] = str(tmp_path / f"triton-cache-{k}")
+        workers.append(subprocess.Popen([sys.executable, "-c", script, str(capability), *map(str, share)],
+                                        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    reports = {}
+    for share, worker in zip(shares, workers):
+        out, err = worker.communicate(timeout=600)
+        assert worker.returncode == 0, err[-4000:]
+        reports.update(zip(share, json.loads(out.splitlines()[-1])))
+    return [reports[path] for path in paths]
+
+
 @pytest.mark.parametrize("capability", [90, 80])
 def test_every_generated_kernel_compiles_for_the_gpu(tmp_path, capability):
     """sm_90: every module; sm_80 (where only the tensor-core instructions differ): the GPT's,
     which have every kernel kind but the time loop's."""
     paths = [path for target, path in generated_modules() if capability == 90 or target == "tokens"]
     assert len(paths) >= (6 if capability == 90 else 4)
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env["TRITON_CACHE_DIR"] = str(tmp_path / "triton-cache")
-    script = ("import json, sys\nfrom runtime.gpu import compile_ahead\n"
-              "print(json.dumps([compile_ahead(p, int(sys.argv[1])) for p in sys.argv[2:]]))")
-    result = subprocess.run([sys.executable, "-c", script, str(capability), *map(str, paths)], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-4000:]
-    kernels = [k for module in json.loads(result.stdout.splitlines()[-1]) for k in module]
+    kernels = [k for module in compile_ahead(paths, capability, tmp_path) for k in module]
     kinds = {k["kind"] for k in kernels}
     assert kinds == {"pointwise", "reduce", "matmul", "scatter", "attention"}
     if capability == 90:
