@@ -16,7 +16,7 @@ with the depth of an MLP.
 The thermometer row runs every contender pinned to one core (the same one; ``--unpinned`` lets
 them run free). Its iterations start no parallel region in either library, and on a two-core
 virtual machine an unpinned process lands in a fast or a slow mode for its whole life (graphnn's
-loop measured 31-33 or 45-50 µs a process, torch's 90 to 235), which a five-process median does
+loop measured 31-33 or 45-50 µs a process, torch's 96 to 235), which a five-process median does
 not settle. Pinned, both are steady, and torch's loop measured faster than unpinned.
 """
 from __future__ import annotations

@@ -36,10 +36,9 @@ class _Run:
 
     def __init__(self, executable: Any, inputs: list, dtypes: dict) -> None:
         self.executable, self.inputs, self.dtypes = executable, inputs, dtypes
-        self.scalars: dict | None = None
+        self.scalars: dict | None = {} if isinstance(executable, CompiledExecutable) else None
         """The run-time scalars last written into the executable's slots (only this run writes
         them); None where the executable keeps none (the numpy reference takes them each call)."""
-        self.keeps_scalars = isinstance(executable, CompiledExecutable)
         # whether it draws random numbers (dropout): only then does the tape draw its seed
         self.random = any(leaf.attrs["name"] in ("rng.seed", "rng.step")
                           for graph in executable.graphs.values() for leaf in graph.leaves("hyper"))
@@ -51,12 +50,12 @@ class _Run:
         scalars = {"rng.seed": tape.seed, "rng.step": 0} if self.random else {}
         if hypers:
             scalars.update(hypers)
-        if self.keeps_scalars:
-            if scalars == self.scalars:
-                scalars = {}  # (in the slots already: a loop's learning rate stays put for many steps)
-            else:
-                self.scalars = scalars
+        written = self.scalars
+        if written is not None and scalars == written:
+            scalars = {}  # (in the slots already: a loop's learning rate stays put for many steps)
         outputs = self.executable.run(entry, batch, arrays, scalars)
+        if written is not None and scalars:
+            self.scalars = scalars  # (once the run wrote them: a failed build writes none)
         return {name: value if type(value) is np.ndarray and value.dtype.type is dtypes[name]
                 else np.asarray(value).astype(dtypes[name], copy=False) for name, value in outputs.items()}
 
